@@ -1,0 +1,92 @@
+/**
+ * The only module that loads the native addon. Everything else in Braid talks to the kernel's
+ * MPTCP through the typed functions exported here.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface ListenOptions {
+  host: string;          // numeric address; '::' with dualStack for both families
+  port: number;          // 0 = ephemeral
+  backlog?: number;      // default 511
+  dualStack?: boolean;   // IPv6 socket that also accepts IPv4 (IPV6_V6ONLY off)
+  reuseAddr?: boolean;   // default true
+  mptcp?: boolean;       // default true; false = plain TCP socket (same code path)
+}
+
+export interface ConnectOptions {
+  address: string;       // numeric IPv4 or IPv6 address
+  port: number;
+  localAddress?: string; // bind() before connect
+  device?: string;       // SO_BINDTODEVICE
+  timeoutMs?: number;    // default 10000
+  mptcp?: boolean;       // default true
+}
+
+export interface SubflowInfo {
+  id: number;
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+  family: 4 | 6;
+  interface: string | null;  // ifname the local address belongs to, when known
+  bytesSent: number;         // tcpi_bytes_sent (includes retransmits)
+  bytesAcked: number;
+  bytesReceived: number;
+  rttUs: number;
+  backup: boolean;           // local or remote side flagged this subflow backup
+  state: number;             // TCP state (1 = ESTABLISHED)
+}
+
+export interface MptcpInfo {
+  mptcp: boolean;            // the socket is an MPTCP socket at all
+  fallback: boolean;         // MPTCP socket that fell back to plain TCP
+  token: number;
+  subflowsTotal: number;
+  bytesSent: number;
+  bytesReceived: number;
+  bytesAcked: number;
+  retransmits: number;
+  subflows: SubflowInfo[];
+}
+
+export interface NativeSupport {
+  mptcp: boolean;            // socket(..., IPPROTO_MPTCP) works and net.mptcp.enabled = 1
+  reason: string | null;     // why not, when not
+  fullInfo: boolean;         // MPTCP_FULL_INFO getsockopt is available (kernel >= 6.6)
+}
+
+interface NativeBinding {
+  supported(): NativeSupport;
+  listen(opts: ListenOptions): number;
+  connect(opts: ConnectOptions): Promise<number>;
+  info(fd: number): MptcpInfo;
+  close(fd: number): void;
+}
+
+function findPackageRoot(start: string): string {
+  let dir = start;
+  for (let i = 0; i < 10; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new Error(`cannot find Braid's package root above ${start}`);
+}
+
+function load(): NativeBinding {
+  const root = findPackageRoot(__dirname);
+  // electron-builder unpacks the addon out of the asar; require() resolves the unpacked path itself.
+  const file = path.join(root, 'native', 'build', 'Release', 'braid_native.node');
+  return require(file) as NativeBinding;
+}
+
+const binding: NativeBinding = load();
+
+export const supported = (): NativeSupport => binding.supported();
+export const listenFd = (opts: ListenOptions): number => binding.listen(opts);
+export const connectFd = (opts: ConnectOptions): Promise<number> => binding.connect(opts);
+export const socketInfo = (fd: number): MptcpInfo => binding.info(fd);
+export const closeFd = (fd: number): void => binding.close(fd);
