@@ -3,6 +3,7 @@
  * MPTCP through the typed functions exported here.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export interface ListenOptions {
@@ -36,6 +37,7 @@ export interface SubflowInfo {
   bytesReceived: number;
   rttUs: number;
   backup: boolean;           // local or remote side flagged this subflow backup
+  backupKnown: boolean;      // false without CAP_NET_ADMIN (sock_diag hides the MPTCP ULP state)
   state: number;             // TCP state (1 = ESTABLISHED)
 }
 
@@ -88,5 +90,24 @@ const binding: NativeBinding = load();
 export const supported = (): NativeSupport => binding.supported();
 export const listenFd = (opts: ListenOptions): number => binding.listen(opts);
 export const connectFd = (opts: ConnectOptions): Promise<number> => binding.connect(opts);
-export const socketInfo = (fd: number): MptcpInfo => binding.info(fd);
+export function socketInfo(fd: number): MptcpInfo {
+  const info = binding.info(fd);
+  const names = interfaceNames();
+  for (const sf of info.subflows) sf.interface = names.get(sf.localAddress) ?? null;
+  return info;
+}
+
+// Local address -> interface name. Reading the table is a netlink dump, so it is cached briefly:
+// stats sample many sockets per tick, and addresses change far less often than that.
+let namesCache: { at: number; map: Map<string, string> } | null = null;
+function interfaceNames(): Map<string, string> {
+  const now = Date.now();
+  if (namesCache && now - namesCache.at < 1000) return namesCache.map;
+  const map = new Map<string, string>();
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    for (const a of addrs ?? []) map.set(a.address, name);
+  }
+  namesCache = { at: now, map };
+  return map;
+}
 export const closeFd = (fd: number): void => binding.close(fd);

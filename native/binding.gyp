@@ -1,0 +1,21 @@
+{
+  "targets": [
+    {
+      "target_name": "braid_native",
+      "sources": [
+        "src/addon.cc",
+        "src/errors.cc",
+        "src/sockets.cc",
+        "src/info.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+      "conditions": [
+        ["OS!='linux'", { "sources!": ["src/sockets.cc", "src/info.cc"], "sources": ["src/unsupported.cc"] }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,18 @@
+#include <napi.h>
+
+#include "sockets.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("supported", Napi::Function::New(env, braid::Supported, "supported"));
+  exports.Set("listen", Napi::Function::New(env, braid::Listen, "listen"));
+  exports.Set("connect", Napi::Function::New(env, braid::Connect, "connect"));
+  exports.Set("info", Napi::Function::New(env, braid::Info, "info"));
+  exports.Set("close", Napi::Function::New(env, braid::Close, "close"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(braid_native, Init)
