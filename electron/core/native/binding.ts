@@ -1,0 +1,38 @@
+/**
+ * The only module that loads the native addon (`native/`, built by node-gyp at install time).
+ * Each part of the addon is typed in its own module (mptcp.ts for sockets, ...); this one only finds
+ * and loads the file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport } from './mptcp';
+
+export interface SocketBinding {
+  supported(): NativeSupport;
+  listen(opts: ListenOptions): number;
+  connect(opts: ConnectOptions): Promise<number>;
+  info(fd: number): MptcpInfo;
+  close(fd: number): void;
+}
+
+function findPackageRoot(start: string): string {
+  let dir = start;
+  for (let i = 0; i < 10; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new Error(`cannot find Braid's package root above ${start}`);
+}
+
+function load(): NativeBinding {
+  const root = findPackageRoot(__dirname);
+  // electron-builder unpacks the addon out of the asar; require() resolves the unpacked path itself.
+  const file = path.join(root, 'native', 'build', 'Release', 'braid_native.node');
+  return require(file) as NativeBinding;
+}
+
+export type NativeBinding = SocketBinding;
+
+export const binding: NativeBinding = load();

@@ -1,0 +1,240 @@
+/**
+ * The desktop side of a relay: every proxied connection becomes a CONNECT inside its own MPTCP +
+ * TLS 1.3 connection to the relay, the certificate checked against the link's pin.
+ *
+ * Set-up cost is what users feel (time to first byte), so the TCP and TLS handshakes are taken off
+ * the critical path: a small pool of connections is kept established and verified, and a dial
+ * only costs the CONNECT round trip. A pooled connection that died meanwhile (relay restarted) is
+ * noticed on use and replaced once, so new connections recover without restarting the client.
+ */
+import crypto from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import { BraidError, errorCode, errorMessage } from '../errors';
+import { Dialer, type DialResult, type DialTarget } from '../proxy/dialer';
+import type { NativeModule } from '../proxy/native';
+import type { Logger } from '../proxy/session';
+import type { RelayLink } from './share-link';
+import { connectRequest, parseHead, statusOf, type Head } from './wire';
+
+export interface RelayClientOptions {
+  link: RelayLink;
+  native: NativeModule | null;
+  mode: 'mptcp' | 'tcp';
+  connectMs: number;
+  poolSize: number;        // warm connections kept ready (0 = none)
+  poolIdleMs: number;      // a warm connection older than this is replaced (relays cut idle ones)
+  log: Logger;
+}
+
+interface Warm {
+  socket: tls.TLSSocket;
+  raw: net.Socket;
+  fd: number | null;  // of the MPTCP socket under TLS, for subflow statistics
+  born: number;
+}
+
+export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null };
+
+/** Relay answers that mean "this relay will not serve us", as opposed to "destination failed". */
+function relayErrorCode(status: number, header: string | undefined): string {
+  if (status === 407) return 'ERELAYAUTH';
+  if (header && /^E[A-Z0-9]+$/.test(header)) return header;
+  if (status === 403) return 'EPOLICY';
+  if (status === 504) return 'ETIMEDOUT';
+  return 'ERELAY';
+}
+
+export class RelayDialer {
+  private readonly transport: Dialer;
+  private readonly pool: Warm[] = [];
+  private filling = 0;
+  private closed = false;
+  private lastFailure: string | null = null;
+
+  constructor(private readonly opts: RelayClientOptions) {
+    this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native });
+  }
+
+  get mode(): 'mptcp' | 'tcp' {
+    return this.opts.mode;
+  }
+
+  /** Why the relay is unusable right now (pin, auth, unreachable), or null. */
+  get status(): string | null {
+    return this.lastFailure;
+  }
+
+  start(): void {
+    this.refill();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const w of this.pool.splice(0)) w.socket.destroy();
+  }
+
+  async dial(target: DialTarget): Promise<RelayDialResult> {
+    // One retry: a pooled connection can be dead without our knowing (relay restarted).
+    for (let attempt = 0; ; attempt++) {
+      const fromPool = this.takeWarm();
+      const warm = fromPool ?? (await this.open(target.signal));
+      this.refill();
+      try {
+        return await this.request(warm, target);
+      } catch (err) {
+        if (fromPool && attempt === 0 && errorCode(err) === 'ERELAYCLOSED') continue;
+        throw err;
+      }
+    }
+  }
+
+  private takeWarm(): Warm | null {
+    const now = Date.now();
+    while (this.pool.length) {
+      const w = this.pool.shift()!;
+      if (!w.socket.destroyed && w.socket.readable && now - w.born < this.opts.poolIdleMs) return w;
+      w.socket.destroy();
+    }
+    return null;
+  }
+
+  private refill(): void {
+    if (this.closed) return;
+    while (this.pool.length + this.filling < this.opts.poolSize) {
+      this.filling++;
+      this.open().then(
+        (w) => {
+          this.filling--;
+          if (this.closed) return w.socket.destroy();
+          w.socket.on('close', () => {
+            const i = this.pool.indexOf(w);
+            if (i >= 0) this.pool.splice(i, 1);
+          });
+          this.pool.push(w);
+          // Retire it before the relay's own idle cut would, so a dial never gets a dying one.
+          setTimeout(() => {
+            const i = this.pool.indexOf(w);
+            if (i >= 0) {
+              this.pool.splice(i, 1);
+              w.socket.destroy();
+              this.refill();
+            }
+          }, this.opts.poolIdleMs).unref();
+        },
+        () => {
+          // The reason is in lastFailure and in the next dial's error; a down relay is not retried
+          // in a loop here, the next dial refills.
+          this.filling--;
+        },
+      );
+    }
+  }
+
+  /** A verified TLS connection to the relay. */
+  private async open(signal?: AbortSignal): Promise<Warm> {
+    const { link } = this.opts;
+    let dialed: DialResult;
+    try {
+      dialed = await this.transport.dial({ host: link.host, port: link.port, signal });
+    } catch (err) {
+      this.fail(`relay ${link.host}:${link.port} unreachable: ${errorCode(err)}`);
+      throw new BraidError('ERELAYDOWN', `relay ${link.host}:${link.port} is unreachable (${errorCode(err)})`, { cause: err });
+    }
+    const raw = dialed.socket;
+    raw.setNoDelay(true);
+    const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd ?? null;
+    const socket = tls.connect({
+      socket: raw,
+      servername: net.isIP(link.host) ? undefined : link.host,
+      minVersion: 'TLSv1.3',
+      // Trust comes from the pin, not from a CA: the relay's certificate is self-signed.
+      rejectUnauthorized: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', 'TLS handshake with the relay timed out')), this.opts.connectMs);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err);
+      };
+      socket.once('error', (err) => fail(new BraidError('ERELAYTLS', `TLS with the relay failed: ${errorMessage(err)}`)));
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        const der = socket.getPeerCertificate(false)?.raw;
+        const pin = der ? crypto.createHash('sha256').update(der).digest('base64url') : '';
+        if (pin !== link.pin) {
+          this.fail(`relay certificate pin mismatch: expected ${link.pin}, got ${pin || 'none'}`);
+          socket.destroy();
+          reject(new BraidError('ERELAYPIN', `the relay's certificate does not match the link's pin (expected ${link.pin}, got ${pin || 'none'})`));
+          return;
+        }
+        socket.removeAllListeners('error');
+        socket.on('error', () => {});
+        resolve();
+      });
+    });
+    return { socket, raw, fd, born: Date.now() };
+  }
+
+  private request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
+    const { socket, raw, fd } = warm;
+    return new Promise((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        target.signal?.removeEventListener('abort', onAbort);
+      };
+      const fail = (err: Error): void => {
+        cleanup();
+        socket.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', `relay did not answer within ${this.opts.connectMs} ms`)), this.opts.connectMs);
+      const onAbort = (): void => fail(new BraidError('EABORTED', 'dial aborted'));
+      const onClose = (): void => fail(new BraidError('ERELAYCLOSED', 'the relay closed the connection before answering'));
+      const onData = (chunk: Buffer): void => {
+        buf = Buffer.concat([buf, chunk]);
+        let head: Head | null;
+        try {
+          head = parseHead(buf);
+        } catch (err) {
+          return fail(new BraidError('EPROTO', `bad answer from the relay: ${errorMessage(err)}`));
+        }
+        if (!head) return;
+        cleanup();
+        let status: number;
+        try {
+          status = statusOf(head);
+        } catch (err) {
+          return fail(err as Error);
+        }
+        if (status !== 200) {
+          const code = relayErrorCode(status, head.headers.get('x-braid-error'));
+          if (code === 'ERELAYAUTH') this.fail('the relay refused our secret (wrong or outdated link)');
+          socket.destroy();
+          reject(new BraidError(code, `relay: ${head.startLine.slice(9)} for ${target.host}:${target.port} (${code})`));
+          return;
+        }
+        this.lastFailure = null;
+        socket.pause();
+        if (head.rest.length) socket.unshift(head.rest);
+        const remote = raw.remoteAddress ?? this.opts.link.host;
+        resolve({ socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4 });
+      };
+      if (target.signal?.aborted) return onAbort();
+      target.signal?.addEventListener('abort', onAbort, { once: true });
+      socket.on('data', onData);
+      socket.once('close', onClose);
+      socket.write(connectRequest(target.host, target.port, this.opts.link.secret));
+      socket.resume();
+    });
+  }
+
+  private fail(message: string): void {
+    if (this.lastFailure !== message) this.opts.log.warn(message);
+    this.lastFailure = message;
+  }
+}

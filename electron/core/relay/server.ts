@@ -1,0 +1,270 @@
+/**
+ * `braid relay`: the far end of the MPTCP connection. Clients reach it over MPTCP (every link they
+ * have) + TLS 1.3, authenticate with the shared secret inside an HTTP CONNECT, and the relay dials
+ * the destination (MPTCP where the destination speaks it, TCP otherwise) and moves the bytes.
+ *
+ * It is never an open proxy: no valid secret, no service; private destinations are refused unless
+ * allowed; connections are limited per client address and in total; slow handshakes are cut.
+ */
+import crypto from 'node:crypto';
+import dns from 'node:dns';
+import net from 'node:net';
+import tls from 'node:tls';
+import type http from 'node:http';
+import { BraidError, errorCode, errorMessage } from '../errors';
+import { Dialer, type ResolvedAddress } from '../proxy/dialer';
+import { loadNative } from '../proxy/native';
+import { relay } from '../proxy/relay';
+import type { Logger } from '../proxy/session';
+import type { RelayCredentials } from './credentials';
+import { RelayMetrics } from './metrics';
+import { DestinationPolicy } from './policy';
+import { basicAuth, parseAuthority, parseHead, relayResponse, type Head } from './wire';
+
+export interface RelayServerOptions {
+  host: string;
+  port: number;
+  credentials: RelayCredentials;
+  policy: DestinationPolicy;
+  dial: 'mptcp' | 'tcp';
+  maxConnections: number;
+  maxPerClient: number;
+  handshakeMs: number;
+  idleMs: number;
+  connectMs: number;
+  metrics?: { host: string; port: number } | null;
+  log: Logger;
+}
+
+/** Maps a dial failure to the status the client sees; the errno name travels in X-Braid-Error. */
+function dialStatus(code: string): number {
+  if (code === 'EPOLICY') return 403;
+  if (code === 'ETIMEDOUT') return 504;
+  return 502;
+}
+
+export class RelayServer {
+  readonly metrics = new RelayMetrics();
+  private server: tls.Server | null = null;
+  private metricsServer: http.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly perClient = new Map<string, number>();
+  private readonly expectedAuth: Buffer;
+  private readonly dialer: Dialer;
+  // The client connection's fd, found by its remote address: tls.Server hides the raw socket behind
+  // the TLSSocket, and the fd is what the addon needs to count subflows.
+  private readonly fdByPeer = new Map<string, number>();
+  private readonly activeTunnels = new Set<number>();
+
+  constructor(private readonly opts: RelayServerOptions) {
+    this.expectedAuth = Buffer.from(basicAuth(opts.credentials.secret));
+    const native = loadNative().mod;
+    this.metrics.beforeRender = () => this.countSubflows();
+    this.dialer = new Dialer({
+      mode: opts.dial === 'mptcp' && native ? 'mptcp' : 'tcp',
+      connectMs: opts.connectMs,
+      native,
+      lookup: (host) => this.resolveAllowed(host),
+    });
+  }
+
+  async start(): Promise<net.AddressInfo> {
+    const { credentials: c } = this.opts;
+    const server = tls.createServer({
+      key: c.key,
+      cert: c.cert,
+      minVersion: 'TLSv1.3',
+      // A tunnel carries arbitrary traffic for a long time: no TLS-level idle cut, the relay's own
+      // idle timeout applies once the tunnel is up.
+      handshakeTimeout: this.opts.handshakeMs,
+      allowHalfOpen: true,
+    });
+    this.server = server;
+    server.on('connection', (raw: net.Socket) => this.onRawConnection(raw));
+    server.on('secureConnection', (s: tls.TLSSocket) => this.onSecure(s));
+    server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+      this.metrics.refused.add(1, { reason: 'tls' });
+      this.opts.log.debug(`TLS handshake from ${s.remoteAddress} failed: ${errorCode(err)}`);
+      s.destroy();
+    });
+    const native = loadNative().mod;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      if (native && native.supported().mptcp) {
+        const family = net.isIPv6(this.opts.host) ? 6 : 4;
+        const fd = native.listenFd({ host: this.opts.host, port: this.opts.port, dualStack: family === 6 && this.opts.host === '::' });
+        server.listen({ fd }, () => resolve());
+      } else {
+        server.listen(this.opts.port, this.opts.host, () => resolve());
+      }
+    });
+    if (this.opts.metrics) this.metricsServer = await this.metrics.serve(this.opts.metrics.host, this.opts.metrics.port);
+    return server.address() as net.AddressInfo;
+  }
+
+  metricsAddress(): net.AddressInfo | null {
+    return (this.metricsServer?.address() as net.AddressInfo | null) ?? null;
+  }
+
+  async stop(): Promise<void> {
+    const closing = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
+    for (const s of this.sockets) s.destroy();
+    this.metricsServer?.close();
+    await closing;
+  }
+
+  private onRawConnection(raw: net.Socket): void {
+    this.metrics.connections.add(1);
+    this.sockets.add(raw);
+    const who = raw.remoteAddress ?? '?';
+    const n = (this.perClient.get(who) ?? 0) + 1;
+    this.perClient.set(who, n);
+    const peer = `${raw.remoteAddress}|${raw.remotePort}`;
+    const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) this.fdByPeer.set(peer, fd);
+    raw.once('close', () => {
+      this.sockets.delete(raw);
+      this.fdByPeer.delete(peer);
+      const left = (this.perClient.get(who) ?? 1) - 1;
+      if (left <= 0) this.perClient.delete(who);
+      else this.perClient.set(who, left);
+    });
+    raw.on('error', () => {});
+    if (this.sockets.size > this.opts.maxConnections || n > this.opts.maxPerClient) {
+      // Refused before TLS: nothing may be spent on a client over its limit.
+      this.metrics.refused.add(1, { reason: 'limit' });
+      this.opts.log.warn(`refusing ${who}: ${n > this.opts.maxPerClient ? 'per-client' : 'total'} connection limit reached`);
+      raw.destroy();
+    }
+  }
+
+  private onSecure(s: tls.TLSSocket): void {
+    s.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      this.metrics.refused.add(1, { reason: 'handshake' });
+      s.destroy();
+    }, this.opts.handshakeMs);
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      let head: Head | null;
+      try {
+        head = parseHead(buf);
+      } catch (err) {
+        clearTimeout(timer);
+        s.off('data', onData);
+        this.refuse(s, errorCode(err) === 'EHEADTOOBIG' ? 431 : 400, errorCode(err), errorMessage(err));
+        return;
+      }
+      if (!head) return;
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.pause();
+      void this.handleRequest(s, head);
+    };
+    s.on('data', onData);
+  }
+
+  private refuse(s: tls.TLSSocket, status: number, code: string, message: string): void {
+    s.end(relayResponse(status, code, message));
+    setTimeout(() => s.destroy(), 2000).unref();
+  }
+
+  private authorized(head: Head): boolean {
+    const got = Buffer.from(head.headers.get('proxy-authorization') ?? '');
+    return got.length === this.expectedAuth.length && crypto.timingSafeEqual(got, this.expectedAuth);
+  }
+
+  private async handleRequest(s: tls.TLSSocket, head: Head): Promise<void> {
+    const [method, target, version] = head.startLine.split(' ');
+    // Authentication comes first, so that nothing about the relay's behaviour leaks without it.
+    if (!this.authorized(head)) {
+      this.metrics.authFailures.add(1);
+      this.opts.log.warn(`authentication failed from ${s.remoteAddress}`);
+      return this.refuse(s, 407, 'EAUTH', 'proxy authentication required');
+    }
+    if (method !== 'CONNECT' || !/^HTTP\/1\.[01]$/.test(version ?? '')) {
+      return this.refuse(s, 405, 'EMETHOD', 'only CONNECT is supported');
+    }
+    const dest = parseAuthority(target ?? '');
+    if (!dest) return this.refuse(s, 400, 'EBADDEST', `bad CONNECT target '${target}'`);
+
+    const literal = net.isIP(dest.host);
+    if (literal) {
+      const why = this.opts.policy.check(dest.host);
+      if (why) return this.policyRefusal(s, why);
+    }
+    let upstream: net.Socket;
+    try {
+      const result = await this.dialer.dial({ host: dest.host, port: dest.port });
+      upstream = result.socket;
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'EPOLICY') return this.policyRefusal(s, errorMessage(err));
+      this.metrics.dialErrors.add(1, { code });
+      this.opts.log.debug(`dial ${dest.host}:${dest.port} failed: ${code}`);
+      return this.refuse(s, dialStatus(code), code, `cannot reach ${dest.host}:${dest.port}: ${code}`);
+    }
+    if (s.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    this.sockets.add(upstream);
+    upstream.once('close', () => this.sockets.delete(upstream));
+    upstream.on('error', () => {});
+    upstream.setNoDelay(true);
+    this.metrics.tunnels.add(1);
+    this.metrics.active.add(1);
+    const fd = this.fdByPeer.get(`${s.remoteAddress}|${s.remotePort}`);
+    if (fd !== undefined) this.activeTunnels.add(fd);
+    s.write(relayResponse(200));
+    if (head.rest.length) {
+      upstream.write(head.rest);
+      this.metrics.bytes.add(head.rest.length, { direction: 'up' });
+    }
+    await relay(s as unknown as net.Socket, upstream, {
+      idleMs: this.opts.idleMs,
+      onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
+      onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),
+    });
+    this.metrics.active.add(-1);
+    if (fd !== undefined) this.activeTunnels.delete(fd);
+  }
+
+  private countSubflows(): void {
+    const native = loadNative().mod;
+    const byCount = new Map<number, number>();
+    for (const fd of this.activeTunnels) {
+      let n = 0;
+      try {
+        const info = native?.socketInfo(fd);
+        if (info && info.mptcp && !info.fallback) n = info.subflows.length;
+      } catch {
+        continue; // closed between the tunnel ending and this scrape
+      }
+      byCount.set(n, (byCount.get(n) ?? 0) + 1);
+    }
+    this.metrics.subflows.clear();
+    for (const [n, count] of byCount) this.metrics.subflows.set(count, { subflows: String(n) });
+  }
+
+  private policyRefusal(s: tls.TLSSocket, why: string): void {
+    this.metrics.refused.add(1, { reason: 'policy' });
+    this.opts.log.warn(`refused destination: ${why}`);
+    this.refuse(s, 403, 'EPOLICY', why);
+  }
+
+  /** Resolves once and filters, so the addresses checked are the addresses dialled (no rebinding). */
+  private async resolveAllowed(host: string): Promise<ResolvedAddress[]> {
+    const all = await dns.promises.lookup(host, { all: true, verbatim: true });
+    const ok: ResolvedAddress[] = [];
+    let why = '';
+    for (const a of all) {
+      const reason = this.opts.policy.check(a.address);
+      if (reason) why = reason;
+      else ok.push({ address: a.address, family: a.family === 6 ? 6 : 4 });
+    }
+    if (ok.length === 0 && why) throw new BraidError('EPOLICY', `${host}: ${why}`);
+    return ok;
+  }
+}

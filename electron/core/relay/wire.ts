@@ -1,0 +1,92 @@
+/**
+ * The relay's wire protocol, both ends of it: HTTP/1.1 CONNECT inside TLS 1.3 (an "HTTPS proxy"),
+ * so standard tools speak it too, e.g.
+ *
+ *   curl --proxy https://relay:8443 --proxy-insecure --proxy-user braid:SECRET https://example.org
+ *
+ * Request:  CONNECT host:port HTTP/1.1 / Host / Proxy-Authorization: Basic base64("braid:" + secret)
+ * Response: 200 once the relay is connected to the destination; otherwise 4xx/5xx with an
+ *           `X-Braid-Error: <code>` header carrying the errno-style reason (ECONNREFUSED, EPOLICY ...)
+ *           so the desktop can give the application the precise SOCKS/HTTP failure.
+ * Bytes the client sends right after its request (before the 200) are forwarded once connected.
+ */
+import net from 'node:net';
+import { BraidError } from '../errors';
+
+export const RELAY_USER = 'braid';
+export const MAX_HEAD_BYTES = 8192;
+
+export interface Head {
+  startLine: string;
+  headers: Map<string, string>;  // lower-case names; repeated headers joined with ", "
+  rest: Buffer;                  // bytes after the blank line
+}
+
+/** Finds a complete head in `buf`; null if more bytes are needed. Throws when it cannot be one. */
+export function parseHead(buf: Buffer): Head | null {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) {
+    if (buf.length > MAX_HEAD_BYTES) throw new BraidError('EHEADTOOBIG', `header block exceeds ${MAX_HEAD_BYTES} bytes`);
+    return null;
+  }
+  if (end > MAX_HEAD_BYTES) throw new BraidError('EHEADTOOBIG', `header block exceeds ${MAX_HEAD_BYTES} bytes`);
+  const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+  const headers = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new BraidError('EBADHEAD', 'malformed header line');
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
+  }
+  return { startLine: lines[0], headers, rest: buf.subarray(end + 4) };
+}
+
+export function formatAuthority(host: string, port: number): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** "host:port" or "[v6]:port" → parts; null if malformed. */
+export function parseAuthority(text: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  const host = m[1] ?? m[2];
+  if (m[1] && !net.isIPv6(m[1])) return null;
+  return { host, port };
+}
+
+export function basicAuth(secret: string): string {
+  return 'Basic ' + Buffer.from(`${RELAY_USER}:${secret}`).toString('base64');
+}
+
+export function connectRequest(host: string, port: number, secret: string): string {
+  const authority = formatAuthority(host, port);
+  return `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${basicAuth(secret)}\r\n\r\n`;
+}
+
+const REASONS: Record<number, string> = {
+  200: 'Connection Established', 400: 'Bad Request', 403: 'Forbidden', 405: 'Method Not Allowed',
+  407: 'Proxy Authentication Required', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+export function relayResponse(status: number, code?: string, message?: string): string {
+  const lines = [`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}`];
+  if (status === 407) lines.push('Proxy-Authenticate: Basic realm="braid"');
+  if (code) lines.push(`X-Braid-Error: ${code}`);
+  if (status !== 200) {
+    const body = (message ?? REASONS[status] ?? 'error') + '\n';
+    lines.push('Content-Type: text/plain', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', '', body);
+    return lines.join('\r\n');
+  }
+  return lines.join('\r\n') + '\r\n\r\n';
+}
+
+/** The status line's code, or throws when the peer does not speak HTTP. */
+export function statusOf(head: Head): number {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head.startLine);
+  if (!m) throw new BraidError('EPROTO', 'relay answered something that is not HTTP');
+  return Number(m[1]);
+}
