@@ -1,10 +1,9 @@
 /**
- * The only module that loads the native addon. Everything else in Braid talks to the kernel's
- * MPTCP through the typed functions exported here.
+ * MPTCP sockets from the native addon, typed. Everything else in Braid talks to the kernel's MPTCP
+ * sockets through the functions exported here.
  */
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
+import { binding } from './binding';
 
 export interface ListenOptions {
   host: string;          // numeric address; '::' with dualStack for both families
@@ -58,34 +57,6 @@ export interface NativeSupport {
   reason: string | null;     // why not, when not
   fullInfo: boolean;         // MPTCP_FULL_INFO getsockopt is available (kernel >= 6.6)
 }
-
-interface NativeBinding {
-  supported(): NativeSupport;
-  listen(opts: ListenOptions): number;
-  connect(opts: ConnectOptions): Promise<number>;
-  info(fd: number): MptcpInfo;
-  close(fd: number): void;
-}
-
-function findPackageRoot(start: string): string {
-  let dir = start;
-  for (let i = 0; i < 10; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  throw new Error(`cannot find Braid's package root above ${start}`);
-}
-
-function load(): NativeBinding {
-  const root = findPackageRoot(__dirname);
-  // electron-builder unpacks the addon out of the asar; require() resolves the unpacked path itself.
-  const file = path.join(root, 'native', 'build', 'Release', 'braid_native.node');
-  return require(file) as NativeBinding;
-}
-
-const binding: NativeBinding = load();
 
 export const supported = (): NativeSupport => binding.supported();
 export const listenFd = (opts: ListenOptions): number => binding.listen(opts);
