@@ -1,0 +1,217 @@
+/**
+ * Keeps the kernel's MPTCP endpoints equal to the policy. The plan is a pure function of what is
+ * wanted, what the kernel has and what we created, so it is the same whether it runs after a link
+ * event, a policy change or a restart. Endpoints we did not create (NetworkManager, mptcpd, an
+ * admin's `ip mptcp endpoint add`) are never changed: an address that already has one is reported
+ * as managed elsewhere.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { errorCode, errorMessage } from '../errors';
+import type { PmEndpoint, PmLimits } from '../native/netlink';
+import type { InterfaceState } from './inventory';
+import { policyFor, type PathPolicy, type PathsConfig } from './policy';
+
+export interface DesiredEndpoint {
+  address: string;
+  ifindex: number;
+  ifname: string;
+  backup: boolean;
+}
+
+export interface OwnedEndpoint {
+  id: number;
+  address: string;
+  ifindex: number;
+  backup: boolean;
+}
+
+export type Step =
+  | { op: 'add'; want: DesiredEndpoint }
+  | { op: 'remove'; owned: OwnedEndpoint; why: string }
+  | { op: 'set-backup'; owned: OwnedEndpoint; backup: boolean };
+
+export interface Plan {
+  steps: Step[];
+  forget: OwnedEndpoint[];        // ours by record, but gone from the kernel (someone removed it)
+  elsewhere: PmEndpoint[];        // foreign endpoints on addresses we would have managed
+}
+
+export function desiredEndpoints(interfaces: InterfaceState[], cfg: PathsConfig): DesiredEndpoint[] {
+  const out: DesiredEndpoint[] = [];
+  for (const i of interfaces) {
+    const { policy } = policyFor(cfg, i.name, i.kind);
+    if (policy === 'off' || !i.up) continue;
+    for (const a of i.addresses) out.push({ address: a.address, ifindex: i.ifindex, ifname: i.name, backup: policy === 'backup' });
+  }
+  return out;
+}
+
+export function plan(desired: DesiredEndpoint[], current: PmEndpoint[], owned: Map<string, OwnedEndpoint>): Plan {
+  const steps: Step[] = [];
+  const forget: OwnedEndpoint[] = [];
+  const elsewhere: PmEndpoint[] = [];
+  const currentById = new Map(current.map((e) => [e.id, e]));
+  const wanted = new Map(desired.map((d) => [d.address, d]));
+
+  for (const o of owned.values()) {
+    const k = currentById.get(o.id);
+    if (!k || k.address !== o.address) {
+      forget.push(o);
+      continue;
+    }
+    const w = wanted.get(o.address);
+    if (!w) steps.push({ op: 'remove', owned: o, why: 'address gone or policy off' });
+    else if (w.ifindex !== o.ifindex) steps.push({ op: 'remove', owned: o, why: 'address moved to another interface' });
+    else if (w.backup !== o.backup) steps.push({ op: 'set-backup', owned: o, backup: w.backup });
+  }
+  const keptOwned = new Set(
+    [...owned.values()]
+      .filter((o) => !forget.includes(o) && !steps.some((s) => s.op === 'remove' && s.owned === o))
+      .map((o) => o.address),
+  );
+  for (const w of desired) {
+    if (keptOwned.has(w.address)) continue;
+    const foreign = current.find((e) => e.address === w.address && ![...owned.values()].some((o) => o.id === e.id));
+    if (foreign) {
+      elsewhere.push(foreign);
+      continue;
+    }
+    steps.push({ op: 'add', want: w });
+  }
+  return { steps, forget, elsewhere };
+}
+
+/** The subset of the netlink API the reconciler uses (injected, so it can be driven in tests). */
+export interface EndpointApi {
+  listEndpoints(): PmEndpoint[];
+  addEndpoint(opts: { address: string; flags: ('subflow' | 'backup')[]; ifindex: number }): number;
+  removeEndpoint(sel: { id: number; address: string }): void;
+  setEndpointFlags(sel: { id: number; address: string }, flags: ('subflow' | 'backup')[]): void;
+  getLimits(): PmLimits;
+  setLimits(l: Partial<PmLimits>): PmLimits;
+}
+
+export interface ReconcileReport {
+  added: OwnedEndpoint[];
+  removed: OwnedEndpoint[];
+  changed: OwnedEndpoint[];
+  elsewhere: PmEndpoint[];
+  limits: PmLimits | null;
+  error: { code: string; message: string } | null;
+}
+
+const flagsFor = (backup: boolean): ('subflow' | 'backup')[] => (backup ? ['subflow', 'backup'] : ['subflow']);
+
+export class Reconciler {
+  readonly owned = new Map<string, OwnedEndpoint>();
+  private originalLimits: PmLimits | null = null;
+  private raisedTo: PmLimits | null = null;
+
+  /** `stateFile` remembers what we created, so a crash does not leave endpoints nobody removes. */
+  constructor(private readonly api: EndpointApi, private readonly stateFile: string | null) {
+    this.adoptLeftovers();
+  }
+
+  apply(interfaces: InterfaceState[], cfg: PathsConfig): ReconcileReport {
+    const report: ReconcileReport = { added: [], removed: [], changed: [], elsewhere: [], limits: null, error: null };
+    try {
+      const p = plan(desiredEndpoints(interfaces, cfg), this.api.listEndpoints(), this.owned);
+      report.elsewhere = p.elsewhere;
+      for (const o of p.forget) this.owned.delete(o.address);
+      for (const s of p.steps) {
+        if (s.op === 'remove') {
+          this.api.removeEndpoint({ id: s.owned.id, address: s.owned.address });
+          this.owned.delete(s.owned.address);
+          report.removed.push(s.owned);
+        } else if (s.op === 'set-backup') {
+          this.api.setEndpointFlags({ id: s.owned.id, address: s.owned.address }, flagsFor(s.backup));
+          s.owned.backup = s.backup;
+          report.changed.push(s.owned);
+        }
+      }
+      // Adds come after removals, so an address that moved interfaces is re-added on its new one.
+      for (const s of p.steps) {
+        if (s.op !== 'add') continue;
+        const id = this.api.addEndpoint({ address: s.want.address, flags: flagsFor(s.want.backup), ifindex: s.want.ifindex });
+        const o: OwnedEndpoint = { id, address: s.want.address, ifindex: s.want.ifindex, backup: s.want.backup };
+        this.owned.set(o.address, o);
+        report.added.push(o);
+      }
+      report.limits = this.ensureLimits(cfg);
+    } catch (err) {
+      report.error = { code: errorCode(err), message: errorMessage(err) };
+    } finally {
+      this.save();
+    }
+    return report;
+  }
+
+  /** Removes every endpoint we created and puts back limits we raised. */
+  cleanup(): ReconcileReport {
+    const report: ReconcileReport = { added: [], removed: [], changed: [], elsewhere: [], limits: null, error: null };
+    try {
+      const current = this.api.listEndpoints();
+      for (const o of [...this.owned.values()]) {
+        if (current.some((e) => e.id === o.id && e.address === o.address)) {
+          this.api.removeEndpoint({ id: o.id, address: o.address });
+          report.removed.push(o);
+        }
+        this.owned.delete(o.address);
+      }
+      if (this.originalLimits && this.raisedTo) {
+        const now = this.api.getLimits();
+        // Only undo our own change: if someone set limits since, theirs stand.
+        if (now.subflows === this.raisedTo.subflows && now.addAddrAccepted === this.raisedTo.addAddrAccepted) {
+          report.limits = this.api.setLimits(this.originalLimits);
+        }
+      }
+    } catch (err) {
+      report.error = { code: errorCode(err), message: errorMessage(err) };
+    } finally {
+      this.save();
+    }
+    return report;
+  }
+
+  private ensureLimits(cfg: PathsConfig): PmLimits {
+    const current = this.api.getLimits();
+    const subflowEndpoints = this.api.listEndpoints().filter((e) => e.flagNames.includes('subflow')).length;
+    const need = Math.min(cfg.maxSubflows, 8, Math.max(subflowEndpoints, 1));
+    // add_addr_accepted lets a relay with several addresses announce them; as many as subflows.
+    if (current.subflows >= need && current.addAddrAccepted >= need) return current;
+    if (!this.originalLimits) this.originalLimits = current;
+    this.raisedTo = this.api.setLimits({
+      subflows: Math.max(current.subflows, need),
+      addAddrAccepted: Math.max(current.addAddrAccepted, need),
+    });
+    return this.raisedTo;
+  }
+
+  private adoptLeftovers(): void {
+    if (!this.stateFile || !fs.existsSync(this.stateFile)) return;
+    try {
+      const saved = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as { owned?: OwnedEndpoint[]; originalLimits?: PmLimits };
+      const current = this.api.listEndpoints();
+      for (const o of saved.owned ?? []) {
+        // Ours only if the kernel still has exactly that id on exactly that address.
+        if (current.some((e) => e.id === o.id && e.address === o.address)) this.owned.set(o.address, o);
+      }
+      if (saved.originalLimits) this.originalLimits = saved.originalLimits;
+    } catch {
+      /* an unreadable state file only means no leftovers to adopt */
+    }
+  }
+
+  private save(): void {
+    if (!this.stateFile) return;
+    try {
+      fs.mkdirSync(path.dirname(this.stateFile), { recursive: true });
+      fs.writeFileSync(this.stateFile, JSON.stringify({ owned: [...this.owned.values()], originalLimits: this.originalLimits }, null, 2));
+    } catch {
+      /* best effort: losing it only means a crash could leave endpoints behind */
+    }
+  }
+}
+
+export type { PathPolicy };
