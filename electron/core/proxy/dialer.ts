@@ -1,0 +1,221 @@
+/**
+ * Connects to a destination the way a browser would: every address the name resolves to, both
+ * families interleaved, a new attempt every `attemptDelayMs` while earlier ones are still pending
+ * (RFC 8305 "happy eyeballs"), first success wins and every other attempt is closed.
+ *
+ * Dialling goes through the native addon's non-blocking connect so that the same code path makes
+ * MPTCP (`mode: 'mptcp'`) and plain TCP (`mode: 'tcp'`, IPPROTO_TCP) sockets. Only when the addon is
+ * not loaded at all does `tcp` mode use net.connect, so the proxy still works on a machine without it.
+ */
+import dns from 'node:dns';
+import net from 'node:net';
+import { BraidError, errorCode } from '../errors';
+import type { DialMode } from '../config/schema';
+import type { NativeModule } from './native';
+
+export interface DialTarget {
+  host: string;     // as the client asked: a name or a numeric address (no brackets)
+  port: number;
+  signal?: AbortSignal;
+}
+
+export interface DialResult {
+  socket: net.Socket;
+  address: string;  // the resolved address that connected
+  port: number;
+  family: 4 | 6;
+}
+
+export interface ResolvedAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+export interface DialerOptions {
+  mode: DialMode;
+  connectMs: number;
+  native: NativeModule | null;
+  attemptDelayMs?: number;
+  lookup?: (host: string) => Promise<ResolvedAddress[]>;
+  /** Refuses destinations that are the proxy's own listener, which would loop forever. */
+  isSelf?: (address: string, port: number) => boolean;
+}
+
+export async function lookupAll(host: string): Promise<ResolvedAddress[]> {
+  const list = await dns.promises.lookup(host, { all: true, verbatim: true });
+  return list.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+}
+
+/** Alternates families starting with whichever the resolver put first (RFC 8305 section 4). */
+export function interleaveFamilies(addrs: ResolvedAddress[]): ResolvedAddress[] {
+  if (addrs.length === 0) return [];
+  const first = addrs[0].family;
+  const a = addrs.filter((x) => x.family === first);
+  const b = addrs.filter((x) => x.family !== first);
+  const out: ResolvedAddress[] = [];
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if (i < a.length) out.push(a[i]);
+    if (i < b.length) out.push(b[i]);
+  }
+  return out;
+}
+
+/** Errors that only say "this family has no route here": a later address's error says more. */
+const WEAK_ERRORS = new Set(['ENETUNREACH', 'EAFNOSUPPORT', 'EADDRNOTAVAIL', 'ENETDOWN']);
+
+function pickError(errors: unknown[]): unknown {
+  return errors.find((e) => !WEAK_ERRORS.has(errorCode(e))) ?? errors[0];
+}
+
+interface Attempt {
+  promise: Promise<net.Socket>;
+  cancel(): void;
+}
+
+export class Dialer {
+  private readonly attemptDelayMs: number;
+  private readonly lookup: (host: string) => Promise<ResolvedAddress[]>;
+
+  constructor(private readonly opts: DialerOptions) {
+    if (opts.mode === 'mptcp' && !opts.native) {
+      throw new BraidError('ENOMPTCP', 'MPTCP dialling needs the native addon, which is not loaded');
+    }
+    this.attemptDelayMs = opts.attemptDelayMs ?? 250;
+    this.lookup = opts.lookup ?? lookupAll;
+  }
+
+  get mode(): DialMode {
+    return this.opts.mode;
+  }
+
+  dial(target: DialTarget): Promise<DialResult> {
+    const { host, port, signal } = target;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      return Promise.reject(new BraidError('EBADPORT', `destination port ${port} is not allowed`));
+    }
+    const started = Date.now();
+    const deadline = started + this.opts.connectMs;
+
+    return new Promise<DialResult>((resolve, reject) => {
+      let done = false;
+      const attempts: Attempt[] = [];
+      const errors: unknown[] = [];
+      let queue: ResolvedAddress[] = [];
+      let pending = 0;
+      let staggerTimer: NodeJS.Timeout | undefined;
+
+      const finish = (err: unknown, result?: DialResult): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(overall);
+        clearTimeout(staggerTimer);
+        signal?.removeEventListener('abort', onAbort);
+        for (const a of attempts) a.cancel();
+        if (result) resolve(result);
+        else reject(err);
+      };
+      const overall = setTimeout(() => {
+        finish(new BraidError('ETIMEDOUT', `connecting to ${host}:${port} timed out after ${this.opts.connectMs} ms`));
+      }, this.opts.connectMs);
+      const onAbort = (): void => finish(new BraidError('EABORTED', `dial to ${host}:${port} aborted`));
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+
+      const startNext = (): void => {
+        clearTimeout(staggerTimer);
+        if (done) return;
+        const next = queue.shift();
+        if (!next) return;
+        const remaining = Math.max(1, deadline - Date.now());
+        const attempt = this.attempt(next.address, port, remaining);
+        attempts.push(attempt);
+        pending++;
+        attempt.promise.then(
+          (socket) => {
+            pending--;
+            if (done) {
+              socket.destroy();
+              return;
+            }
+            finish(null, { socket, address: next.address, port, family: next.family });
+          },
+          (err) => {
+            pending--;
+            errors.push(err);
+            if (done) return;
+            if (queue.length > 0) startNext();
+            else if (pending === 0) finish(pickError(errors));
+          },
+        );
+        if (queue.length > 0) staggerTimer = setTimeout(startNext, this.attemptDelayMs);
+      };
+
+      const literal = net.isIP(host);
+      // Through a then() so that a lookup that throws synchronously (odd names) rejects instead.
+      const resolving: Promise<ResolvedAddress[]> = literal
+        ? Promise.resolve([{ address: host, family: literal as 4 | 6 }])
+        : Promise.resolve().then(() => this.lookup(host));
+      resolving.then(
+        (addrs) => {
+          if (done) return;
+          if (addrs.length === 0) return finish(new BraidError('ENOTFOUND', `${host} has no address`));
+          if (this.opts.isSelf && addrs.some((a) => this.opts.isSelf!(a.address, port))) {
+            return finish(new BraidError('EPROXYLOOP', `${host}:${port} is this proxy's own listener`));
+          }
+          queue = interleaveFamilies(addrs);
+          startNext();
+        },
+        (err) => {
+          const code = errorCode(err);
+          finish(new BraidError(code === 'EUNKNOWN' ? 'ENOTFOUND' : code, `cannot resolve ${host}: ${code}`, { cause: err }));
+        },
+      );
+    });
+  }
+
+  private attempt(address: string, port: number, timeoutMs: number): Attempt {
+    const native = this.opts.native;
+    if (native) {
+      let cancelled = false;
+      // Through a then() so that a synchronous throw from the addon becomes this attempt's failure.
+      const promise = Promise.resolve()
+        .then(() => native.connectFd({ address, port, timeoutMs, mptcp: this.opts.mode === 'mptcp' }))
+        .then((fd) => {
+          // The native connect cannot be interrupted; a loser that completes late is closed here.
+          if (cancelled) {
+            try {
+              native.closeFd(fd);
+            } catch {
+              /* already closed: nothing leaks */
+            }
+            throw new BraidError('ECANCELED', 'attempt lost the race');
+          }
+          return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        });
+      return { promise, cancel: () => void (cancelled = true) };
+    }
+    let socket: net.Socket | undefined;
+    const promise = new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: address, port, allowHalfOpen: true, timeout: timeoutMs });
+      socket = s;
+      const onError = (err: Error): void => {
+        s.destroy();
+        reject(err);
+      };
+      s.once('error', onError);
+      s.once('timeout', () => onError(new BraidError('ETIMEDOUT', `connect ${address}:${port} timed out`)));
+      s.once('connect', () => {
+        s.off('error', onError);
+        s.setTimeout(0);
+        s.removeAllListeners('timeout');
+        resolve(s);
+      });
+    });
+    return {
+      promise,
+      cancel: () => {
+        if (socket && socket.connecting) socket.destroy();
+      },
+    };
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Moves bytes both ways between a client and its destination until both directions are finished.
+ * Half-close is kept (one side's FIN becomes a FIN on the other side while the reverse direction
+ * keeps flowing), backpressure pauses the reading side, any error or the idle timeout destroys both.
+ */
+import type net from 'node:net';
+
+export interface RelayOptions {
+  idleMs: number;
+  onUp?: (bytes: number) => void;    // client -> destination
+  onDown?: (bytes: number) => void;  // destination -> client
+}
+
+export interface RelayResult {
+  reason: 'done' | 'idle' | 'error' | 'closed';
+  error?: Error;
+}
+
+export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptions): Promise<RelayResult> {
+  return new Promise<RelayResult>((resolve) => {
+    let last = Date.now();
+    let finished = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+
+    const armIdle = (ms: number): void => {
+      idleTimer = setTimeout(() => {
+        const quiet = Date.now() - last;
+        // Re-armed lazily rather than on every chunk: one timer per connection, no churn.
+        if (quiet >= opts.idleMs) finish({ reason: 'idle' });
+        else armIdle(opts.idleMs - quiet);
+      }, ms);
+      idleTimer.unref?.();
+    };
+
+    const finish = (result: RelayResult): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(idleTimer);
+      client.destroy();
+      upstream.destroy();
+      resolve(result);
+    };
+
+    let ends = 0;
+    const pump = (src: net.Socket, dst: net.Socket, count?: (n: number) => void): void => {
+      src.on('data', (chunk: Buffer) => {
+        last = Date.now();
+        count?.(chunk.length);
+        if (!dst.write(chunk)) src.pause();
+      });
+      dst.on('drain', () => {
+        last = Date.now();
+        src.resume();
+      });
+      src.on('end', () => {
+        dst.end();
+        if (++ends === 2) maybeDone();
+      });
+    };
+
+    // Both FINs seen: wait until our own writes are flushed before tearing down, so no tail is lost.
+    const maybeDone = (): void => {
+      const flushed = (s: net.Socket): boolean => s.writableFinished || s.destroyed;
+      if (flushed(client) && flushed(upstream)) finish({ reason: 'done' });
+    };
+    for (const s of [client, upstream]) {
+      s.on('finish', () => ends === 2 && maybeDone());
+      s.on('error', (error: Error) => finish({ reason: 'error', error }));
+      // A clean close after both FINs may still leave our writes to the other side in flight.
+      s.on('close', () => (ends === 2 ? maybeDone() : finish({ reason: 'closed' })));
+    }
+
+    pump(client, upstream, opts.onUp);
+    pump(upstream, client, opts.onDown);
+    // An EOF that arrived before the relay took over (client sent its request, data and FIN at
+    // once) would otherwise never be passed on.
+    for (const [src, dst] of [[client, upstream], [upstream, client]] as const) {
+      if (src.readableEnded) {
+        dst.end();
+        ends++;
+      }
+    }
+    if (ends === 2) maybeDone();
+    armIdle(opts.idleMs);
+    client.resume();
+    upstream.resume();
+  });
+}

@@ -1,0 +1,141 @@
+/**
+ * Every live client connection, what it asked for and how it is being carried. The desktop UI and
+ * `braid status` read this; the relay counts bytes into it.
+ */
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import type { MptcpInfo } from '../native/mptcp';
+import { loadNative } from './native';
+
+export type ProxyProtocol = 'socks5' | 'http-connect' | 'http';
+/** mptcp: MPTCP end to end; fallback: MPTCP socket that fell back to TCP; tcp: dialled plain TCP. */
+export type Transport = 'mptcp' | 'fallback' | 'tcp' | 'unknown';
+
+export interface Destination {
+  host: string;             // as the client asked
+  port: number;
+  address: string | null;   // resolved address that connected, null until connected
+}
+
+export interface ConnectionSnapshot {
+  id: number;
+  client: { address: string; port: number };
+  protocol: ProxyProtocol | null;  // null while the first bytes are still being read
+  destination: Destination | null;
+  startedAt: number;               // ms since epoch
+  bytesUp: number;
+  bytesDown: number;
+  transport: Transport;
+}
+
+function socketFd(socket: net.Socket): number | null {
+  // libuv's TCP handle exposes the fd on Unix; the native addon needs it for getsockopt.
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+export class TrackedConnection {
+  protocol: ProxyProtocol | null = null;
+  destination: Destination | null = null;
+  bytesUp = 0;
+  bytesDown = 0;
+  transport: Transport = 'unknown';
+  readonly startedAt = Date.now();
+  private upstream: net.Socket | null = null;
+  private closed = false;
+
+  constructor(
+    readonly id: number,
+    readonly client: { address: string; port: number },
+    private readonly tracker: ConnectionTracker,
+  ) {}
+
+  /** Records the outbound socket; reads MPTCP status from it right away (known after the handshake). */
+  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean): void {
+    this.upstream = socket;
+    this.destination = destination;
+    if (!dialedMptcp) {
+      this.transport = 'tcp';
+      return;
+    }
+    const info = this.subflows();
+    this.transport = info === null ? 'unknown' : info.mptcp && !info.fallback ? 'mptcp' : 'fallback';
+  }
+
+  /** Current MPTCP state of the outbound socket, or null when it cannot be read. */
+  subflows(): MptcpInfo | null {
+    const { mod } = loadNative();
+    if (!mod || !this.upstream || this.upstream.destroyed) return null;
+    const fd = socketFd(this.upstream);
+    if (fd === null) return null;
+    try {
+      return mod.socketInfo(fd);
+    } catch {
+      return null;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.upstream = null;
+    this.tracker.remove(this);
+  }
+
+  snapshot(): ConnectionSnapshot {
+    return {
+      id: this.id,
+      client: { ...this.client },
+      protocol: this.protocol,
+      destination: this.destination ? { ...this.destination } : null,
+      startedAt: this.startedAt,
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
+      transport: this.transport,
+    };
+  }
+}
+
+export interface TrackerEvents {
+  opened: [ConnectionSnapshot];
+  closed: [ConnectionSnapshot];
+}
+
+export class ConnectionTracker extends EventEmitter<TrackerEvents> {
+  private nextId = 1;
+  private readonly live = new Map<number, TrackedConnection>();
+
+  constructor(readonly maxConnections: number) {
+    super();
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  get full(): boolean {
+    return this.live.size >= this.maxConnections;
+  }
+
+  /** A new entry, or null when the limit is reached (the caller then refuses the client). */
+  open(client: { address: string; port: number }): TrackedConnection | null {
+    if (this.full) return null;
+    const conn = new TrackedConnection(this.nextId++, client, this);
+    this.live.set(conn.id, conn);
+    this.emit('opened', conn.snapshot());
+    return conn;
+  }
+
+  /** @internal called by TrackedConnection.close */
+  remove(conn: TrackedConnection): void {
+    if (this.live.delete(conn.id)) this.emit('closed', conn.snapshot());
+  }
+
+  get(id: number): TrackedConnection | undefined {
+    return this.live.get(id);
+  }
+
+  list(): ConnectionSnapshot[] {
+    return [...this.live.values()].map((c) => c.snapshot());
+  }
+}
