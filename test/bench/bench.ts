@@ -1,0 +1,225 @@
+/**
+ * `npm run bench`: what the proxy costs and what multipath buys, measured in this run against
+ * references from this same run (no stored figures).
+ *
+ * Shaped (two 20 Mbit/s links): download through `braid up --dial mptcp`, the same with raw kernel
+ * MPTCP sockets and no proxy, and plain single-link TCP with no proxy; median of a few repetitions.
+ * Unshaped (same two-link topology, no tbf): Gbit/s through the proxy and the proxy's CPU seconds per
+ * GB, against a direct MPTCP download with no proxy.
+ *
+ * Results go to stdout as a table and to test-artifacts/bench.json.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { createTwoLinkTopology, skipUnlessRoot, type TwoLinkTopology, type NsProcess } from '../helpers/netns';
+import {
+  DIST, missingPrerequisite, startByteServer, startProxy, curlDownload, rawDownload, nextReport, splitByLink,
+  type LinkSplit,
+} from '../helpers/multipath-harness';
+
+const RATE_MBIT = 20;
+const SHAPED_BYTES = 16 * 1000 * 1000;
+const SHAPED_REPS = 3;
+const UNSHAPED_BYTES = 2 * 1000 * 1000 * 1000;
+const UNSHAPED_REPS = 5;
+const SERVER_PORT = 8080;
+const PROXY_PORT = 1080;
+// Bounds per download: a stalled transfer costs at most this, keeping the bench under ~5 minutes.
+const SHAPED_MAX_SECONDS = 30;
+const UNSHAPED_MAX_SECONDS = 40;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function clockTicks(): number {
+  try {
+    const v = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim());
+    if (Number.isInteger(v) && v > 0) return v;
+  } catch { /* fall through */ }
+  return 100;
+}
+
+/** utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15). */
+function cpuTicks(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces; fields are counted after its closing parenthesis.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+function hasCommand(cmd: string): boolean {
+  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore', timeout: 5000 }); return true; } catch { return false; }
+}
+
+interface Sample { mbit: number; split?: LinkSplit['shareByLink'] }
+
+async function shaped(log: (s: string) => void): Promise<Record<string, Sample[]>> {
+  const topo = await createTwoLinkTopology({ rateMbit: RATE_MBIT });
+  const samples: Record<string, Sample[]> = { proxyMptcp: [], rawMptcp: [], singleTcp: [] };
+  let proxy: NsProcess | undefined;
+  try {
+    const server = await startByteServer(topo.server, { port: SERVER_PORT });
+    proxy = await startProxy(topo.client, { port: PROXY_PORT, dial: 'mptcp' });
+    const url = `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/${SHAPED_BYTES}`;
+    const split = async (from: number): Promise<LinkSplit['shareByLink']> => splitByLink(await nextReport(server, from), topo).shareByLink;
+    // Interleaved, so that drift over the run affects all three alike.
+    for (let rep = 1; rep <= SHAPED_REPS; rep++) {
+      let from = server.lines.length;
+      const p = await curlDownload(topo.client, url, { socksPort: PROXY_PORT, maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(p.bytes, SHAPED_BYTES, 'proxy');
+      samples.proxyMptcp!.push({ mbit: p.mbit, split: await split(from) });
+
+      from = server.lines.length;
+      const r = await rawDownload(topo.client, { address: topo.serverAddress(1), port: SERVER_PORT, bytes: SHAPED_BYTES, hash: false, maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(r.bytes, SHAPED_BYTES, 'raw MPTCP');
+      samples.rawMptcp!.push({ mbit: r.mbit, split: await split(from) });
+
+      from = server.lines.length;
+      const t = await curlDownload(topo.client, url, { maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(t.bytes, SHAPED_BYTES, 'single-link TCP');
+      samples.singleTcp!.push({ mbit: t.mbit, split: await split(from) });
+      log(`  shaped rep ${rep}: proxy ${p.mbit.toFixed(1)}, raw ${r.mbit.toFixed(1)}, tcp ${t.mbit.toFixed(1)} Mbit/s`);
+    }
+  } finally {
+    await proxy?.stop();
+    await topo.destroy();
+  }
+  return samples;
+}
+
+interface UnshapedResult {
+  proxyGbit: number[];
+  proxyCpuSecondsPerGB: number[];
+  directGbit: number[];
+  directClient: string;
+}
+
+async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
+  const topo: TwoLinkTopology = await createTwoLinkTopology({ rateMbit: null });
+  const ticks = clockTicks();
+  // curl on both sides of the comparison when possible, so the client's own cost is the same.
+  const mptcpize = hasCommand('mptcpize');
+  const out: UnshapedResult = { proxyGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)' };
+  let proxy: NsProcess | undefined;
+  try {
+    await startByteServer(topo.server, { port: SERVER_PORT });
+    proxy = await startProxy(topo.client, { port: PROXY_PORT, dial: 'mptcp' });
+    const pid = proxy.pid;
+    if (pid === undefined) throw new Error('proxy has no pid');
+    const url = `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/${UNSHAPED_BYTES}`;
+    for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
+      const before = cpuTicks(pid);
+      const p = await curlDownload(topo.client, url, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      const after = cpuTicks(pid);
+      expectBytes(p.bytes, UNSHAPED_BYTES, 'proxy (unshaped)');
+      out.proxyGbit.push(p.mbit / 1000);
+      out.proxyCpuSecondsPerGB.push((after - before) / ticks / (p.bytes / 1e9));
+
+      let directMbit: number;
+      if (mptcpize) {
+        const d = await curlDownload(topo.client, url, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });
+        expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
+        directMbit = d.mbit;
+      } else {
+        const d = await rawDownload(topo.client, { address: topo.serverAddress(1), port: SERVER_PORT, bytes: UNSHAPED_BYTES, hash: false, maxSeconds: UNSHAPED_MAX_SECONDS });
+        expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
+        directMbit = d.mbit;
+      }
+      out.directGbit.push(directMbit / 1000);
+      log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s`);
+    }
+  } finally {
+    await proxy?.stop();
+    await topo.destroy();
+  }
+  return out;
+}
+
+function expectBytes(got: number, want: number, what: string): void {
+  if (got !== want) throw new Error(`${what}: downloaded ${got} bytes, expected ${want}`);
+}
+
+function pct(x: number | undefined): string {
+  return x === undefined ? '  -  ' : `${(x * 100).toFixed(0)}%`;
+}
+
+async function main(): Promise<void> {
+  const skip = skipUnlessRoot() ?? missingPrerequisite();
+  if (skip) {
+    process.stderr.write(`bench: cannot run: ${skip}\n`);
+    process.exit(2);
+  }
+  const started = Date.now();
+  const log = (s: string): void => { process.stdout.write(s + '\n'); };
+  log(`bench: two-link topology, ${RATE_MBIT} Mbit/s per link, ${SHAPED_BYTES / 1e6} MB x ${SHAPED_REPS} (median)`);
+  const s = await shaped(log);
+  log(`bench: unshaped two-link topology, ${UNSHAPED_BYTES / 1e9} GB x ${UNSHAPED_REPS} (median)`);
+  const u = await unshaped(log);
+
+  const med = (k: string): number => median(s[k]!.map((x) => x.mbit));
+  const medSplit = (k: string, link: number): number => median(s[k]!.map((x) => x.split?.[link] ?? 0));
+  const proxy = med('proxyMptcp');
+  const raw = med('rawMptcp');
+  const tcp = med('singleTcp');
+  const proxyGbit = median(u.proxyGbit);
+  const directGbit = median(u.directGbit);
+  const cpu = median(u.proxyCpuSecondsPerGB);
+  // Paired per repetition: unshaped runs are CPU-bound and drift with whatever else the host runs.
+  const pairedRatio = median(u.proxyGbit.map((g, i) => g / u.directGbit[i]!));
+
+  const rows: Array<[string, string, string, string]> = [
+    ['download through proxy (MPTCP dial)', `${proxy.toFixed(1)} Mbit/s`, pct(medSplit('proxyMptcp', 1)), pct(medSplit('proxyMptcp', 2))],
+    ['raw kernel MPTCP, no proxy', `${raw.toFixed(1)} Mbit/s`, pct(medSplit('rawMptcp', 1)), pct(medSplit('rawMptcp', 2))],
+    ['single-link TCP, no proxy', `${tcp.toFixed(1)} Mbit/s`, pct(medSplit('singleTcp', 1)), pct(medSplit('singleTcp', 2))],
+  ];
+  const directLabel = `direct MPTCP, no proxy (${u.directClient})`;
+  const w0 = Math.max(directLabel.length, ...rows.map((r) => r[0].length));
+  const line = (label: string, value: string, rest = ''): void => log(`${label.padEnd(w0)}  ${value.padStart(13)}${rest}`);
+  log('');
+  line(`shaped, 2 x ${RATE_MBIT} Mbit/s, median`, 'throughput', '  link1  link2  (sender-side bytes acked)');
+  for (const r of rows) line(r[0], r[1], `  ${r[2].padStart(5)}  ${r[3].padStart(5)}`);
+  line('ratio proxy / raw MPTCP', (proxy / raw).toFixed(2));
+  line('ratio proxy / single-link TCP', (proxy / tcp).toFixed(2));
+  log('');
+  line('unshaped, median', 'throughput');
+  line('through proxy (MPTCP dial)', `${proxyGbit.toFixed(2)} Gbit/s`);
+  line(directLabel, `${directGbit.toFixed(2)} Gbit/s`);
+  line('ratio proxy / direct (median of pairs)', pairedRatio.toFixed(2));
+  line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
+  const seconds = (Date.now() - started) / 1000;
+  log(`\nbench took ${seconds.toFixed(0)} s`);
+
+  const result = {
+    when: new Date().toISOString(),
+    kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    node: process.version,
+    seconds,
+    shaped: {
+      rateMbitPerLink: RATE_MBIT, bytes: SHAPED_BYTES, repetitions: SHAPED_REPS,
+      medianMbit: { proxyMptcp: proxy, rawMptcp: raw, singleTcp: tcp },
+      ratios: { proxyOverRaw: proxy / raw, proxyOverSingleTcp: proxy / tcp },
+      samples: s,
+    },
+    unshaped: {
+      bytes: UNSHAPED_BYTES, repetitions: UNSHAPED_REPS,
+      medianGbit: { proxyMptcp: proxyGbit, directMptcp: directGbit },
+      ratioProxyOverDirect: pairedRatio,
+      proxyCpuSecondsPerGB: cpu,
+      directClient: u.directClient,
+      samples: u,
+    },
+  };
+  const dir = path.resolve(DIST, '..', 'test-artifacts');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'bench.json'), JSON.stringify(result, null, 2) + '\n');
+  log(`wrote ${path.join(dir, 'bench.json')}`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
