@@ -1,0 +1,199 @@
+/**
+ * Path management, event driven: rtnetlink tells us when links and addresses come and go, and the
+ * reconciler brings the kernel's MPTCP endpoints in line with the policy. Nothing polls.
+ *
+ * Changing endpoints needs CAP_NET_ADMIN. Without it the manager says why in its status and keeps
+ * reporting what exists; the proxy keeps working with whatever endpoints are there.
+ */
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import * as netlink from '../native/netlink';
+import type { PmEndpoint, PmLimits, WatchHandle } from '../native/netlink';
+import { errorCode, errorMessage } from '../errors';
+import type { Logger } from '../proxy/session';
+import { snapshot, withWifiDetails, type InterfaceState } from './inventory';
+import { policyFor, type PathPolicy, type PathsConfig } from './policy';
+import { Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+
+export type PathState = 'active' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
+
+export interface EndpointView {
+  id: number;
+  address: string;
+  flags: string[];
+  owner: 'braid' | 'elsewhere';
+}
+
+export interface PathView extends InterfaceState {
+  policy: PathPolicy;
+  policyExplicit: boolean;
+  state: PathState;
+  endpoints: EndpointView[];
+}
+
+export interface PathStatus {
+  managed: boolean;            // we can and do change endpoints
+  reason: string | null;       // why not, in words a user can act on
+  interfaces: PathView[];
+  foreign: PmEndpoint[];       // endpoints on this host that Braid did not create
+  limits: PmLimits | null;
+  lastReport: ReconcileReport | null;
+}
+
+export interface PathManagerEvents {
+  changed: [PathStatus];
+  reconciled: [ReconcileReport];
+}
+
+export const PRIVILEGE_HELP =
+  'path management needs CAP_NET_ADMIN: run `sudo braid paths daemon` (or install the braid-paths systemd unit, see README "Path management"), or run braid up as root. Until then Braid uses the MPTCP endpoints that already exist.';
+
+const netlinkApi: EndpointApi = {
+  listEndpoints: netlink.listEndpoints,
+  addEndpoint: (o) => netlink.addEndpoint(o),
+  removeEndpoint: (s) => netlink.removeEndpoint(s),
+  setEndpointFlags: (s, f) => netlink.setEndpointFlags(s, f),
+  getLimits: netlink.getLimits,
+  setLimits: netlink.setLimits,
+};
+
+export interface PathManagerOptions {
+  config: () => PathsConfig;
+  stateDir: string | null;
+  log: Logger;
+  api?: EndpointApi;
+  debounceMs?: number;
+}
+
+export class PathManager extends EventEmitter<PathManagerEvents> {
+  private readonly api: EndpointApi;
+  private readonly reconciler: Reconciler;
+  private watch: WatchHandle | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private managed = true;
+  private reason: string | null = null;
+  private lastReport: ReconcileReport | null = null;
+  private started = false;
+
+  constructor(private readonly opts: PathManagerOptions) {
+    super();
+    this.api = opts.api ?? netlinkApi;
+    this.reconciler = new Reconciler(this.api, opts.stateDir ? path.join(opts.stateDir, 'paths-owned.json') : null);
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    if (!this.opts.config().enabled) {
+      this.managed = false;
+      this.reason = 'path management is disabled in the config (paths.enabled = false)';
+    }
+    this.watch = netlink.linkWatch((ev) => {
+      if (ev.kind === 'error') this.opts.log.warn(`link watch failed: ${ev.message}`);
+      this.schedule();
+    });
+    this.watch.unref();
+    this.reconcileNow();
+  }
+
+  /** Re-reads the interfaces and applies the policy (also after a policy change). */
+  reconcileNow(): ReconcileReport | null {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const cfg = this.opts.config();
+    if (!cfg.enabled) {
+      this.emit('changed', this.status());
+      return null;
+    }
+    const report = this.reconciler.apply(snapshot(), cfg);
+    this.lastReport = report;
+    if (report.error) {
+      if (report.error.code === 'EPERM') {
+        if (this.managed) this.opts.log.warn(PRIVILEGE_HELP);
+        this.managed = false;
+        this.reason = PRIVILEGE_HELP;
+      } else {
+        this.opts.log.warn(`path reconcile failed: ${report.error.message}`);
+        this.reason = `last change failed: ${report.error.message}`;
+      }
+    } else {
+      this.managed = true;
+      this.reason = null;
+    }
+    for (const o of report.added) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} added${o.backup ? ' (backup)' : ''}`);
+    for (const o of report.removed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} removed`);
+    for (const o of report.changed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} now ${o.backup ? 'backup' : 'in use'}`);
+    this.emit('reconciled', report);
+    this.emit('changed', this.status());
+    return report;
+  }
+
+  status(): PathStatus {
+    const cfg = this.opts.config();
+    let endpoints: PmEndpoint[] = [];
+    let limits: PmLimits | null = null;
+    try {
+      endpoints = this.api.listEndpoints();
+      limits = this.api.getLimits();
+    } catch (err) {
+      this.reason ??= `cannot read MPTCP endpoints: ${errorMessage(err)}`;
+    }
+    const ours = new Set([...this.reconciler.owned.values()].map((o) => o.id));
+    const views = snapshot().map((i): PathView => {
+      const { policy, explicit } = policyFor(cfg, i.name, i.kind);
+      const eps = endpoints
+        .filter((e) => e.ifindex === i.ifindex || i.addresses.some((a) => a.address === e.address))
+        .map((e): EndpointView => ({ id: e.id, address: e.address, flags: e.flagNames, owner: ours.has(e.id) ? 'braid' : 'elsewhere' }));
+      let state: PathState;
+      if (!i.up) state = 'down';
+      else if (i.addresses.length === 0) state = 'no-address';
+      else if (eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
+      else if (policy === 'off') state = 'off';
+      else if (!this.managed || !cfg.enabled) state = 'unmanaged';
+      else state = policy === 'backup' ? 'backup' : 'active';
+      return { ...i, policy, policyExplicit: explicit, state, endpoints: eps };
+    });
+    return {
+      managed: this.managed && cfg.enabled,
+      reason: this.reason,
+      interfaces: views,
+      foreign: endpoints.filter((e) => !ours.has(e.id)),
+      limits,
+      lastReport: this.lastReport,
+    };
+  }
+
+  /** status() plus WiFi SSID/signal, which needs a subprocess and is therefore async. */
+  async detailedStatus(): Promise<PathStatus> {
+    const s = this.status();
+    const withWifi = await withWifiDetails(s.interfaces);
+    return { ...s, interfaces: s.interfaces.map((v, i) => ({ ...v, ssid: withWifi[i].ssid, signal: withWifi[i].signal })) };
+  }
+
+  /** Removes our endpoints and stops watching. */
+  stop(): ReconcileReport {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.watch?.close();
+    this.watch = null;
+    this.started = false;
+    const report = this.reconciler.cleanup();
+    if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);
+    return report;
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    // Link events come in bursts (link up, then each address, then routes): reconcile once per burst.
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      try {
+        this.reconcileNow();
+      } catch (err) {
+        this.opts.log.warn(`path reconcile crashed: ${errorMessage(err)}`);
+      }
+    }, this.opts.debounceMs ?? 100);
+  }
+}
