@@ -6,7 +6,12 @@
         "src/addon.cc",
         "src/errors.cc",
         "src/sockets.cc",
-        "src/info.cc"
+        "src/info.cc",
+        "src/netlink.cc",
+        "src/nlwatch.cc",
+        "src/pm.cc",
+        "src/rtnl.cc",
+        "src/netlink_exports.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -14,7 +19,7 @@
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["src/sockets.cc", "src/info.cc"], "sources": ["src/unsupported.cc"] }]
+        ["OS!='linux'", { "sources!": ["src/sockets.cc", "src/info.cc", "src/netlink.cc", "src/nlwatch.cc", "src/pm.cc", "src/rtnl.cc", "src/netlink_exports.cc"], "sources": ["src/unsupported.cc", "src/netlink_unsupported.cc"] }]
       ]
     }
   ]

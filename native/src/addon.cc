@@ -1,5 +1,6 @@
 #include <napi.h>
 
+#include "netlink_api.h"
 #include "sockets.h"
 
 namespace {
@@ -10,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, braid::Connect, "connect"));
   exports.Set("info", Napi::Function::New(env, braid::Info, "info"));
   exports.Set("close", Napi::Function::New(env, braid::Close, "close"));
+  braid::RegisterNetlink(env, exports);
   return exports;
 }
 

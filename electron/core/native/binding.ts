@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport } from './mptcp';
+import type { NetlinkBinding } from './netlink';
 
 export interface SocketBinding {
   supported(): NativeSupport;
@@ -33,6 +34,6 @@ function load(): NativeBinding {
   return require(file) as NativeBinding;
 }
 
-export type NativeBinding = SocketBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding;
 
 export const binding: NativeBinding = load();
