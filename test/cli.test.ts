@@ -123,6 +123,8 @@ describe('up', () => {
     fs.cpSync(core, path.join(root, 'dist', 'electron', 'core'), { recursive: true });
     fs.mkdirSync(path.join(root, 'native'));
     fs.writeFileSync(path.join(root, 'package.json'), '{}');
+    // The npm dependencies are installed as usual; only the addon is missing.
+    fs.symlinkSync(path.resolve(core, '..', '..', '..', 'node_modules'), path.join(root, 'node_modules'));
     const cli = path.join(root, 'dist', 'electron', 'core', 'cli', 'main.js');
     const p = await startBraid(['up', '--port', '0', '--dial', 'mptcp'], { cli });
     try {

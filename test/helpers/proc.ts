@@ -4,7 +4,19 @@
  * e.g. ['ip', 'netns', 'exec', NAME] to start it inside a network namespace.
  */
 import { ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+
+// Every Braid a test starts reads and writes a throwaway config and state directory, never the
+// user's (children inherit these through the environment).
+if (!process.env.BRAID_TEST_HOME) {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-test-home-'));
+  process.env.BRAID_TEST_HOME = home;
+  process.env.BRAID_STATE_DIR = path.join(home, 'state');
+  process.env.BRAID_CONFIG = path.join(home, 'config.json');
+  process.once('exit', () => fs.rmSync(home, { recursive: true, force: true }));
+}
 
 /** dist/test/helpers -> dist/electron/core/cli/main.js */
 export const CLI_PATH = path.resolve(__dirname, '..', '..', 'electron', 'core', 'cli', 'main.js');
@@ -112,11 +124,21 @@ export interface BraidProxy extends Running {
 }
 
 /** `braid up`'s ready line; groups: host, port, dial mode. */
-export const LISTENING_LINE = /braid: proxy listening on \[?([^\]\s]+?)\]?:(\d+) \(socks5\+http, dial (\w+)\)/;
+export const LISTENING_LINE = /braid: proxy listening on \[?([^\]\s]+?)\]?:(\d+) \(socks5\+http, dial (\w+)[,)]/;
+
+/**
+ * In the root namespace a test must never touch the host's MPTCP endpoints: `braid up` there runs
+ * with path management off unless the test says otherwise (tests in their own namespaces do).
+ */
+export function rootSafe(args: string[], prefix: string[] | undefined): string[] {
+  if (prefix && prefix.length) return args;
+  if (args[0] !== 'up' || args.includes('--paths') || args.includes('--help')) return args;
+  return [...args, '--paths', 'off'];
+}
 
 /** Starts `braid up ...` and resolves once it prints its listening line. */
 export async function startBraid(args: string[], opts: Omit<StartOptions, 'ready'> & { cli?: string } = {}): Promise<BraidProxy> {
-  const r = await startProcess(process.execPath, [opts.cli ?? CLI_PATH, ...args], { ...opts, ready: LISTENING_LINE });
+  const r = await startProcess(process.execPath, [opts.cli ?? CLI_PATH, ...rootSafe(args, opts.prefix)], { ...opts, ready: LISTENING_LINE });
   const m = r.match!;
   return Object.assign(r, { host: m[1], port: Number(m[2]), dial: m[3] });
 }
@@ -157,5 +179,5 @@ export function runProcess(
 
 /** `braid ...` to completion, for commands that exit on their own. */
 export function runBraid(args: string[], opts: { prefix?: string[]; timeoutMs?: number } = {}) {
-  return runProcess(process.execPath, [CLI_PATH, ...args], opts);
+  return runProcess(process.execPath, [CLI_PATH, ...rootSafe(args, opts.prefix)], opts);
 }

@@ -5,6 +5,10 @@
  */
 import net from 'node:net';
 import { BraidError } from '../errors';
+import { defaultPathsConfig, PATH_POLICIES, type PathPolicy, type PathsConfig } from '../paths/policy';
+import { parseRelayLink } from '../relay/share-link';
+
+export type { PathPolicy, PathsConfig };
 
 export type DialMode = 'mptcp' | 'tcp';
 
@@ -30,10 +34,28 @@ export interface LimitsConfig {
   maxConnections: number;
 }
 
+/** The desktop side of a relay (see electron/core/relay/client.ts). */
+export interface RelayClientConfig {
+  link: string | null;   // braid://… share link; null = dial destinations directly
+  poolSize: number;      // warm connections kept to the relay
+  poolIdleMs: number;    // a warm connection is replaced after this long unused
+}
+
+/** The local control API (HTTP + WebSocket) used by the dashboard and `braid status`. */
+export interface ControlConfig {
+  enabled: boolean;
+  host: string;          // loopback unless deliberately changed
+  port: number;          // 0 = pick one; the chosen port is written to the state directory
+  token: string | null;  // null = generate one per start (written to the state directory, mode 0600)
+}
+
 export interface BraidConfig {
   proxy: ProxyConfig;
   timeouts: TimeoutsConfig;
   limits: LimitsConfig;
+  relay: RelayClientConfig;
+  paths: PathsConfig;
+  control: ControlConfig;
 }
 
 /** A partial config as found in a file or assembled from flags, before defaults. */
@@ -41,6 +63,9 @@ export type ConfigInput = {
   proxy?: Partial<ProxyConfig>;
   timeouts?: Partial<TimeoutsConfig>;
   limits?: Partial<LimitsConfig>;
+  relay?: Partial<RelayClientConfig>;
+  paths?: Partial<PathsConfig>;
+  control?: Partial<ControlConfig>;
 };
 
 export function defaultConfig(): BraidConfig {
@@ -48,6 +73,9 @@ export function defaultConfig(): BraidConfig {
     proxy: { host: '127.0.0.1', port: 1080, dial: 'mptcp' },
     timeouts: { handshakeMs: 10_000, idleMs: 300_000, connectMs: 10_000 },
     limits: { maxConnections: 1024 },
+    relay: { link: null, poolSize: 2, poolIdleMs: 45_000 },
+    paths: defaultPathsConfig(),
+    control: { enabled: true, host: '127.0.0.1', port: 9090, token: null },
   };
 }
 
@@ -91,7 +119,7 @@ function section(input: Record<string, unknown>, name: string): Record<string, u
  */
 export function validateConfig(input: unknown): BraidConfig {
   if (!isPlainObject(input)) throw new BraidError('ECONFIG', 'config must be a JSON object');
-  checkKeys(input, '', ['proxy', 'timeouts', 'limits']);
+  checkKeys(input, '', ['proxy', 'timeouts', 'limits', 'relay', 'paths', 'control']);
   const out = defaultConfig();
 
   const proxy = section(input, 'proxy');
@@ -126,6 +154,58 @@ export function validateConfig(input: unknown): BraidConfig {
   const limits = section(input, 'limits');
   checkKeys(limits, 'limits', ['maxConnections']);
   if (limits.maxConnections !== undefined) out.limits.maxConnections = integer(limits.maxConnections, 'limits.maxConnections', 1, 1_000_000);
+
+  const relay = section(input, 'relay');
+  checkKeys(relay, 'relay', ['link', 'poolSize', 'poolIdleMs']);
+  if (relay.link !== undefined && relay.link !== null) {
+    const link = nonEmptyString(relay.link, 'relay.link', 2048);
+    try {
+      parseRelayLink(link);
+    } catch (err) {
+      fail('relay.link', `is not a usable relay link: ${(err as Error).message}`);
+    }
+    out.relay.link = link;
+  }
+  if (relay.poolSize !== undefined) out.relay.poolSize = integer(relay.poolSize, 'relay.poolSize', 0, 64);
+  if (relay.poolIdleMs !== undefined) out.relay.poolIdleMs = integer(relay.poolIdleMs, 'relay.poolIdleMs', 1000, day);
+
+  const paths = section(input, 'paths');
+  checkKeys(paths, 'paths', ['enabled', 'defaults', 'interfaces', 'maxSubflows']);
+  if (paths.enabled !== undefined) {
+    if (typeof paths.enabled !== 'boolean') fail('paths.enabled', 'must be true or false');
+    out.paths.enabled = paths.enabled;
+  }
+  const policy = (v: unknown, field: string): PathPolicy => {
+    if (!PATH_POLICIES.includes(v as PathPolicy)) fail(field, `must be one of ${PATH_POLICIES.join(', ')}, got ${JSON.stringify(v)}`);
+    return v as PathPolicy;
+  };
+  if (paths.defaults !== undefined) {
+    if (!isPlainObject(paths.defaults)) fail('paths.defaults', 'must be an object {wifi, ethernet, cellular, other}');
+    checkKeys(paths.defaults, 'paths.defaults', ['wifi', 'ethernet', 'cellular', 'other']);
+    for (const [k, v] of Object.entries(paths.defaults)) out.paths.defaults[k as keyof PathsConfig['defaults']] = policy(v, `paths.defaults.${k}`);
+  }
+  if (paths.interfaces !== undefined) {
+    if (!isPlainObject(paths.interfaces)) fail('paths.interfaces', 'must be an object {interfaceName: policy}');
+    for (const [k, v] of Object.entries(paths.interfaces)) {
+      if (!/^[^\s/]{1,15}$/.test(k)) fail(`paths.interfaces.${k}`, 'is not a valid interface name');
+      out.paths.interfaces[k] = policy(v, `paths.interfaces.${k}`);
+    }
+  }
+  if (paths.maxSubflows !== undefined) out.paths.maxSubflows = integer(paths.maxSubflows, 'paths.maxSubflows', 1, 8);
+
+  const control = section(input, 'control');
+  checkKeys(control, 'control', ['enabled', 'host', 'port', 'token']);
+  if (control.enabled !== undefined) {
+    if (typeof control.enabled !== 'boolean') fail('control.enabled', 'must be true or false');
+    out.control.enabled = control.enabled;
+  }
+  if (control.host !== undefined) {
+    const host = nonEmptyString(control.host, 'control.host', 255);
+    if (net.isIP(host) === 0) fail('control.host', `must be a numeric IPv4 or IPv6 address, got '${host}'`);
+    out.control.host = host;
+  }
+  if (control.port !== undefined) out.control.port = integer(control.port, 'control.port', 0, 65535);
+  if (control.token !== undefined && control.token !== null) out.control.token = nonEmptyString(control.token, 'control.token', 256);
 
   return out;
 }

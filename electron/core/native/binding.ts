@@ -27,13 +27,27 @@ function findPackageRoot(start: string): string {
   throw new Error(`cannot find Braid's package root above ${start}`);
 }
 
-function load(): NativeBinding {
+let loaded: NativeBinding | null = null;
+
+/**
+ * Loads the addon on first use and throws (code ENOADDON) when it cannot: importing a module that
+ * uses it never fails, so the proxy still starts, dialling plain TCP, where the addon did not build.
+ */
+export function nativeBinding(): NativeBinding {
+  if (loaded) return loaded;
   const root = findPackageRoot(__dirname);
   // electron-builder unpacks the addon out of the asar; require() resolves the unpacked path itself.
   const file = path.join(root, 'native', 'build', 'Release', 'braid_native.node');
-  return require(file) as NativeBinding;
+  try {
+    loaded = require(file) as NativeBinding;
+  } catch (err) {
+    throw Object.assign(new Error(`Braid's native addon is not available (${file}): ${(err as Error).message.split('\n')[0]}`), { code: 'ENOADDON', cause: err });
+  }
+  return loaded;
 }
 
 export type NativeBinding = SocketBinding & NetlinkBinding;
 
-export const binding: NativeBinding = load();
+export const binding: NativeBinding = new Proxy({} as NativeBinding, {
+  get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],
+});

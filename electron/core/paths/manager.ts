@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import * as netlink from '../native/netlink';
-import type { PmEndpoint, PmLimits, WatchHandle } from '../native/netlink';
+import type { PmEndpoint, PmEvent, PmLimits, WatchHandle } from '../native/netlink';
 import { errorCode, errorMessage } from '../errors';
 import type { Logger } from '../proxy/session';
 import { snapshot, withWifiDetails, type InterfaceState } from './inventory';
@@ -43,6 +43,8 @@ export interface PathStatus {
 export interface PathManagerEvents {
   changed: [PathStatus];
   reconciled: [ReconcileReport];
+  /** The kernel's MPTCP connection and subflow events (needs CAP_NET_ADMIN to subscribe). */
+  mptcp: [PmEvent];
 }
 
 export const PRIVILEGE_HELP =
@@ -69,6 +71,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   private readonly api: EndpointApi;
   private readonly reconciler: Reconciler;
   private watch: WatchHandle | null = null;
+  private pmWatch: WatchHandle | null = null;
   private timer: NodeJS.Timeout | null = null;
   private managed = true;
   private reason: string | null = null;
@@ -93,6 +96,13 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       this.schedule();
     });
     this.watch.unref();
+    try {
+      this.pmWatch = netlink.pmEvents((ev) => this.emit('mptcp', ev));
+      this.pmWatch.unref();
+    } catch (err) {
+      // Without CAP_NET_ADMIN there are no MPTCP events; the rest of path status still works.
+      this.opts.log.debug(`no MPTCP events: ${errorMessage(err)}`);
+    }
     this.reconcileNow();
   }
 
@@ -178,6 +188,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.timer = null;
     this.watch?.close();
     this.watch = null;
+    this.pmWatch?.close();
+    this.pmWatch = null;
     this.started = false;
     const report = this.reconciler.cleanup();
     if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);

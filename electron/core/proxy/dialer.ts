@@ -24,6 +24,14 @@ export interface DialResult {
   address: string;  // the resolved address that connected
   port: number;
   family: 4 | 6;
+  /** The MPTCP socket's fd when `socket` is layered on top of it (TLS to a relay). */
+  fd?: number | null;
+}
+
+/** Where the proxy sends a connection: straight to the destination, or through a relay. */
+export interface Upstream {
+  readonly mode: DialMode;
+  dial(target: DialTarget): Promise<DialResult>;
 }
 
 export interface ResolvedAddress {
@@ -72,7 +80,7 @@ interface Attempt {
   cancel(): void;
 }
 
-export class Dialer {
+export class Dialer implements Upstream {
   private readonly attemptDelayMs: number;
   private readonly lookup: (host: string) => Promise<ResolvedAddress[]>;
 

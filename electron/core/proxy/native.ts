@@ -13,6 +13,7 @@ export function loadNative(): { mod: NativeModule | null; error: string | null }
   if (!cached) {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
+      (require('../native/binding') as typeof import('../native/binding')).nativeBinding();
       cached = { mod: require('../native/mptcp') as NativeModule, error: null };
     } catch (err) {
       cached = { mod: null, error: errorMessage(err) };

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { BraidConfig, DialMode } from '../config/schema';
 import { BraidError, errorMessage } from '../errors';
-import { Dialer } from './dialer';
+import { Dialer, type Upstream } from './dialer';
 import { handleHttp } from './http-proxy';
 import { loadNative, mptcpUnavailableReason } from './native';
 import type { Logger, Session } from './session';
@@ -20,6 +20,8 @@ export interface ProxyServerOptions {
   logger?: Logger;
   /** Delay before starting the next address's connect attempt (RFC 8305 suggests 250 ms). */
   attemptDelayMs?: number;
+  /** Replaces direct dialling, e.g. with a relay; it gets the direct dialer to build on. */
+  upstream?: (direct: Dialer) => Upstream;
 }
 
 export interface ProxyServerEvents {
@@ -32,7 +34,7 @@ const SOCKS4_REJECT = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
 export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   readonly tracker: ConnectionTracker;
   private server: net.Server | null = null;
-  private dialer: Dialer | null = null;
+  private dialer: Upstream | null = null;
   private readonly sockets = new Set<net.Socket>();
   private clients = 0;
   private readonly stopController = new AbortController();
@@ -68,13 +70,14 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         this.emit('warning', msg);
       }
     }
-    this.dialer = new Dialer({
+    const direct = new Dialer({
       mode: this.effectiveDial,
       connectMs: this.config.timeouts.connectMs,
       native,
       attemptDelayMs: this.opts.attemptDelayMs,
       isSelf: (address, port) => this.isSelf(address, port),
     });
+    this.dialer = this.opts.upstream ? this.opts.upstream(direct) : direct;
 
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.server = server;
@@ -134,6 +137,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     socket.setNoDelay(true);
     const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     const conn = this.tracker.open(client);
+    conn?.onKill(() => socket.destroy());
     // Past twice the limit, even the courtesy of an error reply is not worth the memory.
     if (!conn && this.clients > 2 * this.config.limits.maxConnections) {
       socket.destroy();

@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import type { BraidConfig } from '../config/schema';
-import type { Dialer, DialResult } from './dialer';
+import type { DialResult, Upstream } from './dialer';
 import type { TrackedConnection } from './tracker';
 import { relay } from './relay';
 
@@ -19,7 +19,7 @@ export interface Session {
   /** null when the connection limit was reached: the handler answers with its "busy" reply. */
   conn: TrackedConnection | null;
   config: BraidConfig;
-  dialer: Dialer;
+  dialer: Upstream;
   log: Logger;
   /** Aborted when the client goes away or the server stops: pending dials give up. */
   signal: AbortSignal;
@@ -51,7 +51,7 @@ export async function dialFor(session: Session, host: string, port: number): Pro
   const result = await session.dialer.dial({ host, port, signal: session.signal });
   session.adoptUpstream(result.socket);
   result.socket.on('error', () => {}); // the relay or handler reports; never an uncaught 'error'
-  session.conn?.setUpstream(result.socket, { host, port, address: result.address }, session.dialer.mode === 'mptcp');
+  session.conn?.setUpstream(result.socket, { host, port, address: result.address }, session.dialer.mode === 'mptcp', result.fd);
   return result;
 }
 

@@ -42,6 +42,8 @@ export class TrackedConnection {
   transport: Transport = 'unknown';
   readonly startedAt = Date.now();
   private upstream: net.Socket | null = null;
+  private upstreamFd: number | null = null;
+  private killer: (() => void) | null = null;
   private closed = false;
 
   constructor(
@@ -51,8 +53,9 @@ export class TrackedConnection {
   ) {}
 
   /** Records the outbound socket; reads MPTCP status from it right away (known after the handshake). */
-  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean): void {
+  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean, fd?: number | null): void {
     this.upstream = socket;
+    this.upstreamFd = fd ?? socketFd(socket);
     this.destination = destination;
     if (!dialedMptcp) {
       this.transport = 'tcp';
@@ -66,7 +69,7 @@ export class TrackedConnection {
   subflows(): MptcpInfo | null {
     const { mod } = loadNative();
     if (!mod || !this.upstream || this.upstream.destroyed) return null;
-    const fd = socketFd(this.upstream);
+    const fd = this.upstreamFd;
     if (fd === null) return null;
     try {
       return mod.socketInfo(fd);
@@ -75,10 +78,24 @@ export class TrackedConnection {
     }
   }
 
+  /** How to end this connection from outside (the UI's close button); set by the proxy server. */
+  onKill(killer: () => void): void {
+    this.killer = killer;
+  }
+
+  /** Ends the connection: both sockets are destroyed, and close() follows from the client's close. */
+  kill(): boolean {
+    if (this.closed || !this.killer) return false;
+    this.killer();
+    return true;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.upstream = null;
+    this.upstreamFd = null;
+    this.killer = null;
     this.tracker.remove(this);
   }
 

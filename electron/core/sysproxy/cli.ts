@@ -8,7 +8,7 @@ import { DEFAULT_BYPASS, SystemProxyBackend } from './backend';
 import { detectBackend } from './detect';
 import { installRestoreHooks } from './hooks';
 import { SysproxyLog, SystemProxyManager } from './manager';
-import { defaultStateDir } from './state-dir';
+import { defaultStateDir } from '../config/locations';
 
 export interface WithSystemProxyOptions {
   stateDir?: string;

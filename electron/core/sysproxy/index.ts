@@ -6,4 +6,4 @@ export { detectBackend, createBackend } from './detect';
 export { installRestoreHooks } from './hooks';
 export { SystemProxyManager } from './manager';
 export type { RestoreOutcome, SysproxyLog } from './manager';
-export { defaultStateDir } from './state-dir';
+export { defaultStateDir } from '../config/locations';

@@ -1,0 +1,96 @@
+/**
+ * `braid paths`: what the interfaces are and which MPTCP endpoints exist (Braid's and others');
+ * `braid paths set IFACE use|backup|off` to change the policy; `braid paths daemon` to run path
+ * management on its own, e.g. as the one privileged piece (CAP_NET_ADMIN) of a desktop install.
+ */
+import fs from 'node:fs';
+import { defaultConfigFile, defaultStateDir } from '../config/locations';
+import { loadConfig, updateConfigFile, watchConfigFile } from '../config/load';
+import type { BraidConfig, PathPolicy } from '../config/schema';
+import { errorMessage } from '../errors';
+import { PATH_POLICIES } from '../paths/policy';
+import { PathManager, type PathStatus } from '../paths/manager';
+import { stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
+
+function configFile(values: Values): string {
+  return str(values, 'config') ?? defaultConfigFile();
+}
+
+function readConfig(file: string): BraidConfig {
+  return loadConfig({ file: fs.existsSync(file) ? file : undefined });
+}
+
+export function formatPaths(s: PathStatus): string {
+  const rows = [['INTERFACE', 'KIND', 'STATE', 'POLICY', 'ADDRESSES', 'ENDPOINTS']];
+  for (const i of s.interfaces) {
+    rows.push([
+      i.name + (i.defaultRoute ? ' *' : ''),
+      i.kind + (i.ssid ? ` (${i.ssid}${i.signal !== null ? ` ${i.signal}` : ''})` : ''),
+      i.state,
+      i.policy + (i.policyExplicit ? '' : ' (default)'),
+      i.addresses.map((a) => a.address).join(',') || '-',
+      i.endpoints.map((e) => `${e.id}:${e.address}[${e.flags.join(',')}]${e.owner === 'braid' ? '' : ' elsewhere'}`).join(' ') || '-',
+    ]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  '));
+  lines.push('', '* carries a default route');
+  if (s.limits) lines.push(`kernel limits: ${s.limits.subflows} extra subflows, ${s.limits.addAddrAccepted} accepted ADD_ADDR per connection`);
+  if (s.foreign.length) lines.push(`endpoints Braid did not create (left alone): ${s.foreign.map((e) => `${e.id}:${e.address}`).join(' ')}`);
+  if (s.reason) lines.push(`note: ${s.reason}`);
+  return lines.join('\n') + '\n';
+}
+
+async function runPaths(values: Values, positionals: string[]): Promise<number> {
+  const [sub = 'list', ...args] = positionals;
+  const file = configFile(values);
+  const stateDir = str(values, 'state-dir') ?? defaultStateDir();
+  const log = stderrLogger(values.verbose === true);
+
+  if (sub === 'list') {
+    if (args.length) throw usageError(`'braid paths list' takes no arguments`);
+    const cfg = readConfig(file);
+    const status = await new PathManager({ config: () => cfg.paths, stateDir, log }).detailedStatus();
+    process.stdout.write(values.json === true ? JSON.stringify(status, null, 2) + '\n' : formatPaths(status));
+    return 0;
+  }
+  if (sub === 'set') {
+    const [iface, policy] = args;
+    if (!iface || !policy || args.length !== 2) throw usageError('usage: braid paths set IFACE use|backup|off');
+    if (!PATH_POLICIES.includes(policy as PathPolicy)) throw usageError(`policy must be one of ${PATH_POLICIES.join(', ')}, got '${policy}'`);
+    updateConfigFile(file, (cur) => ({ ...cur, paths: { ...cur.paths, interfaces: { ...(cur.paths?.interfaces ?? {}), [iface]: policy as PathPolicy } } }));
+    process.stdout.write(`braid: ${iface} is now '${policy}' (saved in ${file}; a running braid applies it at once)\n`);
+    return 0;
+  }
+  if (sub === 'daemon') {
+    let cfg = readConfig(file);
+    const manager = new PathManager({ config: () => cfg.paths, stateDir, log });
+    manager.start();
+    const s = manager.status();
+    if (!s.managed && s.reason) log.warn(s.reason);
+    process.stdout.write(`braid: managing MPTCP endpoints (policy from ${file})\n`);
+    const unwatch = watchConfigFile(file, (next) => {
+      cfg = next;
+      manager.reconcileNow();
+    }, (err) => log.warn(`config file ${file}: ${errorMessage(err)} (keeping the previous policy)`));
+    return untilSignal(async () => {
+      unwatch();
+      manager.stop();
+    }, log);
+  }
+  throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, daemon)`);
+}
+
+export const paths: Command = {
+  summary: 'list interfaces and MPTCP endpoints; set a per-interface policy; run path management alone',
+  usage: 'braid paths [list] [--json] | braid paths set IFACE use|backup|off | braid paths daemon   [--config FILE] [--state-dir DIR] [--verbose]',
+  options: {
+    json: { type: 'boolean' },
+    config: { type: 'string' },
+    'state-dir': { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: true,
+  run: runPaths,
+};

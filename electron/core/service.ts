@@ -1,0 +1,141 @@
+/**
+ * Braid's core, assembled: the proxy, the relay client, path management, and (as they are added)
+ * statistics and the control API. The headless CLI, the Electron main process and the tests all
+ * run this one object, so what the desktop does is what `braid up` does.
+ */
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import type { BraidConfig, ConfigInput } from './config/schema';
+import { mergeConfigInput, validateConfig } from './config/schema';
+import { updateConfigFile } from './config/load';
+import { errorCode, errorMessage } from './errors';
+import { PathManager } from './paths/manager';
+import type { Dialer } from './proxy/dialer';
+import { loadNative } from './proxy/native';
+import { ProxyServer } from './proxy/server';
+import type { Logger } from './proxy/session';
+import { RelayDialer } from './relay/client';
+import { parseRelayLink } from './relay/share-link';
+
+export interface ServiceOptions {
+  config: BraidConfig;
+  configFile: string | null;   // where changes made at run time are persisted (null: not persisted)
+  stateDir: string | null;
+  log: Logger;
+  managePaths?: boolean;       // default: config.paths.enabled
+}
+
+export interface ServiceEvents {
+  'proxy.started': [net.AddressInfo];
+  'proxy.stopped': [];
+  'config.changed': [BraidConfig];
+  // not 'error': an EventEmitter throws on an unheard 'error', and these are reports, not failures
+  problem: [{ code: string; message: string; source: string }];
+}
+
+export class BraidService extends EventEmitter<ServiceEvents> {
+  config: BraidConfig;
+  proxy: ProxyServer | null = null;
+  relay: RelayDialer | null = null;
+  readonly paths: PathManager | null;
+
+  constructor(private readonly opts: ServiceOptions) {
+    super();
+    this.config = opts.config;
+    const manage = opts.managePaths ?? opts.config.paths.enabled;
+    this.paths = manage && loadNative().mod
+      ? new PathManager({ config: () => this.config.paths, stateDir: opts.stateDir, log: opts.log })
+      : null;
+  }
+
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  async start(): Promise<net.AddressInfo> {
+    this.paths?.start();
+    return this.startProxy();
+  }
+
+  async stop(): Promise<void> {
+    await this.stopProxy();
+    this.paths?.stop();
+  }
+
+  async startProxy(): Promise<net.AddressInfo> {
+    if (this.proxy?.address) return this.proxy.address;
+    const cfg = this.config;
+    const proxy = new ProxyServer(cfg, {
+      logger: this.opts.log,
+      upstream: cfg.relay.link ? (direct) => this.relayUpstream(direct) : undefined,
+    });
+    proxy.on('warning', (message) => this.emit('problem', { code: 'EWARNING', message, source: 'proxy' }));
+    const addr = await proxy.start();
+    this.proxy = proxy;
+    this.emit('proxy.started', addr);
+    return addr;
+  }
+
+  async stopProxy(): Promise<void> {
+    const proxy = this.proxy;
+    if (!proxy) return;
+    this.proxy = null;
+    this.relay?.close();
+    this.relay = null;
+    await proxy.stop();
+    this.emit('proxy.stopped');
+  }
+
+  /** Applies a partial config (validated as a whole), persists it, and restarts what it affects. */
+  async updateConfig(patch: ConfigInput): Promise<BraidConfig> {
+    const next = validateConfig(mergeConfigInput(this.config as ConfigInput, patch));
+    if (this.opts.configFile) updateConfigFile(this.opts.configFile, (cur) => mergeConfigInput(cur, patch));
+    const restartProxy =
+      this.proxy !== null &&
+      (JSON.stringify(next.proxy) !== JSON.stringify(this.config.proxy) ||
+        JSON.stringify(next.relay) !== JSON.stringify(this.config.relay) ||
+        JSON.stringify(next.timeouts) !== JSON.stringify(this.config.timeouts) ||
+        JSON.stringify(next.limits) !== JSON.stringify(this.config.limits));
+    this.config = next;
+    this.emit('config.changed', next);
+    if (restartProxy) {
+      await this.stopProxy();
+      await this.startProxy();
+    }
+    this.paths?.reconcileNow();
+    return next;
+  }
+
+  /** Takes a config that changed outside (the file was edited, `braid paths set`). */
+  async adoptConfig(next: BraidConfig): Promise<void> {
+    const pathsChanged = JSON.stringify(next.paths) !== JSON.stringify(this.config.paths);
+    const proxyChanged = JSON.stringify({ ...next, paths: null, control: null }) !== JSON.stringify({ ...this.config, paths: null, control: null });
+    this.config = next;
+    this.emit('config.changed', next);
+    if (proxyChanged && this.proxy) {
+      await this.stopProxy();
+      await this.startProxy();
+    }
+    if (pathsChanged) this.paths?.reconcileNow();
+  }
+
+  private relayUpstream(direct: Dialer): RelayDialer {
+    const link = parseRelayLink(this.config.relay.link!);
+    const relay = new RelayDialer({
+      link,
+      native: loadNative().mod,
+      mode: direct.mode,
+      connectMs: this.config.timeouts.connectMs,
+      poolSize: this.config.relay.poolSize,
+      poolIdleMs: this.config.relay.poolIdleMs,
+      log: this.opts.log,
+    });
+    relay.start();
+    this.relay = relay;
+    return relay;
+  }
+
+  reportError(source: string, err: unknown): void {
+    this.emit('problem', { code: errorCode(err), message: errorMessage(err), source });
+  }
+}
