@@ -16,6 +16,7 @@ import { ProxyServer } from './proxy/server';
 import type { Logger } from './proxy/session';
 import { RelayDialer } from './relay/client';
 import { parseRelayLink } from './relay/share-link';
+import { StatsEngine } from './stats/engine';
 
 export interface ServiceOptions {
   config: BraidConfig;
@@ -38,6 +39,9 @@ export class BraidService extends EventEmitter<ServiceEvents> {
   proxy: ProxyServer | null = null;
   relay: RelayDialer | null = null;
   readonly paths: PathManager | null;
+  readonly stats: StatsEngine;
+  /** Connections since start, including closed ones. */
+  connectionsTotal = 0;
 
   constructor(private readonly opts: ServiceOptions) {
     super();
@@ -46,6 +50,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     this.paths = manage && loadNative().mod
       ? new PathManager({ config: () => this.config.paths, stateDir: opts.stateDir, log: opts.log })
       : null;
+    this.stats = new StatsEngine(() => this.proxy?.tracker ?? null);
   }
 
   get log(): Logger {
@@ -54,11 +59,13 @@ export class BraidService extends EventEmitter<ServiceEvents> {
 
   async start(): Promise<net.AddressInfo> {
     this.paths?.start();
+    this.stats.start();
     return this.startProxy();
   }
 
   async stop(): Promise<void> {
     await this.stopProxy();
+    this.stats.stop();
     this.paths?.stop();
   }
 
@@ -71,6 +78,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     });
     proxy.on('warning', (message) => this.emit('problem', { code: 'EWARNING', message, source: 'proxy' }));
     const addr = await proxy.start();
+    proxy.tracker.on('opened', () => this.connectionsTotal++);
     this.proxy = proxy;
     this.emit('proxy.started', addr);
     return addr;

@@ -143,7 +143,7 @@ DiagSocket& Diag() {
 }
 
 Napi::Object SubflowObject(Napi::Env env, uint32_t id, const sockaddr_storage& local, const sockaddr_storage& remote,
-                           const tcp_info& ti, size_t ti_len) {
+                           const tcp_info& ti, size_t ti_len, bool with_flags) {
   Napi::Object s = Napi::Object::New(env);
   int lport = 0, rport = 0;
   s.Set("id", Napi::Number::New(env, id));
@@ -163,14 +163,15 @@ Napi::Object SubflowObject(Napi::Env env, uint32_t id, const sockaddr_storage& l
   s.Set("bytesReceived", u64(HAS_FIELD(ti_len, tcp_info, tcpi_bytes_received), ti.tcpi_bytes_received));
   s.Set("rttUs", Napi::Number::New(env, HAS_FIELD(ti_len, tcp_info, tcpi_rtt) ? ti.tcpi_rtt : 0));
   s.Set("state", Napi::Number::New(env, ti_len > 0 ? ti.tcpi_state : 0));
-  int64_t flags = Diag().SubflowFlags(local, remote);
+  // The backup lookup is a netlink round trip per subflow: callers sampling many sockets skip it.
+  int64_t flags = with_flags ? Diag().SubflowFlags(local, remote) : -1;
   s.Set("backup", Napi::Boolean::New(env, flags >= 0 && (flags & (kSubflowFlagBackupLocal | kSubflowFlagBackupRemote))));
   s.Set("backupKnown", Napi::Boolean::New(env, flags >= 0));
   return s;
 }
 
 // A plain TCP socket, or an MPTCP socket that fell back, is one path: describe it the same way.
-Napi::Object PlainSubflow(Napi::Env env, int fd) {
+Napi::Object PlainSubflow(Napi::Env env, int fd, bool with_flags) {
   sockaddr_storage l{}, r{};
   socklen_t ll = sizeof(l), rl = sizeof(r);
   getsockname(fd, reinterpret_cast<sockaddr*>(&l), &ll);
@@ -178,7 +179,7 @@ Napi::Object PlainSubflow(Napi::Env env, int fd) {
   tcp_info ti{};
   socklen_t tl = sizeof(ti);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) tl = 0;
-  return SubflowObject(env, 0, l, r, ti, tl);
+  return SubflowObject(env, 0, l, r, ti, tl, with_flags);
 }
 
 void CopyAddrs(const SubflowAddrs& a, sockaddr_storage* l, sockaddr_storage* r) {
@@ -187,7 +188,7 @@ void CopyAddrs(const SubflowAddrs& a, sockaddr_storage* l, sockaddr_storage* r) 
 }
 
 // MPTCP_FULL_INFO: returns false when the kernel does not know the option.
-bool FullInfoSubflows(Napi::Env env, int fd, size_t hint, MptcpInfo* mi, size_t* mi_len, Napi::Array* out) {
+bool FullInfoSubflows(Napi::Env env, int fd, size_t hint, MptcpInfo* mi, size_t* mi_len, Napi::Array* out, bool with_flags) {
   size_t cap = hint + 2;
   for (int attempt = 0; attempt < 3; attempt++) {
     std::vector<SubflowInfo> sf(cap);
@@ -217,7 +218,7 @@ bool FullInfoSubflows(Napi::Env env, int fd, size_t hint, MptcpInfo* mi, size_t*
     for (size_t i = 0; i < n; i++) {
       sockaddr_storage l{}, r{};
       CopyAddrs(sf[i].addrs, &l, &r);
-      out->Set(static_cast<uint32_t>(i), SubflowObject(env, sf[i].id, l, r, ti[i], ti_len));
+      out->Set(static_cast<uint32_t>(i), SubflowObject(env, sf[i].id, l, r, ti[i], ti_len, with_flags));
     }
     return true;
   }
@@ -226,7 +227,7 @@ bool FullInfoSubflows(Napi::Env env, int fd, size_t hint, MptcpInfo* mi, size_t*
 
 // Kernels before 6.6: two separate getsockopts; a subflow can come or go between them, so pair
 // them only when both report the same count.
-void LegacySubflows(Napi::Env env, int fd, size_t hint, Napi::Array* out) {
+void LegacySubflows(Napi::Env env, int fd, size_t hint, Napi::Array* out, bool with_flags) {
   size_t cap = hint + 2;
   std::vector<char> tbuf(sizeof(SubflowData) + cap * sizeof(tcp_info));
   std::vector<char> abuf(sizeof(SubflowData) + cap * sizeof(SubflowAddrs));
@@ -252,7 +253,7 @@ void LegacySubflows(Napi::Env env, int fd, size_t hint, Napi::Array* out) {
     std::memcpy(&a, abuf.data() + sizeof(SubflowData) + i * a_step, a_step < sizeof(a) ? a_step : sizeof(a));
     sockaddr_storage l{}, r{};
     CopyAddrs(a, &l, &r);
-    out->Set(static_cast<uint32_t>(i), SubflowObject(env, static_cast<uint32_t>(i), l, r, ti, ti_len));
+    out->Set(static_cast<uint32_t>(i), SubflowObject(env, static_cast<uint32_t>(i), l, r, ti, ti_len, with_flags));
   }
 }
 
@@ -262,6 +263,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "info(fd) needs a number");
   int fd = info[0].As<Napi::Number>().Int32Value();
+  bool with_flags = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
 
   int proto = 0;
   socklen_t plen = sizeof(proto);
@@ -285,12 +287,12 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     }
     if (!fallback) {
       size_t hint = HAS_FIELD(mi_len, MptcpInfo, subflows_total) ? mi.subflows_total : mi.subflows + 1u;
-      if (!FullInfoSubflows(env, fd, hint, &mi, &mi_len, &subflows)) LegacySubflows(env, fd, hint, &subflows);
+      if (!FullInfoSubflows(env, fd, hint, &mi, &mi_len, &subflows, with_flags)) LegacySubflows(env, fd, hint, &subflows, with_flags);
     }
   }
   if (proto != IPPROTO_MPTCP || fallback) {
     subflows = Napi::Array::New(env, 1);
-    subflows.Set(0u, PlainSubflow(env, fd));
+    subflows.Set(0u, PlainSubflow(env, fd, with_flags));
   }
 
   auto u64 = [&](bool has, uint64_t v) { return Napi::Number::New(env, has ? static_cast<double>(v) : 0); };

@@ -8,9 +8,10 @@ import { errorCode, errorMessage } from '../errors';
 import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
+import { status } from './status';
 import { up } from './up';
 
-const COMMANDS: Record<string, Command> = { up, relay, paths };
+const COMMANDS: Record<string, Command> = { up, status, paths, relay };
 
 function helpText(): string {
   const lines = ['usage: braid <command> [options]', '', 'commands:'];

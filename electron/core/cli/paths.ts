@@ -9,7 +9,7 @@ import { loadConfig, updateConfigFile, watchConfigFile } from '../config/load';
 import type { BraidConfig, PathPolicy } from '../config/schema';
 import { errorMessage } from '../errors';
 import { PATH_POLICIES } from '../paths/policy';
-import { PathManager, type PathStatus } from '../paths/manager';
+import { hasNetAdmin, PathManager, PRIVILEGE_HELP, readManagerRecord, type PathStatus } from '../paths/manager';
 import { stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
 
 function configFile(values: Values): string {
@@ -50,7 +50,23 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
   if (sub === 'list') {
     if (args.length) throw usageError(`'braid paths list' takes no arguments`);
     const cfg = readConfig(file);
-    const status = await new PathManager({ config: () => cfg.paths, stateDir, log }).detailedStatus();
+    const own = await new PathManager({ config: () => cfg.paths, stateDir, log }).detailedStatus();
+    // This process only looks; whether endpoints are managed is up to the braid that runs (if any).
+    const running = readManagerRecord(stateDir);
+    const status: PathStatus = running
+      ? { ...own, managed: running.managed, reason: running.reason }
+      : {
+          ...own,
+          managed: false,
+          reason: !cfg.paths.enabled
+            ? 'path management is disabled in the config (paths.enabled = false)'
+            : hasNetAdmin()
+              ? `no running braid manages the endpoints (start \`braid up\` or \`braid paths daemon\` with --state-dir ${stateDir})`
+              : PRIVILEGE_HELP,
+        };
+    if (!status.managed) {
+      status.interfaces = status.interfaces.map((i) => (i.state === 'active' || i.state === 'backup' ? { ...i, state: 'unmanaged' } : i));
+    }
     process.stdout.write(values.json === true ? JSON.stringify(status, null, 2) + '\n' : formatPaths(status));
     return 0;
   }

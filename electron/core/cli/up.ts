@@ -5,9 +5,10 @@ import { loadConfig, watchConfigFile } from '../config/load';
 import type { ConfigInput, DialMode } from '../config/schema';
 import { errorMessage } from '../errors';
 import { BraidService } from '../service';
+import { startControl } from '../control/start';
 import { parseRelayLink } from '../relay/share-link';
 import { withSystemProxy } from '../sysproxy/cli';
-import { parsePort, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
+import { parseHostPort, parsePort, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
 
 async function runUp(values: Values): Promise<number> {
   const proxy: NonNullable<ConfigInput['proxy']> = {};
@@ -39,6 +40,12 @@ async function runUp(values: Values): Promise<number> {
   const paths = str(values, 'paths');
   if (paths !== undefined && paths !== 'on' && paths !== 'off') throw usageError(`--paths must be 'on' or 'off', got '${paths}'`);
   if (paths !== undefined) overrides.paths = { enabled: paths === 'on' };
+  const controlFlag = str(values, 'control');
+  if (controlFlag === 'off') overrides.control = { enabled: false };
+  else if (controlFlag !== undefined) {
+    const { host: chost, port: cport } = parseHostPort(controlFlag, 'control');
+    overrides.control = { enabled: true, host: chost, port: cport };
+  }
 
   // An explicit --config must exist; the default file is used only when present.
   const explicit = str(values, 'config');
@@ -73,9 +80,16 @@ async function runUp(values: Values): Promise<number> {
     ? watchConfigFile(file, () => void service.adoptConfig(loadConfig({ file, overrides })).catch((e) => log.warn(errorMessage(e))), (err) => log.warn(`config file ${file}: ${errorMessage(err)} (keeping the previous config)`))
     : () => {};
 
+  const control = config.control.enabled ? await startControl(service, { stateDir, log }) : null;
+  if (control) {
+    // The token is for the person at this terminal (like a notebook server's); it never goes to the log.
+    process.stdout.write(`braid: control API on ${control.url} (dashboard: ${control.url}#token=${control.token})\n`);
+  }
+
   const undoSystemProxy = values['system-proxy'] === true ? await withSystemProxy(addr, log) : null;
   return untilSignal(async () => {
     unwatch();
+    await control?.close();
     await undoSystemProxy?.();
     await service.stop();
   }, log);
@@ -84,7 +98,7 @@ async function runUp(values: Values): Promise<number> {
 export const up: Command = {
   summary: 'run the local SOCKS5 + HTTP proxy (and path management) until SIGINT/SIGTERM',
   usage:
-    'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay braid://…] [--paths on|off] [--system-proxy] [--config FILE] [--state-dir DIR] [--verbose]',
+    'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay braid://…] [--paths on|off] [--control HOST:PORT|off] [--system-proxy] [--config FILE] [--state-dir DIR] [--verbose]',
   options: {
     host: { type: 'string' },
     port: { type: 'string' },
@@ -92,6 +106,7 @@ export const up: Command = {
     dial: { type: 'string' },
     relay: { type: 'string' },
     paths: { type: 'string' },
+    control: { type: 'string' },
     'system-proxy': { type: 'boolean' },
     config: { type: 'string' },
     'state-dir': { type: 'string' },

@@ -75,7 +75,7 @@ export function defaultConfig(): BraidConfig {
     limits: { maxConnections: 1024 },
     relay: { link: null, poolSize: 2, poolIdleMs: 45_000 },
     paths: defaultPathsConfig(),
-    control: { enabled: true, host: '127.0.0.1', port: 9090, token: null },
+    control: { enabled: true, host: '127.0.0.1', port: 9797, token: null },
   };
 }
 

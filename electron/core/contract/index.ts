@@ -90,7 +90,7 @@ export interface StatsTick {
   connections: number;
   totalUp: number;
   totalDown: number;
-  system: { mptcpConnections: number | null };  // every MPTCP socket on the host, not just ours
+  system: { mptcpSockets: number | null };  // MPTCP sockets in this network namespace, not only Braid's (listeners too)
 }
 
 export interface RelayView {

@@ -12,7 +12,7 @@ export interface SocketBinding {
   supported(): NativeSupport;
   listen(opts: ListenOptions): number;
   connect(opts: ConnectOptions): Promise<number>;
-  info(fd: number): MptcpInfo;
+  info(fd: number, withBackupFlags?: boolean): MptcpInfo;
   close(fd: number): void;
 }
 

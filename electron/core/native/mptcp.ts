@@ -61,8 +61,12 @@ export interface NativeSupport {
 export const supported = (): NativeSupport => binding.supported();
 export const listenFd = (opts: ListenOptions): number => binding.listen(opts);
 export const connectFd = (opts: ConnectOptions): Promise<number> => binding.connect(opts);
-export function socketInfo(fd: number): MptcpInfo {
-  const info = binding.info(fd);
+/**
+ * MPTCP state of a socket. `withBackupFlags: false` skips the per-subflow sock_diag lookup that the
+ * backup flag needs (backupKnown is then false): the stats sampler reads thousands of sockets a tick.
+ */
+export function socketInfo(fd: number, withBackupFlags = true): MptcpInfo {
+  const info = binding.info(fd, withBackupFlags);
   const names = interfaceNames();
   for (const sf of info.subflows) sf.interface = names.get(sf.localAddress) ?? null;
   return info;

@@ -6,6 +6,7 @@
  * reporting what exists; the proxy keeps working with whatever endpoints are there.
  */
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import * as netlink from '../native/netlink';
 import type { PmEndpoint, PmEvent, PmLimits, WatchHandle } from '../native/netlink';
@@ -50,6 +51,50 @@ export interface PathManagerEvents {
 export const PRIVILEGE_HELP =
   'path management needs CAP_NET_ADMIN: run `sudo braid paths daemon` (or install the braid-paths systemd unit, see README "Path management"), or run braid up as root. Until then Braid uses the MPTCP endpoints that already exist.';
 
+export const DISABLED_REASON = 'path management is disabled in the config (paths.enabled = false)';
+
+/**
+ * What a running manager last found, kept in the state directory so that another process (`braid
+ * paths` run by the user next to `braid up` or `braid paths daemon`) can say whether endpoints are
+ * being managed and, if not, why. Written at every reconcile, removed at stop.
+ */
+export interface ManagerRecord {
+  pid: number;
+  managed: boolean;
+  reason: string | null;
+  at: string;
+}
+
+export const managerRecordFile = (stateDir: string): string => path.join(stateDir, 'paths-manager.json');
+
+/** The record of a manager that is still running, or null (none, or it crashed). */
+export function readManagerRecord(stateDir: string): ManagerRecord | null {
+  let rec: ManagerRecord;
+  try {
+    rec = JSON.parse(fs.readFileSync(managerRecordFile(stateDir), 'utf8')) as ManagerRecord;
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(rec.pid) || rec.pid <= 0) return null;
+  try {
+    process.kill(rec.pid, 0);
+  } catch (err) {
+    // EPERM: alive but someone else's (a root daemon seen by a user); anything else: gone.
+    if (errorCode(err) !== 'EPERM') return null;
+  }
+  return rec;
+}
+
+/** Whether this process may change MPTCP endpoints (CAP_NET_ADMIN, bit 12 of CapEff). */
+export function hasNetAdmin(): boolean {
+  try {
+    const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return eff !== undefined && (BigInt(`0x${eff}`) & (1n << 12n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
 const netlinkApi: EndpointApi = {
   listEndpoints: netlink.listEndpoints,
   addEndpoint: (o) => netlink.addEndpoint(o),
@@ -89,7 +134,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.started = true;
     if (!this.opts.config().enabled) {
       this.managed = false;
-      this.reason = 'path management is disabled in the config (paths.enabled = false)';
+      this.reason = DISABLED_REASON;
     }
     this.watch = netlink.linkWatch((ev) => {
       if (ev.kind === 'error') this.opts.log.warn(`link watch failed: ${ev.message}`);
@@ -114,6 +159,15 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     const cfg = this.opts.config();
     if (!cfg.enabled) {
+      // Switched off while running (the config file changed): what we created goes, as at shutdown.
+      if (this.reconciler.owned.size > 0) {
+        const r = this.reconciler.cleanup();
+        for (const o of r.removed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} removed`);
+        if (r.error) this.opts.log.warn(`paths cleanup: ${r.error.message}`);
+      }
+      this.managed = false;
+      this.reason = DISABLED_REASON;
+      this.writeRecord();
       this.emit('changed', this.status());
       return null;
     }
@@ -132,6 +186,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       this.managed = true;
       this.reason = null;
     }
+    this.writeRecord();
     for (const o of report.added) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} added${o.backup ? ' (backup)' : ''}`);
     for (const o of report.removed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} removed`);
     for (const o of report.changed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} now ${o.backup ? 'backup' : 'in use'}`);
@@ -193,7 +248,21 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.started = false;
     const report = this.reconciler.cleanup();
     if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);
+    if (this.opts.stateDir) fs.rmSync(managerRecordFile(this.opts.stateDir), { force: true });
     return report;
+  }
+
+  private writeRecord(): void {
+    if (!this.opts.stateDir || !this.started) return;
+    const rec: ManagerRecord = { pid: process.pid, managed: this.managed, reason: this.reason, at: new Date().toISOString() };
+    try {
+      fs.mkdirSync(this.opts.stateDir, { recursive: true });
+      const file = managerRecordFile(this.opts.stateDir);
+      fs.writeFileSync(`${file}.${process.pid}.tmp`, JSON.stringify(rec) + '\n');
+      fs.renameSync(`${file}.${process.pid}.tmp`, file);
+    } catch {
+      /* best effort: only `braid paths` in another process misses the explanation */
+    }
   }
 
   private schedule(): void {

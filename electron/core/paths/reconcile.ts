@@ -119,24 +119,41 @@ export class Reconciler {
       const p = plan(desiredEndpoints(interfaces, cfg), this.api.listEndpoints(), this.owned);
       report.elsewhere = p.elsewhere;
       for (const o of p.forget) this.owned.delete(o.address);
+      // One step the kernel refuses (an address that vanished meanwhile, a full endpoint table) must
+      // not hold back the others, now or at every later reconcile: the first error is reported and
+      // the rest still run. Without the privilege every step fails alike, so that stops at once.
+      const attempt = (fn: () => void): void => {
+        try {
+          fn();
+        } catch (err) {
+          if (errorCode(err) === 'EPERM') throw err;
+          report.error ??= { code: errorCode(err), message: errorMessage(err) };
+        }
+      };
       for (const s of p.steps) {
         if (s.op === 'remove') {
-          this.api.removeEndpoint({ id: s.owned.id, address: s.owned.address });
-          this.owned.delete(s.owned.address);
-          report.removed.push(s.owned);
+          attempt(() => {
+            this.api.removeEndpoint({ id: s.owned.id, address: s.owned.address });
+            this.owned.delete(s.owned.address);
+            report.removed.push(s.owned);
+          });
         } else if (s.op === 'set-backup') {
-          this.api.setEndpointFlags({ id: s.owned.id, address: s.owned.address }, flagsFor(s.backup));
-          s.owned.backup = s.backup;
-          report.changed.push(s.owned);
+          attempt(() => {
+            this.api.setEndpointFlags({ id: s.owned.id, address: s.owned.address }, flagsFor(s.backup));
+            s.owned.backup = s.backup;
+            report.changed.push(s.owned);
+          });
         }
       }
       // Adds come after removals, so an address that moved interfaces is re-added on its new one.
       for (const s of p.steps) {
         if (s.op !== 'add') continue;
-        const id = this.api.addEndpoint({ address: s.want.address, flags: flagsFor(s.want.backup), ifindex: s.want.ifindex });
-        const o: OwnedEndpoint = { id, address: s.want.address, ifindex: s.want.ifindex, backup: s.want.backup };
-        this.owned.set(o.address, o);
-        report.added.push(o);
+        attempt(() => {
+          const id = this.api.addEndpoint({ address: s.want.address, flags: flagsFor(s.want.backup), ifindex: s.want.ifindex });
+          const o: OwnedEndpoint = { id, address: s.want.address, ifindex: s.want.ifindex, backup: s.want.backup };
+          this.owned.set(o.address, o);
+          report.added.push(o);
+        });
       }
       report.limits = this.ensureLimits(cfg);
     } catch (err) {
@@ -165,6 +182,9 @@ export class Reconciler {
         if (now.subflows === this.raisedTo.subflows && now.addAddrAccepted === this.raisedTo.addAddrAccepted) {
           report.limits = this.api.setLimits(this.originalLimits);
         }
+        // Settled either way; a stale record would make the next run "restore" limits it never set.
+        this.originalLimits = null;
+        this.raisedTo = null;
       }
     } catch (err) {
       report.error = { code: errorCode(err), message: errorMessage(err) };
@@ -191,13 +211,18 @@ export class Reconciler {
   private adoptLeftovers(): void {
     if (!this.stateFile || !fs.existsSync(this.stateFile)) return;
     try {
-      const saved = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as { owned?: OwnedEndpoint[]; originalLimits?: PmLimits };
+      const saved = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as { owned?: OwnedEndpoint[]; originalLimits?: PmLimits | null; raisedTo?: PmLimits | null };
       const current = this.api.listEndpoints();
       for (const o of saved.owned ?? []) {
         // Ours only if the kernel still has exactly that id on exactly that address.
         if (current.some((e) => e.id === o.id && e.address === o.address)) this.owned.set(o.address, o);
       }
-      if (saved.originalLimits) this.originalLimits = saved.originalLimits;
+      // Both halves are needed to put the limits back at the next shutdown: the restarted process
+      // finds them already high enough and would otherwise never learn that they were ours.
+      if (saved.originalLimits && saved.raisedTo) {
+        this.originalLimits = saved.originalLimits;
+        this.raisedTo = saved.raisedTo;
+      }
     } catch {
       /* an unreadable state file only means no leftovers to adopt */
     }
@@ -207,7 +232,7 @@ export class Reconciler {
     if (!this.stateFile) return;
     try {
       fs.mkdirSync(path.dirname(this.stateFile), { recursive: true });
-      fs.writeFileSync(this.stateFile, JSON.stringify({ owned: [...this.owned.values()], originalLimits: this.originalLimits }, null, 2));
+      fs.writeFileSync(this.stateFile, JSON.stringify({ owned: [...this.owned.values()], originalLimits: this.originalLimits, raisedTo: this.raisedTo }, null, 2));
     } catch {
       /* best effort: losing it only means a crash could leave endpoints behind */
     }

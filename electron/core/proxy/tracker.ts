@@ -66,13 +66,13 @@ export class TrackedConnection {
   }
 
   /** Current MPTCP state of the outbound socket, or null when it cannot be read. */
-  subflows(): MptcpInfo | null {
+  subflows(withBackupFlags = true): MptcpInfo | null {
     const { mod } = loadNative();
     if (!mod || !this.upstream || this.upstream.destroyed) return null;
     const fd = this.upstreamFd;
     if (fd === null) return null;
     try {
-      return mod.socketInfo(fd);
+      return mod.socketInfo(fd, withBackupFlags);
     } catch {
       return null;
     }
@@ -150,6 +150,11 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
 
   get(id: number): TrackedConnection | undefined {
     return this.live.get(id);
+  }
+
+  /** The live connections themselves (for sampling); do not keep references past a tick. */
+  connections(): IterableIterator<TrackedConnection> {
+    return this.live.values();
   }
 
   list(): ConnectionSnapshot[] {

@@ -1,0 +1,259 @@
+/**
+ * Per-path traffic accounting. Every tick it reads the subflows of every live proxied connection
+ * and splits each connection's bytes across the paths (interfaces) its subflows use.
+ *
+ * Truth for *how many* bytes a connection moved is the proxy's own count (what the application
+ * sent and received); the kernel's per-subflow TCP counters say *which path* carried them. So the
+ * totals equal what clients received, and the split follows the subflows, including for the last
+ * bytes of a connection that closed between two ticks (split like its last known share).
+ * A connection that fell back to TCP has one subflow and so one path.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import type { PathSample, StatsTick, SubflowView } from '../contract';
+import type { SubflowInfo } from '../native/mptcp';
+import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '../proxy/tracker';
+
+export interface StatsOptions {
+  intervalMs?: number;      // default 500
+  historyMs?: number;       // default 10 minutes
+  /** Reads subflows of a connection; injectable for tests. */
+  read?: (c: TrackedConnection) => SubflowInfo[] | null;
+}
+
+interface SubflowMark {
+  sent: number;
+  received: number;
+}
+
+interface ConnState {
+  lastUp: number;                       // proxy-counted bytes at the last tick
+  lastDown: number;
+  subflows: Map<string, SubflowMark>;   // subflow key -> its counters at the last tick
+  shareUp: Map<string, number>;         // path -> bytes attributed up so far (for residual splits)
+  shareDown: Map<string, number>;
+  latest: SubflowView[];
+}
+
+interface PathTotals {
+  up: number;
+  down: number;
+}
+
+export interface StatsEvents {
+  tick: [StatsTick];
+}
+
+const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
+export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
+
+function add(map: Map<string, number>, key: string, n: number): void {
+  if (n > 0) map.set(key, (map.get(key) ?? 0) + n);
+}
+
+/** Splits `amount` over keys in proportion to `weights` (integers, the remainder to the largest). */
+export function splitByWeight(amount: number, weights: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  const total = [...weights.values()].reduce((a, b) => a + b, 0);
+  if (amount <= 0 || total <= 0) return out;
+  let given = 0;
+  let largest: string | null = null;
+  for (const [k, w] of weights) {
+    const part = Math.floor((amount * w) / total);
+    out.set(k, part);
+    given += part;
+    if (largest === null || w > weights.get(largest)!) largest = k;
+  }
+  if (largest !== null) out.set(largest, out.get(largest)! + amount - given);
+  return out;
+}
+
+export class StatsEngine extends EventEmitter<StatsEvents> {
+  readonly intervalMs: number;
+  private readonly capacity: number;
+  private readonly history: StatsTick[] = [];
+  private readonly conns = new Map<number, ConnState>();
+  private readonly totals = new Map<string, PathTotals>();
+  private readonly rtt = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private lastAt = 0;
+  private pendingClosed: { snapshot: ConnectionSnapshot; state: ConnState }[] = [];
+  private readonly onClosed = (snap: ConnectionSnapshot): void => {
+    const state = this.conns.get(snap.id);
+    if (state) {
+      this.conns.delete(snap.id);
+      this.pendingClosed.push({ snapshot: snap, state });
+    }
+  };
+  /** Cost of the last sample, for the bench. */
+  lastSampleMs = 0;
+
+  constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
+    super();
+    this.intervalMs = opts.intervalMs ?? 500;
+    this.capacity = Math.ceil((opts.historyMs ?? 10 * 60_000) / this.intervalMs);
+  }
+
+  private attached: ConnectionTracker | null = null;
+
+  start(): void {
+    if (this.timer) return;
+    this.lastAt = Date.now();
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.attach(null);
+  }
+
+  /** The ticks of the last `seconds` (all kept history by default), oldest first. */
+  recent(seconds?: number): StatsTick[] {
+    if (seconds === undefined) return [...this.history];
+    const since = Date.now() - seconds * 1000;
+    return this.history.filter((t) => t.t >= since);
+  }
+
+  /** The subflows of a connection as of the last tick. */
+  subflowsOf(id: number): SubflowView[] {
+    return this.conns.get(id)?.latest ?? [];
+  }
+
+  private attach(t: ConnectionTracker | null): void {
+    if (t === this.attached) return;
+    this.attached?.off('closed', this.onClosed);
+    this.attached = t;
+    t?.on('closed', this.onClosed);
+  }
+
+  /** One sample; public so tests and the bench can drive it without timers. */
+  tick(now = Date.now()): StatsTick {
+    const started = process.hrtime.bigint();
+    const tracker = this.tracker();
+    this.attach(tracker);
+    const seconds = Math.max(0.001, (now - this.lastAt) / 1000);
+    this.lastAt = now;
+    const up = new Map<string, number>();
+    const down = new Map<string, number>();
+    const subflowCount = new Map<string, number>();
+    const rttSum = new Map<string, { sum: number; n: number }>();
+    const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false)?.subflows ?? null);
+
+    let live = 0;
+    for (const c of tracker?.connections() ?? []) {
+      live++;
+      let state = this.conns.get(c.id);
+      if (!state) {
+        state = { lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [] };
+        this.conns.set(c.id, state);
+      }
+      const subflows = read(c);
+      const weightsUp = new Map<string, number>();
+      const weightsDown = new Map<string, number>();
+      if (subflows) {
+        const seen = new Map<string, SubflowMark>();
+        for (const s of subflows) {
+          const key = subflowKey(s);
+          const p = pathKey(s);
+          const before = state.subflows.get(key) ?? { sent: 0, received: 0 };
+          // Counters only grow; a smaller value means a new socket reused the 4-tuple.
+          const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
+          const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
+          add(weightsUp, p, dSent);
+          add(weightsDown, p, dRecv);
+          seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
+          subflowCount.set(p, (subflowCount.get(p) ?? 0) + 1);
+          const r = rttSum.get(p) ?? { sum: 0, n: 0 };
+          if (s.rttUs > 0) rttSum.set(p, { sum: r.sum + s.rttUs, n: r.n + 1 });
+        }
+        state.subflows = seen;
+        state.latest = subflows.map((s) => ({
+          localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
+          bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
+        }));
+      }
+      this.attribute(state, c.bytesUp - state.lastUp, c.bytesDown - state.lastDown, weightsUp, weightsDown, up, down);
+      state.lastUp = c.bytesUp;
+      state.lastDown = c.bytesDown;
+    }
+    // Connections that ended since the last tick: their final bytes, split like they were carried.
+    for (const { snapshot, state } of this.pendingClosed.splice(0)) {
+      this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, new Map(), new Map(), up, down);
+    }
+
+    const paths: PathSample[] = [];
+    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...subflowCount.keys()]);
+    let totalUp = 0;
+    let totalDown = 0;
+    for (const k of keys) {
+      const t = this.totals.get(k) ?? { up: 0, down: 0 };
+      t.up += up.get(k) ?? 0;
+      t.down += down.get(k) ?? 0;
+      this.totals.set(k, t);
+      totalUp += t.up;
+      totalDown += t.down;
+      const r = rttSum.get(k);
+      if (r && r.n) this.rtt.set(k, r.sum / r.n);
+      paths.push({
+        path: k,
+        upBps: (up.get(k) ?? 0) / seconds,
+        downBps: (down.get(k) ?? 0) / seconds,
+        rttUs: subflowCount.has(k) ? this.rtt.get(k) ?? null : null,
+        totalUp: t.up,
+        totalDown: t.down,
+        subflows: subflowCount.get(k) ?? 0,
+      });
+    }
+    paths.sort((a, b) => a.path.localeCompare(b.path));
+    const tick: StatsTick = { t: now, paths, connections: live, totalUp, totalDown, system: { mptcpSockets: systemMptcpSockets() } };
+    this.history.push(tick);
+    if (this.history.length > this.capacity) this.history.splice(0, this.history.length - this.capacity);
+    this.lastSampleMs = Number(process.hrtime.bigint() - started) / 1e6;
+    this.emit('tick', tick);
+    return tick;
+  }
+
+  private attribute(
+    state: ConnState,
+    dUp: number,
+    dDown: number,
+    weightsUp: Map<string, number>,
+    weightsDown: Map<string, number>,
+    up: Map<string, number>,
+    down: Map<string, number>,
+  ): void {
+    // When the subflow counters have not moved yet (or the socket is gone), the connection's
+    // share so far decides; its first bytes with no subflow known go to 'unknown'.
+    const pick = (w: Map<string, number>, share: Map<string, number>) =>
+      [...w.values()].some((v) => v > 0) ? w : share.size ? share : new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
+    for (const [k, n] of splitByWeight(dUp, pick(weightsUp, state.shareUp))) {
+      add(up, k, n);
+      add(state.shareUp, k, n);
+    }
+    for (const [k, n] of splitByWeight(dDown, pick(weightsDown, state.shareDown))) {
+      add(down, k, n);
+      add(state.shareDown, k, n);
+    }
+  }
+}
+
+/** MPTCP sockets in use in this network namespace (all of them, not only Braid's). */
+export function systemMptcpSockets(): number | null {
+  try {
+    const text = fs.readFileSync('/proc/net/protocols', 'utf8');
+    let n = 0;
+    let found = false;
+    for (const line of text.split('\n')) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[0] === 'MPTCP' || cols[0] === 'MPTCPv6') {
+        n += Number(cols[2]) || 0;
+        found = true;
+      }
+    }
+    return found ? n : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The relay's namespace topology and the moves its tests and the benchmark share.
+ *
+ *   client ──link1 (tbf)──┐
+ *          ──link2 (tbf)──┴ relay ──link3 (unshaped)── destination
+ *
+ * The client has an MPTCP `subflow` endpoint on link 2 (as createTwoLinkTopology arranges for a
+ * client and a server), so its one connection to the relay's link-1 address gets a second subflow
+ * over link 2. The destination is reachable only from the relay: the client has no route to link 3
+ * and the relay does not forward, so everything the client gets from there came through `braid
+ * relay`. Link 3 is in private ranges, so the relay must be started with `--allow` for it, which
+ * exercises the destination policy on every test.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Topology, type Link, type Namespace, type NsProcess } from './netns';
+import { BRAID_CLI } from './multipath-harness';
+
+const START_TIMEOUT_MS = 15_000;
+
+export interface RelayTopology {
+  topology: Topology;
+  client: Namespace;
+  relay: Namespace;
+  dest: Namespace;
+  /** client ⇄ relay, shaped */
+  links: [Link, Link];
+  /** relay ⇄ destination, unshaped */
+  destLink: Link;
+  relayAddress(link: 1 | 2, family?: 4 | 6): string;
+  clientAddress(link: 1 | 2, family?: 4 | 6): string;
+  destAddress(family?: 4 | 6): string;
+  /** link 3's subnets: what the relay's --allow must name */
+  destSubnets: [string, string];
+  /** which client⇄relay link (1 or 2) an address belongs to, or null */
+  linkOf(address: string): 1 | 2 | null;
+  destroy(): Promise<void>;
+}
+
+export interface RelayTopologyOptions {
+  /** tbf rate of both client⇄relay links, on both ends; null = unshaped (default 20) */
+  rateMbit?: number | null;
+}
+
+export async function createRelayTopology(opts: RelayTopologyOptions = {}): Promise<RelayTopology> {
+  const topology = new Topology();
+  try {
+    const client = await topology.addNamespace('c');
+    const relay = await topology.addNamespace('r');
+    const dest = await topology.addNamespace('d');
+    const rateMbit = opts.rateMbit === undefined ? 20 : opts.rateMbit;
+    const l1 = await topology.link(client, relay, { rateMbit });
+    const l2 = await topology.link(client, relay, { rateMbit });
+    const l3 = await topology.link(relay, dest, { rateMbit: null });
+    for (const ns of [client, relay]) await ns.setMptcpLimits(8, 8);
+    // The relay is a host, not a router: the client must not reach the destination past it.
+    await relay.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0']);
+    // Link 2 reaches the relay's link-1 address too (a less preferred route), so the subflow the
+    // client's link-2 endpoint opens has a way there; see createTwoLinkTopology.
+    await client.addRoute({ family: 4, prefix: l1.subnet4, via: l2.b.ipv4, dev: l2.a.dev, metric: 100 });
+    await client.addRoute({ family: 6, prefix: l1.subnet6, via: l2.b.ipv6, dev: l2.a.dev, metric: 1024 });
+    await client.addMptcpEndpoint(l2.a.ipv4, { dev: l2.a.dev, flags: ['subflow'] });
+    await client.addMptcpEndpoint(l2.a.ipv6, { dev: l2.a.dev, flags: ['subflow'] });
+    const links: [Link, Link] = [l1, l2];
+    const norm = (a: string): string => a.replace(/^::ffff:/i, '').toLowerCase();
+    return {
+      topology, client, relay, dest, links, destLink: l3,
+      relayAddress: (n, family = 4) => (family === 4 ? links[n - 1]!.b.ipv4 : links[n - 1]!.b.ipv6),
+      clientAddress: (n, family = 4) => (family === 4 ? links[n - 1]!.a.ipv4 : links[n - 1]!.a.ipv6),
+      destAddress: (family = 4) => (family === 4 ? l3.b.ipv4 : l3.b.ipv6),
+      destSubnets: [l3.subnet4, l3.subnet6],
+      linkOf: (address) => {
+        const a = norm(address);
+        for (const l of links) if ([l.a.ipv4, l.b.ipv4, l.a.ipv6, l.b.ipv6].some((x) => x.toLowerCase() === a)) return l.index as 1 | 2;
+        return null;
+      },
+      destroy: () => topology.destroy(),
+    };
+  } catch (err) {
+    await topology.destroy();
+    throw err;
+  }
+}
+
+export interface RelayProcess {
+  proc: NsProcess;
+  /** the share link as printed */
+  link: string;
+  port: number;
+  metricsUrl: string | null;
+  dir: string;
+}
+
+/**
+ * `braid relay --listen [::]:PORT --allow <link 3> --dir DIR --metrics 127.0.0.1:0` in the relay
+ * namespace; resolves once it printed its share link. `dir` is reused across restarts (same key,
+ * certificate and secret); the caller removes it.
+ */
+export async function startRelay(topo: RelayTopology, opts: { port: number; dir: string; publicHost?: string; extra?: string[] }): Promise<RelayProcess> {
+  const argv = [process.execPath, BRAID_CLI, 'relay', '--listen', `[::]:${opts.port}`,
+    ...topo.destSubnets.flatMap((s) => ['--allow', s]),
+    '--dir', opts.dir, '--metrics', '127.0.0.1:0', '--public-host', opts.publicHost ?? topo.relayAddress(1),
+    ...(opts.extra ?? [])];
+  const proc = topo.relay.spawn(argv, { label: 'braid relay' });
+  const { line } = await proc.waitForLine(/^braid: share link: /, START_TIMEOUT_MS);
+  const listening = proc.lines.find((l) => l.startsWith('braid: relay listening on '));
+  const metrics = proc.lines.find((l) => l.startsWith('braid: metrics on '));
+  const port = Number(/:(\d+) \(/.exec(listening ?? '')?.[1] ?? NaN);
+  return { proc, link: line.slice('braid: share link: '.length).trim(), port, metricsUrl: metrics ? metrics.slice('braid: metrics on '.length).trim() : null, dir: opts.dir };
+}
+
+export function tempRelayDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'braid-relay-dir-'));
+}
+
+/** `braid up --relay LINK` in the client namespace (path management off: the topology owns the endpoints). */
+export async function startRelayClient(ns: Namespace, opts: { port: number; link: string; extra?: string[] }): Promise<NsProcess> {
+  const argv = [process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(opts.port), '--dial', 'mptcp',
+    '--relay', opts.link, '--paths', 'off', ...(opts.extra ?? [])];
+  const proc = ns.spawn(argv, { label: 'braid up --relay' });
+  await proc.waitForLine(/^braid: proxy listening on .*via relay/, START_TIMEOUT_MS);
+  return proc;
+}
+
+/** Bytes sent on each of the relay's two client-facing links, by the kernel's interface counters. */
+export async function relayTxBytes(topo: RelayTopology): Promise<[number, number]> {
+  const { stdout } = await topo.relay.exec(['ip', '-s', '-j', 'link', 'show']);
+  const all = JSON.parse(stdout) as Array<{ ifname: string; stats64?: { tx?: { bytes?: number } } }>;
+  const tx = (dev: string): number => Number(all.find((l) => l.ifname === dev)?.stats64?.tx?.bytes ?? NaN);
+  return [tx(topo.links[0].b.dev), tx(topo.links[1].b.dev)];
+}
+
+/** The relay's /metrics, scraped with curl inside the relay namespace (it listens on loopback there). */
+export async function scrapeMetrics(topo: RelayTopology, url: string): Promise<string> {
+  const { stdout } = await topo.relay.exec(['curl', '-sS', '--max-time', '5', url], { timeoutMs: 10_000 });
+  return stdout;
+}
+
+export function metricValue(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.split(' ').pop()) : NaN;
+}
