@@ -192,3 +192,17 @@ export interface RequestFrame { id: number | string; command: CommandName; param
 export interface ResponseFrame { id: number | string; ok: true; result: unknown }
 export interface ErrorFrame { id: number | string | null; ok: false; error: { code: string; message: string } }
 export interface EventFrame { event: EventName; data: unknown }
+
+// ---- the desktop bridge ----------------------------------------------------------------------
+
+/**
+ * What the Electron preload exposes to the renderer as `window.braid` (contextBridge): the same
+ * commands and events as the WebSocket, carried over IPC. Errors reject with {code, message}.
+ */
+export interface PreloadApi {
+  call<C extends CommandName>(command: C, params: ParamsOf<C>): Promise<ResultOf<C>>;
+  on<E extends EventName>(event: E, listener: (data: Events[E]) => void): () => void;
+}
+
+/** IPC channel names shared by main and preload. */
+export const IPC = { call: 'braid:call', event: 'braid:event' } as const;
