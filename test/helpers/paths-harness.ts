@@ -3,6 +3,7 @@
  * `braid up --config`, bounded polling, a way to run without CAP_NET_ADMIN, and a two-link topology
  * in which Braid (not the test) owns the client's endpoints.
  */
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -120,4 +121,29 @@ export async function createPathsTopology(opts: { rateMbit: number | null }): Pr
     await topology.destroy();
     throw err;
   }
+}
+
+// ---- children started through helpers/proc.ts die with the test, on a signal too ----------------
+
+const tracked = new Set<ChildProcess>();
+let signalsHooked = false;
+
+/**
+ * proc.ts kills its children on 'exit', which a signal death skips; netns.ts deletes namespaces on
+ * SIGINT/SIGTERM/SIGHUP, which leaves a process started inside running. This kills them and then
+ * re-raises the signal (the listener is gone by then, so the default disposition applies).
+ */
+export function killOnSignal<T extends { child: ChildProcess }>(r: T): T {
+  tracked.add(r.child);
+  r.child.once('exit', () => tracked.delete(r.child));
+  if (!signalsHooked) {
+    signalsHooked = true;
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(sig, () => {
+        for (const c of tracked) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
+        process.kill(process.pid, sig);
+      });
+    }
+  }
+  return r;
 }

@@ -70,10 +70,6 @@ async function runUp(values: Values): Promise<number> {
     const ends = f.saddr ? ` ${f.saddr}:${f.sport} -> ${f.daddr}:${f.dport}` : '';
     log.debug(`mptcp ${e.type} token ${f.token ?? '-'}${ends}${f.ifname ? ` dev ${f.ifname}` : ''}`);
   });
-  if (service.paths) {
-    const s = service.paths.status();
-    if (!s.managed && s.reason) log.warn(`paths: ${s.reason}`);
-  }
 
   // Only the overrides given on this command line stay fixed; the rest follows the file.
   const unwatch = file
