@@ -79,6 +79,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     proxy.on('warning', (message) => this.emit('problem', { code: 'EWARNING', message, source: 'proxy' }));
     const addr = await proxy.start();
     proxy.tracker.on('opened', () => this.connectionsTotal++);
+    this.stats.track(proxy.tracker);
     this.proxy = proxy;
     this.emit('proxy.started', addr);
     return addr;

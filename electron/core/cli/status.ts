@@ -1,10 +1,13 @@
 /** `braid status`: asks a running `braid up` through its control API. */
 import { defaultStateDir } from '../config/locations';
-import type { StatusView } from '../contract';
+import type { StatsTick, StatusView } from '../contract';
 import { callControl, readEndpoint } from '../control/discovery';
 import { str, type Command, type Values } from './common';
 
-export function formatStatus(s: StatusView): string {
+const mbit = (bytesPerSecond: number): string => `${((bytesPerSecond * 8) / 1e6).toFixed(1)} Mbit/s`;
+const mbytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+
+export function formatStatus(s: StatusView, tick: StatsTick | null = null): string {
   const lines = [
     `braid ${s.version}`,
     `proxy:        ${s.proxy.running ? `on, ${s.proxy.listen}` : 'off'} (dial ${s.proxy.dial}${s.proxy.mptcp.supported ? '' : `; MPTCP unavailable: ${s.proxy.mptcp.reason}`})`,
@@ -16,18 +19,24 @@ export function formatStatus(s: StatusView): string {
   for (const i of s.paths.interfaces) {
     lines.push(`  ${i.name.padEnd(12)} ${i.kind.padEnd(9)} ${i.state.padEnd(18)} policy ${i.policy}${i.addresses.length ? `  ${i.addresses.map((a) => a.address).join(', ')}` : ''}`);
   }
+  if (tick) {
+    const system = tick.system.mptcpSockets === null ? '' : ` (MPTCP sockets on this host: ${tick.system.mptcpSockets})`;
+    lines.push(`traffic:      ${tick.connections} connection${tick.connections === 1 ? '' : 's'} sampled${system}`);
+    for (const p of tick.paths) {
+      lines.push(`  ${p.path.padEnd(12)} down ${mbit(p.downBps).padStart(13)}  up ${mbit(p.upBps).padStart(13)}  total down ${mbytes(p.totalDown)} up ${mbytes(p.totalUp)}` +
+        `${p.rttUs !== null ? `  rtt ${(p.rttUs / 1000).toFixed(1)} ms` : ''}  ${p.subflows} subflow${p.subflows === 1 ? '' : 's'}`);
+    }
+  }
   return lines.join('\n') + '\n';
 }
 
 async function runStatus(values: Values): Promise<number> {
   const ep = readEndpoint(str(values, 'state-dir') ?? defaultStateDir());
   const status = await callControl<StatusView>(ep, 'status');
-  if (values.json === true) {
-    const history = await callControl<unknown[]>(ep, 'stats.history', { seconds: 5 });
-    process.stdout.write(JSON.stringify({ ...status, stats: history[history.length - 1] ?? null }, null, 2) + '\n');
-  } else {
-    process.stdout.write(formatStatus(status));
-  }
+  const history = await callControl<StatsTick[]>(ep, 'stats.history', { seconds: 5 });
+  const last = history[history.length - 1] ?? null;
+  if (values.json === true) process.stdout.write(JSON.stringify({ ...status, stats: last }, null, 2) + '\n');
+  else process.stdout.write(formatStatus(status, last));
   return 0;
 }
 

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ValidationError } from '../contract';
 import type {
   ConnectionView, EventName, Events, Handlers, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView,
 } from '../contract';
@@ -142,7 +143,13 @@ export class ControlCore {
         return { closed: c.kill() };
       },
       'config.get': () => svc.config,
-      'config.set': ({ patch }) => svc.updateConfig(patch),
+      'config.set': ({ patch }) => {
+        // The contract takes any JSON here; the config schema names bad fields, but only inside an object.
+        if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
+          throw new ValidationError('patch', `must be an object of config sections, got ${patch === null ? 'null' : Array.isArray(patch) ? 'an array' : typeof patch}`);
+        }
+        return svc.updateConfig(patch);
+      },
       'relay.import': async ({ link }) => {
         parseRelayLink(link); // a clear EBADLINK before anything changes
         await svc.updateConfig({ relay: { link } });

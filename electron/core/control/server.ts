@@ -33,8 +33,29 @@ const MIME: Record<string, string> = {
   '.png': 'image/png', '.json': 'application/json', '.ico': 'image/x-icon', '.woff2': 'font/woff2',
 };
 
+/** A loopback address or the name localhost (not any name that merely starts with "127."). */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  return /^::ffff:127\./.test(h) && net.isIPv6(h);
+}
+
+/** The request's URL, or null when the request line holds something URL cannot parse. */
+function parseUrl(raw: string | undefined): URL | null {
+  try {
+    return new URL(raw ?? '/', 'http://x');
+  } catch {
+    return null;
+  }
+}
+
+function decodePath(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;
+  }
 }
 
 /** Runs one command as every transport does: validate, dispatch, shape errors. */
@@ -58,12 +79,21 @@ export class ControlServer {
     if (!isLoopback(this.opts.host)) {
       this.opts.log.warn(`control API listens on ${this.opts.host}, beyond loopback: anyone who can reach it and has the token controls Braid`);
     }
-    const server = http.createServer((req, res) => void this.onRequest(req, res));
+    // A request must never take the process down: whatever escapes the handler becomes a 500.
+    const server = http.createServer((req, res) => {
+      this.onRequest(req, res).catch((err) => {
+        this.opts.log.warn(`control ${req.method ?? ''} ${String(req.url).slice(0, 200)}: ${errorMessage(err)}`);
+        if (!res.headersSent) this.send(res, 500, { ok: false, error: { code: 'EINTERNAL', message: 'internal error' } });
+        else res.destroy();
+      });
+    });
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY });
     server.on('upgrade', (req, socket, head) => {
       socket.on('error', () => {});
-      const url = new URL(req.url ?? '/', 'http://x');
-      if (url.pathname !== '/api/ws' || !this.allowedHost(req)) return void socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+      const url = parseUrl(req.url);
+      if (!url) return void socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      if (!this.allowedHost(req)) return void socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
+      if (url.pathname !== '/api/ws') return void socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
       if (!this.authorized(req, url)) return void socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n');
       wss.handleUpgrade(req, socket, head, (ws) => this.onSocket(ws));
     });
@@ -96,10 +126,14 @@ export class ControlServer {
     if (s) await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections(); });
   }
 
-  /** Refuses other Host names, so a web page on a rebinding domain cannot reach the API. */
+  /**
+   * Refuses Host names other than localhost, so that a web page on a DNS-rebinding domain cannot
+   * reach the API. Numeric addresses cannot be rebound, so any is fine (a listener deliberately put
+   * beyond loopback is reached by its address).
+   */
   private allowedHost(req: http.IncomingMessage): boolean {
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-    return isLoopback(host) || host === this.opts.host;
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    return host === 'localhost' || net.isIP(host) !== 0;
   }
 
   private authorized(req: http.IncomingMessage, url: URL): boolean {
@@ -116,18 +150,22 @@ export class ControlServer {
   }
 
   private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://x');
-    if (!this.allowedHost(req)) return this.send(res, 403, { ok: false, error: { code: 'EHOST', message: 'unexpected Host header' } });
+    const url = parseUrl(req.url);
+    if (!url) return this.send(res, 400, { ok: false, error: { code: 'EBADREQUEST', message: 'malformed request target' } });
+    if (!this.allowedHost(req)) return this.send(res, 403, { ok: false, error: { code: 'EHOST', message: 'unexpected Host header (use 127.0.0.1, [::1] or localhost)' } });
     if (!url.pathname.startsWith('/api/')) return this.serveStatic(url.pathname, res);
     if (!this.authorized(req, url)) {
       return this.send(res, 401, { ok: false, error: { code: 'EAUTH', message: 'missing or wrong token (Authorization: Bearer <token>)' } });
     }
-    const command = decodeURIComponent(url.pathname.slice('/api/'.length));
+    const command = decodePath(url.pathname.slice('/api/'.length));
+    if (command === null) return this.send(res, 400, { ok: false, error: { code: 'ECOMMAND', message: 'malformed percent-encoding in the command name' } });
     let params: unknown = {};
     if (req.method === 'POST') {
       try {
         params = await readJson(req);
       } catch (err) {
+        // Too big: answer, then close, rather than read the rest of a body we will not use.
+        if ((err as BraidError).code === 'ETOOBIG') res.setHeader('Connection', 'close');
         return this.send(res, (err as BraidError).code === 'ETOOBIG' ? 413 : 400, { ok: false, error: errorBody(err) });
       }
     } else if (req.method !== 'GET') {
@@ -167,9 +205,10 @@ export class ControlServer {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       return void res.end('the dashboard is not built (npm run build builds renderer/dist)\n');
     }
-    const rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname).replace(/^\/+/, '');
+    const decoded = decodePath(pathname);
+    const rel = pathname === '/' ? 'index.html' : (decoded ?? '').replace(/^\/+/, '');
     const file = path.resolve(root, rel);
-    if (!file.startsWith(path.resolve(root) + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    if (decoded === null || decoded.includes('\0') || !file.startsWith(path.resolve(root) + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
       return void res.end('not found\n');
     }
@@ -186,14 +225,20 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let tooBig = false;
     req.on('data', (c: Buffer) => {
+      if (tooBig) return;
       size += c.length;
       if (size > MAX_BODY) {
+        // Not req.destroy(): that closes the socket before the 413 is written. The rest of the body
+        // is discarded while the answer goes out, and the connection closes after it.
+        tooBig = true;
+        chunks.length = 0;
         reject(new BraidError('ETOOBIG', `request body over ${MAX_BODY} bytes`));
-        req.destroy();
       } else chunks.push(c);
     });
     req.on('end', () => {
+      if (tooBig) return;
       const text = Buffer.concat(chunks).toString('utf8').trim();
       if (!text) return resolve({});
       try {

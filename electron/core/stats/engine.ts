@@ -44,6 +44,8 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [] });
+
 const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
 
@@ -79,11 +81,11 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private lastAt = 0;
   private pendingClosed: { snapshot: ConnectionSnapshot; state: ConnState }[] = [];
   private readonly onClosed = (snap: ConnectionSnapshot): void => {
-    const state = this.conns.get(snap.id);
-    if (state) {
-      this.conns.delete(snap.id);
-      this.pendingClosed.push({ snapshot: snap, state });
-    }
+    // A connection that opened and closed between two ticks was never sampled: its bytes still
+    // count (on the 'unknown' path, since no subflow of it was ever seen).
+    const state = this.conns.get(snap.id) ?? newState();
+    this.conns.delete(snap.id);
+    this.pendingClosed.push({ snapshot: snap, state });
   };
   /** Cost of the last sample, for the bench. */
   lastSampleMs = 0;
@@ -118,12 +120,25 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
 
   /** The subflows of a connection as of the last tick. */
   subflowsOf(id: number): SubflowView[] {
-    return this.conns.get(id)?.latest ?? [];
+    // Also for a connection that just closed (its 'closed' listeners may run after ours).
+    return this.conns.get(id)?.latest ?? this.pendingClosed.find((p) => p.snapshot.id === id)?.state.latest ?? [];
+  }
+
+  /**
+   * Follows a tracker's closings from now on; the service calls it as soon as a proxy starts, so
+   * that a connection that ends before the first tick is counted too. Ticks also attach whatever
+   * tracker the getter returns.
+   */
+  track(t: ConnectionTracker | null): void {
+    this.attach(t);
   }
 
   private attach(t: ConnectionTracker | null): void {
     if (t === this.attached) return;
     this.attached?.off('closed', this.onClosed);
+    // A new tracker (the proxy restarted) numbers its connections from 1 again: state kept for the
+    // old one's ids would be taken for the new connections' and swallow their first bytes.
+    this.conns.clear();
     this.attached = t;
     t?.on('closed', this.onClosed);
   }
@@ -146,7 +161,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       live++;
       let state = this.conns.get(c.id);
       if (!state) {
-        state = { lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [] };
+        state = newState();
         this.conns.set(c.id, state);
       }
       const subflows = read(c);
