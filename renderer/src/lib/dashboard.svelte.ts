@@ -1,0 +1,192 @@
+/**
+ * The dashboard's state, fed by one BraidClient: what the core last said (status, paths,
+ * connections, the latest stats tick), the chart's ring of samples, and the errors to show.
+ * Views read it and call its actions; nothing else talks to the client.
+ */
+import type {
+  ConnectionView, PathPolicy, PathsView, StatsTick, StatusView,
+} from '../../../electron/core/contract/index';
+import { BraidApiError, type BraidClient, type LinkState } from '../client';
+import { StatsRing } from './ring';
+
+export interface UiError {
+  id: number;
+  code: string;
+  message: string;
+  source: string;
+  at: number;
+  count: number;
+}
+
+export const WINDOW_SECONDS = 300;
+const RING_CAPACITY = 900;            // 5 minutes at the default 500 ms tick, with room for a faster one
+const MAX_ERRORS = 6;
+const CONNECTIONS_POLL_MS = 1000;
+
+export class Dashboard {
+  link = $state.raw<LinkState>({ kind: 'connecting', attempt: 1 });
+  status = $state.raw<StatusView | null>(null);
+  paths = $state.raw<PathsView | null>(null);
+  connections = $state.raw<ConnectionView[]>([]);
+  latest = $state.raw<StatsTick | null>(null);
+  errors = $state<UiError[]>([]);
+  /** Bumped per tick pushed into `ring`; the chart redraws on it. */
+  ringVersion = $state(0);
+  busy = $state<Record<string, boolean>>({});
+  readonly ring = new StatsRing(RING_CAPACITY);
+
+  private nextErrorId = 1;
+  private readonly off: (() => void)[] = [];
+  private poll: ReturnType<typeof setInterval> | null = null;
+  private polling = false;
+
+  constructor(readonly client: BraidClient) {
+    this.off.push(
+      client.onLink((s) => {
+        const wasOpen = this.link.kind === 'open';
+        this.link = s;
+        if (s.kind === 'open' && !wasOpen) void this.refreshAll();
+      }),
+      client.on('stats', (t) => this.onTick(t)),
+      client.on('status.changed', (s) => {
+        this.status = s;
+        this.paths ??= s.paths;
+      }),
+      client.on('paths.changed', (p) => (this.paths = p)),
+      client.on('connection.opened', (c) => {
+        if (!this.connections.some((x) => x.id === c.id)) this.connections = [...this.connections, c];
+      }),
+      client.on('connection.closed', (c) => (this.connections = this.connections.filter((x) => x.id !== c.id))),
+      client.on('error', (e) => this.report(e.code, e.message, e.source)),
+    );
+    this.poll = setInterval(() => void this.pollConnections(), CONNECTIONS_POLL_MS);
+  }
+
+  destroy(): void {
+    for (const f of this.off.splice(0)) f();
+    if (this.poll) clearInterval(this.poll);
+    this.client.close();
+  }
+
+  // ---- reading ----
+
+  private async refreshAll(): Promise<void> {
+    await Promise.all([
+      this.attempt('status', async () => {
+        const s = await this.client.call('status');
+        this.status = s;
+        this.paths ??= s.paths;
+      }),
+      // The detailed list (with SSID and signal) is slower than status; it replaces status' view.
+      this.attempt('paths.list', async () => (this.paths = await this.client.call('paths.list'))),
+      this.attempt('connections.list', async () => (this.connections = await this.client.call('connections.list'))),
+      this.attempt('stats.history', async () => {
+        const history = await this.client.call('stats.history', { seconds: WINDOW_SECONDS });
+        for (const t of history) this.ring.push(t);
+        if (history.length) this.latest = history[history.length - 1]!;
+        this.ringVersion++;
+      }),
+    ]);
+  }
+
+  private onTick(t: StatsTick): void {
+    this.latest = t;
+    this.ring.push(t);
+    this.ringVersion++;
+  }
+
+  private async pollConnections(): Promise<void> {
+    // Byte counts and subflows only change in the list; events say only open/closed.
+    if (this.link.kind !== 'open' || this.polling || (typeof document !== 'undefined' && document.hidden)) return;
+    if (this.connections.length === 0 && (this.latest?.connections ?? 0) === 0) return;
+    this.polling = true;
+    try {
+      this.connections = await this.client.call('connections.list');
+    } catch (err) {
+      this.reportError(err, 'connections.list');
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  // ---- acting ----
+
+  async setProxy(running: boolean): Promise<void> {
+    await this.attempt('proxy', async () => {
+      const p = await this.client.call(running ? 'proxy.start' : 'proxy.stop');
+      if (this.status) this.status = { ...this.status, proxy: p };
+    });
+  }
+
+  async setPolicy(iface: string, policy: PathPolicy): Promise<boolean> {
+    return this.attempt(`policy:${iface}`, async () => {
+      this.paths = await this.client.call('paths.setPolicy', { interface: iface, policy });
+    });
+  }
+
+  async closeConnection(id: number): Promise<void> {
+    await this.attempt(`close:${id}`, async () => {
+      await this.client.call('connections.close', { id });
+      this.connections = this.connections.filter((c) => c.id !== id);
+    });
+  }
+
+  /** Resolves with an error message to show next to the field (not repeated above), or null on success. */
+  async importRelay(link: string): Promise<string | null> {
+    this.busy.relay = true;
+    try {
+      const relay = await this.client.call('relay.import', { link: link.trim() });
+      if (this.status) this.status = { ...this.status, relay };
+      return null;
+    } catch (err) {
+      if (!(err instanceof BraidApiError)) this.reportError(err, 'relay.import');
+      return err instanceof BraidApiError ? `${err.message} (${err.code})` : String(err);
+    } finally {
+      delete this.busy.relay;
+    }
+  }
+
+  async clearRelay(): Promise<void> {
+    await this.attempt('relay', async () => {
+      await this.client.call('relay.clear');
+      if (this.status) this.status = { ...this.status, relay: null };
+    });
+  }
+
+  /** Runs an action with a busy flag; failures become visible errors. True when it succeeded. */
+  private async attempt(key: string, fn: () => Promise<unknown>): Promise<boolean> {
+    this.busy[key] = true;
+    try {
+      await fn();
+      return true;
+    } catch (err) {
+      this.reportError(err, key);
+      return false;
+    } finally {
+      delete this.busy[key];
+    }
+  }
+
+  // ---- errors ----
+
+  reportError(err: unknown, source: string): void {
+    if (err instanceof BraidApiError) this.report(err.code, err.message, err.command ?? source);
+    else this.report('EUI', err instanceof Error ? err.message : String(err), source);
+  }
+
+  report(code: string, message: string, source: string): void {
+    const same = this.errors.find((e) => e.code === code && e.message === message);
+    if (same) {
+      same.count++;
+      same.at = Date.now();
+      return;
+    }
+    this.errors.unshift({ id: this.nextErrorId++, code, message, source, at: Date.now(), count: 1 });
+    if (this.errors.length > MAX_ERRORS) this.errors.length = MAX_ERRORS;
+  }
+
+  dismiss(id: number): void {
+    const i = this.errors.findIndex((e) => e.id === id);
+    if (i >= 0) this.errors.splice(i, 1);
+  }
+}

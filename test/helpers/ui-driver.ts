@@ -1,0 +1,242 @@
+/**
+ * Headless Chromium driven by playwright-core, as a child process so that it can run inside a
+ * network namespace (`ip netns exec NS node dist/test/helpers/ui-driver.js`) and reach `braid up`'s
+ * control port on that namespace's loopback. The test talks to it in JSON lines:
+ *
+ *   stdin:  {"id": 1, "op": "open", "url": "...", "width": 1600, "height": 1000}
+ *   stdout: {"id": 1, "ok": true, "result": ...} | {"id": 1, "ok": false, "error": "..."}
+ *
+ * It exits (closing Chromium) on a "quit" op, when stdin closes (the test died), on SIGTERM, and
+ * after a hard lifetime limit, so that no browser outlives the test.
+ */
+import readline from 'node:readline';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+const CHROMIUM = process.env.BRAID_CHROMIUM ?? '/usr/bin/chromium';
+const OP_TIMEOUT_MS = 15_000;
+const LIFETIME_MS = Number(process.env.BRAID_UI_DRIVER_LIFETIME_MS ?? 10 * 60_000);
+
+type Req = { id: number; op: string } & Record<string, unknown>;
+
+let browser: Browser | null = null;
+let context: BrowserContext | null = null;
+let page: Page | null = null;
+const consoleProblems: string[] = [];
+
+function send(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function need(): Page {
+  if (!page) throw new Error('no page: send "open" first');
+  return page;
+}
+
+const str = (r: Req, k: string): string => {
+  const v = r[k];
+  if (typeof v !== 'string') throw new Error(`'${k}' must be a string`);
+  return v;
+};
+const num = (r: Req, k: string): number => {
+  const v = r[k];
+  if (typeof v !== 'number') throw new Error(`'${k}' must be a number`);
+  return v;
+};
+
+/** Reads the page with a string expression (the test build has no DOM types). */
+async function read<T>(expr: string): Promise<T> {
+  return (await need().evaluate(expr)) as T;
+}
+
+/**
+ * Polls an expression until it is truthy. Not page.waitForFunction: that evaluates the string with
+ * eval() inside the page, which the dashboard's CSP (rightly) forbids.
+ */
+async function until(expr: string, timeoutMs = OP_TIMEOUT_MS): Promise<unknown> {
+  const start = Date.now();
+  for (let i = 0; i < 10_000; i++) {
+    const v = await read<unknown>(expr);
+    if (v) return v;
+    if (Date.now() - start > timeoutMs) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${expr}`);
+}
+
+const ops: Record<string, (r: Req) => Promise<unknown>> = {
+  async open(r) {
+    if (!browser) {
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        timeout: OP_TIMEOUT_MS,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+      });
+    }
+    await context?.close();
+    context = await browser.newContext({
+      viewport: { width: num(r, 'width'), height: num(r, 'height') },
+      colorScheme: (r.colorScheme as 'light' | 'dark' | undefined) ?? 'light',
+      reducedMotion: 'reduce',
+    });
+    page = await context.newPage();
+    page.setDefaultTimeout(OP_TIMEOUT_MS);
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') consoleProblems.push(`${m.type()}: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => consoleProblems.push(`pageerror: ${e.message}`));
+    const res = await page.goto(str(r, 'url'), { waitUntil: 'load' });
+    await page.locator('h1').waitFor();
+    return { status: res?.status() ?? null, csp: res?.headers()['content-security-policy'] ?? null };
+  },
+
+  async viewport(r) {
+    await need().setViewportSize({ width: num(r, 'width'), height: num(r, 'height') });
+    return null;
+  },
+
+  async colorScheme(r) {
+    const scheme = str(r, 'scheme');
+    await need().emulateMedia({ colorScheme: scheme as 'light' | 'dark' });
+    await until(`document.documentElement.dataset.theme === ${JSON.stringify(scheme)}`, 3000).catch(() => {});
+    return read<string>('document.documentElement.dataset.theme');
+  },
+
+  async screenshot(r) {
+    const file = str(r, 'path');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    // Let one more stats tick land, so the picture is not mid-relayout.
+    await need().waitForTimeout(600);
+    await need().screenshot({ path: file, fullPage: r.fullPage === true });
+    return file;
+  },
+
+  /** What the page shows, read from the DOM (rates as data attributes, in bytes per second). */
+  async snapshot() {
+    return read(`(() => ({
+      proxyOn: document.querySelector('[role=switch]')?.getAttribute('aria-checked') ?? null,
+      link: document.querySelector('.link')?.textContent?.trim() ?? null,
+      legend: [...document.querySelectorAll('.legend li[data-path]')].map((li) => ({ path: li.dataset.path, down: Number(li.dataset.down), up: Number(li.dataset.up) })),
+      cards: [...document.querySelectorAll('article[data-interface]')].map((a) => ({
+        name: a.dataset.interface, state: a.dataset.state, down: Number(a.dataset.down), up: Number(a.dataset.up),
+        policy: a.querySelector('select')?.value ?? null, stateText: a.querySelector('.state')?.textContent?.trim() ?? null,
+        text: a.innerText,
+      })),
+      connections: [...document.querySelectorAll('tr[data-connection]')].map((tr) => ({
+        id: Number(tr.dataset.connection), destination: tr.dataset.destination, transport: tr.dataset.transport,
+        paths: (tr.dataset.paths || '').split(' ').filter(Boolean),
+      })),
+      errors: [...document.querySelectorAll('.errors .error')].map((e) => e.innerText),
+      charts: [...document.querySelectorAll('.chart canvas')].map((c) => ({ width: c.width, height: c.height })),
+      scroll: { width: document.documentElement.scrollWidth, client: document.documentElement.clientWidth },
+    }))()`);
+  },
+
+  /** Chooses a policy in an interface card, by the select's accessible name. */
+  async selectPolicy(r) {
+    const select = need().getByLabel(`Policy for ${str(r, 'iface')}`, { exact: true });
+    await select.selectOption(str(r, 'value'));
+    return select.inputValue();
+  },
+
+  async closeConnection(r) {
+    await need().getByRole('button', { name: `Close connection to ${str(r, 'destination')}`, exact: true }).click();
+    return null;
+  },
+
+  async importRelay(r) {
+    const p = need();
+    await p.getByLabel('Import a share link').fill(str(r, 'link'));
+    await p.getByRole('button', { name: 'Import', exact: true }).click();
+    const problem = p.locator('#relay-problem');
+    await problem.waitFor();
+    return { text: await problem.innerText(), role: await problem.getAttribute('role') };
+  },
+
+  async toggleProxy() {
+    const p = need();
+    const sw = p.getByRole('switch');
+    const before = await sw.getAttribute('aria-checked');
+    await sw.click();
+    const want = before === 'true' ? 'false' : 'true';
+    await until(`document.querySelector('[role=switch]')?.getAttribute('aria-checked') === '${want}'`);
+    return want === 'true';
+  },
+
+  /** Tab presses from a fresh focus; returns a description of each focused element. */
+  async tabOrder(r) {
+    const p = need();
+    await p.evaluate('document.activeElement && document.activeElement.blur()');
+    const out: string[] = [];
+    for (let i = 0; i < num(r, 'count'); i++) {
+      await p.keyboard.press('Tab');
+      out.push(await read<string>(`(() => { const e = document.activeElement; if (!e) return ''; const label = e.getAttribute('aria-label') || (e.labels && e.labels[0] && e.labels[0].innerText) || e.innerText || ''; return e.tagName.toLowerCase() + (e.getAttribute('role') ? '[' + e.getAttribute('role') + ']' : '') + ' ' + label.trim().replace(/\\s+/g, ' '); })()`));
+    }
+    return out;
+  },
+
+  async key(r) {
+    await need().keyboard.press(str(r, 'key'));
+    return null;
+  },
+
+  /** Console errors/warnings and uncaught exceptions since the last call. */
+  async console() {
+    return consoleProblems.splice(0);
+  },
+
+  async waitFor(r) {
+    return until(str(r, 'expr'), typeof r.timeoutMs === 'number' ? r.timeoutMs : OP_TIMEOUT_MS);
+  },
+
+  async quit() {
+    await shutdown(0);
+    return null;
+  },
+};
+
+let shuttingDown = false;
+async function shutdown(code: number): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  const hard = setTimeout(() => process.exit(code), 5000);
+  hard.unref();
+  try {
+    await browser?.close();
+  } catch {
+    /* already gone */
+  }
+  process.exit(code);
+}
+
+process.on('SIGTERM', () => void shutdown(143));
+process.on('SIGINT', () => void shutdown(130));
+setTimeout(() => {
+  process.stderr.write(`ui-driver: lifetime of ${LIFETIME_MS} ms reached, exiting\n`);
+  void shutdown(3);
+}, LIFETIME_MS).unref();
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('close', () => void shutdown(0));
+// Requests run one at a time, in order.
+let chain: Promise<void> = Promise.resolve();
+rl.on('line', (line) => {
+  chain = chain.then(async () => {
+    let req: Req;
+    try {
+      req = JSON.parse(line) as Req;
+    } catch {
+      return send({ id: null, ok: false, error: 'not JSON' });
+    }
+    const fn = ops[req.op];
+    if (!fn) return send({ id: req.id, ok: false, error: `unknown op '${req.op}'` });
+    try {
+      send({ id: req.id, ok: true, result: await fn(req) });
+    } catch (err) {
+      send({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) });
+    }
+  });
+});
+send({ ready: true, pid: process.pid });
