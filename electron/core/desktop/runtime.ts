@@ -1,0 +1,137 @@
+/**
+ * Everything the desktop app runs in its main process, assembled without Electron (as `braid up`
+ * assembles the headless mode): crash recovery of the system proxy first, then the service, the
+ * control API, the system-proxy hook and the on/off controller. The Electron glue adds only the
+ * window, the tray, IPC and notifications around this object.
+ */
+import fs from 'node:fs';
+import { loadConfig, watchConfigFile } from '../config/load';
+import type { ConfigInput } from '../config/schema';
+import { ControlCore } from '../control/handlers';
+import { startControl, type RunningControl } from '../control/start';
+import { errorMessage } from '../errors';
+import type { Logger } from '../proxy/session';
+import { BraidService } from '../service';
+import type { SystemProxyBackend } from '../sysproxy/backend';
+import { detectBackend } from '../sysproxy/detect';
+import { installRestoreHooks } from '../sysproxy/hooks';
+import { SystemProxyManager, type RestoreOutcome } from '../sysproxy/manager';
+import { DesktopController } from './controller';
+import type { DesktopSettings } from './settings';
+import { DesktopSystemProxy } from './system-proxy-control';
+
+export interface DesktopRuntimeOptions {
+  /** Read when it exists; changes made in the app (a path policy, a relay link) are saved to it. */
+  configFile: string;
+  stateDir: string;
+  log: Logger;
+  settings: Pick<DesktopSettings, 'proxyOnLaunch' | 'systemProxyOnLaunch'>;
+  /** The system proxy backend: undefined detects this desktop's; null means none. */
+  backend?: SystemProxyBackend | null;
+  /** Config on top of the file (tests: port 0, paths off, no control API). */
+  overrides?: ConfigInput;
+  /** Restore the system proxy on SIGINT/SIGTERM/SIGHUP and process exit (the app: yes). */
+  restoreHooks?: boolean;
+  /** Watch the config file for changes made outside the app (`braid paths set`). */
+  watchConfig?: boolean;
+}
+
+export interface DesktopRuntime {
+  service: BraidService;
+  core: ControlCore;
+  control: RunningControl | null;
+  systemProxy: DesktopSystemProxy;
+  controller: DesktopController;
+  /** What the crash recovery at start found (null: no backend to recover with). */
+  recovered: RestoreOutcome | null;
+  /** Problems worth showing the user once (no system proxy backend, control API failed, ...). */
+  problems: string[];
+  /** Restores the system proxy, then stops everything; idempotent, bounded, never throws. */
+  shutdown(): Promise<{ systemProxyRestored: boolean }>;
+}
+
+export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<DesktopRuntime> {
+  const { log, stateDir, configFile } = opts;
+  const problems: string[] = [];
+  const fileExists = fs.existsSync(configFile);
+  const config = loadConfig({ file: fileExists ? configFile : undefined, overrides: opts.overrides });
+
+  // Before anything else: a previous run killed with the system pointing at it must be undone.
+  let backend: SystemProxyBackend | null = null;
+  let unavailableReason: string | undefined;
+  if (opts.backend === undefined) {
+    try {
+      backend = await detectBackend();
+    } catch (err) {
+      unavailableReason = errorMessage(err);
+    }
+  } else {
+    backend = opts.backend;
+    if (!backend) unavailableReason = 'no system proxy backend on this desktop';
+  }
+  const manager = backend ? new SystemProxyManager({ backend, stateDir, log }) : null;
+  let recovered: RestoreOutcome | null = null;
+  if (manager) {
+    try {
+      recovered = await manager.recoverAfterCrash();
+      if (recovered === 'restored') log.warn('system proxy: a previous Braid did not exit cleanly; your previous proxy settings were restored');
+    } catch (err) {
+      problems.push(`could not restore the system proxy left by a previous run: ${errorMessage(err)}`);
+    }
+  }
+  if (unavailableReason) log.info(`system proxy: ${unavailableReason}`);
+
+  const service = new BraidService({ config, configFile, stateDir, log });
+  service.paths?.start();
+  service.stats.start();
+
+  let control: RunningControl | null = null;
+  if (config.control.enabled) {
+    try {
+      control = await startControl(service, { stateDir, log });
+    } catch (err) {
+      problems.push(`the control API (for braid status and the browser dashboard) did not start: ${errorMessage(err)}`);
+    }
+  }
+  const core = control?.core ?? new ControlCore(service);
+  const systemProxy = new DesktopSystemProxy({ manager, unavailableReason, proxyAddress: () => service.proxy?.address ?? null, log });
+  core.systemProxy = systemProxy;
+  const controller = new DesktopController({ service, handlers: core.handlers, systemProxy, log });
+  controller.install();
+  const uninstallHooks = manager && opts.restoreHooks ? installRestoreHooks(manager, { log }) : () => {};
+
+  const unwatch =
+    opts.watchConfig === false
+      ? () => {}
+      : watchConfigFile(
+          configFile,
+          () => void service.adoptConfig(loadConfig({ file: configFile, overrides: opts.overrides })).catch((e) => log.warn(errorMessage(e))),
+          (err) => log.warn(`config file ${configFile}: ${errorMessage(err)} (keeping the previous config)`),
+        );
+
+  let stopping: Promise<{ systemProxyRestored: boolean }> | null = null;
+  const shutdown = (): Promise<{ systemProxyRestored: boolean }> =>
+    (stopping ??= (async () => {
+      unwatch();
+      const r = await controller.shutdown();
+      try {
+        if (control) await control.close();
+        else core.close();
+        await service.stop();
+      } catch (err) {
+        log.warn(`stopping: ${errorMessage(err)}`);
+      }
+      uninstallHooks();
+      return r;
+    })());
+
+  if (opts.settings.proxyOnLaunch) {
+    try {
+      await controller.turnOn({ systemProxy: opts.settings.systemProxyOnLaunch && manager !== null }, { remember: false });
+    } catch (err) {
+      problems.push(`the proxy did not start: ${errorMessage(err)}`);
+      service.reportError('desktop', err);
+    }
+  }
+  return { service, core, control, systemProxy, controller, recovered, problems, shutdown };
+}

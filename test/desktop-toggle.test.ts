@@ -1,0 +1,372 @@
+/**
+ * The desktop's on/off order against a real BraidService on loopback: the system proxy is only ever
+ * set while the proxy accepts connections, and restored while it still does. A fake
+ * SystemProxyControl records, at each call, whether the proxy really answered a TCP connect then.
+ * Then the whole desktop runtime against the real gsettings binary (keyfile backend), including
+ * recovery at start after a Braid holding the system proxy was killed with SIGKILL.
+ *
+ * Root namespace: path management is always off here (never the host's MPTCP endpoints).
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, afterEach, beforeEach, describe, test } from 'node:test';
+import { validateConfig } from '../electron/core/config/schema';
+import type { SystemProxyView } from '../electron/core/contract';
+import { ControlCore, type SystemProxyControl } from '../electron/core/control/handlers';
+import { dispatch } from '../electron/core/control/server';
+import { DesktopController, type ToggleState } from '../electron/core/desktop/controller';
+import { startDesktopRuntime, type DesktopRuntime } from '../electron/core/desktop/runtime';
+import { DesktopSystemProxy } from '../electron/core/desktop/system-proxy-control';
+import { BraidError } from '../electron/core/errors';
+import { BraidService } from '../electron/core/service';
+import type { ProxySettings, ProxySnapshot, SystemProxyBackend } from '../electron/core/sysproxy/backend';
+import { GnomeBackend } from '../electron/core/sysproxy/gnome';
+import { probeListening } from '../electron/core/sysproxy/journal';
+import { SystemProxyManager } from '../electron/core/sysproxy/manager';
+import { runProcess, startProcess, type Running } from './helpers/proc';
+
+const quiet = { info: () => {}, warn: () => {}, debug: () => {} };
+
+function newService(port = 0, host = '127.0.0.1'): BraidService {
+  const config = validateConfig({ proxy: { host, port }, paths: { enabled: false }, control: { enabled: false } });
+  return new BraidService({ config, configFile: null, stateDir: null, log: quiet, managePaths: false });
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Records each call with whether the proxy answered at that moment. */
+class FakeSystemProxy implements SystemProxyControl {
+  enabled = false;
+  pointedAt: number | null = null;
+  failDisable = false;
+  hangDisable = false;
+  readonly log: string[];
+
+  constructor(private readonly service: BraidService, log: string[]) {
+    this.log = log;
+  }
+
+  view(): SystemProxyView {
+    return { enabled: this.enabled, backend: 'fake', error: null };
+  }
+
+  async set(enabled: boolean): Promise<SystemProxyView> {
+    const addr = this.service.proxy?.address ?? null;
+    const answers = addr ? await probeListening(addr.address, addr.port, 1000) : false;
+    this.log.push(`set(${enabled}) while the proxy ${answers ? 'answers' : 'is dead'}`);
+    if (!enabled && this.hangDisable) return new Promise<SystemProxyView>(() => {});
+    if (!enabled && this.failDisable) throw new BraidError('ESYSPROXY_APPLY', 'restoring failed (test)');
+    if (enabled && !addr) throw new BraidError('ENOTRUNNING', 'not running');
+    this.enabled = enabled;
+    this.pointedAt = enabled ? addr!.port : null;
+    return this.view();
+  }
+}
+
+interface Rig {
+  service: BraidService;
+  core: ControlCore;
+  fake: FakeSystemProxy;
+  controller: DesktopController;
+  log: string[];
+  chosen: ToggleState[];
+}
+
+const rigs: Rig[] = [];
+
+function rig(opts: { port?: number; restartGraceMs?: number } = {}): Rig {
+  const service = newService(opts.port);
+  const log: string[] = [];
+  service.on('proxy.started', () => log.push('proxy started'));
+  service.on('proxy.stopped', () => log.push('proxy stopped'));
+  const core = new ControlCore(service);
+  const fake = new FakeSystemProxy(service, log);
+  core.systemProxy = fake;
+  const controller = new DesktopController({ service, handlers: core.handlers, systemProxy: fake, log: quiet, restartGraceMs: opts.restartGraceMs });
+  controller.install();
+  const chosen: ToggleState[] = [];
+  controller.on('chosen', (s) => chosen.push(s));
+  const r = { service, core, fake, controller, log, chosen };
+  rigs.push(r);
+  return r;
+}
+
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    r.controller.close();
+    r.core.close();
+    await r.service.stop();
+  }
+});
+
+describe('desktop toggle order (real proxy on loopback, fake system proxy)', () => {
+  test('on: the proxy starts first, then the system proxy is set while the proxy answers', async () => {
+    const { controller, log, service, fake, chosen } = rig();
+    const state = await controller.turnOn({ systemProxy: true });
+    assert.deepEqual(state, { proxy: true, systemProxy: true });
+    assert.deepEqual(log, ['proxy started', 'set(true) while the proxy answers']);
+    assert.equal(fake.pointedAt, service.proxy!.address!.port);
+    assert.deepEqual(chosen, [{ proxy: true, systemProxy: true }]);
+  });
+
+  test('off: the system proxy is restored while the proxy still answers, then the proxy stops', async () => {
+    const { controller, log, service } = rig();
+    await controller.turnOn({ systemProxy: true });
+    const addr = service.proxy!.address!;
+    log.length = 0;
+    const state = await controller.turnOff();
+    assert.deepEqual(state, { proxy: false, systemProxy: false });
+    assert.deepEqual(log, ['set(false) while the proxy answers', 'proxy stopped']);
+    assert.equal(await probeListening(addr.address, addr.port, 1000), false, 'the proxy really stopped');
+  });
+
+  test('off with a failed restore keeps the proxy running, so the system never points at a dead proxy', async () => {
+    const { controller, service, fake, log } = rig();
+    await controller.turnOn({ systemProxy: true });
+    fake.failDisable = true;
+    await assert.rejects(controller.turnOff(), (err: BraidError) => err.code === 'ESYSPROXY_APPLY');
+    const addr = service.proxy?.address;
+    assert.ok(addr, 'the proxy is still running');
+    assert.equal(await probeListening(addr.address, addr.port, 1000), true);
+    assert.equal(fake.enabled, true);
+    assert.ok(!log.includes('proxy stopped'));
+  });
+
+  test('proxy.stop through the handler table (any transport) restores the system proxy first', async () => {
+    const { core, log } = rig();
+    await dispatch(core.handlers, 'systemProxy.set', { enabled: true });
+    log.length = 0;
+    const view = (await dispatch(core.handlers, 'proxy.stop', {})) as { running: boolean };
+    assert.equal(view.running, false);
+    assert.deepEqual(log, ['set(false) while the proxy answers', 'proxy stopped']);
+    assert.equal(core.status().systemProxy.enabled, false);
+  });
+
+  test('systemProxy.set {enabled: true} with the proxy stopped starts the proxy first', async () => {
+    const { core, log, service } = rig();
+    assert.equal(service.proxy, null);
+    const view = (await dispatch(core.handlers, 'systemProxy.set', { enabled: true })) as SystemProxyView;
+    assert.equal(view.enabled, true);
+    assert.deepEqual(log, ['proxy started', 'set(true) while the proxy answers']);
+    assert.equal(core.status().proxy.running, true);
+  });
+
+  test('systemProxy.set {enabled: false} leaves the proxy running', async () => {
+    const { core, service, controller } = rig();
+    await controller.turnOn({ systemProxy: true });
+    await dispatch(core.handlers, 'systemProxy.set', { enabled: false });
+    assert.ok(service.proxy?.address);
+  });
+
+  test('a proxy restarted on another port (config change) gets the system proxy pointed at it', async () => {
+    const port = await freePort();
+    const { controller, service, fake, log } = rig({ restartGraceMs: 3000 });
+    await controller.turnOn({ systemProxy: true });
+    const first = fake.pointedAt;
+    await service.updateConfig({ proxy: { port } });
+    assert.equal(service.proxy!.address!.port, port);
+    await until('the system proxy follows the new port', () => fake.pointedAt === port);
+    assert.notEqual(first, port);
+    assert.equal(log.at(-1), 'set(true) while the proxy answers');
+  });
+
+  test('a proxy that stops outside a toggle and does not come back takes the system proxy with it', async () => {
+    const { controller, service, fake, log } = rig({ restartGraceMs: 100 });
+    await controller.turnOn({ systemProxy: true });
+    await service.stopProxy();
+    await until('the system proxy is restored', () => !fake.enabled, 5000);
+    assert.deepEqual(log.slice(-2), ['proxy stopped', 'set(false) while the proxy is dead']);
+  });
+
+  test('toggles are serialized: on and off together end off, and nothing is set while dead', async () => {
+    const { controller, log, fake } = rig();
+    const busy: boolean[] = [];
+    controller.on('busy', (b) => busy.push(b));
+    const [a, b] = await Promise.all([controller.turnOn({ systemProxy: true }), controller.turnOff()]);
+    assert.deepEqual(a, { proxy: true, systemProxy: true });
+    assert.deepEqual(b, { proxy: false, systemProxy: false });
+    assert.equal(fake.enabled, false);
+    assert.ok(!log.some((l) => l.includes('set(true) while the proxy is dead')), log.join('\n'));
+    assert.deepEqual(busy, [true, false]);
+    assert.equal(controller.busy, false);
+  });
+
+  test('what is done at launch is not remembered as the user\'s choice', async () => {
+    const { controller, chosen } = rig();
+    await controller.turnOn({ systemProxy: false }, { remember: false });
+    assert.deepEqual(chosen, []);
+    await controller.turnOff();
+    assert.deepEqual(chosen, [{ proxy: false, systemProxy: false }]);
+  });
+
+  test('shutdown restores first, is bounded when the restore hangs, and stops the proxy anyway', async () => {
+    const { controller, fake, service, log } = rig();
+    await controller.turnOn({ systemProxy: true });
+    fake.hangDisable = true;
+    const t0 = Date.now();
+    const r = await controller.shutdown(300);
+    assert.equal(r.systemProxyRestored, false);
+    assert.ok(Date.now() - t0 < 3000, 'bounded');
+    assert.equal(service.proxy, null);
+    assert.deepEqual(log.slice(-2), ['set(false) while the proxy answers', 'proxy stopped']);
+  });
+});
+
+/** An in-memory desktop, to drive the real SystemProxyManager without any tool. */
+class MemoryBackend implements SystemProxyBackend {
+  readonly name = 'gnome';
+  state: ProxySnapshot = { mode: 'none' };
+  async available(): Promise<boolean> {
+    return true;
+  }
+  async read(): Promise<ProxySnapshot> {
+    return { ...this.state };
+  }
+  async apply(s: ProxySettings): Promise<void> {
+    this.state = { mode: 'manual', host: s.host, port: s.port };
+  }
+  async restore(snapshot: ProxySnapshot): Promise<void> {
+    this.state = { ...snapshot };
+  }
+  stillApplied(current: ProxySnapshot, applied: ProxySnapshot): boolean {
+    return JSON.stringify(current) === JSON.stringify(applied);
+  }
+}
+
+describe('DesktopSystemProxy (the SystemProxyControl on SystemProxyManager)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-dsp-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('points at the proxy\'s address; a wildcard listener becomes loopback; off restores', async () => {
+    const backend = new MemoryBackend();
+    const manager = new SystemProxyManager({ backend, stateDir: dir });
+    let addr: { address: string; port: number } | null = { address: '0.0.0.0', port: 4321 };
+    const sp = new DesktopSystemProxy({ manager, proxyAddress: () => addr });
+    assert.deepEqual(sp.view(), { enabled: false, backend: 'gnome', error: null });
+    assert.deepEqual(await sp.set(true), { enabled: true, backend: 'gnome', error: null });
+    assert.deepEqual(backend.state, { mode: 'manual', host: '127.0.0.1', port: 4321 });
+    assert.deepEqual(sp.pointsAt, { host: '127.0.0.1', port: 4321 });
+    assert.equal((await sp.set(false)).enabled, false);
+    assert.deepEqual(backend.state, { mode: 'none' });
+    addr = null;
+    await assert.rejects(sp.set(true), (e: BraidError) => e.code === 'ENOTRUNNING');
+    assert.deepEqual(backend.state, { mode: 'none' }, 'nothing changed for a stopped proxy');
+    assert.match(sp.view().error ?? '', /not running/);
+  });
+
+  test('without a backend it says why and refuses', async () => {
+    const sp = new DesktopSystemProxy({ manager: null, unavailableReason: 'no gsettings here', proxyAddress: () => null });
+    assert.deepEqual(sp.view(), { enabled: false, backend: null, error: 'no gsettings here' });
+    await assert.rejects(sp.set(true), (e: BraidError) => e.code === 'ESYSPROXY_UNSUPPORTED' && /no gsettings/.test(e.message));
+  });
+});
+
+describe('desktop runtime with the real gsettings (keyfile backend)', () => {
+  const ROOT = 'org.gnome.system.proxy';
+  let tmp: string;
+  let env: NodeJS.ProcessEnv;
+  const runtimes: DesktopRuntime[] = [];
+  const children: Running[] = [];
+
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-desktop-'));
+    env = { ...process.env, GSETTINGS_BACKEND: 'keyfile', XDG_CONFIG_HOME: path.join(tmp, 'xdg') };
+    fs.writeFileSync(
+      path.join(tmp, 'config.json'),
+      JSON.stringify({ proxy: { host: '127.0.0.1', port: 0 }, paths: { enabled: false }, control: { enabled: true, host: '127.0.0.1', port: 0, token: 'test-token-0123456789' } }),
+    );
+  });
+  afterEach(async () => {
+    for (const r of runtimes.splice(0)) await r.shutdown();
+    await Promise.all(children.splice(0).map((c) => c.stop('SIGKILL', 1000)));
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  after(async () => {
+    await Promise.all(children.splice(0).map((c) => c.stop('SIGKILL', 1000)));
+  });
+
+  async function gs(...args: string[]): Promise<string> {
+    const r = await runProcess('gsettings', args, { env, timeoutMs: 10_000 });
+    assert.equal(r.code, 0, `gsettings ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.toString().trim();
+  }
+
+  async function start(systemProxyOnLaunch: boolean): Promise<DesktopRuntime> {
+    const rt = await startDesktopRuntime({
+      configFile: path.join(tmp, 'config.json'),
+      stateDir: path.join(tmp, 'state'),
+      log: quiet,
+      settings: { proxyOnLaunch: true, systemProxyOnLaunch },
+      backend: new GnomeBackend({ env }),
+      watchConfig: false,
+    });
+    runtimes.push(rt);
+    return rt;
+  }
+
+  test('on at launch sets the system proxy to the running proxy; proxy.stop over HTTP restores it before stopping', async () => {
+    await gs('set', ROOT, 'mode', 'auto');
+    await gs('set', `${ROOT}`, 'autoconfig-url', 'http://wpad.example/wpad.dat');
+    const rt = await start(true);
+    assert.deepEqual(rt.problems, []);
+    const port = rt.service.proxy!.address!.port;
+    assert.equal(await gs('get', ROOT, 'mode'), "'manual'");
+    assert.equal(await gs('get', `${ROOT}.socks`, 'host'), "'127.0.0.1'");
+    assert.equal(await gs('get', `${ROOT}.socks`, 'port'), String(port));
+    assert.deepEqual(rt.core.status().systemProxy, { enabled: true, backend: 'gnome', error: null });
+
+    // The HTTP control API shares the handler table the controller rewired.
+    const res = await fetch(`${rt.control!.url}api/proxy.stop`, { method: 'POST', headers: { Authorization: 'Bearer test-token-0123456789' }, body: '{}', signal: AbortSignal.timeout(10_000) });
+    const body = (await res.json()) as { ok: boolean; result: { running: boolean } };
+    assert.equal(body.ok, true);
+    assert.equal(body.result.running, false);
+    assert.equal(await gs('get', ROOT, 'mode'), "'auto'");
+    assert.equal(await gs('get', ROOT, 'autoconfig-url'), "'http://wpad.example/wpad.dat'");
+    assert.equal(await probeListening('127.0.0.1', port, 1000), false);
+  });
+
+  test('quit (shutdown) restores the user\'s settings', async () => {
+    const rt = await start(true);
+    assert.equal(await gs('get', ROOT, 'mode'), "'manual'");
+    const r = await rt.shutdown();
+    assert.equal(r.systemProxyRestored, true);
+    assert.equal(await gs('get', ROOT, 'mode'), "'none'");
+    assert.equal(rt.service.proxy, null);
+  });
+
+  test('after a Braid holding the system proxy is killed with SIGKILL, the next start restores it first', async () => {
+    await gs('set', ROOT, 'mode', 'none');
+    const child = await startProcess(process.execPath, [path.join(__dirname, 'helpers', 'sysproxy-child.js'), '--state', path.join(tmp, 'state'), '--mode', 'hold', '--port', '1'], { env, ready: /^enabled$/m, timeoutMs: 20_000 });
+    children.push(child);
+    assert.equal(await gs('get', ROOT, 'mode'), "'manual'");
+    assert.equal(await gs('get', `${ROOT}.socks`, 'port'), '1');
+    child.child.kill('SIGKILL');
+    await child.exited;
+    const rt = await start(false);
+    assert.equal(rt.recovered, 'restored');
+    assert.equal(await gs('get', ROOT, 'mode'), "'none'");
+    assert.equal(rt.core.status().systemProxy.enabled, false);
+    assert.ok(rt.service.proxy?.address, 'the proxy itself still starts');
+  });
+});
