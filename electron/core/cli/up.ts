@@ -1,13 +1,10 @@
 /** `braid up`: the proxy (and path management, and the relay client when configured) until a signal. */
-import fs from 'node:fs';
 import { defaultConfigFile, defaultStateDir } from '../config/locations';
-import { loadConfig, watchConfigFile } from '../config/load';
+import { loadConfig } from '../config/load';
 import type { ConfigInput, DialMode } from '../config/schema';
-import { errorMessage } from '../errors';
-import { BraidService } from '../service';
-import { startControl } from '../control/start';
+import { startDesktopRuntime } from '../desktop/runtime';
+import { BraidError, errorMessage } from '../errors';
 import { parseRelayLink } from '../relay/share-link';
-import { withSystemProxy } from '../sysproxy/cli';
 import { parseHostPort, parsePort, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
 
 async function runUp(values: Values): Promise<number> {
@@ -47,47 +44,53 @@ async function runUp(values: Values): Promise<number> {
     overrides.control = { enabled: true, host: chost, port: cport };
   }
 
-  // An explicit --config must exist; the default file is used only when present.
+  // An explicit --config must exist (its absence is a usage error naming it); otherwise the default
+  // file is read when present, and is where changes made at run time are saved.
   const explicit = str(values, 'config');
-  const fallback = defaultConfigFile();
-  const file = explicit ?? (fs.existsSync(fallback) ? fallback : undefined);
-  const config = loadConfig({ file, overrides });
+  if (explicit !== undefined) loadConfig({ file: explicit, overrides });
+  const configFile = explicit ?? defaultConfigFile();
   const log = stderrLogger(values.verbose === true);
   const stateDir = str(values, 'state-dir') ?? defaultStateDir();
+  const systemProxy = values['system-proxy'] === true;
 
-  const service = new BraidService({ config, configFile: file ?? null, stateDir, log });
-  const addr = await service.start();
+  // The desktop app runs the same runtime; headless, the system proxy is touched only when asked.
+  const rt = await startDesktopRuntime({
+    configFile,
+    stateDir,
+    log,
+    overrides,
+    backend: systemProxy ? undefined : null,
+    restoreHooks: systemProxy,
+    settings: { proxyOnLaunch: true, systemProxyOnLaunch: systemProxy },
+  });
+  const { service, control } = rt;
+  for (const p of rt.problems) log.warn(p);
+  const addr = service.proxy?.address;
+  if (!addr) {
+    await rt.shutdown();
+    throw new BraidError('ESTART', 'the proxy did not start');
+  }
+  if (systemProxy && !rt.systemProxy.view().enabled) log.warn(`--system-proxy: ${rt.systemProxy.view().error ?? 'not set'}`);
   service.proxy!.tracker.on('closed', (c) => {
     const dest = c.destination ? `${c.destination.host}:${c.destination.port}${c.destination.address ? ` (${c.destination.address})` : ''}` : '-';
     log.info(`connection ${c.id} closed: ${c.protocol ?? 'unknown'} ${c.client.address}:${c.client.port} -> ${dest} transport ${c.transport} up ${c.bytesUp} down ${c.bytesDown}`);
   });
-  const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const via = config.relay.link ? `, via relay ${parseRelayLink(config.relay.link).host}` : '';
-  process.stdout.write(`braid: proxy listening on ${shown}:${addr.port} (socks5+http, dial ${service.proxy!.dialMode}${via})\n`);
   service.paths?.on('mptcp', (e) => {
     if (e.type === 'overflow' || e.type === 'error' || e.type === 'unknown') return;
     const f = e as { saddr?: string; daddr?: string; sport?: number; dport?: number; token?: number; ifname?: string | null };
     const ends = f.saddr ? ` ${f.saddr}:${f.sport} -> ${f.daddr}:${f.dport}` : '';
     log.debug(`mptcp ${e.type} token ${f.token ?? '-'}${ends}${f.ifname ? ` dev ${f.ifname}` : ''}`);
   });
-
-  // Only the overrides given on this command line stay fixed; the rest follows the file.
-  const unwatch = file
-    ? watchConfigFile(file, () => void service.adoptConfig(loadConfig({ file, overrides })).catch((e) => log.warn(errorMessage(e))), (err) => log.warn(`config file ${file}: ${errorMessage(err)} (keeping the previous config)`))
-    : () => {};
-
-  const control = config.control.enabled ? await startControl(service, { stateDir, log }) : null;
+  const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const link = service.config.relay.link;
+  const via = link ? `, via relay ${parseRelayLink(link).host}` : '';
+  process.stdout.write(`braid: proxy listening on ${shown}:${addr.port} (socks5+http, dial ${service.proxy!.dialMode}${via})\n`);
   if (control) {
     // The token is for the person at this terminal (like a notebook server's); it never goes to the log.
     process.stdout.write(`braid: control API on ${control.url} (dashboard: ${control.url}#token=${control.token})\n`);
   }
-
-  const undoSystemProxy = values['system-proxy'] === true ? await withSystemProxy(addr, log) : null;
   return untilSignal(async () => {
-    unwatch();
-    await control?.close();
-    await undoSystemProxy?.();
-    await service.stop();
+    await rt.shutdown();
   }, log);
 }
 
