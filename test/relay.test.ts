@@ -1,6 +1,6 @@
 // The relay on loopback: standard clients (curl as an HTTPS-proxy client) and Braid's own relay
 // dialer against a real RelayServer, covering auth, pinning, policy, limits, garbage and metrics.
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -17,6 +17,12 @@ import { DestinationPolicy } from '../electron/core/relay/policy';
 import { formatRelayLink, parseRelayLink, type RelayLink } from '../electron/core/relay/share-link';
 import { loadNative } from '../electron/core/proxy/native';
 import { startBytesServer, expectedSha256, type BytesServer } from './helpers/mptcp-server';
+import { skipUnlessRoot, type NsProcess } from './helpers/netns';
+import { curlDownload, missingPrerequisite, startByteServer, DIST } from './helpers/multipath-harness';
+import {
+  createRelayTopology, metricValue, relayTxBytes, scrapeMetrics, startRelay, startRelayClient, tempRelayDir,
+  type RelayProcess, type RelayTopology,
+} from './helpers/relay-topology';
 
 const quiet = { info() {}, warn() {}, debug() {} };
 let dir: string;
@@ -182,7 +188,7 @@ test("Braid's relay dialer: pin checked, errors precise, relay down fails fast",
 });
 
 test('random bytes and half-finished TLS handshakes never take the relay down', async () => {
-  await withRelay({ handshakeMs: 500 }, async (r, port) => {
+  await withRelay({ handshakeMs: 500, requestWaitMs: 500 }, async (r, port) => {
     const garbage = [crypto.randomBytes(4096), Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])];
     const closed = garbage.map((g) => new Promise<void>((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => s.write(g));
@@ -207,6 +213,22 @@ test('random bytes and half-finished TLS handshakes never take the relay down', 
   });
 });
 
+test('a warm pooled connection outlives the handshake timeout (the pool stays warm)', async () => {
+  await withRelay({ handshakeMs: 300 }, async (r, port) => {
+    const d = dialer(link(port), 1);
+    d.start();
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const before = await getMetrics(r);
+    assert.equal(metric(before, 'braid_relay_connections_total'), 1, 'the pool should hold exactly one connection');
+    const res = await d.dial({ host: '127.0.0.1', port: origin.port });
+    assert.equal(await fetchThrough(res.socket, origin.port, 1000), expectedSha256(1000));
+    const after = await getMetrics(r);
+    assert.ok(!(metric(after, 'braid_relay_refused_total{reason="handshake"}') > 0), 'the relay cut an idle pooled connection');
+    assert.equal(metric(after, 'braid_relay_tunnels_total'), 1);
+    d.close();
+  });
+});
+
 test('per-client connection limit', async () => {
   await withRelay({ maxPerClient: 2 }, async (r, port) => {
     const held = await Promise.all([0, 1].map(() => new Promise<tls.TLSSocket>((resolve) => {
@@ -216,5 +238,173 @@ test('per-client connection limit', async () => {
     await assert.rejects(dialer(link(port)).dial({ host: '127.0.0.1', port: origin.port }), (e: NodeJS.ErrnoException) => /^ERELAY/.test(e.code ?? ''));
     assert.equal(metric(await getMetrics(r), 'braid_relay_refused_total{reason="limit"}'), 1);
     for (const s of held) s.destroy();
+  });
+});
+
+// ---- end to end in network namespaces ---------------------------------------------------------
+// client (curl + braid up --relay) ⇄ two 20 Mbit/s links ⇄ relay (braid relay) ⇄ destination.
+// The destination is reachable from the relay only, so every byte the client gets came through it.
+
+const RATE_MBIT = 20;
+const RELAY_PORT = 8443;
+const PROXY_PORT = 1080;
+const DEST_MPTCP = 8080;
+const DEST_TCP = 8081;
+const AGG_BYTES = 16 * 1000 * 1000;
+const RELAY_ABUSE = path.join(DIST, 'test', 'helpers', 'relay-abuse.js');
+
+/** curl in the client namespace with the proxy as an HTTP proxy: status, body, seconds. */
+async function curlIn(topo: RelayTopology, args: string[], maxSeconds = 10): Promise<{ code: number | null; http: number; body: string; seconds: number; stderr: string }> {
+  const t0 = Date.now();
+  const r = await topo.client.exec(['curl', '-sS', '--max-time', String(maxSeconds), '-w', '\n%{http_code}', ...args], { allowFailure: true, timeoutMs: (maxSeconds + 5) * 1000 });
+  const lines = r.stdout.split('\n');
+  return { code: r.code, http: Number(lines.pop()), body: lines.join('\n'), seconds: (Date.now() - t0) / 1000, stderr: r.stderr };
+}
+
+describe('relay end to end: client ⇄ two shaped links ⇄ relay ⇄ destination', { skip: skipUnlessRoot() ?? missingPrerequisite(), timeout: 120_000 }, () => {
+  let topo: RelayTopology;
+  let relayDir: string;
+  let relayProc: RelayProcess;
+  let client: NsProcess;
+  const destUrl = (family: 4 | 6, port: number, n: number): string =>
+    `http://${family === 6 ? `[${topo.destAddress(6)}]` : topo.destAddress(4)}:${port}/bytes/${n}`;
+
+  before(async () => {
+    topo = await createRelayTopology({ rateMbit: RATE_MBIT });
+    relayDir = tempRelayDir();
+    await startByteServer(topo.dest, { port: DEST_MPTCP });
+    await startByteServer(topo.dest, { port: DEST_TCP, tcp: true });
+    relayProc = await startRelay(topo, { port: RELAY_PORT, dir: relayDir, extra: ['--handshake-timeout', '1500'] });
+    client = await startRelayClient(topo.client, { port: PROXY_PORT, link: relayProc.link });
+  });
+
+  after(async () => {
+    await topo?.destroy();
+    if (relayDir) fs.rmSync(relayDir, { recursive: true, force: true });
+  });
+
+  test('the destination is reachable from the relay only', async () => {
+    const direct = await curlIn(topo, ['-o', '/dev/null', destUrl(4, DEST_MPTCP, 10)], 3);
+    assert.notEqual(direct.code, 0, 'the client reached the destination directly');
+    const fromRelay = await topo.relay.exec(['curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', destUrl(4, DEST_MPTCP, 10)], { allowFailure: true });
+    assert.equal(fromRelay.stdout, '200', fromRelay.stderr);
+    assert.match(relayProc.link, /^braid:\/\/[A-Za-z0-9_-]+@10\.\d+\.1\.2:8443\?pin=[A-Za-z0-9_-]{43}$/);
+  });
+
+  test('curl → braid up → relay → destination: intact over IPv4 and IPv6, MPTCP and TCP destinations', async (t) => {
+    const n = 2 * 1000 * 1000;
+    for (const [family, port] of [[4, DEST_MPTCP], [6, DEST_TCP], [6, DEST_MPTCP], [4, DEST_TCP]] as const) {
+      const r = await curlDownload(topo.client, destUrl(family, port, n), { socksPort: PROXY_PORT, hash: true, maxSeconds: 20 });
+      assert.equal(r.httpCode, 200);
+      assert.equal(r.sha256, expectedSha256(n), `IPv${family} destination :${port}: content differs`);
+    }
+    // The client ⇄ relay leg over IPv6 too: the same relay, its link-1 IPv6 address in the link.
+    const v6Link = formatRelayLink({ ...parseRelayLink(relayProc.link), host: topo.relayAddress(1, 6) });
+    const c6 = await startRelayClient(topo.client, { port: PROXY_PORT + 10, link: v6Link });
+    try {
+      const r = await curlDownload(topo.client, destUrl(6, DEST_MPTCP, n), { socksPort: PROXY_PORT + 10, hash: true, maxSeconds: 20 });
+      assert.equal(r.sha256, expectedSha256(n), 'IPv6 relay link: content differs');
+      t.diagnostic(`IPv6 relay link: ${r.mbit.toFixed(1)} Mbit/s`);
+    } finally {
+      await c6.stop();
+    }
+    const m = await scrapeMetrics(topo, relayProc.metricsUrl!);
+    assert.ok(metricValue(m, 'braid_relay_tunnels_total') >= 5, m);
+    assert.ok(metricValue(m, 'braid_relay_bytes_total{direction="down"}') >= 5 * n, m);
+  });
+
+  test('aggregation through the relay: both links carry substantial bytes, faster than one link', async (t) => {
+    const tx0 = await relayTxBytes(topo);
+    const download = curlDownload(topo.client, destUrl(4, DEST_MPTCP, AGG_BYTES), { socksPort: PROXY_PORT, hash: true, maxSeconds: 40 });
+    // While it runs, the relay's own view: the tunnel's client connection has two subflows.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const mid = await scrapeMetrics(topo, relayProc.metricsUrl!);
+    const r = await download;
+    const tx1 = await relayTxBytes(topo);
+    const sent = [tx1[0] - tx0[0], tx1[1] - tx0[1]];
+    const total = sent[0]! + sent[1]!;
+    t.diagnostic(`through relay ${r.mbit.toFixed(1)} Mbit/s; relay sent link1 ${(sent[0]! / 1e6).toFixed(1)} MB, link2 ${(sent[1]! / 1e6).toFixed(1)} MB`);
+    assert.equal(r.sha256, expectedSha256(AGG_BYTES), 'content differs');
+    assert.ok(metricValue(mid, 'braid_relay_connection_subflows{subflows="2"}') >= 1, `no tunnel with 2 subflows mid-transfer:\n${mid}`);
+    assert.ok(total >= AGG_BYTES, `the relay's links sent only ${total} bytes`);
+    for (const i of [0, 1]) {
+      assert.ok(sent[i]! / total >= 0.2, `link ${i + 1} carried only ${((sent[i]! / total) * 100).toFixed(1)}% (want >= 20%)`);
+    }
+    assert.ok(r.mbit > 1.4 * RATE_MBIT, `${r.mbit.toFixed(1)} Mbit/s is not above 1.4 x one ${RATE_MBIT} Mbit/s link`);
+  });
+
+  test('wrong secret, wrong pin, relay down: a precise 502 at once, no hang', async () => {
+    const good = parseRelayLink(relayProc.link);
+    const bad: Array<[string, RelayLink, string]> = [
+      ['ERELAYAUTH', { ...good, secret: crypto.randomBytes(24).toString('base64url') }, 'refused our secret'],
+      ['ERELAYPIN', { ...good, pin: crypto.randomBytes(32).toString('base64url') }, 'pin mismatch'],
+      ['ERELAYDOWN', { ...good, port: RELAY_PORT + 1 }, 'unreachable'],
+    ];
+    const authBefore = metricValue(await scrapeMetrics(topo, relayProc.metricsUrl!), 'braid_relay_auth_failures_total');
+    await Promise.all(bad.map(async ([code, l, logged], i) => {
+      const port = PROXY_PORT + 20 + i;
+      const c = await startRelayClient(topo.client, { port, link: formatRelayLink(l) });
+      try {
+        const viaHttp = await curlIn(topo, ['-x', `http://127.0.0.1:${port}`, destUrl(4, DEST_MPTCP, 10)]);
+        assert.equal(viaHttp.http, 502, `${code}: ${viaHttp.body} ${viaHttp.stderr}`);
+        assert.ok(viaHttp.body.includes(code), `${code} not named in the reply: ${viaHttp.body}`);
+        assert.ok(viaHttp.seconds < 5, `${code}: the error took ${viaHttp.seconds} s`);
+        const viaSocks = await curlIn(topo, ['--socks5-hostname', `127.0.0.1:${port}`, '-o', '/dev/null', destUrl(4, DEST_MPTCP, 10)]);
+        assert.notEqual(viaSocks.code, 0);
+        assert.ok(viaSocks.seconds < 5, `${code}: the SOCKS error took ${viaSocks.seconds} s`);
+        assert.match(c.stderr, new RegExp(logged), `braid up did not say why: ${c.stderr}`);
+        assert.equal(c.running, true);
+      } finally {
+        await c.stop();
+      }
+    }));
+    const m = await scrapeMetrics(topo, relayProc.metricsUrl!);
+    assert.ok(metricValue(m, 'braid_relay_auth_failures_total') > authBefore, 'the relay did not count the wrong secret');
+  });
+
+  test('random bytes and half-finished TLS handshakes at the relay port: all cut, relay unharmed', async () => {
+    const { stdout } = await topo.client.exec([process.execPath, RELAY_ABUSE, '--host', topo.relayAddress(1), '--port', String(RELAY_PORT), '--timeout-ms', '10000'], { timeoutMs: 20_000 });
+    const outcomes = JSON.parse(stdout.trim()) as Array<{ kind: string; ended: string; ms: number }>;
+    for (const o of outcomes) assert.equal(o.ended, 'closed', `the relay kept a '${o.kind}' connection open for ${o.ms} ms`);
+    assert.equal(relayProc.proc.running, true, `the relay died: ${relayProc.proc.stderr}`);
+    const r = await curlDownload(topo.client, destUrl(4, DEST_MPTCP, 100_000), { socksPort: PROXY_PORT, hash: true, maxSeconds: 10 });
+    assert.equal(r.sha256, expectedSha256(100_000));
+    const m = await scrapeMetrics(topo, relayProc.metricsUrl!);
+    assert.ok(metricValue(m, 'braid_relay_refused_total{reason="tls"}') >= 3, m);
+  });
+
+  test('relay killed mid-transfer: curl gets a clean error at once; a restarted relay serves the same client', async (t) => {
+    const big = 400 * 1000 * 1000; // ~90 s at two links' speed: it cannot finish on its own
+    const t0 = Date.now();
+    const download = curlIn(topo, ['--socks5-hostname', `127.0.0.1:${PROXY_PORT}`, '-o', '/dev/null', destUrl(4, DEST_MPTCP, big)], 60);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const killedAt = Date.now();
+    relayProc.proc.killSync();
+    await relayProc.proc.exited;
+    const r = await download;
+    t.diagnostic(`curl ended ${Date.now() - killedAt} ms after the kill with exit ${r.code}: ${r.stderr.trim()}`);
+    assert.notEqual(r.code, 0, 'curl reported success for a cut transfer');
+    assert.ok(Date.now() - killedAt < 10_000, `curl hung for ${Date.now() - killedAt} ms after the relay died`);
+    assert.ok(Date.now() - t0 < 40_000);
+    assert.equal(client.running, true, 'braid up died with the relay');
+
+    // While the relay is down: a fast, precise failure.
+    const down = await curlIn(topo, ['-x', `http://127.0.0.1:${PROXY_PORT}`, destUrl(4, DEST_MPTCP, 10)]);
+    assert.equal(down.http, 502);
+    assert.ok(down.body.includes('ERELAYDOWN'), down.body);
+
+    // Same directory, same port: same certificate and secret, so the client's link still fits.
+    relayProc = await startRelay(topo, { port: RELAY_PORT, dir: relayDir, extra: ['--handshake-timeout', '1500'] });
+    const first = await curlDownload(topo.client, destUrl(4, DEST_MPTCP, 1_000_000), { socksPort: PROXY_PORT, hash: true, maxSeconds: 10 });
+    assert.equal(first.sha256, expectedSha256(1_000_000), 'first download after the restart');
+
+    // A graceful restart (SIGTERM) while the client holds warm connections: the next dial recovers.
+    await relayProc.proc.stop();
+    relayProc = await startRelay(topo, { port: RELAY_PORT, dir: relayDir, extra: ['--handshake-timeout', '1500'] });
+    for (let i = 0; i < 3; i++) {
+      const again = await curlDownload(topo.client, destUrl(6, DEST_MPTCP, 200_000), { socksPort: PROXY_PORT, hash: true, maxSeconds: 10 });
+      assert.equal(again.sha256, expectedSha256(200_000), `download ${i + 1} after the graceful restart`);
+    }
+    assert.equal(client.running, true);
   });
 });

@@ -7,6 +7,10 @@
  * Unshaped (same two-link topology, no tbf): Gbit/s through the proxy and the proxy's CPU seconds per
  * GB, against a direct MPTCP download with no proxy.
  *
+ * Relay (test/bench/relay-bench.ts): through `braid relay` vs raw kernel MPTCP, one link and the
+ * shadowsocks-libev chain; unshaped Gbit/s and CPU s/GB of client and relay vs that chain; TTFB.
+ * `--relay-only` runs just that part.
+ *
  * Results go to stdout as a table and to test-artifacts/bench.json.
  */
 import fs from 'node:fs';
@@ -17,6 +21,7 @@ import {
   DIST, missingPrerequisite, startByteServer, startProxy, curlDownload, rawDownload, nextReport, splitByLink,
   type LinkSplit,
 } from '../helpers/multipath-harness';
+import { median, relayBench, type RelayBenchResult } from './relay-bench';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -29,11 +34,6 @@ const PROXY_PORT = 1080;
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function clockTicks(): number {
   try {
@@ -155,10 +155,17 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   const log = (s: string): void => { process.stdout.write(s + '\n'); };
+  if (process.argv.includes('--relay-only')) {
+    const only = await relayBench(log);
+    printRelay(only, log);
+    writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, relay: only }, log);
+    return;
+  }
   log(`bench: two-link topology, ${RATE_MBIT} Mbit/s per link, ${SHAPED_BYTES / 1e6} MB x ${SHAPED_REPS} (median)`);
   const s = await shaped(log);
   log(`bench: unshaped two-link topology, ${UNSHAPED_BYTES / 1e9} GB x ${UNSHAPED_REPS} (median)`);
   const u = await unshaped(log);
+  const rb = await relayBench(log);
 
   const med = (k: string): number => median(s[k]!.map((x) => x.mbit));
   const medSplit = (k: string, link: number): number => median(s[k]!.map((x) => x.split?.[link] ?? 0));
@@ -190,6 +197,7 @@ async function main(): Promise<void> {
   line(directLabel, `${directGbit.toFixed(2)} Gbit/s`);
   line('ratio proxy / direct (median of pairs)', pairedRatio.toFixed(2));
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
+  printRelay(rb, log);
   const seconds = (Date.now() - started) / 1000;
   log(`\nbench took ${seconds.toFixed(0)} s`);
 
@@ -212,11 +220,46 @@ async function main(): Promise<void> {
       directClient: u.directClient,
       samples: u,
     },
+    relay: rb,
   };
+  writeResult(result, log);
+  log(''); await (await import('./stats-bench.js')).statsBench(log);
+}
+
+function writeResult(result: unknown, log: (s: string) => void): void {
   const dir = path.resolve(DIST, '..', 'test-artifacts');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'bench.json'), JSON.stringify(result, null, 2) + '\n');
   log(`wrote ${path.join(dir, 'bench.json')}`);
+}
+
+function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
+  const sm = rb.shaped.medianMbit;
+  const share = (i: number): string => `${(median(rb.shaped.braidLinkShare.map((x) => x[i] ?? 0)) * 100).toFixed(0)}%`;
+  const line = (label: string, value: string, rest = ''): void => log(`${label.padEnd(56)}  ${value.padStart(14)}${rest}`);
+  const t = rb.ttfb.medianMs;
+  const u = rb.unshaped;
+  const cpu = u.medianCpuSecondsPerGB;
+  log('');
+  line('relay, shaped 2 x 20 Mbit/s, median', 'throughput');
+  line('curl → braid up → braid relay → destination', `${sm.braidRelay!.toFixed(1)} Mbit/s`, `  (relay sent link1 ${share(0)} / link2 ${share(1)})`);
+  line('curl → ss-local → ss-server, both --mptcp → destination', `${sm.ssChain!.toFixed(1)} Mbit/s`);
+  line('raw kernel MPTCP to the relay host, no proxy', `${sm.rawMptcp!.toFixed(1)} Mbit/s`);
+  line('single-link TCP to the relay host, no proxy', `${sm.singleTcp!.toFixed(1)} Mbit/s`);
+  line('ratio braid relay / raw MPTCP (target >= 0.99)', rb.shaped.ratios.braidOverRaw.toFixed(3));
+  line('ratio shadowsocks chain / raw MPTCP', rb.shaped.ratios.ssOverRaw.toFixed(3));
+  line('ratio braid relay / one link', rb.shaped.ratios.braidOverSingle.toFixed(2));
+  log('');
+  line('relay, unshaped, median', 'throughput', '  CPU s/GB: client    relay/server');
+  line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${cpu.braidClient.toFixed(2).padStart(16)}  ${cpu.braidRelay.toFixed(2).padStart(14)}`);
+  line(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${cpu.ssLocal.toFixed(2).padStart(16)}  ${cpu.ssServer.toFixed(2).padStart(14)}`);
+  line('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
+  log('');
+  line('time to first byte (1-byte body), median', 'ms');
+  line('direct to the relay host (TCP connect + GET)', t.direct!.toFixed(2), `  (TCP connect alone ${t.directConnect!.toFixed(2)} ms)`);
+  line('through braid relay, warm pool', t.braidWarm!.toFixed(2), `  (+${(t.braidWarm! - t.direct!).toFixed(2)} ms over direct)`);
+  line('through braid relay, no pool (TCP + TLS per dial)', t.braidCold!.toFixed(2), `  (+${(t.braidCold! - t.direct!).toFixed(2)} ms)`);
+  line('through the shadowsocks chain', t.ssChain!.toFixed(2), `  (+${(t.ssChain! - t.direct!).toFixed(2)} ms)`);
 }
 
 main().catch((err) => {

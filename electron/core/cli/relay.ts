@@ -60,6 +60,7 @@ async function runRelay(values: Values): Promise<number> {
     maxConnections: count(values, 'max-connections', 4096, 1_000_000),
     maxPerClient: count(values, 'max-per-client', 256, 1_000_000),
     handshakeMs: count(values, 'handshake-timeout', 10_000, 600_000),
+    requestWaitMs: count(values, 'request-timeout', 60_000, 3_600_000),
     idleMs: count(values, 'idle-timeout', 300_000, 86_400_000),
     connectMs: count(values, 'connect-timeout', 10_000, 600_000),
     metrics,
@@ -80,7 +81,7 @@ async function runRelay(values: Values): Promise<number> {
 export const relay: Command = {
   summary: 'run a relay: clients reach it over MPTCP + TLS, it dials destinations for them',
   usage:
-    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret S] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--verbose]',
+    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret S] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--verbose]',
   options: {
     listen: { type: 'string' },
     'public-host': { type: 'string' },
@@ -94,6 +95,7 @@ export const relay: Command = {
     'max-connections': { type: 'string' },
     'max-per-client': { type: 'string' },
     'handshake-timeout': { type: 'string' },
+    'request-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'connect-timeout': { type: 'string' },
     dial: { type: 'string' },

@@ -76,15 +76,19 @@ export class RelayDialer {
 
   async dial(target: DialTarget): Promise<RelayDialResult> {
     // One retry: a pooled connection can be dead without our knowing (relay restarted).
+    // The retry opens a fresh connection: the rest of the pool is likely just as dead.
     for (let attempt = 0; ; attempt++) {
-      const fromPool = this.takeWarm();
+      const fromPool = attempt === 0 ? this.takeWarm() : null;
       const warm = fromPool ?? (await this.open(target.signal));
-      this.refill();
       try {
         return await this.request(warm, target);
       } catch (err) {
-        if (fromPool && attempt === 0 && errorCode(err) === 'ERELAYCLOSED') continue;
+        if (fromPool && errorCode(err) === 'ERELAYCLOSED') continue;
         throw err;
+      } finally {
+        // Refilled after the answer, not before: a new TCP + TLS handshake on both ends would
+        // compete for CPU with this dial's CONNECT, which is what the user is waiting for.
+        this.refill();
       }
     }
   }

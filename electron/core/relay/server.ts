@@ -30,6 +30,13 @@ export interface RelayServerOptions {
   maxConnections: number;
   maxPerClient: number;
   handshakeMs: number;
+  /**
+   * How long a connection whose TLS handshake is done may wait for its CONNECT. Longer than
+   * handshakeMs on purpose: clients keep warm connections (TLS done, no request yet) so that a
+   * dial costs only the CONNECT round trip, and cutting those after handshakeMs emptied the pool.
+   * Default: max(handshakeMs, 60 s), above the client's default warm-connection lifetime (45 s).
+   */
+  requestWaitMs?: number;
   idleMs: number;
   connectMs: number;
   metrics?: { host: string; port: number } | null;
@@ -114,6 +121,8 @@ export class RelayServer {
   }
 
   private onRawConnection(raw: net.Socket): void {
+    // Without it Nagle holds the 200 and every small TLS record behind the previous one's ACK.
+    raw.setNoDelay(true);
     this.metrics.connections.add(1);
     this.sockets.add(raw);
     const who = raw.remoteAddress ?? '?';
@@ -141,11 +150,24 @@ export class RelayServer {
   private onSecure(s: tls.TLSSocket): void {
     s.on('error', () => {});
     let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
+    // The TLS handshake itself is bounded by tls.Server's handshakeTimeout; from here on the
+    // client may be a warm pooled connection that sends its CONNECT much later. Once its first
+    // bytes arrived, the rest of the head must follow within handshakeMs (no slow-loris heads).
+    const wait = Math.max(this.opts.handshakeMs, this.opts.requestWaitMs ?? 60_000);
+    let timer = setTimeout(() => {
       this.metrics.refused.add(1, { reason: 'handshake' });
       s.destroy();
-    }, this.opts.handshakeMs);
+    }, wait);
+    let started = false;
     const onData = (chunk: Buffer): void => {
+      if (!started) {
+        started = true;
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          this.metrics.refused.add(1, { reason: 'handshake' });
+          s.destroy();
+        }, this.opts.handshakeMs);
+      }
       buf = Buffer.concat([buf, chunk]);
       let head: Head | null;
       try {

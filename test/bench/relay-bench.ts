@@ -1,0 +1,256 @@
+/**
+ * The relay part of `npm run bench`, in the three-namespace topology (client ⇄ two links ⇄ relay ⇄
+ * destination), against references from this same run:
+ *
+ * - shaped (2 x 20 Mbit/s): curl → braid up → braid relay → destination, against raw kernel MPTCP
+ *   over the same two links (fetch-bytes to a byte server in the relay namespace), single-link TCP,
+ *   and the shadowsocks-libev chain (ss-local --mptcp → ss-server --mptcp, AEAD cipher);
+ * - unshaped: Gbit/s and CPU seconds per GB of the client and the relay process, braid vs the
+ *   shadowsocks chain side by side (interleaved, same bytes, same curl);
+ * - time to first byte (curl's time_starttransfer for a 1-byte body): direct to a server in the
+ *   relay namespace (the same network distance) vs through braid with its warm pool, through braid
+ *   with no pool (every dial pays TCP + TLS), and through the shadowsocks chain.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { Namespace, NsProcess } from '../helpers/netns';
+import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
+import { createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
+
+const RATE_MBIT = 20;
+const SHAPED_BYTES = 16 * 1000 * 1000;
+const SHAPED_REPS = 3;
+const UNSHAPED_BYTES = 1000 * 1000 * 1000;
+const UNSHAPED_REPS = 3;
+const TTFB_ROUNDS = 15;
+const DEST_PORT = 8080;
+const LOCAL_PORT = 8081;     // byte server in the relay namespace: the "direct" references
+const RELAY_PORT = 8443;
+const BRAID_PORT = 1080;
+const BRAID_COLD_PORT = 1082;
+const SS_SERVER_PORT = 8388;
+const SS_LOCAL_PORT = 1081;
+const SS_CIPHER = 'chacha20-ietf-poly1305';
+const SHAPED_MAX_SECONDS = 30;
+const UNSHAPED_MAX_SECONDS = 40;
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function clockTicks(): number {
+  try {
+    const v = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim());
+    if (Number.isInteger(v) && v > 0) return v;
+  } catch { /* fall through */ }
+  return 100;
+}
+
+function cpuTicks(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+function expectBytes(got: number, want: number, what: string): void {
+  if (got !== want) throw new Error(`${what}: downloaded ${got} bytes, expected ${want}`);
+}
+
+interface Chain {
+  topo: RelayTopology;
+  relay: NsProcess;
+  braid: NsProcess;
+  braidCold: NsProcess;
+  ssServer: NsProcess;
+  ssLocal: NsProcess;
+  dirs: string[];
+}
+
+/** Waits (bounded) until something accepts TCP connections on 127.0.0.1:port inside `ns`. */
+async function waitForPort(ns: Namespace, port: number, what: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const r = await ns.exec(['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { allowFailure: true, timeoutMs: 2000 });
+    if (r.code === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${what} did not listen on port ${port} within 5 s`);
+}
+
+async function startChains(rateMbit: number | null): Promise<Chain> {
+  const topo = await createRelayTopology({ rateMbit });
+  const dirs: string[] = [];
+  try {
+    await startByteServer(topo.dest, { port: DEST_PORT });
+    await startByteServer(topo.relay, { port: LOCAL_PORT });
+    const relayDir = tempRelayDir();
+    dirs.push(relayDir);
+    const relay = await startRelay(topo, { port: RELAY_PORT, dir: relayDir });
+    const braid = await startRelayClient(topo.client, { port: BRAID_PORT, link: relay.link });
+    const coldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-bench-cold-'));
+    dirs.push(coldDir);
+    const coldConfig = path.join(coldDir, 'config.json');
+    fs.writeFileSync(coldConfig, JSON.stringify({ relay: { poolSize: 0 } }));
+    const braidCold = await startRelayClient(topo.client, { port: BRAID_COLD_PORT, link: relay.link, extra: ['--config', coldConfig] });
+    const password = 'bench-' + Math.random().toString(36).slice(2);
+    const ssServer = topo.relay.spawn(['ss-server', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-server' });
+    const ssLocal = topo.client.spawn(['ss-local', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-b', '127.0.0.1', '-l', String(SS_LOCAL_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-local' });
+    await waitForPort(topo.client, SS_LOCAL_PORT, 'ss-local');
+    return { topo, relay: relay.proc, braid, braidCold, ssServer, ssLocal, dirs };
+  } catch (err) {
+    await topo.destroy();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function stopChains(c: Chain | undefined): Promise<void> {
+  if (!c) return;
+  await c.topo.destroy();
+  for (const d of c.dirs) fs.rmSync(d, { recursive: true, force: true });
+}
+
+export interface RelayBenchResult {
+  shaped: {
+    samplesMbit: Record<'braidRelay' | 'ssChain' | 'rawMptcp' | 'singleTcp', number[]>;
+    braidLinkShare: number[][];
+    medianMbit: Record<string, number>;
+    ratios: { braidOverRaw: number; braidOverSingle: number; ssOverRaw: number };
+  };
+  unshaped: {
+    samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number }>;
+    medianGbit: { braid: number; ss: number; direct: number };
+    medianCpuSecondsPerGB: { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number };
+  };
+  ttfb: {
+    samplesMs: Record<'direct' | 'braidWarm' | 'braidCold' | 'ssChain', number[]>;
+    connectMsDirect: number[];
+    medianMs: Record<string, number>;
+  };
+  ssCipher: string;
+}
+
+async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<void> {
+  let c: Chain | undefined;
+  try {
+    c = await startChains(RATE_MBIT);
+    const { topo } = c;
+    const destUrl = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/${SHAPED_BYTES}`;
+    const localUrl = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/${SHAPED_BYTES}`;
+    const s = out.shaped.samplesMbit;
+    for (let rep = 1; rep <= SHAPED_REPS; rep++) {
+      const tx0 = await relayTxBytes(topo);
+      const b = await curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: SHAPED_MAX_SECONDS });
+      const tx1 = await relayTxBytes(topo);
+      expectBytes(b.bytes, SHAPED_BYTES, 'braid relay');
+      s.braidRelay.push(b.mbit);
+      const sent = [tx1[0] - tx0[0], tx1[1] - tx0[1]];
+      out.shaped.braidLinkShare.push(sent.map((x) => x / (sent[0]! + sent[1]!)));
+
+      const ss = await curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(ss.bytes, SHAPED_BYTES, 'shadowsocks chain');
+      s.ssChain.push(ss.mbit);
+
+      const raw = await rawDownload(topo.client, { address: topo.relayAddress(1), port: LOCAL_PORT, bytes: SHAPED_BYTES, hash: false, maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(raw.bytes, SHAPED_BYTES, 'raw MPTCP');
+      s.rawMptcp.push(raw.mbit);
+
+      const one = await curlDownload(topo.client, localUrl, { maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(one.bytes, SHAPED_BYTES, 'single-link TCP');
+      s.singleTcp.push(one.mbit);
+      log(`  relay shaped rep ${rep}: braid ${b.mbit.toFixed(1)}, ss ${ss.mbit.toFixed(1)}, raw MPTCP ${raw.mbit.toFixed(1)}, one link ${one.mbit.toFixed(1)} Mbit/s`);
+    }
+    await ttfb(c, log, out);
+  } finally {
+    await stopChains(c);
+  }
+  const m = (k: keyof typeof out.shaped.samplesMbit): number => median(out.shaped.samplesMbit[k]);
+  out.shaped.medianMbit = { braidRelay: m('braidRelay'), ssChain: m('ssChain'), rawMptcp: m('rawMptcp'), singleTcp: m('singleTcp') };
+  out.shaped.ratios = { braidOverRaw: m('braidRelay') / m('rawMptcp'), braidOverSingle: m('braidRelay') / m('singleTcp'), ssOverRaw: m('ssChain') / m('rawMptcp') };
+}
+
+async function ttfb(c: Chain, log: (s: string) => void, out: RelayBenchResult): Promise<void> {
+  const { topo } = c;
+  const probe = async (extra: string[], url: string): Promise<{ connect: number; first: number }> => {
+    const { stdout } = await topo.client.exec(['curl', '-sS', '--fail', '--max-time', '5', '-o', '/dev/null', '-w', '%{time_connect} %{time_starttransfer}', ...extra, url], { timeoutMs: 10_000 });
+    const [connect, first] = stdout.trim().split(' ').map(Number) as [number, number];
+    return { connect: connect * 1000, first: first * 1000 };
+  };
+  const dest = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/1`;
+  const local = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/1`;
+  const s = out.ttfb.samplesMs;
+  // Interleaved, spaced so that the warm pool has refilled (as between a user's clicks).
+  for (let i = 0; i < TTFB_ROUNDS; i++) {
+    const d = await probe([], local);
+    s.direct.push(d.first);
+    out.ttfb.connectMsDirect.push(d.connect);
+    s.braidWarm.push((await probe(['--socks5-hostname', `127.0.0.1:${BRAID_PORT}`], dest)).first);
+    s.braidCold.push((await probe(['--socks5-hostname', `127.0.0.1:${BRAID_COLD_PORT}`], dest)).first);
+    s.ssChain.push((await probe(['--socks5-hostname', `127.0.0.1:${SS_LOCAL_PORT}`], dest)).first);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  }
+  out.ttfb.medianMs = {
+    direct: median(s.direct), braidWarm: median(s.braidWarm), braidCold: median(s.braidCold), ssChain: median(s.ssChain),
+    directConnect: median(out.ttfb.connectMsDirect),
+  };
+  log(`  ttfb medians: direct ${out.ttfb.medianMs.direct!.toFixed(2)} ms, braid warm ${out.ttfb.medianMs.braidWarm!.toFixed(2)} ms, braid cold ${out.ttfb.medianMs.braidCold!.toFixed(2)} ms, ss ${out.ttfb.medianMs.ssChain!.toFixed(2)} ms`);
+}
+
+async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promise<void> {
+  const ticks = clockTicks();
+  let c: Chain | undefined;
+  try {
+    c = await startChains(null);
+    const { topo } = c;
+    const pids = [c.braid.pid, c.relay.pid, c.ssLocal.pid, c.ssServer.pid];
+    if (pids.some((p) => p === undefined)) throw new Error('a chain process has no pid');
+    const [braidPid, relayPid, ssLocalPid, ssServerPid] = pids as number[];
+    const destUrl = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/${UNSHAPED_BYTES}`;
+    const localUrl = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/${UNSHAPED_BYTES}`;
+    const gb = UNSHAPED_BYTES / 1e9;
+    for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
+      const b0 = [cpuTicks(braidPid), cpuTicks(relayPid)];
+      const b = await curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      const b1 = [cpuTicks(braidPid), cpuTicks(relayPid)];
+      expectBytes(b.bytes, UNSHAPED_BYTES, 'braid relay (unshaped)');
+      const s0 = [cpuTicks(ssLocalPid), cpuTicks(ssServerPid)];
+      const ss = await curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      const s1 = [cpuTicks(ssLocalPid), cpuTicks(ssServerPid)];
+      expectBytes(ss.bytes, UNSHAPED_BYTES, 'shadowsocks chain (unshaped)');
+      const d = await curlDownload(topo.client, localUrl, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });
+      expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
+      const sample = {
+        braidGbit: b.mbit / 1000, ssGbit: ss.mbit / 1000, directGbit: d.mbit / 1000,
+        braidClientCpu: (b1[0]! - b0[0]!) / ticks / gb, braidRelayCpu: (b1[1]! - b0[1]!) / ticks / gb,
+        ssLocalCpu: (s1[0]! - s0[0]!) / ticks / gb, ssServerCpu: (s1[1]! - s0[1]!) / ticks / gb,
+      };
+      out.unshaped.samples.push(sample);
+      log(`  relay unshaped rep ${rep}: braid ${sample.braidGbit.toFixed(2)} Gbit/s (client ${sample.braidClientCpu.toFixed(2)}, relay ${sample.braidRelayCpu.toFixed(2)} CPU s/GB), ` +
+        `ss ${sample.ssGbit.toFixed(2)} Gbit/s (local ${sample.ssLocalCpu.toFixed(2)}, server ${sample.ssServerCpu.toFixed(2)} CPU s/GB), direct ${sample.directGbit.toFixed(2)} Gbit/s`);
+    }
+  } finally {
+    await stopChains(c);
+  }
+  const m = (f: (x: RelayBenchResult['unshaped']['samples'][number]) => number): number => median(out.unshaped.samples.map(f));
+  out.unshaped.medianGbit = { braid: m((x) => x.braidGbit), ss: m((x) => x.ssGbit), direct: m((x) => x.directGbit) };
+  out.unshaped.medianCpuSecondsPerGB = {
+    braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu),
+  };
+}
+
+export async function relayBench(log: (s: string) => void): Promise<RelayBenchResult> {
+  const out: RelayBenchResult = {
+    shaped: { samplesMbit: { braidRelay: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
+    unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN } },
+    ttfb: { samplesMs: { direct: [], braidWarm: [], braidCold: [], ssChain: [] }, connectMsDirect: [], medianMs: {} },
+    ssCipher: SS_CIPHER,
+  };
+  log(`bench: relay topology (client ⇄ 2 x ${RATE_MBIT} Mbit/s ⇄ relay ⇄ destination), ${SHAPED_BYTES / 1e6} MB x ${SHAPED_REPS}, TTFB x ${TTFB_ROUNDS}`);
+  await shaped(log, out);
+  log(`bench: relay topology unshaped, ${UNSHAPED_BYTES / 1e9} GB x ${UNSHAPED_REPS}, braid vs shadowsocks-libev (${SS_CIPHER})`);
+  await unshaped(log, out);
+  return out;
+}
