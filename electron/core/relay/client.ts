@@ -45,10 +45,13 @@ function relayErrorCode(status: number, header: string | undefined): string {
   return 'ERELAY';
 }
 
+const REFILL_DELAY_MS = 200;
+
 export class RelayDialer {
   private readonly transport: Dialer;
   private readonly pool: Warm[] = [];
   private filling = 0;
+  private refillTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private lastFailure: string | null = null;
 
@@ -71,6 +74,8 @@ export class RelayDialer {
 
   close(): void {
     this.closed = true;
+    if (this.refillTimer) clearTimeout(this.refillTimer);
+    this.refillTimer = null;
     for (const w of this.pool.splice(0)) w.socket.destroy();
   }
 
@@ -86,9 +91,7 @@ export class RelayDialer {
         if (fromPool && errorCode(err) === 'ERELAYCLOSED') continue;
         throw err;
       } finally {
-        // Refilled after the answer, not before: a new TCP + TLS handshake on both ends would
-        // compete for CPU with this dial's CONNECT, which is what the user is waiting for.
-        this.refill();
+        this.refillSoon();
       }
     }
   }
@@ -101,6 +104,21 @@ export class RelayDialer {
       w.socket.destroy();
     }
     return null;
+  }
+
+  /**
+   * A new TCP + TLS handshake costs both ends about a millisecond of CPU, which would land exactly
+   * when the application sends its first request over the connection just handed out and delay its
+   * first byte. So the pool is topped up a moment later, unless it ran dry.
+   */
+  private refillSoon(): void {
+    if (this.pool.length === 0) return this.refill();
+    if (this.refillTimer) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = null;
+      this.refill();
+    }, REFILL_DELAY_MS);
+    this.refillTimer.unref();
   }
 
   private refill(): void {
