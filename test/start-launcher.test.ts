@@ -45,6 +45,8 @@ function layout(electron: { pathTxt?: string; binary?: string } | null): string 
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.ELECTRON_OVERRIDE_DIST_PATH;
+  // The launcher would otherwise try Electron's one-time download, which needs the internet.
+  env.ELECTRON_SKIP_BINARY_DOWNLOAD = '1';
   return env;
 }
 

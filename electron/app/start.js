@@ -12,7 +12,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -57,8 +57,29 @@ function missingMessage(why) {
   ].join('\n');
 }
 
+/**
+ * Electron's package downloads its binary on first use rather than at install time; do that here,
+ * once, visibly, unless the user asked for no download. Offline it fails within a second.
+ */
+function downloadElectron() {
+  if (process.env.ELECTRON_SKIP_BINARY_DOWNLOAD) return;
+  let installer;
+  try {
+    installer = path.join(path.dirname(require.resolve('electron/package.json', { paths: [root] })), 'install.js');
+  } catch {
+    return;
+  }
+  if (!fs.existsSync(installer)) return;
+  process.stderr.write("braid: downloading Electron's binary (once)...\n");
+  spawnSync(process.execPath, [installer], { stdio: 'inherit', timeout: 10 * 60 * 1000 });
+}
+
 function main() {
-  const found = findElectron();
+  let found = findElectron();
+  if (!found.exe) {
+    downloadElectron();
+    found = findElectron();
+  }
   if (!found.exe) {
     process.stderr.write(missingMessage(found.missing));
     return process.exit(1);
