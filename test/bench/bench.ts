@@ -21,6 +21,7 @@ import {
   DIST, missingPrerequisite, startByteServer, startProxy, curlDownload, rawDownload, nextReport, splitByLink,
   type LinkSplit,
 } from '../helpers/multipath-harness';
+import { clockTicks, cpuTicks } from './cpu';
 import { median, relayBench, type RelayBenchResult } from './relay-bench';
 
 const RATE_MBIT = 20;
@@ -33,23 +34,6 @@ const PROXY_PORT = 1080;
 // Bounds per download: a stalled transfer costs at most this, keeping the bench under ~5 minutes.
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
-
-
-function clockTicks(): number {
-  try {
-    const v = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim());
-    if (Number.isInteger(v) && v > 0) return v;
-  } catch { /* fall through */ }
-  return 100;
-}
-
-/** utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15). */
-function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // The command name (field 2) may contain spaces; fields are counted after its closing parenthesis.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
-}
 
 function hasCommand(cmd: string): boolean {
   try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore', timeout: 5000 }); return true; } catch { return false; }

@@ -14,9 +14,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
+import { clockTicks, cpuTicks } from './cpu';
 import { createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
@@ -45,20 +45,6 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function clockTicks(): number {
-  try {
-    const v = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim());
-    if (Number.isInteger(v) && v > 0) return v;
-  } catch { /* fall through */ }
-  return 100;
-}
-
-function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
 }
 
 function expectBytes(got: number, want: number, what: string): void {
