@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import readline from 'node:readline';
 import { Namespace, run, skipUnlessRoot } from './helpers/netns';
+import { capabilityDropper } from './helpers/paths-harness';
 import { ENDPOINT_FLAGS, flagBits, flagNames, type LinkEvent, type PmEndpoint, type PmEvent, type PmEventFields, type PmLimits } from '../electron/core/native/netlink';
 
 const AGENT = path.join(__dirname, 'helpers', 'netlink-agent.js');
@@ -538,17 +539,3 @@ describe('watch handles and the process lifetime', { skip }, () => {
   });
 });
 
-/** A way to run a shell command without CAP_NET_ADMIN, or null. */
-async function capabilityDropper(): Promise<((cmd: string) => string[]) | null> {
-  const candidates: Array<(cmd: string) => string[]> = [
-    (cmd) => ['capsh', '--drop=cap_net_admin', '--', '-c', cmd],
-    (cmd) => ['setpriv', '--inh-caps=-net_admin', '--bounding-set=-net_admin', 'sh', '-c', cmd],
-  ];
-  for (const c of candidates) {
-    const r = await run(c('grep CapEff /proc/self/status'), { allowFailure: true });
-    const eff = /CapEff:\s*([0-9a-f]+)/.exec(r.stdout)?.[1];
-    // CAP_NET_ADMIN is bit 12
-    if (r.code === 0 && eff !== undefined && (BigInt(`0x${eff}`) & (1n << 12n)) === 0n) return c;
-  }
-  return null;
-}
