@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { defaultConfig, BraidConfig } from '../electron/core/config/schema';
+import { relay } from '../electron/core/proxy/relay';
 import { ProxyServer } from '../electron/core/proxy/server';
 import type { ConnectionSnapshot } from '../electron/core/proxy/tracker';
 import { readBytes, socksConnectRequest } from './helpers/raw-client';
@@ -175,6 +176,55 @@ describe('relay', () => {
     } finally {
       await origin.close();
     }
+  });
+});
+
+/** Two connected loopback TCP sockets. */
+async function socketPair(): Promise<[net.Socket, net.Socket]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const a = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  const b = await accepted;
+  await new Promise<void>((r) => (a.connecting ? a.once('connect', () => r()) : r()));
+  server.close();
+  return [a, b];
+}
+
+describe('relay backpressure', () => {
+  test('a destination that stops reading pauses the source: userland queue bounded, every byte delivered', async () => {
+    const maxQueued = 64 * 1024;
+    const [app, proxyIn] = await socketPair();
+    const [proxyOut, sink] = await socketPair();
+    sink.pause();
+    const done = relay(proxyIn, proxyOut, { idleMs: 30_000, maxQueued });
+    const total = 48 * 1024 * 1024;
+    const data = crypto.randomBytes(total);
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, proxyOut.writableLength)), 1);
+    // The application writes everything; the kernel's buffers fill, then ours must stop growing.
+    app.end(data);
+    await new Promise((r) => setTimeout(r, 1500));
+    const stalledUserland = proxyOut.writableLength;
+    const appStillQueued = app.writableLength;
+    const parts: Buffer[] = [];
+    sink.on('data', (d: Buffer) => parts.push(d));
+    const received = new Promise<Buffer>((r) => sink.once('end', () => r(Buffer.concat(parts))));
+    sink.resume();
+    const got = await received;
+    clearInterval(sampler);
+    sink.end();
+    const result = await done;
+    app.destroy();
+    sink.destroy();
+    assert.ok(appStillQueued > 0, 'the transfer should have been held back while the sink did not read (data larger than all kernel buffers)');
+    // One read's worth (64 KiB) may land after the pause decision, and a paused stream keeps up to
+    // its own high-water mark: anything beyond that would mean reading went on without bound.
+    assert.ok(stalledUserland <= maxQueued + 128 * 1024, `queued in userland while stalled: ${stalledUserland}`);
+    assert.ok(peak <= maxQueued + 128 * 1024, `peak userland queue: ${peak}`);
+    assert.equal(got.length, total);
+    assert.equal(sha256(got), sha256(data));
+    assert.equal(result.reason, 'done');
   });
 });
 

@@ -7,6 +7,8 @@ import type net from 'node:net';
 
 export interface RelayOptions {
   idleMs: number;
+  /** bytes queued in userland towards one side before reading from the other pauses (default 256 KiB) */
+  maxQueued?: number;
   onUp?: (bytes: number) => void;    // client -> destination
   onDown?: (bytes: number) => void;  // destination -> client
 }
@@ -15,6 +17,8 @@ export interface RelayResult {
   reason: 'done' | 'idle' | 'error' | 'closed';
   error?: Error;
 }
+
+export const DEFAULT_MAX_QUEUED = 256 * 1024;
 
 export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptions): Promise<RelayResult> {
   return new Promise<RelayResult>((resolve) => {
@@ -42,12 +46,29 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
     };
 
     let ends = 0;
+    const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
     const pump = (src: net.Socket, dst: net.Socket, count?: (n: number) => void): void => {
       src.on('data', (chunk: Buffer) => {
         last = Date.now();
         count?.(chunk.length);
-        if (!dst.write(chunk)) src.pause();
+        // write()'s return value is false for any chunk as big as the stream's high-water mark
+        // (16 KiB), even when the kernel took it at once, and a TLS socket reports its writes done
+        // only on the next loop turn. Pausing on it stopped and restarted reading for every TLS
+        // record and left the CPUs a third idle at full speed. What is actually still queued in
+        // userland is the measure of backpressure.
+        if (!corked) {
+          corked = true;
+          dst.cork();
+          setImmediate(uncork);
+        }
+        dst.write(chunk);
+        if (dst.writableLength >= maxQueued) src.pause();
       });
+      let corked = false;
+      const uncork = (): void => {
+        corked = false;
+        dst.uncork();
+      };
       dst.on('drain', () => {
         last = Date.now();
         src.resume();
