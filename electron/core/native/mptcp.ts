@@ -72,6 +72,15 @@ export function socketInfo(fd: number, withBackupFlags = true): MptcpInfo {
   return info;
 }
 
+/**
+ * Whether the socket runs MPTCP or fell back to TCP, and nothing else: one getsockopt, no
+ * sock_diag and no interface table, because it sits between a dial and the client's reply.
+ */
+export function mptcpStatus(fd: number): { mptcp: boolean; fallback: boolean } {
+  const info = binding.info(fd, false);
+  return { mptcp: info.mptcp, fallback: info.fallback };
+}
+
 // Local address -> interface name. Reading the table is a netlink dump, so it is cached briefly:
 // stats sample many sockets per tick, and addresses change far less often than that.
 let namesCache: { at: number; map: Map<string, string> } | null = null;

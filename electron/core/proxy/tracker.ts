@@ -61,8 +61,18 @@ export class TrackedConnection {
       this.transport = 'tcp';
       return;
     }
-    const info = this.subflows();
-    this.transport = info === null ? 'unknown' : info.mptcp && !info.fallback ? 'mptcp' : 'fallback';
+    const status = this.mptcpStatus();
+    this.transport = status === null ? 'unknown' : status.mptcp && !status.fallback ? 'mptcp' : 'fallback';
+  }
+
+  private mptcpStatus(): { mptcp: boolean; fallback: boolean } | null {
+    const { mod } = loadNative();
+    if (!mod || this.upstreamFd === null) return null;
+    try {
+      return mod.mptcpStatus(this.upstreamFd);
+    } catch {
+      return null;
+    }
   }
 
   /** Current MPTCP state of the outbound socket, or null when it cannot be read. */

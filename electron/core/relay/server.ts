@@ -43,6 +43,8 @@ export interface RelayServerOptions {
   log: Logger;
 }
 
+export const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
+
 /** Maps a dial failure to the status the client sees; the errno name travels in X-Braid-Error. */
 function dialStatus(code: string): number {
   if (code === 'EPOLICY') return 403;
@@ -81,6 +83,11 @@ export class RelayServer {
       key: c.key,
       cert: c.cert,
       minVersion: 'TLSv1.3',
+      // The relay's choice, not the client's: AES-128-GCM costs both ends ~30 % less CPU per byte
+      // than OpenSSL's default AES-256-GCM (10 rounds instead of 14) and is TLS 1.3's mandatory
+      // suite; ChaCha20 stays for clients without AES instructions.
+      ciphers: RELAY_CIPHER_SUITES,
+      honorCipherOrder: true,
       // A tunnel carries arbitrary traffic for a long time: no TLS-level idle cut, the relay's own
       // idle timeout applies once the tunnel is up.
       handshakeTimeout: this.opts.handshakeMs,
