@@ -226,11 +226,13 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   const cpu = u.medianCpuSecondsPerGB;
   log('');
   line('relay, shaped 2 x 20 Mbit/s, median', 'throughput');
-  line('curl → braid up → braid relay → destination', `${sm.braidRelay!.toFixed(1)} Mbit/s`, `  (relay sent link1 ${share(0)} / link2 ${share(1)})`);
-  line('curl → ss-local → ss-server, both --mptcp → destination', `${sm.ssChain!.toFixed(1)} Mbit/s`);
+  line('curl → braid up → braid relay → TCP destination', `${sm.braidRelay!.toFixed(1)} Mbit/s`, `  (relay sent link1 ${share(0)} / link2 ${share(1)})`);
+  line('curl → braid up → braid relay → MPTCP destination', `${sm.braidRelayMptcpDest!.toFixed(1)} Mbit/s`);
+  line('curl → ss-local → ss-server, both --mptcp → TCP destination', `${sm.ssChain!.toFixed(1)} Mbit/s`);
   line('raw kernel MPTCP to the relay host, no proxy', `${sm.rawMptcp!.toFixed(1)} Mbit/s`);
   line('single-link TCP to the relay host, no proxy', `${sm.singleTcp!.toFixed(1)} Mbit/s`);
   line('ratio braid relay / raw MPTCP (target >= 0.99)', rb.shaped.ratios.braidOverRaw.toFixed(3));
+  line('ratio braid relay, MPTCP destination / raw MPTCP', rb.shaped.ratios.braidMptcpDestOverRaw.toFixed(3));
   line('ratio shadowsocks chain / raw MPTCP', rb.shaped.ratios.ssOverRaw.toFixed(3));
   line('ratio braid relay / one link', rb.shaped.ratios.braidOverSingle.toFixed(2));
   log('');

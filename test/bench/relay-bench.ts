@@ -4,7 +4,9 @@
  *
  * - shaped (2 x 20 Mbit/s): curl → braid up → braid relay → destination, against raw kernel MPTCP
  *   over the same two links (fetch-bytes to a byte server in the relay namespace), single-link TCP,
- *   and the shadowsocks-libev chain (ss-local --mptcp → ss-server --mptcp, AEAD cipher);
+ *   and the shadowsocks-libev chain (ss-local --mptcp → ss-server --mptcp, AEAD cipher). Both chains
+ *   fetch from a plain-TCP destination (ss-server dials TCP whatever the destination speaks); braid
+ *   to a destination that speaks MPTCP is a separate line, because the relay then dials MPTCP;
  * - unshaped: Gbit/s and CPU seconds per GB of the client and the relay process, braid vs the
  *   shadowsocks chain side by side (interleaved, same bytes, same curl);
  * - time to first byte (curl's time_starttransfer for a 1-byte body): direct to a server in the
@@ -107,10 +109,10 @@ async function stopChains(c: Chain | undefined): Promise<void> {
 
 export interface RelayBenchResult {
   shaped: {
-    samplesMbit: Record<'braidRelay' | 'ssChain' | 'rawMptcp' | 'singleTcp', number[]>;
+    samplesMbit: Record<'braidRelay' | 'braidRelayMptcpDest' | 'ssChain' | 'rawMptcp' | 'singleTcp', number[]>;
     braidLinkShare: number[][];
     medianMbit: Record<string, number>;
-    ratios: { braidOverRaw: number; braidOverSingle: number; ssOverRaw: number };
+    ratios: { braidOverRaw: number; braidMptcpDestOverRaw: number; braidOverSingle: number; ssOverRaw: number };
   };
   unshaped: {
     samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number }>;
@@ -132,7 +134,8 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
   try {
     c = await startChains(RATE_MBIT);
     const { topo } = c;
-    const destUrl = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/${SHAPED_BYTES}`;
+    const destUrl = `http://${topo.destAddress(4)}:${DEST_TCP_PORT}/bytes/${SHAPED_BYTES}`;
+    const mptcpDestUrl = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/${SHAPED_BYTES}`;
     const localUrl = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/${SHAPED_BYTES}`;
     const s = out.shaped.samplesMbit;
     for (let rep = 1; rep <= SHAPED_REPS; rep++) {
@@ -143,6 +146,10 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
       s.braidRelay.push(b.mbit);
       const sent = [tx1[0] - tx0[0], tx1[1] - tx0[1]];
       out.shaped.braidLinkShare.push(sent.map((x) => x / (sent[0]! + sent[1]!)));
+
+      const bm = await curlDownload(topo.client, mptcpDestUrl, { socksPort: BRAID_PORT, maxSeconds: SHAPED_MAX_SECONDS });
+      expectBytes(bm.bytes, SHAPED_BYTES, 'braid relay, MPTCP destination');
+      s.braidRelayMptcpDest.push(bm.mbit);
 
       const ss = await curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: SHAPED_MAX_SECONDS });
       expectBytes(ss.bytes, SHAPED_BYTES, 'shadowsocks chain');
@@ -155,15 +162,15 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
       const one = await curlDownload(topo.client, localUrl, { maxSeconds: SHAPED_MAX_SECONDS });
       expectBytes(one.bytes, SHAPED_BYTES, 'single-link TCP');
       s.singleTcp.push(one.mbit);
-      log(`  relay shaped rep ${rep}: braid ${b.mbit.toFixed(1)}, ss ${ss.mbit.toFixed(1)}, raw MPTCP ${raw.mbit.toFixed(1)}, one link ${one.mbit.toFixed(1)} Mbit/s`);
+      log(`  relay shaped rep ${rep}: braid ${b.mbit.toFixed(1)} (MPTCP destination ${bm.mbit.toFixed(1)}), ss ${ss.mbit.toFixed(1)}, raw MPTCP ${raw.mbit.toFixed(1)}, one link ${one.mbit.toFixed(1)} Mbit/s`);
     }
     await ttfb(c, log, out);
   } finally {
     await stopChains(c);
   }
   const m = (k: keyof typeof out.shaped.samplesMbit): number => median(out.shaped.samplesMbit[k]);
-  out.shaped.medianMbit = { braidRelay: m('braidRelay'), ssChain: m('ssChain'), rawMptcp: m('rawMptcp'), singleTcp: m('singleTcp') };
-  out.shaped.ratios = { braidOverRaw: m('braidRelay') / m('rawMptcp'), braidOverSingle: m('braidRelay') / m('singleTcp'), ssOverRaw: m('ssChain') / m('rawMptcp') };
+  out.shaped.medianMbit = { braidRelay: m('braidRelay'), braidRelayMptcpDest: m('braidRelayMptcpDest'), ssChain: m('ssChain'), rawMptcp: m('rawMptcp'), singleTcp: m('singleTcp') };
+  out.shaped.ratios = { braidOverRaw: m('braidRelay') / m('rawMptcp'), braidMptcpDestOverRaw: m('braidRelayMptcpDest') / m('rawMptcp'), braidOverSingle: m('braidRelay') / m('singleTcp'), ssOverRaw: m('ssChain') / m('rawMptcp') };
 }
 
 async function ttfb(c: Chain, log: (s: string) => void, out: RelayBenchResult): Promise<void> {
@@ -246,7 +253,7 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
 
 export async function relayBench(log: (s: string) => void): Promise<RelayBenchResult> {
   const out: RelayBenchResult = {
-    shaped: { samplesMbit: { braidRelay: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
+    shaped: { samplesMbit: { braidRelay: [], braidRelayMptcpDest: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidMptcpDestOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
     unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN }, mptcpDestinationGbit: null },
     ttfb: { samplesMs: { direct: [], braidWarm: [], braidCold: [], ssChain: [] }, connectMsDirect: [], medianMs: {} },
     ssCipher: SS_CIPHER,
