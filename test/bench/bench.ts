@@ -246,6 +246,15 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   line('through braid relay, warm pool', t.braidWarm!.toFixed(2), `  (+${(t.braidWarm! - t.direct!).toFixed(2)} ms over direct)`);
   line('through braid relay, no pool (TCP + TLS per dial)', t.braidCold!.toFixed(2), `  (+${(t.braidCold! - t.direct!).toFixed(2)} ms)`);
   line('through the shadowsocks chain', t.ssChain!.toFixed(2), `  (+${(t.ssChain! - t.direct!).toFixed(2)} ms)`);
+  const d = rb.ttfbDelayed;
+  const dm = d.medianMs;
+  const rt = (k: string): string => `${(d.extraRoundTrips[k]! >= 0 ? '+' : '')}${d.extraRoundTrips[k]!.toFixed(2)} RTT`;
+  log('');
+  line(`time to first byte, ${d.rttMs} ms RTT client ⇄ relay, median`, 'ms');
+  line('direct to the relay host (TCP connect + GET)', dm.direct!.toFixed(1), `  (TCP connect alone ${dm.directConnect!.toFixed(1)} ms)`);
+  line('through braid relay, warm pool (target <= +1 RTT)', dm.braidWarm!.toFixed(1), `  (${rt('braidWarm')} over direct)`);
+  line('through braid relay, no pool (TCP + TLS per dial)', dm.braidCold!.toFixed(1), `  (${rt('braidCold')})`);
+  line('through the shadowsocks chain', dm.ssChain!.toFixed(1), `  (${rt('ssChain')})`);
 }
 
 main().catch((err) => {

@@ -19,7 +19,7 @@ import path from 'node:path';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
 import { clockTicks, cpuTicks } from './cpu';
-import { createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
+import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -27,6 +27,7 @@ const SHAPED_REPS = 3;
 const UNSHAPED_BYTES = 1000 * 1000 * 1000;
 const UNSHAPED_REPS = 3;
 const TTFB_ROUNDS = 15;
+const DELAYED_RTT_MS = 20;
 const DEST_PORT = 8080;
 // The unshaped comparison uses a plain TCP destination, like almost every server on the internet
 // (the relay still dials MPTCP and falls back). A destination that speaks MPTCP is measured once
@@ -73,8 +74,8 @@ async function waitForPort(ns: Namespace, port: number, what: string): Promise<v
   throw new Error(`${what} did not listen on port ${port} within 5 s`);
 }
 
-async function startChains(rateMbit: number | null): Promise<Chain> {
-  const topo = await createRelayTopology({ rateMbit });
+async function startChains(makeTopology: () => Promise<RelayTopology>): Promise<Chain> {
+  const topo = await makeTopology();
   const dirs: string[] = [];
   try {
     await startByteServer(topo.dest, { port: DEST_PORT });
@@ -107,6 +108,16 @@ async function stopChains(c: Chain | undefined): Promise<void> {
   for (const d of c.dirs) fs.rmSync(d, { recursive: true, force: true });
 }
 
+export interface TtfbResult {
+  samplesMs: Record<'direct' | 'braidWarm' | 'braidCold' | 'ssChain', number[]>;
+  connectMsDirect: number[];
+  medianMs: Record<string, number>;
+}
+
+function emptyTtfb(): TtfbResult {
+  return { samplesMs: { direct: [], braidWarm: [], braidCold: [], ssChain: [] }, connectMsDirect: [], medianMs: {} };
+}
+
 export interface RelayBenchResult {
   shaped: {
     samplesMbit: Record<'braidRelay' | 'braidRelayMptcpDest' | 'ssChain' | 'rawMptcp' | 'singleTcp', number[]>;
@@ -121,18 +132,16 @@ export interface RelayBenchResult {
     /** braid to an MPTCP-speaking destination: Gbit/s, or null when it timed out. */
     mptcpDestinationGbit: number | null;
   };
-  ttfb: {
-    samplesMs: Record<'direct' | 'braidWarm' | 'braidCold' | 'ssChain', number[]>;
-    connectMsDirect: number[];
-    medianMs: Record<string, number>;
-  };
+  ttfb: TtfbResult;
+  /** the same probes with a real round-trip time between client and relay (delay line) */
+  ttfbDelayed: TtfbResult & { rttMs: number; extraRoundTrips: Record<string, number> };
   ssCipher: string;
 }
 
 async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<void> {
   let c: Chain | undefined;
   try {
-    c = await startChains(RATE_MBIT);
+    c = await startChains(() => createRelayTopology({ rateMbit: RATE_MBIT }));
     const { topo } = c;
     const destUrl = `http://${topo.destAddress(4)}:${DEST_TCP_PORT}/bytes/${SHAPED_BYTES}`;
     const mptcpDestUrl = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/${SHAPED_BYTES}`;
@@ -164,7 +173,7 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
       s.singleTcp.push(one.mbit);
       log(`  relay shaped rep ${rep}: braid ${b.mbit.toFixed(1)} (MPTCP destination ${bm.mbit.toFixed(1)}), ss ${ss.mbit.toFixed(1)}, raw MPTCP ${raw.mbit.toFixed(1)}, one link ${one.mbit.toFixed(1)} Mbit/s`);
     }
-    await ttfb(c, log, out);
+    out.ttfb = await ttfb(c, log, 150);
   } finally {
     await stopChains(c);
   }
@@ -173,7 +182,8 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
   out.shaped.ratios = { braidOverRaw: m('braidRelay') / m('rawMptcp'), braidMptcpDestOverRaw: m('braidRelayMptcpDest') / m('rawMptcp'), braidOverSingle: m('braidRelay') / m('singleTcp'), ssOverRaw: m('ssChain') / m('rawMptcp') };
 }
 
-async function ttfb(c: Chain, log: (s: string) => void, out: RelayBenchResult): Promise<void> {
+async function ttfb(c: Chain, log: (s: string) => void, spacingMs: number): Promise<TtfbResult> {
+  const out = emptyTtfb();
   const { topo } = c;
   const probe = async (extra: string[], url: string): Promise<{ connect: number; first: number }> => {
     const { stdout } = await topo.client.exec(['curl', '-sS', '--fail', '--max-time', '5', '-o', '/dev/null', '-w', '%{time_connect} %{time_starttransfer}', ...extra, url], { timeoutMs: 10_000 });
@@ -182,29 +192,61 @@ async function ttfb(c: Chain, log: (s: string) => void, out: RelayBenchResult): 
   };
   const dest = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/1`;
   const local = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/1`;
-  const s = out.ttfb.samplesMs;
+  const s = out.samplesMs;
+  // One round outside the samples, so that no path pays for first use (code paging in, ARP).
+  for (const [extra, url] of [[[], local], ...[BRAID_PORT, BRAID_COLD_PORT, SS_LOCAL_PORT].map((p) => [['--socks5-hostname', `127.0.0.1:${p}`], dest])] as Array<[string[], string]>) {
+    await probe(extra, url);
+  }
+  await new Promise((resolve) => setTimeout(resolve, spacingMs));
   // Interleaved, spaced so that the warm pool has refilled (as between a user's clicks).
   for (let i = 0; i < TTFB_ROUNDS; i++) {
     const d = await probe([], local);
     s.direct.push(d.first);
-    out.ttfb.connectMsDirect.push(d.connect);
+    out.connectMsDirect.push(d.connect);
     s.braidWarm.push((await probe(['--socks5-hostname', `127.0.0.1:${BRAID_PORT}`], dest)).first);
     s.braidCold.push((await probe(['--socks5-hostname', `127.0.0.1:${BRAID_COLD_PORT}`], dest)).first);
     s.ssChain.push((await probe(['--socks5-hostname', `127.0.0.1:${SS_LOCAL_PORT}`], dest)).first);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await new Promise((resolve) => setTimeout(resolve, spacingMs));
   }
-  out.ttfb.medianMs = {
+  out.medianMs = {
     direct: median(s.direct), braidWarm: median(s.braidWarm), braidCold: median(s.braidCold), ssChain: median(s.ssChain),
-    directConnect: median(out.ttfb.connectMsDirect),
+    directConnect: median(out.connectMsDirect),
   };
-  log(`  ttfb medians: direct ${out.ttfb.medianMs.direct!.toFixed(2)} ms, braid warm ${out.ttfb.medianMs.braidWarm!.toFixed(2)} ms, braid cold ${out.ttfb.medianMs.braidCold!.toFixed(2)} ms, ss ${out.ttfb.medianMs.ssChain!.toFixed(2)} ms`);
+  const m = out.medianMs;
+  log(`  ttfb medians: direct ${m.direct!.toFixed(2)} ms, braid warm ${m.braidWarm!.toFixed(2)} ms, braid cold ${m.braidCold!.toFixed(2)} ms, ss ${m.ssChain!.toFixed(2)} ms`);
+  return out;
+}
+
+/**
+ * Time to first byte where round trips cost what they cost on the internet: client and relay
+ * joined through a delay line (RTT_MS), the destination next to the relay. "Direct" fetches from
+ * the relay host, i.e. from as far away as the destination is. The extra time over direct is
+ * also given in round trips, which is what the relay's set-up is designed to save.
+ */
+export async function ttfbDelayed(log: (s: string) => void, out: RelayBenchResult): Promise<void> {
+  let c: Chain | undefined;
+  try {
+    c = await startChains(() => createDelayedRelayTopology(DELAYED_RTT_MS / 2));
+    const r = await ttfb(c, log, 300);
+    const rtt = DELAYED_RTT_MS;
+    out.ttfbDelayed = {
+      ...r, rttMs: rtt,
+      extraRoundTrips: {
+        braidWarm: (r.medianMs.braidWarm! - r.medianMs.direct!) / rtt,
+        braidCold: (r.medianMs.braidCold! - r.medianMs.direct!) / rtt,
+        ssChain: (r.medianMs.ssChain! - r.medianMs.direct!) / rtt,
+      },
+    };
+  } finally {
+    await stopChains(c);
+  }
 }
 
 async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promise<void> {
   const ticks = clockTicks();
   let c: Chain | undefined;
   try {
-    c = await startChains(null);
+    c = await startChains(() => createRelayTopology({ rateMbit: null }));
     const { topo } = c;
     const pids = [c.braid.pid, c.relay.pid, c.ssLocal.pid, c.ssServer.pid];
     if (pids.some((p) => p === undefined)) throw new Error('a chain process has no pid');
@@ -255,12 +297,15 @@ export async function relayBench(log: (s: string) => void): Promise<RelayBenchRe
   const out: RelayBenchResult = {
     shaped: { samplesMbit: { braidRelay: [], braidRelayMptcpDest: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidMptcpDestOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
     unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN }, mptcpDestinationGbit: null },
-    ttfb: { samplesMs: { direct: [], braidWarm: [], braidCold: [], ssChain: [] }, connectMsDirect: [], medianMs: {} },
+    ttfb: emptyTtfb(),
+    ttfbDelayed: { ...emptyTtfb(), rttMs: DELAYED_RTT_MS, extraRoundTrips: {} },
     ssCipher: SS_CIPHER,
   };
   log(`bench: relay topology (client ⇄ 2 x ${RATE_MBIT} Mbit/s ⇄ relay ⇄ destination), ${SHAPED_BYTES / 1e6} MB x ${SHAPED_REPS}, TTFB x ${TTFB_ROUNDS}`);
   await shaped(log, out);
   log(`bench: relay topology unshaped, ${UNSHAPED_BYTES / 1e9} GB x ${UNSHAPED_REPS}, braid vs shadowsocks-libev (${SS_CIPHER})`);
   await unshaped(log, out);
+  log(`bench: relay topology with a ${DELAYED_RTT_MS} ms round trip between client and relay (userspace delay line), TTFB x ${TTFB_ROUNDS}`);
+  await ttfbDelayed(log, out);
   return out;
 }

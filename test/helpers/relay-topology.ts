@@ -83,6 +83,55 @@ export async function createRelayTopology(opts: RelayTopologyOptions = {}): Prom
   }
 }
 
+/** The userspace delay line (this kernel has no netem): test/helpers/delay-line.py in the source tree. */
+export const DELAY_LINE = path.resolve(__dirname, '..', '..', '..', 'test', 'helpers', 'delay-line.py');
+
+export interface DelayedRelayTopology extends RelayTopology {
+  /** round-trip time added between client and relay, ms */
+  rttMs: number;
+}
+
+/**
+ * Client and relay on one subnet whose frames pass through a delay line in a namespace between
+ * them, so that connection set-up pays real round trips (RTT = 2 x oneWayMs), as on the internet:
+ *
+ *   client ──link1── [delay line] ──link2── relay ──link3── destination
+ *
+ * One path only: this topology measures set-up latency, not aggregation. The delay line's own
+ * namespace has no addresses; link 2's relay end takes the address 10.X.1.2 on link 1's subnet.
+ * relayAddress(1|2) is that address; the destination is reachable only from the relay, as before.
+ */
+export async function createDelayedRelayTopology(oneWayMs: number): Promise<DelayedRelayTopology> {
+  const topology = new Topology();
+  try {
+    const client = await topology.addNamespace('c');
+    const line = await topology.addNamespace('x');
+    const relay = await topology.addNamespace('r');
+    const dest = await topology.addNamespace('d');
+    const l1 = await topology.link(client, line);
+    const l2 = await topology.link(line, relay);
+    const l3 = await topology.link(relay, dest, { rateMbit: null });
+    for (const end of [l1.b, l2.a, l2.b]) await end.ns.exec(['ip', 'addr', 'flush', 'dev', end.dev]);
+    await relay.exec(['ip', 'addr', 'add', `${l1.b.ipv4}/24`, 'dev', l2.b.dev]);
+    await relay.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=0']);
+    const proc = line.spawn(['python3', DELAY_LINE, l1.b.dev, l2.a.dev, String(oneWayMs)], { label: 'delay line' });
+    await proc.waitForLine(/^ready$/, START_TIMEOUT_MS);
+    const relayAddress = (): string => l1.b.ipv4;
+    return {
+      topology, client, relay, dest, links: [l1, l2], destLink: l3, rttMs: 2 * oneWayMs,
+      relayAddress,
+      clientAddress: () => l1.a.ipv4,
+      destAddress: (family = 4) => (family === 4 ? l3.b.ipv4 : l3.b.ipv6),
+      destSubnets: [l3.subnet4, l3.subnet6],
+      linkOf: (address) => (address.replace(/^::ffff:/i, '') === l1.b.ipv4 || address.replace(/^::ffff:/i, '') === l1.a.ipv4 ? 1 : null),
+      destroy: () => topology.destroy(),
+    };
+  } catch (err) {
+    await topology.destroy();
+    throw err;
+  }
+}
+
 export interface RelayProcess {
   proc: NsProcess;
   /** the share link as printed */
