@@ -23,7 +23,7 @@ import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRel
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
-const SHAPED_REPS = 3;
+const SHAPED_REPS = 5;
 const UNSHAPED_BYTES = 1000 * 1000 * 1000;
 const UNSHAPED_REPS = 3;
 const TTFB_ROUNDS = 15;
@@ -83,8 +83,9 @@ async function startChains(makeTopology: () => Promise<RelayTopology>): Promise<
     await startByteServer(topo.relay, { port: LOCAL_PORT });
     const relayDir = tempRelayDir();
     dirs.push(relayDir);
-    const relay = await startRelay(topo, { port: RELAY_PORT, dir: relayDir });
-    const braid = await startRelayClient(topo.client, { port: BRAID_PORT, link: relay.link });
+    // --verbose: a tunnel that ends early is logged (debug), and a failed download shows why.
+    const relay = await startRelay(topo, { port: RELAY_PORT, dir: relayDir, extra: ['--verbose'] });
+    const braid = await startRelayClient(topo.client, { port: BRAID_PORT, link: relay.link, extra: ['--verbose'] });
     const coldDir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-bench-cold-'));
     dirs.push(coldDir);
     const coldConfig = path.join(coldDir, 'config.json');
@@ -99,6 +100,16 @@ async function startChains(makeTopology: () => Promise<RelayTopology>): Promise<
     await topo.destroy();
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** A braid download that failed carries the tail of the relay's and the client's logs. */
+async function braidDownload<T>(c: Chain, download: Promise<T>): Promise<T> {
+  try {
+    return await download;
+  } catch (err) {
+    const tail = (s: string): string => s.split('\n').slice(-15).join('\n');
+    throw new Error(`${(err as Error).message}\n--- braid relay log ---\n${tail(c.relay.stderr)}\n--- braid up log ---\n${tail(c.braid.stderr)}`);
   }
 }
 
@@ -149,14 +160,14 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
     const s = out.shaped.samplesMbit;
     for (let rep = 1; rep <= SHAPED_REPS; rep++) {
       const tx0 = await relayTxBytes(topo);
-      const b = await curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: SHAPED_MAX_SECONDS });
+      const b = await braidDownload(c, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: SHAPED_MAX_SECONDS }));
       const tx1 = await relayTxBytes(topo);
       expectBytes(b.bytes, SHAPED_BYTES, 'braid relay');
       s.braidRelay.push(b.mbit);
       const sent = [tx1[0] - tx0[0], tx1[1] - tx0[1]];
       out.shaped.braidLinkShare.push(sent.map((x) => x / (sent[0]! + sent[1]!)));
 
-      const bm = await curlDownload(topo.client, mptcpDestUrl, { socksPort: BRAID_PORT, maxSeconds: SHAPED_MAX_SECONDS });
+      const bm = await braidDownload(c, curlDownload(topo.client, mptcpDestUrl, { socksPort: BRAID_PORT, maxSeconds: SHAPED_MAX_SECONDS }));
       expectBytes(bm.bytes, SHAPED_BYTES, 'braid relay, MPTCP destination');
       s.braidRelayMptcpDest.push(bm.mbit);
 
@@ -256,7 +267,7 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     const gb = UNSHAPED_BYTES / 1e9;
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const b0 = [cpuTicks(braidPid), cpuTicks(relayPid)];
-      const b = await curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      const b = await braidDownload(c, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
       const b1 = [cpuTicks(braidPid), cpuTicks(relayPid)];
       expectBytes(b.bytes, UNSHAPED_BYTES, 'braid relay (unshaped)');
       const s0 = [cpuTicks(ssLocalPid), cpuTicks(ssServerPid)];

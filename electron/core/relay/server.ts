@@ -251,11 +251,15 @@ export class RelayServer {
       upstream.write(head.rest);
       this.metrics.bytes.add(head.rest.length, { direction: 'up' });
     }
-    await relay(s as unknown as net.Socket, upstream, {
+    const result = await relay(s as unknown as net.Socket, upstream, {
       idleMs: this.opts.idleMs,
       onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
       onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),
     });
+    if (result.reason !== 'done') {
+      const why = result.error ? `${result.reason}: ${errorCode(result.error)} ${errorMessage(result.error)}` : result.reason;
+      this.opts.log.debug(`tunnel to ${dest.host}:${dest.port} ended before both sides finished (${why})`);
+    }
     this.metrics.active.add(-1);
     if (fd !== undefined) this.activeTunnels.delete(fd);
   }
