@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hostPort, jsonEqual } from '../electron/core/sysproxy/backend';
-import { clientHost } from '../electron/core/sysproxy/cli';
+import { clientHost } from '../electron/core/sysproxy/client-host';
 import { backendCandidates, linuxDesktop } from '../electron/core/sysproxy/detect';
 import { describeCommand } from '../electron/core/sysproxy/exec';
 import { gnomeAppliedValues, gnomeSetCommands, gvariantString, gvariantStringArray } from '../electron/core/sysproxy/gnome';

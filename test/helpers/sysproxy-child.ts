@@ -2,14 +2,17 @@
  * A Braid-like process for the system-proxy tests, run with GSETTINGS_BACKEND=keyfile and a
  * temporary XDG_CONFIG_HOME in its environment so only a throwaway keyfile is ever touched.
  *   --mode hold     enable, print "enabled", wait (to be killed with SIGKILL)
- *   --mode hooks    withSystemProxy() as `braid up --system-proxy` would, print "enabled", wait
+ *   --mode hooks    what `braid up --system-proxy` does (startDesktopRuntime): recover, then point the
+ *                   system at the proxy through DesktopSystemProxy with the restore hooks installed;
+ *                   print "enabled", wait
  *   --mode hooks-other  as hooks, plus a SIGTERM listener of its own that exits at once, as the
  *                   CLI's graceful stop may, before the asynchronous restore is done
  *   --mode hooks-idle  as hooks, then lets the event loop empty (beforeExit must restore)
  *   --mode recover  recoverAfterCrash() as a fresh start does, print the outcome, exit
  */
 import { parseArgs } from 'node:util';
-import { withSystemProxy } from '../../electron/core/sysproxy/cli';
+import { DesktopSystemProxy } from '../../electron/core/desktop/system-proxy-control';
+import { installRestoreHooks } from '../../electron/core/sysproxy/hooks';
 import { GnomeBackend } from '../../electron/core/sysproxy/gnome';
 import { SystemProxyManager } from '../../electron/core/sysproxy/manager';
 
@@ -40,7 +43,10 @@ async function main(): Promise<void> {
     case 'hooks':
     case 'hooks-other':
     case 'hooks-idle': {
-      await withSystemProxy({ address: host, port }, log, { stateDir, backend, bypass: ['localhost', '127.0.0.0/8'] });
+      const manager = new SystemProxyManager({ backend, stateDir, log });
+      await manager.recoverAfterCrash();
+      await new DesktopSystemProxy({ manager, proxyAddress: () => ({ address: host, port }), bypass: ['localhost', '127.0.0.0/8'], log }).set(true);
+      installRestoreHooks(manager, { log });
       if (values.mode === 'hooks-other') process.on('SIGTERM', () => process.exit(0));
       process.stdout.write('enabled\n');
       if (values.mode !== 'hooks-idle') keepAlive();

@@ -8,7 +8,7 @@ import type { SystemProxyView } from '../contract';
 import type { SystemProxyControl } from '../control/handlers';
 import { BraidError, errorMessage } from '../errors';
 import { DEFAULT_BYPASS } from '../sysproxy/backend';
-import { clientHost } from '../sysproxy/cli';
+import { clientHost } from '../sysproxy/client-host';
 import type { SystemProxyManager, SysproxyLog } from '../sysproxy/manager';
 
 export interface DesktopSystemProxyOptions {
