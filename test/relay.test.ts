@@ -15,6 +15,7 @@ import { RelayServer, type RelayServerOptions } from '../electron/core/relay/ser
 import { RelayDialer } from '../electron/core/relay/client';
 import { DestinationPolicy } from '../electron/core/relay/policy';
 import { formatRelayLink, parseRelayLink, type RelayLink } from '../electron/core/relay/share-link';
+import { HeadReader, MAX_HEAD_BYTES } from '../electron/core/relay/wire';
 import { loadNative } from '../electron/core/proxy/native';
 import { startBytesServer, expectedSha256, type BytesServer } from './helpers/mptcp-server';
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
@@ -112,6 +113,23 @@ test('credentials are created once and reused; the link round-trips', () => {
   assert.throws(() => parseRelayLink('http://x'), { code: 'EBADLINK' });
   assert.throws(() => parseRelayLink(`braid://${creds.secret}@h:1`), /pin/);
   assert.throws(() => parseRelayLink(`braid://short@h:1?pin=${creds.pin}`), /secret/);
+});
+
+test('a head split anywhere is read whole, with the bytes after it; an endless one is refused', () => {
+  const text = 'CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\nX-A: 1\r\nx-a: 2\r\n\r\nEARLY';
+  const reader = new HeadReader();
+  let head = null;
+  const bytes = Buffer.from(text);
+  for (let i = 0; i < bytes.length && !head; i++) head = reader.push(bytes.subarray(i, i + 1));
+  assert.ok(head, 'complete after the blank line');
+  assert.equal(head.startLine, 'CONNECT example.org:443 HTTP/1.1');
+  assert.equal(head.headers.get('x-a'), '1, 2');
+  const rest = new HeadReader().push(bytes);
+  assert.equal(rest?.rest.toString(), 'EARLY');
+  const endless = new HeadReader();
+  assert.equal(endless.push(Buffer.from('GET / HTTP/1.1\r\n')), null);
+  assert.throws(() => endless.push(Buffer.alloc(MAX_HEAD_BYTES, 'a')), { code: 'EHEADTOOBIG' });
+  assert.throws(() => new HeadReader().push(Buffer.from('X\r\nno colon here\r\n\r\n')), { code: 'EBADHEAD' });
 });
 
 test('curl, as a standard HTTPS-proxy client, downloads through the relay intact', async () => {

@@ -15,7 +15,7 @@ import { Dialer, type DialResult, type DialTarget } from '../proxy/dialer';
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import type { RelayLink } from './share-link';
-import { connectRequest, parseHead, statusOf, type Head } from './wire';
+import { connectRequest, HeadReader, statusOf, type Head } from './wire';
 
 export interface RelayClientOptions {
   link: RelayLink;
@@ -202,7 +202,7 @@ export class RelayDialer {
   private request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
     const { socket, raw, fd } = warm;
     return new Promise((resolve, reject) => {
-      let buf = Buffer.alloc(0);
+      const reader = new HeadReader();
       const cleanup = (): void => {
         clearTimeout(timer);
         socket.off('data', onData);
@@ -218,10 +218,9 @@ export class RelayDialer {
       const onAbort = (): void => fail(new BraidError('EABORTED', 'dial aborted'));
       const onClose = (): void => fail(new BraidError('ERELAYCLOSED', 'the relay closed the connection before answering'));
       const onData = (chunk: Buffer): void => {
-        buf = Buffer.concat([buf, chunk]);
         let head: Head | null;
         try {
-          head = parseHead(buf);
+          head = reader.push(chunk);
         } catch (err) {
           return fail(new BraidError('EPROTO', `bad answer from the relay: ${errorMessage(err)}`));
         }

@@ -19,7 +19,7 @@ import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
 import { DestinationPolicy } from './policy';
-import { basicAuth, parseAuthority, parseHead, relayResponse, type Head } from './wire';
+import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
 
 export interface RelayServerOptions {
   host: string;
@@ -156,7 +156,7 @@ export class RelayServer {
 
   private onSecure(s: tls.TLSSocket): void {
     s.on('error', () => {});
-    let buf = Buffer.alloc(0);
+    const reader = new HeadReader();
     // The TLS handshake itself is bounded by tls.Server's handshakeTimeout; from here on the
     // client may be a warm pooled connection that sends its CONNECT much later. Once its first
     // bytes arrived, the rest of the head must follow within handshakeMs (no slow-loris heads).
@@ -175,10 +175,9 @@ export class RelayServer {
           s.destroy();
         }, this.opts.handshakeMs);
       }
-      buf = Buffer.concat([buf, chunk]);
       let head: Head | null;
       try {
-        head = parseHead(buf);
+        head = reader.push(chunk);
       } catch (err) {
         clearTimeout(timer);
         s.off('data', onData);

@@ -42,6 +42,17 @@ export function parseHead(buf: Buffer): Head | null {
   return { startLine: lines[0], headers, rest: buf.subarray(end + 4) };
 }
 
+/** Collects a peer's bytes until they hold a complete head; both ends of the relay read one. */
+export class HeadReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  /** The head once complete, null while more bytes are needed; throws as parseHead does. */
+  push(chunk: Buffer): Head | null {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    return parseHead(this.buf);
+  }
+}
+
 export function formatAuthority(host: string, port: number): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
