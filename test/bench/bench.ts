@@ -231,10 +231,10 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   line('curl → ss-local → ss-server, both --mptcp → TCP destination', `${sm.ssChain!.toFixed(1)} Mbit/s`);
   line('raw kernel MPTCP to the relay host, no proxy', `${sm.rawMptcp!.toFixed(1)} Mbit/s`);
   line('single-link TCP to the relay host, no proxy', `${sm.singleTcp!.toFixed(1)} Mbit/s`);
-  line('ratio braid relay / raw MPTCP (target >= 0.99)', rb.shaped.ratios.braidOverRaw.toFixed(3));
-  line('ratio braid relay, MPTCP destination / raw MPTCP', rb.shaped.ratios.braidMptcpDestOverRaw.toFixed(3));
-  line('ratio shadowsocks chain / raw MPTCP', rb.shaped.ratios.ssOverRaw.toFixed(3));
-  line('ratio braid relay / one link', rb.shaped.ratios.braidOverSingle.toFixed(2));
+  line('ratio braid relay / raw MPTCP, median of pairs (target >= 0.99)', rb.shaped.ratios.braidOverRaw.toFixed(3));
+  line('ratio braid relay, MPTCP destination / raw MPTCP, pairs', rb.shaped.ratios.braidMptcpDestOverRaw.toFixed(3));
+  line('ratio shadowsocks chain / raw MPTCP, pairs', rb.shaped.ratios.ssOverRaw.toFixed(3));
+  line('ratio braid relay / one link, pairs', rb.shaped.ratios.braidOverSingle.toFixed(2));
   log('');
   line('relay, unshaped, median', 'throughput', '  CPU s/GB: client    relay/server');
   line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${cpu.braidClient.toFixed(2).padStart(16)}  ${cpu.braidRelay.toFixed(2).padStart(14)}`);

@@ -190,7 +190,14 @@ async function shaped(log: (s: string) => void, out: RelayBenchResult): Promise<
   }
   const m = (k: keyof typeof out.shaped.samplesMbit): number => median(out.shaped.samplesMbit[k]);
   out.shaped.medianMbit = { braidRelay: m('braidRelay'), braidRelayMptcpDest: m('braidRelayMptcpDest'), ssChain: m('ssChain'), rawMptcp: m('rawMptcp'), singleTcp: m('singleTcp') };
-  out.shaped.ratios = { braidOverRaw: m('braidRelay') / m('rawMptcp'), braidMptcpDestOverRaw: m('braidRelayMptcpDest') / m('rawMptcp'), braidOverSingle: m('braidRelay') / m('singleTcp'), ssOverRaw: m('ssChain') / m('rawMptcp') };
+  // Ratios are paired per repetition (each rep runs every path back to back), then the median:
+  // the links' own speed drifts by a few per cent between reps, and that drift is not the proxy's.
+  const s = out.shaped.samplesMbit;
+  const paired = (a: keyof typeof s, b: keyof typeof s): number => median(s[a].map((x, i) => x / s[b][i]!));
+  out.shaped.ratios = {
+    braidOverRaw: paired('braidRelay', 'rawMptcp'), braidMptcpDestOverRaw: paired('braidRelayMptcpDest', 'rawMptcp'),
+    braidOverSingle: paired('braidRelay', 'singleTcp'), ssOverRaw: paired('ssChain', 'rawMptcp'),
+  };
 }
 
 async function ttfb(c: Chain, log: (s: string) => void, spacingMs: number): Promise<TtfbResult> {
