@@ -4,6 +4,7 @@
  * keeps flowing), backpressure pauses the reading side, any error or the idle timeout destroys both.
  */
 import type net from 'node:net';
+import { errorCode, errorMessage } from '../errors';
 
 export interface RelayOptions {
   idleMs: number;
@@ -19,6 +20,11 @@ export interface RelayResult {
 }
 
 export const DEFAULT_MAX_QUEUED = 256 * 1024;
+
+/** Why a tunnel ended, for a log line: the reason, and the error's code and message if any. */
+export function describeEnd(result: RelayResult): string {
+  return result.error ? `${result.reason}: ${errorCode(result.error)} ${errorMessage(result.error)}` : result.reason;
+}
 
 export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptions): Promise<RelayResult> {
   return new Promise<RelayResult>((resolve) => {
@@ -48,6 +54,11 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
     let ends = 0;
     const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
     const pump = (src: net.Socket, dst: net.Socket, count?: (n: number) => void): void => {
+      let corked = false;
+      const uncork = (): void => {
+        corked = false;
+        dst.uncork();
+      };
       src.on('data', (chunk: Buffer) => {
         last = Date.now();
         count?.(chunk.length);
@@ -55,7 +66,8 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
         // (16 KiB), even when the kernel took it at once, and a TLS socket reports its writes done
         // only on the next loop turn. Pausing on it stopped and restarted reading for every TLS
         // record and left the CPUs a third idle at full speed. What is actually still queued in
-        // userland is the measure of backpressure.
+        // userland is the measure of backpressure. Corking until the loop's check phase turns the
+        // records one TLS read produced into one writev.
         if (!corked) {
           corked = true;
           dst.cork();
@@ -64,11 +76,6 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
         dst.write(chunk);
         if (dst.writableLength >= maxQueued) src.pause();
       });
-      let corked = false;
-      const uncork = (): void => {
-        corked = false;
-        dst.uncork();
-      };
       dst.on('drain', () => {
         last = Date.now();
         src.resume();

@@ -4,10 +4,9 @@
  */
 import net from 'node:net';
 import type { BraidConfig } from '../config/schema';
-import { errorCode, errorMessage } from '../errors';
 import type { DialResult, Upstream } from './dialer';
 import type { TrackedConnection } from './tracker';
-import { relay } from './relay';
+import { describeEnd, relay } from './relay';
 
 export interface Logger {
   info(msg: string): void;
@@ -71,9 +70,6 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
     onDown: (n) => conn && (conn.bytesDown += n),
   }).then((r) => {
     if (r.reason === 'idle') session.log.debug(`connection ${conn?.id ?? '-'} closed after ${session.config.timeouts.idleMs} ms idle`);
-    else if (r.reason !== 'done') {
-      const why = r.error ? `${r.reason}: ${errorCode(r.error)} ${errorMessage(r.error)}` : r.reason;
-      session.log.debug(`connection ${conn?.id ?? '-'} ended before both sides finished (${why})`);
-    }
+    else if (r.reason !== 'done') session.log.debug(`connection ${conn?.id ?? '-'} ended before both sides finished (${describeEnd(r)})`);
   });
 }

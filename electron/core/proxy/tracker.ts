@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { MptcpInfo } from '../native/mptcp';
-import { loadNative } from './native';
+import { loadNative, type NativeModule } from './native';
 
 export type ProxyProtocol = 'socks5' | 'http-connect' | 'http';
 /** mptcp: MPTCP end to end; fallback: MPTCP socket that fell back to TCP; tcp: dialled plain TCP. */
@@ -66,23 +66,21 @@ export class TrackedConnection {
   }
 
   private mptcpStatus(): { mptcp: boolean; fallback: boolean } | null {
-    const { mod } = loadNative();
-    if (!mod || this.upstreamFd === null) return null;
-    try {
-      return mod.mptcpStatus(this.upstreamFd);
-    } catch {
-      return null;
-    }
+    return this.readUpstream((mod, fd) => mod.mptcpStatus(fd));
   }
 
   /** Current MPTCP state of the outbound socket, or null when it cannot be read. */
   subflows(withBackupFlags = true): MptcpInfo | null {
+    return this.readUpstream((mod, fd) => mod.socketInfo(fd, withBackupFlags));
+  }
+
+  /** A getsockopt on the live outbound socket through the addon; null when there is none to read. */
+  private readUpstream<T>(read: (mod: NativeModule, fd: number) => T): T | null {
     const { mod } = loadNative();
-    if (!mod || !this.upstream || this.upstream.destroyed) return null;
     const fd = this.upstreamFd;
-    if (fd === null) return null;
+    if (!mod || !this.upstream || this.upstream.destroyed || fd === null) return null;
     try {
-      return mod.socketInfo(fd, withBackupFlags);
+      return read(mod, fd);
     } catch {
       return null;
     }

@@ -14,7 +14,7 @@ import type http from 'node:http';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { Dialer, type ResolvedAddress } from '../proxy/dialer';
 import { loadNative } from '../proxy/native';
-import { relay } from '../proxy/relay';
+import { describeEnd, relay } from '../proxy/relay';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
@@ -43,7 +43,7 @@ export interface RelayServerOptions {
   log: Logger;
 }
 
-export const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
+const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
 
 /** Maps a dial failure to the status the client sees; the errno name travels in X-Braid-Error. */
 function dialStatus(code: string): number {
@@ -255,10 +255,7 @@ export class RelayServer {
       onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
       onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),
     });
-    if (result.reason !== 'done') {
-      const why = result.error ? `${result.reason}: ${errorCode(result.error)} ${errorMessage(result.error)}` : result.reason;
-      this.opts.log.debug(`tunnel to ${dest.host}:${dest.port} ended before both sides finished (${why})`);
-    }
+    if (result.reason !== 'done') this.opts.log.debug(`tunnel to ${dest.host}:${dest.port} ended before both sides finished (${describeEnd(result)})`);
     this.metrics.active.add(-1);
     if (fd !== undefined) this.activeTunnels.delete(fd);
   }
