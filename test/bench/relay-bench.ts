@@ -211,20 +211,25 @@ async function ttfb(c: Chain, log: (s: string) => void, spacingMs: number): Prom
   const dest = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/1`;
   const local = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/1`;
   const s = out.samplesMs;
+  const via = (port: number): string[] => ['--socks5-hostname', `127.0.0.1:${port}`];
+  // All four paths back to back, so that whatever drifts hits them alike.
+  const round = async (): Promise<{ direct: { connect: number; first: number }; braidWarm: number; braidCold: number; ssChain: number }> => ({
+    direct: await probe([], local),
+    braidWarm: (await probe(via(BRAID_PORT), dest)).first,
+    braidCold: (await probe(via(BRAID_COLD_PORT), dest)).first,
+    ssChain: (await probe(via(SS_LOCAL_PORT), dest)).first,
+  });
   // One round outside the samples, so that no path pays for first use (code paging in, ARP).
-  for (const [extra, url] of [[[], local], ...[BRAID_PORT, BRAID_COLD_PORT, SS_LOCAL_PORT].map((p) => [['--socks5-hostname', `127.0.0.1:${p}`], dest])] as Array<[string[], string]>) {
-    await probe(extra, url);
-  }
-  await new Promise((resolve) => setTimeout(resolve, spacingMs));
-  // Interleaved, spaced so that the warm pool has refilled (as between a user's clicks).
+  await round();
   for (let i = 0; i < TTFB_ROUNDS; i++) {
-    const d = await probe([], local);
-    s.direct.push(d.first);
-    out.connectMsDirect.push(d.connect);
-    s.braidWarm.push((await probe(['--socks5-hostname', `127.0.0.1:${BRAID_PORT}`], dest)).first);
-    s.braidCold.push((await probe(['--socks5-hostname', `127.0.0.1:${BRAID_COLD_PORT}`], dest)).first);
-    s.ssChain.push((await probe(['--socks5-hostname', `127.0.0.1:${SS_LOCAL_PORT}`], dest)).first);
+    // Spaced so that the warm pool has refilled, as between a user's clicks.
     await new Promise((resolve) => setTimeout(resolve, spacingMs));
+    const r = await round();
+    s.direct.push(r.direct.first);
+    out.connectMsDirect.push(r.direct.connect);
+    s.braidWarm.push(r.braidWarm);
+    s.braidCold.push(r.braidCold);
+    s.ssChain.push(r.ssChain);
   }
   out.medianMs = {
     direct: median(s.direct), braidWarm: median(s.braidWarm), braidCold: median(s.braidCold), ssChain: median(s.ssChain),
@@ -237,7 +242,7 @@ async function ttfb(c: Chain, log: (s: string) => void, spacingMs: number): Prom
 
 /**
  * Time to first byte where round trips cost what they cost on the internet: client and relay
- * joined through a delay line (RTT_MS), the destination next to the relay. "Direct" fetches from
+ * joined through a delay line (DELAYED_RTT_MS), the destination next to the relay. "Direct" fetches from
  * the relay host, i.e. from as far away as the destination is. The extra time over direct is
  * also given in round trips, which is what the relay's set-up is designed to save.
  */
