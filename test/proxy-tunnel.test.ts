@@ -1,5 +1,5 @@
 /**
- * The relay and the connection tracker, in-process with ProxyServer: half-close in both directions,
+ * The byte pump and the connection tracker, in-process with ProxyServer: half-close in both directions,
  * byte counts, the idle timeout, stop() with live tunnels, MPTCP status per connection, and no fd
  * left behind after many connections.
  */
@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { defaultConfig, BraidConfig } from '../electron/core/config/schema';
-import { relay } from '../electron/core/proxy/relay';
+import { pump } from '../electron/core/proxy/pump';
 import { ProxyServer } from '../electron/core/proxy/server';
 import type { ConnectionSnapshot } from '../electron/core/proxy/tracker';
 import { readBytes, socksConnectRequest } from './helpers/raw-client';
@@ -106,7 +106,7 @@ function waitFor<T>(what: string, fn: () => T | undefined | null | false, timeou
   });
 }
 
-describe('relay', () => {
+describe('pump', () => {
   let proxy: ProxyServer;
   const closed: ConnectionSnapshot[] = [];
 
@@ -191,13 +191,13 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
   return [a, b];
 }
 
-describe('relay backpressure', () => {
+describe('pump backpressure', () => {
   test('a destination that stops reading pauses the source: userland queue bounded, every byte delivered', async () => {
     const maxQueued = 64 * 1024;
     const [app, proxyIn] = await socketPair();
     const [proxyOut, sink] = await socketPair();
     sink.pause();
-    const done = relay(proxyIn, proxyOut, { idleMs: 30_000, maxQueued });
+    const done = pump(proxyIn, proxyOut, { idleMs: 30_000, maxQueued });
     const total = 48 * 1024 * 1024;
     const data = crypto.randomBytes(total);
     let peak = 0;

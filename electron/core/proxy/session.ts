@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { BraidConfig } from '../config/schema';
 import type { DialResult, Upstream } from './dialer';
 import type { TrackedConnection } from './tracker';
-import { describeEnd, relay } from './relay';
+import { describeEnd, pump } from './pump';
 
 export interface Logger {
   info(msg: string): void;
@@ -64,7 +64,7 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
   }
   session.socket.removeAllListeners('data');
   session.socket.removeAllListeners('end');
-  void relay(session.socket, upstream, {
+  void pump(session.socket, upstream, {
     idleMs: session.config.timeouts.idleMs,
     onUp: (n) => conn && (conn.bytesUp += n),
     onDown: (n) => conn && (conn.bytesDown += n),

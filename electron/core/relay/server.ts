@@ -14,7 +14,7 @@ import type http from 'node:http';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { Dialer, type ResolvedAddress } from '../proxy/dialer';
 import { loadNative } from '../proxy/native';
-import { describeEnd, relay } from '../proxy/relay';
+import { describeEnd, pump } from '../proxy/pump';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
@@ -250,7 +250,7 @@ export class RelayServer {
       upstream.write(head.rest);
       this.metrics.bytes.add(head.rest.length, { direction: 'up' });
     }
-    const result = await relay(s as unknown as net.Socket, upstream, {
+    const result = await pump(s as unknown as net.Socket, upstream, {
       idleMs: this.opts.idleMs,
       onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
       onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),

@@ -1,12 +1,12 @@
 /**
- * Moves bytes both ways between a client and its destination until both directions are finished.
- * Half-close is kept (one side's FIN becomes a FIN on the other side while the reverse direction
+ * The byte pump (the relay *server* is ../relay/): moves bytes both ways between a client and its
+ * destination until both directions are finished. Half-close is kept (one side's FIN becomes a FIN on the other side while the reverse direction
  * keeps flowing), backpressure pauses the reading side, any error or the idle timeout destroys both.
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
 
-export interface RelayOptions {
+export interface PumpOptions {
   idleMs: number;
   /** bytes queued in userland towards one side before reading from the other pauses (default 256 KiB) */
   maxQueued?: number;
@@ -14,7 +14,7 @@ export interface RelayOptions {
   onDown?: (bytes: number) => void;  // destination -> client
 }
 
-export interface RelayResult {
+export interface PumpResult {
   reason: 'done' | 'idle' | 'error' | 'closed';
   error?: Error;
 }
@@ -22,12 +22,12 @@ export interface RelayResult {
 export const DEFAULT_MAX_QUEUED = 256 * 1024;
 
 /** Why a tunnel ended, for a log line: the reason, and the error's code and message if any. */
-export function describeEnd(result: RelayResult): string {
+export function describeEnd(result: PumpResult): string {
   return result.error ? `${result.reason}: ${errorCode(result.error)} ${errorMessage(result.error)}` : result.reason;
 }
 
-export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptions): Promise<RelayResult> {
-  return new Promise<RelayResult>((resolve) => {
+export function pump(client: net.Socket, upstream: net.Socket, opts: PumpOptions): Promise<PumpResult> {
+  return new Promise<PumpResult>((resolve) => {
     let last = Date.now();
     let finished = false;
     let idleTimer: NodeJS.Timeout | undefined;
@@ -42,7 +42,7 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
       idleTimer.unref?.();
     };
 
-    const finish = (result: RelayResult): void => {
+    const finish = (result: PumpResult): void => {
       if (finished) return;
       finished = true;
       clearTimeout(idleTimer);
@@ -53,7 +53,7 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
 
     let ends = 0;
     const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
-    const pump = (src: net.Socket, dst: net.Socket, count?: (n: number) => void): void => {
+    const flow = (src: net.Socket, dst: net.Socket, count?: (n: number) => void): void => {
       let corked = false;
       const uncork = (): void => {
         corked = false;
@@ -98,9 +98,9 @@ export function relay(client: net.Socket, upstream: net.Socket, opts: RelayOptio
       s.on('close', () => (ends === 2 ? maybeDone() : finish({ reason: 'closed' })));
     }
 
-    pump(client, upstream, opts.onUp);
-    pump(upstream, client, opts.onDown);
-    // An EOF that arrived before the relay took over (client sent its request, data and FIN at
+    flow(client, upstream, opts.onUp);
+    flow(upstream, client, opts.onDown);
+    // An EOF that arrived before the pump took over (client sent its request, data and FIN at
     // once) would otherwise never be passed on.
     for (const [src, dst] of [[client, upstream], [upstream, client]] as const) {
       if (src.readableEnded) {
