@@ -355,16 +355,17 @@ describe('desktop runtime with the real gsettings (keyfile backend)', () => {
     assert.equal(rt.service.proxy, null);
   });
 
-  test('after a Braid holding the system proxy is killed with SIGKILL, the next start restores it first', async () => {
+  test('after a Braid holding the system proxy dies with no guardian left, the next start restores it first', async () => {
     await gs('set', ROOT, 'mode', 'none');
-    const child = await startProcess(process.execPath, [path.join(__dirname, 'helpers', 'sysproxy-child.js'), '--state', path.join(tmp, 'state'), '--mode', 'hold', '--port', '1'], { env, ready: /^enabled$/m, timeoutMs: 20_000 });
+    // No guardian (as after a power cut): only the next start can put the settings back.
+    const child = await startProcess(process.execPath, [path.join(__dirname, 'helpers', 'sysproxy-child.js'), '--state', path.join(tmp, 'state'), '--mode', 'hold', '--port', '1'], { env: { ...env, BRAID_GUARDIAN: 'off' }, ready: /^enabled$/m, timeoutMs: 20_000 });
     children.push(child);
     assert.equal(await gs('get', ROOT, 'mode'), "'manual'");
     assert.equal(await gs('get', `${ROOT}.socks`, 'port'), '1');
     child.child.kill('SIGKILL');
     await child.exited;
     const rt = await start(false);
-    assert.equal(rt.recovered, 'restored');
+    assert.deepEqual(rt.recovered.map((r) => [r.kind, r.pid, r.ok, r.by]), [['system-proxy', child.child.pid, true, 'start']]);
     assert.equal(await gs('get', ROOT, 'mode'), "'none'");
     assert.equal(rt.core.status().systemProxy.enabled, false);
     assert.ok(rt.service.proxy?.address, 'the proxy itself still starts');

@@ -7,7 +7,7 @@ import { PathNotifier, pathNotifications } from '../electron/core/desktop/path-n
 function iface(name: string, over: Partial<InterfaceView> = {}): InterfaceView {
   return {
     name, kind: 'ethernet', up: true, addresses: [{ address: '10.0.0.2', family: 4, prefixlen: 24 }], defaultRoute: false, ssid: null, signal: null,
-    policy: 'use', policyExplicit: false, state: 'active', endpoints: [], ...over,
+    policy: 'use', policyExplicit: false, state: 'active', endpoints: [], note: null, ...over,
   };
 }
 

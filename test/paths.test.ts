@@ -35,7 +35,7 @@ interface PathsJson {
   limits: { subflows: number; addAddrAccepted: number } | null;
 }
 
-describe('path management in a namespace', { skip, timeout: 60_000 }, () => {
+describe('path management in a namespace', { skip, timeout: 90_000 }, () => {
   let ns: Namespace;
   const files = scratchDir('ns');
   const running: Running[] = [];
@@ -142,30 +142,40 @@ describe('path management in a namespace', { skip, timeout: 60_000 }, () => {
     assert.deepEqual(await ipLimits(ns), limitsBefore, 'limits not restored at shutdown');
   });
 
-  test('kill -9, then start again: leftovers are adopted and cleaned at the next shutdown', async () => {
+  test('kill -9: the guardian removes the endpoints and puts the limits back within 3 s, with nothing started again', async (t) => {
     await addLink();
     const first = await up();
-    const made = (await until(endpointsOnPa0(['subflow']), NEW_LINK_MS + START_MS, 'endpoints before the crash')).value;
-    const raisedLimits = await ipLimits(ns);
-    assert.notDeepEqual(raisedLimits, limitsBefore);
+    await until(endpointsOnPa0(['subflow']), NEW_LINK_MS + START_MS, 'endpoints before the crash');
+    assert.notDeepEqual(await ipLimits(ns), limitsBefore);
     first.child.kill('SIGKILL');
     await first.exited;
+    const gone = await until(async () => ((await ours()).length === 0 && JSON.stringify(await ipLimits(ns)) === JSON.stringify(limitsBefore) ? true : undefined), 3000, 'endpoints and limits put back by the guardian');
+    t.diagnostic(`put back ${gone.ms.toFixed(0)} ms after SIGKILL`);
+    await assertForeignIntact('after the guardian');
+    await ip(ns, 'link', 'del', 'pa0');
+  });
+
+  test('kill -9 with no guardian (a power cut): the next start undoes the leftovers first, says so once, and cleans up at shutdown', async () => {
+    await addLink();
+    const first = await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state], { prefix: inNs(), timeoutMs: START_MS, env: { ...process.env, BRAID_GUARDIAN: 'off' } });
+    running.push(killOnSignal(first));
+    const made = (await until(endpointsOnPa0(['subflow']), NEW_LINK_MS + START_MS, 'endpoints before the crash')).value;
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual((await ours()).map((e) => e.id).sort(), made.map((e) => e.id).sort(), 'the kernel should still hold the crashed run\'s endpoints');
 
     const second = await up();
-    // give it a reconcile: nothing may be added twice or re-created
-    await new Promise((r) => setTimeout(r, 300));
-    const after = await ours();
-    assert.deepEqual(after.map((e) => e.id).sort(), made.map((e) => e.id).sort(), `endpoints were re-created: ${JSON.stringify(after)}`);
-    const s = await pathsJson();
-    assert.deepEqual(s.interfaces.find((i) => i.name === 'pa0')?.endpoints.map((e) => e.owner), ['braid', 'braid']);
-    assert.doesNotMatch(second.stderr(), /paths: endpoint \S+ id \d+ added/, 'the restarted braid added endpoints that it should have adopted');
-
+    assert.match(second.stderr(), new RegExp(`a previous Braid \\(pid ${first.child.pid}\\) ended without cleaning up: undone: MPTCP endpoint`));
+    await until(endpointsOnPa0(['subflow']), POLICY_MS, 'endpoints of the new run');
     const exit = await second.stop('SIGTERM', 5000);
     assert.equal(exit.code, 0, second.stderr());
     assert.deepEqual(await ours(), []);
     await assertForeignIntact('after the restart and shutdown');
     assert.deepEqual(await ipLimits(ns), limitsBefore, 'limits raised by the crashed run were not put back');
+    const third = await up();
+    assert.doesNotMatch(third.stderr(), /ended without cleaning up/, 'the recovery was reported twice');
+    await third.stop('SIGTERM', 5000);
     await ip(ns, 'link', 'del', 'pa0');
   });
 

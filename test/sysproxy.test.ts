@@ -56,6 +56,14 @@ function manager(backend = new GnomeBackend({ env })): SystemProxyManager {
   return new SystemProxyManager({ backend, stateDir, log });
 }
 
+function guardianLog(): string {
+  try {
+    return fs.readFileSync(path.join(path.dirname(journal), 'guardian.log'), 'utf8');
+  } catch {
+    return '(no guardian log)';
+  }
+}
+
 const BRAID: ProxySettings = { host: '127.0.0.1', port: 1080, bypass: ['localhost', '127.0.0.0/8'] };
 
 async function assertBraidApplied(port: number): Promise<void> {
@@ -67,11 +75,23 @@ async function assertBraidApplied(port: number): Promise<void> {
   assert.equal(await gs('get', ROOT, 'ignore-hosts'), "['localhost', '127.0.0.0/8']");
 }
 
-function child(mode: string, extra: string[] = []): Promise<Running> {
-  return startProcess(process.execPath, [CHILD, '--state', stateDir, '--mode', mode, ...extra], { env, ready: /^enabled$/m, timeoutMs: 20_000 }).then((r) => {
+/** A child holding the system proxy; `guardian: false` simulates a power cut (nothing outlives it). */
+function child(mode: string, extra: string[] = [], opts: { guardian?: boolean } = {}): Promise<Running> {
+  const childEnv = opts.guardian === false ? { ...env, BRAID_GUARDIAN: 'off' } : env;
+  return startProcess(process.execPath, [CHILD, '--state', stateDir, '--mode', mode, ...extra], { env: childEnv, ready: /^enabled$/m, timeoutMs: 20_000 }).then((r) => {
     children.push(r);
     return r;
   });
+}
+
+/** Polls until `probe` holds, at most `ms`; returns how long it took (or null when it never held). */
+async function within(ms: number, probe: () => Promise<boolean>): Promise<number | null> {
+  const t0 = Date.now();
+  while (Date.now() - t0 <= ms) {
+    if (await probe()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return null;
 }
 
 async function recoverInChild(): Promise<string> {
@@ -203,14 +223,26 @@ describe('system proxy with real gsettings (keyfile backend)', () => {
 });
 
 describe('crash and signal recovery with real gsettings', () => {
-  test('kill -9 leaves Braid\'s settings; the next start restores the user\'s and removes the journal', async () => {
+  test('kill -9: the guardian restores the user\'s settings within 3 s, with nothing started again', async () => {
     await presetUserSettings();
     const before = await everything();
     const c = await child('hold');
     await assertBraidApplied(1080);
     const r = await c.stop('SIGKILL');
     assert.equal(r.signal, 'SIGKILL');
-    // Nothing ran at exit: the system still points at the dead proxy until the next start.
+    const took = await within(3000, async () => (await everything()) === before && !fs.existsSync(journal));
+    assert.notEqual(took, null, `not restored within 3 s: ${await everything()}\nguardian log: ${guardianLog()}`);
+    // The next start has nothing left to do.
+    assert.equal(await recoverInChild(), 'none');
+  });
+
+  test('kill -9 with no guardian (a power cut): the settings stay until the next start restores them', async () => {
+    await presetUserSettings();
+    const before = await everything();
+    const c = await child('hold', [], { guardian: false });
+    await assertBraidApplied(1080);
+    await c.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
     await assertBraidApplied(1080);
     const rec = readJournal(journal)!;
     assert.equal(rec.pid, c.child.pid);
@@ -225,7 +257,7 @@ describe('crash and signal recovery with real gsettings', () => {
 
   test('after a crash, a proxy the user set themselves since is left alone and the journal dropped', async () => {
     await presetUserSettings();
-    const c = await child('hold');
+    const c = await child('hold', [], { guardian: false });
     await c.stop('SIGKILL');
     await gs('set', `${ROOT}.http`, 'host', 'new-choice.example');
     await gs('set', `${ROOT}.http`, 'port', '8888');
@@ -236,6 +268,16 @@ describe('crash and signal recovery with real gsettings', () => {
     assert.equal(await gs('get', `${ROOT}.http`, 'host'), "'new-choice.example'");
     assert.equal(fs.existsSync(journal), false);
     assert.ok(logs.some((l) => /^warn: .*changed outside Braid/.test(l)), logs.join('\n'));
+  });
+
+  test('the guardian too leaves alone a proxy the user chose while Braid ran', async () => {
+    await presetUserSettings();
+    const c = await child('hold');
+    await gs('set', `${ROOT}.http`, 'host', 'new-choice.example');
+    const theirs = await everything();
+    await c.stop('SIGKILL');
+    assert.notEqual(await within(3000, async () => !fs.existsSync(journal)), null, guardianLog());
+    assert.equal(await everything(), theirs);
   });
 
   test('a journal whose owner is still running is left alone, and a second enable is refused', async () => {
@@ -258,6 +300,7 @@ describe('crash and signal recovery with real gsettings', () => {
     await gs('set', `${ROOT}.http`, 'host', '127.0.0.1');
     await gs('set', `${ROOT}.http`, 'port', '1080');
     const rec: JournalRecord = {
+      kind: 'system-proxy',
       version: 1,
       backend: 'gnome',
       phase: 'applying',
@@ -275,11 +318,11 @@ describe('crash and signal recovery with real gsettings', () => {
   });
 
   test('an unreadable journal is set aside with a warning instead of blocking every start', async () => {
-    fs.mkdirSync(stateDir, { recursive: true });
+    fs.mkdirSync(path.dirname(journal), { recursive: true });
     fs.writeFileSync(journal, '{"version": 1, "backend": "gno');
     assert.equal(await manager().recoverAfterCrash(), 'none');
     assert.equal(fs.existsSync(journal), false);
-    assert.ok(fs.readdirSync(stateDir).some((f) => f.startsWith(`${JOURNAL_FILE}.bad-`)));
+    assert.ok(fs.readdirSync(path.dirname(journal)).some((f) => f.startsWith(`${path.basename(JOURNAL_FILE)}.bad-`)));
     assert.ok(logs.some((l) => /^warn: .*not valid JSON/.test(l)), logs.join('\n'));
   });
 
@@ -305,15 +348,14 @@ describe('crash and signal recovery with real gsettings', () => {
     assert.equal(fs.existsSync(journal), false);
   });
 
-  test('another SIGTERM listener exiting at once: the exit hook still restores, synchronously', async () => {
+  test('another SIGTERM listener exiting at once, before the restore: the guardian finishes it within 3 s', async () => {
     await presetUserSettings();
     const before = await everything();
     const c = await child('hooks-other');
     await assertBraidApplied(1080);
     const r = await c.stop('SIGTERM', 20_000);
     assert.equal(r.code, 0, c.stderr());
-    assert.equal(await everything(), before);
-    assert.equal(fs.existsSync(journal), false);
+    assert.notEqual(await within(3000, async () => (await everything()) === before && !fs.existsSync(journal)), null, guardianLog());
   });
 });
 
@@ -324,7 +366,7 @@ describe('restore when the process simply runs out of work', () => {
     const r = await runProcess(process.execPath, [CHILD, '--state', stateDir, '--mode', 'hooks-idle'], { env, timeoutMs: 20_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout.toString(), /^enabled$/m);
-    // Logged by the in-process restore, not by the exit hook's helper (which only logs warnings).
+    // Logged by the in-process restore, not by the guardian (which logs to its own file).
     assert.match(r.stderr, /info: system proxy \(gnome\): previous settings restored/);
     assert.equal(await everything(), before);
     assert.equal(fs.existsSync(journal), false);

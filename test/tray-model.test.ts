@@ -15,7 +15,7 @@ const NOW = 1_700_000_000_000;
 function iface(name: string, over: Partial<InterfaceView> = {}): InterfaceView {
   return {
     name, kind: 'wifi', up: true, addresses: [{ address: '192.168.1.20', family: 4, prefixlen: 24 }], defaultRoute: false, ssid: null, signal: null,
-    policy: 'use', policyExplicit: false, state: 'active', endpoints: [], ...over,
+    policy: 'use', policyExplicit: false, state: 'active', endpoints: [], note: null, ...over,
   };
 }
 
@@ -23,11 +23,13 @@ function status(over: { running?: boolean; dial?: 'mptcp' | 'tcp'; managed?: boo
   const running = over.running ?? true;
   return {
     version: '0.1.0',
+    pid: 1,
     proxy: { running, listen: running ? '127.0.0.1:1080' : null, dial: over.dial ?? 'mptcp', mptcp: { supported: true, reason: null } },
     relay: over.relay ?? null,
     paths: { managed: over.managed ?? true, reason: over.reason ?? null, interfaces: over.interfaces ?? [iface('wlan0'), iface('wwan0', { kind: 'cellular', policy: 'backup', state: 'backup' })], foreign: [], limits: null },
     connections: { active: 0, total: 0 },
     systemProxy: { enabled: false, backend: 'gnome', error: null, ...over.sp },
+    systemChanges: [],
   };
 }
 

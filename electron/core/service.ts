@@ -9,6 +9,8 @@ import type { BraidConfig, ConfigInput } from './config/schema';
 import { mergeConfigInput, validateConfig } from './config/schema';
 import { updateConfigFile } from './config/load';
 import { errorCode, errorMessage } from './errors';
+import { guardianDir } from './guardian/record';
+import { describeLiveChanges, type SystemChange } from './guardian/restorers';
 import { PathManager } from './paths/manager';
 import type { Dialer } from './proxy/dialer';
 import { loadNative } from './proxy/native';
@@ -117,7 +119,6 @@ export class BraidService extends EventEmitter<ServiceEvents> {
 
   /** Takes a config that changed outside (the file was edited, `braid paths set`). */
   async adoptConfig(next: BraidConfig): Promise<void> {
-    const pathsChanged = JSON.stringify(next.paths) !== JSON.stringify(this.config.paths);
     const proxyChanged = JSON.stringify({ ...next, paths: null, control: null }) !== JSON.stringify({ ...this.config, paths: null, control: null });
     this.config = next;
     this.emit('config.changed', next);
@@ -125,7 +126,9 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       await this.stopProxy();
       await this.startProxy();
     }
-    if (pathsChanged) this.paths?.reconcileNow();
+    // Even an unchanged policy is applied again: `braid paths set` after an endpoint was deleted by
+    // hand must converge, not be a no-op because the file says the same thing.
+    this.paths?.reconcileNow();
   }
 
   private relayUpstream(direct: Dialer): RelayDialer {
@@ -142,6 +145,11 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     relay.start();
     this.relay = relay;
     return relay;
+  }
+
+  /** What running Braid processes (this one included) have changed on the system, in words. */
+  systemChanges(): SystemChange[] {
+    return this.opts.stateDir ? describeLiveChanges(guardianDir(this.opts.stateDir)) : [];
   }
 
   reportError(source: string, err: unknown): void {

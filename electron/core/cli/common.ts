@@ -1,6 +1,7 @@
 /** What every `braid` subcommand shares: its shape in the command table, logging, flag parsing. */
 import type { ParseArgsConfig } from 'node:util';
 import { BraidError } from '../errors';
+import { describeRecovery, recoverLeftovers } from '../guardian/recover';
 import type { Logger } from '../proxy/session';
 
 /** Exit codes: 0 done, 1 runtime failure, 2 bad usage or config. */
@@ -78,4 +79,12 @@ export function untilSignal(stop: () => Promise<void>, log: Logger, forceMs = 50
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
   });
+}
+
+/**
+ * Every start of Braid, whatever the command: what a Braid that died left changed on the system is
+ * put back (or was, by its guardian), and the user is told once.
+ */
+export async function recoverAtStart(stateDir: string, log: Logger): Promise<void> {
+  for (const r of await recoverLeftovers(stateDir, { log })) log.warn(describeRecovery(r));
 }

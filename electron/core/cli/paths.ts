@@ -9,8 +9,10 @@ import { loadConfig, updateConfigFile, watchConfigFile } from '../config/load';
 import type { BraidConfig, PathPolicy } from '../config/schema';
 import { errorMessage } from '../errors';
 import { PATH_POLICIES } from '../paths/policy';
-import { hasNetAdmin, PathManager, PRIVILEGE_HELP, readManagerRecord, type PathStatus } from '../paths/manager';
-import { stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
+import { hasNetAdmin, PathManager, pathsStamp, PRIVILEGE_HELP, readManagerRecord, type PathStatus } from '../paths/manager';
+import { snapshot } from '../paths/inventory';
+import type { PathsConfig } from '../paths/policy';
+import { recoverAtStart, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
 
 function configFile(values: Values): string {
   return str(values, 'config') ?? defaultConfigFile();
@@ -34,6 +36,8 @@ export function formatPaths(s: PathStatus): string {
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  '));
+  const notes = s.interfaces.filter((i) => i.note);
+  if (notes.length) lines.push('', ...notes.map((i) => `${i.name}: ${i.note}`));
   lines.push('', '* carries a default route');
   if (s.limits) lines.push(`kernel limits: ${s.limits.subflows} extra subflows, ${s.limits.addAddrAccepted} accepted ADD_ADDR per connection`);
   if (s.foreign.length) lines.push(`endpoints Braid did not create (left alone): ${s.foreign.map((e) => `${e.id}:${e.address}`).join(' ')}`);
@@ -41,11 +45,39 @@ export function formatPaths(s: PathStatus): string {
   return lines.join('\n') + '\n';
 }
 
+const CONFIRM_MS = 3000;
+
+/**
+ * What the running manager (`braid up` or `braid paths daemon`) did with the new policy for
+ * `iface`, from the record it writes after each reconcile; never a guess.
+ */
+async function appliedOutcome(stateDir: string, iface: string, cfg: PathsConfig, since: number): Promise<string> {
+  if (!snapshot().some((i) => i.name === iface)) return 'no interface of that name now; the policy applies when it appears';
+  if (!readManagerRecord(stateDir)) {
+    return `not applied yet: no running braid manages endpoints here (it applies when \`braid up\` or \`braid paths daemon\` starts with --state-dir ${stateDir})`;
+  }
+  const stamp = pathsStamp(cfg);
+  const deadline = Date.now() + CONFIRM_MS;
+  for (;;) {
+    const rec = readManagerRecord(stateDir);
+    if (!rec) return 'not applied: the running braid stopped';
+    if (rec.configStamp === stamp && Date.parse(rec.at) >= since - 1) {
+      const mine = rec.interfaces?.[iface];
+      if (mine) return mine.note;
+      if (!rec.managed && rec.reason) return `not applied: ${rec.reason}`;
+      return 'applied (no details reported)';
+    }
+    if (Date.now() >= deadline) return `not confirmed: braid pid ${rec.pid} did not report applying it within ${CONFIRM_MS / 1000} s`;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function runPaths(values: Values, positionals: string[]): Promise<number> {
   const [sub = 'list', ...args] = positionals;
   const file = configFile(values);
   const stateDir = str(values, 'state-dir') ?? defaultStateDir();
   const log = stderrLogger(values.verbose === true);
+  await recoverAtStart(stateDir, log);
 
   if (sub === 'list') {
     if (args.length) throw usageError(`'braid paths list' takes no arguments`);
@@ -54,7 +86,7 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     // This process only looks; whether endpoints are managed is up to the braid that runs (if any).
     const running = readManagerRecord(stateDir);
     const status: PathStatus = running
-      ? { ...own, managed: running.managed, reason: running.reason }
+      ? { ...own, managed: running.managed, reason: running.reason, interfaces: own.interfaces.map((i) => ({ ...i, note: running.interfaces?.[i.name]?.note ?? null })) }
       : {
           ...own,
           managed: false,
@@ -74,8 +106,12 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     const [iface, policy] = args;
     if (!iface || !policy || args.length !== 2) throw usageError('usage: braid paths set IFACE use|backup|off');
     if (!PATH_POLICIES.includes(policy as PathPolicy)) throw usageError(`policy must be one of ${PATH_POLICIES.join(', ')}, got '${policy}'`);
-    updateConfigFile(file, (cur) => ({ ...cur, paths: { ...cur.paths, interfaces: { ...(cur.paths?.interfaces ?? {}), [iface]: policy as PathPolicy } } }));
-    process.stdout.write(`braid: ${iface} is now '${policy}' (saved in ${file}; a running braid applies it at once)\n`);
+    const since = Date.now();
+    const saved = updateConfigFile(file, (cur) => ({ ...cur, paths: { ...cur.paths, interfaces: { ...(cur.paths?.interfaces ?? {}), [iface]: policy as PathPolicy } } }));
+    process.stdout.write(`braid: ${iface} policy '${policy}' saved in ${file}
+`);
+    process.stdout.write(`braid: ${iface}: ${await appliedOutcome(stateDir, iface, saved.paths, since)}
+`);
     return 0;
   }
   if (sub === 'daemon') {

@@ -2,7 +2,7 @@
 import { defaultStateDir } from '../config/locations';
 import type { StatsTick, StatusView } from '../contract';
 import { callControl, readEndpoint } from '../control/discovery';
-import { str, type Command, type Values } from './common';
+import { recoverAtStart, stderrLogger, str, type Command, type Values } from './common';
 
 const mbit = (bytesPerSecond: number): string => `${((bytesPerSecond * 8) / 1e6).toFixed(1)} Mbit/s`;
 const mbytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -16,6 +16,10 @@ export function formatStatus(s: StatusView, tick: StatsTick | null = null): stri
     `system proxy: ${s.systemProxy.enabled ? `on (${s.systemProxy.backend})` : 'off'}`,
     `paths:        ${s.paths.managed ? 'managed' : `not managed${s.paths.reason ? `: ${s.paths.reason}` : ''}`}`,
   ];
+  if (s.systemChanges.length) {
+    lines.push('changed on this system (put back when Braid exits, by its guardian if it is killed):');
+    for (const c of s.systemChanges) lines.push(`  ${c.description}${c.pid !== s.pid ? ` (braid pid ${c.pid})` : ''}`);
+  }
   for (const i of s.paths.interfaces) {
     lines.push(`  ${i.name.padEnd(12)} ${i.kind.padEnd(9)} ${i.state.padEnd(18)} policy ${i.policy}${i.addresses.length ? `  ${i.addresses.map((a) => a.address).join(', ')}` : ''}`);
   }
@@ -31,7 +35,9 @@ export function formatStatus(s: StatusView, tick: StatsTick | null = null): stri
 }
 
 async function runStatus(values: Values): Promise<number> {
-  const ep = readEndpoint(str(values, 'state-dir') ?? defaultStateDir());
+  const stateDir = str(values, 'state-dir') ?? defaultStateDir();
+  await recoverAtStart(stateDir, stderrLogger(false));
+  const ep = readEndpoint(stateDir);
   const status = await callControl<StatusView>(ep, 'status');
   const history = await callControl<StatsTick[]>(ep, 'stats.history', { seconds: 5 });
   const last = history[history.length - 1] ?? null;

@@ -81,6 +81,13 @@ async function runUp(values: Values): Promise<number> {
     const ends = f.saddr ? ` ${f.saddr}:${f.sport} -> ${f.daddr}:${f.dport}` : '';
     log.debug(`mptcp ${e.type} token ${f.token ?? '-'}${ends}${f.ifname ? ` dev ${f.ifname}` : ''}`);
   });
+  // Nothing changes on the system silently: what this start changed, in one line each.
+  const changes = service.systemChanges().filter((c) => c.pid === process.pid);
+  if (changes.length) {
+    process.stdout.write(`braid: changed on this system (all put back on exit, by a guardian process if braid is killed):\n`);
+    for (const c of changes) process.stdout.write(`braid:   ${c.description}\n`);
+    if (changes.some((c) => c.kind === 'mptcp-endpoints')) process.stdout.write('braid:   (`--paths off` leaves MPTCP endpoints and limits alone)\n');
+  }
   const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const link = service.config.relay.link;
   const via = link ? `, via relay ${parseRelayLink(link).host}` : '';

@@ -39,6 +39,7 @@ export interface InterfaceView {
   policyExplicit: boolean;
   state: PathState;
   endpoints: EndpointView[];
+  note: string | null;  // what path management last did here, in words ("endpoint added (id 3, subflow)", "blocked: …")
 }
 
 export interface PathsView {
@@ -115,13 +116,22 @@ export interface SystemProxyView {
   error: string | null;
 }
 
+/** One change Braid has made on this system and puts back on exit (or its guardian does, after a crash). */
+export interface SystemChangeView {
+  kind: string;         // 'mptcp-endpoints', 'system-proxy', …
+  description: string;
+  pid: number;          // the Braid process that made it (this one, or e.g. `braid paths daemon`)
+}
+
 export interface StatusView {
   version: string;
+  pid: number;          // the process answering (braid up, or the desktop app)
   proxy: ProxyView;
   relay: RelayView | null;
   paths: PathsView;
   connections: { active: number; total: number };
   systemProxy: SystemProxyView;
+  systemChanges: SystemChangeView[];
 }
 
 // ---- commands ---------------------------------------------------------------------------------

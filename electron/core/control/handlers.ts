@@ -48,7 +48,7 @@ function pathsView(s: PathStatus | null): PathsView {
     reason: s.reason,
     interfaces: s.interfaces.map((i) => ({
       name: i.name, kind: i.kind, up: i.up, addresses: i.addresses, defaultRoute: i.defaultRoute, ssid: i.ssid, signal: i.signal,
-      policy: i.policy, policyExplicit: i.policyExplicit, state: i.state, endpoints: i.endpoints,
+      policy: i.policy, policyExplicit: i.policyExplicit, state: i.state, endpoints: i.endpoints, note: i.note,
     })),
     foreign: s.foreign.map((e) => ({ id: e.id, address: e.address, flagNames: e.flagNames, ifname: e.ifname })),
     limits: s.limits,
@@ -111,11 +111,13 @@ export class ControlCore {
   status(): StatusView {
     return {
       version: VERSION,
+      pid: process.pid,
       proxy: this.proxyView(),
       relay: this.relayView(),
       paths: pathsView(this.service.paths?.status() ?? null),
       connections: { active: this.service.proxy?.tracker.size ?? 0, total: this.service.connectionsTotal },
       systemProxy: this.systemProxy?.view() ?? { enabled: false, backend: null, error: 'not available in this mode (use braid up --system-proxy, or the desktop app)' },
+      systemChanges: this.service.systemChanges(),
     };
   }
 

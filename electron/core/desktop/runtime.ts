@@ -1,6 +1,6 @@
 /**
  * Everything the desktop app runs in its main process, assembled without Electron (as `braid up`
- * assembles the headless mode): crash recovery of the system proxy first, then the service, the
+ * assembles the headless mode): recovery of what a crashed Braid left changed first, then the service, the
  * control API, the system-proxy hook and the on/off controller. The Electron glue adds only the
  * window, the tray, IPC and notifications around this object.
  */
@@ -13,9 +13,10 @@ import { errorMessage } from '../errors';
 import type { Logger } from '../proxy/session';
 import { BraidService } from '../service';
 import type { SystemProxyBackend } from '../sysproxy/backend';
-import { detectBackend } from '../sysproxy/detect';
+import { createBackend, detectBackend } from '../sysproxy/detect';
 import { installRestoreHooks } from '../sysproxy/hooks';
-import { SystemProxyManager, type RestoreOutcome } from '../sysproxy/manager';
+import { SystemProxyManager } from '../sysproxy/manager';
+import { describeRecovery, recoverLeftovers, type Recovery } from '../guardian/recover';
 import { DesktopController } from './controller';
 import type { DesktopSettings } from './settings';
 import { DesktopSystemProxy } from './system-proxy-control';
@@ -42,8 +43,8 @@ export interface DesktopRuntime {
   control: RunningControl | null;
   systemProxy: DesktopSystemProxy;
   controller: DesktopController;
-  /** What the crash recovery at start found (null: no backend to recover with). */
-  recovered: RestoreOutcome | null;
+  /** What a previous Braid left changed and was put back at this start, or by its guardian since. */
+  recovered: Recovery[];
   /** Problems worth showing the user once (no system proxy backend, control API failed, ...). */
   problems: string[];
   /** Restores the system proxy, then stops everything; idempotent, bounded, never throws. */
@@ -56,7 +57,16 @@ export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<
   const fileExists = fs.existsSync(configFile);
   const config = loadConfig({ file: fileExists ? configFile : undefined, overrides: opts.overrides });
 
-  // Before anything else: a previous run killed with the system pointing at it must be undone.
+  // Before anything else: whatever a previous run changed and could not put back (it was killed,
+  // and its guardian too) is undone now; what guardians did meanwhile is reported, once.
+  // A backend given by the caller (tests: gsettings on a throwaway keyfile) restores too.
+  const given = opts.backend ?? null;
+  const recovered = await recoverLeftovers(stateDir, { log, systemProxyBackend: given ? (name) => (name === given.name ? given : createBackend(name)) : undefined });
+  for (const r of recovered) {
+    if (r.ok) log.warn(describeRecovery(r));
+    else problems.push(describeRecovery(r));
+  }
+
   let backend: SystemProxyBackend | null = null;
   let unavailableReason: string | undefined;
   if (opts.backend === undefined) {
@@ -70,15 +80,6 @@ export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<
     if (!backend) unavailableReason = 'no system proxy backend on this desktop';
   }
   const manager = backend ? new SystemProxyManager({ backend, stateDir, log }) : null;
-  let recovered: RestoreOutcome | null = null;
-  if (manager) {
-    try {
-      recovered = await manager.recoverAfterCrash();
-      if (recovered === 'restored') log.warn('system proxy: a previous Braid did not exit cleanly; your previous proxy settings were restored');
-    } catch (err) {
-      problems.push(`could not restore the system proxy left by a previous run: ${errorMessage(err)}`);
-    }
-  }
   if (unavailableReason) log.info(`system proxy: ${unavailableReason}`);
 
   const service = new BraidService({ config, configFile, stateDir, log });

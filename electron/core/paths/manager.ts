@@ -5,16 +5,21 @@
  * Changing endpoints needs CAP_NET_ADMIN. Without it the manager says why in its status and keeps
  * reporting what exists; the proxy keeps working with whatever endpoints are there.
  */
+import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as netlink from '../native/netlink';
 import type { PmEndpoint, PmEvent, PmLimits, WatchHandle } from '../native/netlink';
 import { errorCode, errorMessage } from '../errors';
+import { guardianDir } from '../guardian/record';
 import type { Logger } from '../proxy/session';
 import { snapshot, withWifiDetails, type InterfaceState } from './inventory';
 import { policyFor, type PathPolicy, type PathsConfig } from './policy';
-import { Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+import { netlinkApi } from './endpoint-api';
+import { interfaceOutcome } from './outcome';
+import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+import type { InterfaceState as Iface } from './inventory';
 
 export type PathState = 'active' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
 
@@ -30,6 +35,8 @@ export interface PathView extends InterfaceState {
   policyExplicit: boolean;
   state: PathState;
   endpoints: EndpointView[];
+  /** What path management last did for this interface, in words (see outcome.ts); null before. */
+  note: string | null;
 }
 
 export interface PathStatus {
@@ -63,6 +70,25 @@ export interface ManagerRecord {
   managed: boolean;
   reason: string | null;
   at: string;
+  /** pathsStamp() of the policy this record's outcomes were computed for. */
+  configStamp?: string;
+  /** Per interface: the policy applied and what it did, in words. */
+  interfaces?: Record<string, { policy: PathPolicy; note: string }>;
+}
+
+/** Identifies a paths policy, so that `braid paths set` knows when a running manager applied it. */
+export function pathsStamp(cfg: PathsConfig): string {
+  const interfaces = Object.fromEntries(Object.entries(cfg.interfaces).sort(([a], [b]) => a.localeCompare(b)));
+  return crypto.createHash('sha256').update(JSON.stringify({ ...cfg, interfaces })).digest('hex').slice(0, 16);
+}
+
+/** How often the endpoints are checked against the policy: the kernel sends no event when someone else deletes or adds one. */
+const VERIFY_MS = 5000;
+
+/** The guardian record of the endpoints this process added, one per network namespace. */
+export function endpointsRecordFile(stateDir: string): string {
+  const ns = /\[(\d+)\]/.exec(currentNetns() ?? '')?.[1] ?? 'unknown';
+  return path.join(guardianDir(stateDir), `${ENDPOINTS_KIND}-net${ns}.json`);
 }
 
 export const managerRecordFile = (stateDir: string): string => path.join(stateDir, 'paths-manager.json');
@@ -95,15 +121,6 @@ export function hasNetAdmin(): boolean {
   }
 }
 
-const netlinkApi: EndpointApi = {
-  listEndpoints: netlink.listEndpoints,
-  addEndpoint: (o) => netlink.addEndpoint(o),
-  removeEndpoint: (s) => netlink.removeEndpoint(s),
-  setEndpointFlags: (s, f) => netlink.setEndpointFlags(s, f),
-  getLimits: netlink.getLimits,
-  setLimits: netlink.setLimits,
-};
-
 export interface PathManagerOptions {
   config: () => PathsConfig;
   stateDir: string | null;
@@ -122,11 +139,13 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   private reason: string | null = null;
   private lastReport: ReconcileReport | null = null;
   private started = false;
+  private verifyTimer: NodeJS.Timeout | null = null;
+  private readonly notes = new Map<string, { policy: PathPolicy; note: string }>();
 
   constructor(private readonly opts: PathManagerOptions) {
     super();
     this.api = opts.api ?? netlinkApi;
-    this.reconciler = new Reconciler(this.api, opts.stateDir ? path.join(opts.stateDir, 'paths-owned.json') : null);
+    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null);
   }
 
   start(): void {
@@ -149,6 +168,24 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       this.opts.log.debug(`no MPTCP events: ${errorMessage(err)}`);
     }
     this.reconcileNow();
+    this.verifyTimer = setInterval(() => this.verify(), VERIFY_MS);
+    this.verifyTimer.unref();
+  }
+
+  /**
+   * Converges after changes nobody announces: an endpoint deleted or added by hand (`ip mptcp
+   * endpoint delete`), a kernel-made implicit endpoint. One netlink dump plus the interface read;
+   * a reconcile only when the plan has something to do.
+   */
+  private verify(): void {
+    const cfg = this.opts.config();
+    if (!cfg.enabled || !this.managed) return;
+    try {
+      const p = plan(desiredEndpoints(snapshot(), cfg), this.api.listEndpoints(), this.reconciler.owned);
+      if (p.steps.length > 0 || p.forget.length > 0) this.reconcileNow();
+    } catch (err) {
+      this.opts.log.debug(`paths check: ${errorMessage(err)}`);
+    }
   }
 
   /** Re-reads the interfaces and applies the policy (also after a policy change). */
@@ -167,11 +204,13 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       }
       this.managed = false;
       this.reason = DISABLED_REASON;
+      this.noteOutcomes(snapshot(), cfg, null);
       this.writeRecord();
       this.emit('changed', this.status());
       return null;
     }
-    const report = this.reconciler.apply(snapshot(), cfg);
+    const ifaces = snapshot();
+    const report = this.reconciler.apply(ifaces, cfg);
     this.lastReport = report;
     if (report.error) {
       if (report.error.code === 'EPERM') {
@@ -186,6 +225,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       this.managed = true;
       this.reason = null;
     }
+    this.noteOutcomes(ifaces, cfg, report);
     this.writeRecord();
     for (const o of report.added) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} added${o.backup ? ' (backup)' : ''}`);
     for (const o of report.removed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} removed`);
@@ -194,6 +234,24 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.emit('changed', this.status());
     return report;
   }
+
+  private noteOutcomes(ifaces: Iface[], cfg: PathsConfig, report: ReconcileReport | null): void {
+    let endpoints: PmEndpoint[] = [];
+    try {
+      endpoints = this.api.listEndpoints();
+    } catch {
+      /* the outcomes then say "not added" with the reconcile's error */
+    }
+    this.notes.clear();
+    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.managed ? null : this.reason;
+    for (const iface of ifaces) {
+      const { policy } = policyFor(cfg, iface.name, iface.kind);
+      this.notes.set(iface.name, { policy, note: interfaceOutcome({ iface, policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) });
+    }
+    this.configStamp = pathsStamp(cfg);
+  }
+
+  private configStamp: string | null = null;
 
   status(): PathStatus {
     const cfg = this.opts.config();
@@ -205,7 +263,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     } catch (err) {
       this.reason ??= `cannot read MPTCP endpoints: ${errorMessage(err)}`;
     }
-    const ours = new Set([...this.reconciler.owned.values()].map((o) => o.id));
+    const ours = this.reconciler.braidIds();
     const views = snapshot().map((i): PathView => {
       const { policy, explicit } = policyFor(cfg, i.name, i.kind);
       const eps = endpoints
@@ -218,7 +276,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       else if (policy === 'off') state = 'off';
       else if (!this.managed || !cfg.enabled) state = 'unmanaged';
       else state = policy === 'backup' ? 'backup' : 'active';
-      return { ...i, policy, policyExplicit: explicit, state, endpoints: eps };
+      return { ...i, policy, policyExplicit: explicit, state, endpoints: eps, note: this.notes.get(i.name)?.note ?? null };
     });
     return {
       managed: this.managed && cfg.enabled,
@@ -241,6 +299,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   stop(): ReconcileReport {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.verifyTimer) clearInterval(this.verifyTimer);
+    this.verifyTimer = null;
     this.watch?.close();
     this.watch = null;
     this.pmWatch?.close();
@@ -254,7 +314,14 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
 
   private writeRecord(): void {
     if (!this.opts.stateDir || !this.started) return;
-    const rec: ManagerRecord = { pid: process.pid, managed: this.managed, reason: this.reason, at: new Date().toISOString() };
+    const rec: ManagerRecord = {
+      pid: process.pid,
+      managed: this.managed,
+      reason: this.reason,
+      at: new Date().toISOString(),
+      configStamp: this.configStamp ?? undefined,
+      interfaces: Object.fromEntries(this.notes),
+    };
     try {
       fs.mkdirSync(this.opts.stateDir, { recursive: true });
       const file = managerRecordFile(this.opts.stateDir);

@@ -8,6 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorCode, errorMessage } from '../errors';
+import { ensureGuardian } from '../guardian/guardian';
+import { ownedByThisProcess, ownerAlive, removeRecord, writeRecord, type OwnerFields } from '../guardian/record';
 import type { PmEndpoint, PmLimits } from '../native/netlink';
 import type { InterfaceState } from './inventory';
 import { policyFor, type PathPolicy, type PathsConfig } from './policy';
@@ -23,7 +25,29 @@ export interface OwnedEndpoint {
   id: number;
   address: string;
   ifindex: number;
+  /** For saying what was changed; absent in records written by older versions. */
+  ifname?: string;
   backup: boolean;
+}
+
+/** The guardian record of what a Reconciler changed (kind 'mptcp-endpoints', see ./restorer.ts). */
+export interface EndpointsRecord extends OwnerFields {
+  /** The network namespace the endpoints live in ('net:[inode]'): only a process there can remove them. */
+  netns: string | null;
+  owned: OwnedEndpoint[];
+  originalLimits: PmLimits | null;
+  raisedTo: PmLimits | null;
+}
+
+export const ENDPOINTS_KIND = 'mptcp-endpoints';
+
+/** This process's network namespace, as /proc names it. */
+export function currentNetns(): string | null {
+  try {
+    return fs.readlinkSync('/proc/self/ns/net');
+  } catch {
+    return null;
+  }
 }
 
 export type Step =
@@ -46,6 +70,8 @@ export function desiredEndpoints(interfaces: InterfaceState[], cfg: PathsConfig)
   }
   return out;
 }
+
+export const isImplicit = (e: PmEndpoint): boolean => e.flagNames.includes('implicit');
 
 export function plan(desired: DesiredEndpoint[], current: PmEndpoint[], owned: Map<string, OwnedEndpoint>): Plan {
   const steps: Step[] = [];
@@ -73,7 +99,9 @@ export function plan(desired: DesiredEndpoint[], current: PmEndpoint[], owned: M
   for (const w of desired) {
     if (keptOwned.has(w.address)) continue;
     const foreign = current.find((e) => e.address === w.address && ![...owned.values()].some((o) => o.id === e.id));
-    if (foreign) {
+    // An implicit endpoint is the kernel's own (made for the local address of a subflow it opened
+    // towards an address the peer announced), nobody else's: adding ours over it replaces it.
+    if (foreign && !isImplicit(foreign)) {
       elsewhere.push(foreign);
       continue;
     }
@@ -136,12 +164,14 @@ export class Reconciler {
             this.api.removeEndpoint({ id: s.owned.id, address: s.owned.address });
             this.owned.delete(s.owned.address);
             report.removed.push(s.owned);
+            this.save();
           });
         } else if (s.op === 'set-backup') {
           attempt(() => {
             this.api.setEndpointFlags({ id: s.owned.id, address: s.owned.address }, flagsFor(s.backup));
             s.owned.backup = s.backup;
             report.changed.push(s.owned);
+            this.save();
           });
         }
       }
@@ -149,10 +179,13 @@ export class Reconciler {
       for (const s of p.steps) {
         if (s.op !== 'add') continue;
         attempt(() => {
+          // The guardian watches before the first change: a crash right after the add is covered.
+          this.guard();
           const id = this.api.addEndpoint({ address: s.want.address, flags: flagsFor(s.want.backup), ifindex: s.want.ifindex });
-          const o: OwnedEndpoint = { id, address: s.want.address, ifindex: s.want.ifindex, backup: s.want.backup };
+          const o: OwnedEndpoint = { id, address: s.want.address, ifindex: s.want.ifindex, ifname: s.want.ifname, backup: s.want.backup };
           this.owned.set(o.address, o);
           report.added.push(o);
+          this.save();
         });
       }
       report.limits = this.ensureLimits(cfg);
@@ -201,17 +234,44 @@ export class Reconciler {
     // add_addr_accepted lets a relay with several addresses announce them; as many as subflows.
     if (current.subflows >= need && current.addAddrAccepted >= need) return current;
     if (!this.originalLimits) this.originalLimits = current;
-    this.raisedTo = this.api.setLimits({
-      subflows: Math.max(current.subflows, need),
-      addAddrAccepted: Math.max(current.addAddrAccepted, need),
-    });
+    const want = { subflows: Math.max(current.subflows, need), addAddrAccepted: Math.max(current.addAddrAccepted, need) };
+    // Recorded before the change, so that a crash in between still puts the old limits back.
+    this.raisedTo = want;
+    this.save();
+    this.raisedTo = this.api.setLimits(want);
+    this.save();
     return this.raisedTo;
+  }
+
+  /**
+   * Ids of the endpoints Braid owns here: this reconciler's, plus those of another live Braid
+   * sharing the record (`braid paths` looking at what `braid up` manages).
+   */
+  braidIds(): Set<number> {
+    const ids = new Set([...this.owned.values()].map((o) => o.id));
+    if (this.stateFile) {
+      try {
+        const saved = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as Partial<EndpointsRecord>;
+        if (!saved.netns || saved.netns === currentNetns()) for (const o of saved.owned ?? []) ids.add(o.id);
+      } catch {
+        /* no record: nothing of another Braid's */
+      }
+    }
+    return ids;
+  }
+
+  /** What this reconciler has changed on the system, for the record and for `braid status`. */
+  get changes(): { owned: OwnedEndpoint[]; originalLimits: PmLimits | null; raisedTo: PmLimits | null } {
+    return { owned: [...this.owned.values()], originalLimits: this.originalLimits, raisedTo: this.raisedTo };
   }
 
   private adoptLeftovers(): void {
     if (!this.stateFile || !fs.existsSync(this.stateFile)) return;
     try {
-      const saved = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as { owned?: OwnedEndpoint[]; originalLimits?: PmLimits | null; raisedTo?: PmLimits | null };
+      const saved = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as Partial<EndpointsRecord>;
+      // A live owner's endpoints are its own (a `braid paths daemon` next to this process).
+      if (saved.pid !== process.pid && typeof saved.pid === 'number' && saved.writtenAt && ownerAlive(saved as EndpointsRecord)) return;
+      if (saved.netns && saved.netns !== currentNetns()) return;
       const current = this.api.listEndpoints();
       for (const o of saved.owned ?? []) {
         // Ours only if the kernel still has exactly that id on exactly that address.
@@ -228,13 +288,26 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Keeps the guardian record equal to what we changed: written (guardian watching) while anything
+   * is changed, removed once nothing is.
+   */
+  private guard(): void {
+    if (this.stateFile) ensureGuardian(path.dirname(this.stateFile));
+  }
+
   private save(): void {
     if (!this.stateFile) return;
     try {
-      fs.mkdirSync(path.dirname(this.stateFile), { recursive: true });
-      fs.writeFileSync(this.stateFile, JSON.stringify({ owned: [...this.owned.values()], originalLimits: this.originalLimits, raisedTo: this.raisedTo }, null, 2));
+      if (this.owned.size === 0 && !this.raisedTo) {
+        if (fs.existsSync(this.stateFile)) removeRecord(this.stateFile);
+        return;
+      }
+      this.guard();
+      const rec: EndpointsRecord = { ...ownedByThisProcess(ENDPOINTS_KIND), netns: currentNetns(), ...this.changes };
+      writeRecord(this.stateFile, rec);
     } catch {
-      /* best effort: losing it only means a crash could leave endpoints behind */
+      /* best effort: losing it only means a crash could leave endpoints behind until the next start */
     }
   }
 }

@@ -18,6 +18,8 @@ export interface ProxySettings {
 
 export interface SystemProxyBackend {
   readonly name: string;
+  /** The environment its tools run with, when not the process's own (tests: a throwaway keyfile). */
+  readonly env?: NodeJS.ProcessEnv;
   /** True when this backend's tools exist and can work on this machine/session. */
   available(): Promise<boolean>;
   read(): Promise<ProxySnapshot>;
@@ -54,4 +56,19 @@ export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
 /** "host:port" with IPv6 bracketed, the form most proxy settings take. */
 export function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * The variables that decide *where* a desktop's proxy settings live. The journal keeps them, so
+ * that whoever restores (the guardian, the next start) writes to the same place the settings were
+ * applied, not to wherever its own environment happens to point.
+ */
+// Not the session bus address: it changes with every login, and a restore after a reboot must
+// reach the new session's settings daemon, which stores them in the same place.
+export const SETTINGS_LOCATION_ENV = ['GSETTINGS_BACKEND', 'XDG_CONFIG_HOME', 'HOME'] as const;
+
+export function settingsLocation(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of SETTINGS_LOCATION_ENV) if (env[k] !== undefined) out[k] = env[k]!;
+  return out;
 }

@@ -68,7 +68,7 @@ export function gnomeSetCommands(values: { [schemaKey: string]: string }, modeFi
 
 export class GnomeBackend implements SystemProxyBackend {
   readonly name = 'gnome';
-  private readonly env: NodeJS.ProcessEnv | undefined;
+  readonly env: NodeJS.ProcessEnv | undefined;
   private readonly run: ToolRunner;
 
   /** `env` lets tests point gsettings at a keyfile backend in a temporary directory. */

@@ -1,7 +1,8 @@
 /**
- * Restores the system proxy however the process ends short of SIGKILL (which the next start's
- * recoverAfterCrash() covers): on SIGINT/SIGTERM/SIGHUP, when the event loop empties, and on
- * process 'exit' as a synchronous last resort.
+ * Restores the system proxy in-process when the process is asked to end (SIGINT/SIGTERM/SIGHUP) or
+ * runs out of work. Every other way of ending (SIGKILL, process.exit() from elsewhere, a crash) is
+ * the guardian's (../guardian/guardian.ts): it restores from the journal the moment this process is
+ * gone, so no synchronous last resort is needed here.
  */
 import os from 'node:os';
 import { errorMessage } from '../errors';
@@ -9,7 +10,7 @@ import type { SysproxyLog, SystemProxyManager } from './manager';
 
 export interface RestoreHookOptions {
   log?: SysproxyLog;
-  /** Upper bound on an asynchronous restore before falling back to the synchronous one. */
+  /** Upper bound on an asynchronous restore before the process is let go (the guardian finishes). */
   timeoutMs?: number;
   signals?: NodeJS.Signals[];
 }
@@ -36,7 +37,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<{ done: true; value:
  * Returns a function that removes the hooks. On a signal the proxy settings are restored first;
  * then, if nothing else in the process listens for that signal, the signal is raised again so the
  * process ends the way it would have without Braid (exit status 128+n). If something else listens
- * (the CLI's graceful stop), that listener decides when to exit, and the 'exit' hook finishes any
+ * (the CLI's graceful stop), that listener decides when to exit, and the guardian finishes any
  * restore still under way.
  */
 export function installRestoreHooks(manager: SystemProxyManager, opts: RestoreHookOptions = {}): () => void {
@@ -49,10 +50,7 @@ export function installRestoreHooks(manager: SystemProxyManager, opts: RestoreHo
     restoring ??= (async () => {
       try {
         const r = await withTimeout(manager.disable(), timeoutMs);
-        if (!r.done) {
-          log.warn(`system proxy: restoring took over ${timeoutMs} ms after ${why}; finishing synchronously`);
-          manager.restoreSyncForExit();
-        }
+        if (!r.done) log.warn(`system proxy: restoring took over ${timeoutMs} ms after ${why}; the guardian finishes it when Braid exits`);
       } catch (err) {
         log.warn(`system proxy: restoring after ${why} failed: ${errorMessage(err)}; it will be retried at the next start`);
       }
@@ -63,7 +61,7 @@ export function installRestoreHooks(manager: SystemProxyManager, opts: RestoreHo
   const onSignal = (sig: NodeJS.Signals): void => {
     const othersListen = process.listenerCount(sig) > 1;
     if (restoring && !othersListen) {
-      // A second Ctrl-C: stop waiting. The 'exit' hook still restores synchronously.
+      // A second Ctrl-C: stop waiting. The guardian restores once the process is gone.
       process.exit(128 + (os.constants.signals[sig] ?? 0));
     }
     void restoreAsync(sig).then(() => {
@@ -79,12 +77,7 @@ export function installRestoreHooks(manager: SystemProxyManager, opts: RestoreHo
     if (manager.active && !restoring) void restoreAsync('the event loop emptied');
   };
 
-  const onExit = (): void => {
-    if (!manager.active) return;
-    if (!manager.restoreSyncForExit()) {
-      process.stderr.write(`braid: the system proxy could not be restored on exit; it will be restored at the next start (journal ${manager.journalPath})\n`);
-    }
-  };
+
 
   const handlers = new Map<NodeJS.Signals, () => void>();
   for (const sig of signals) {
@@ -93,7 +86,6 @@ export function installRestoreHooks(manager: SystemProxyManager, opts: RestoreHo
     process.on(sig, h);
   }
   process.on('beforeExit', onBeforeExit);
-  process.on('exit', onExit);
 
   let installed = true;
   function uninstall(): void {
@@ -101,7 +93,6 @@ export function installRestoreHooks(manager: SystemProxyManager, opts: RestoreHo
     installed = false;
     for (const [sig, h] of handlers) process.off(sig, h);
     process.off('beforeExit', onBeforeExit);
-    process.off('exit', onExit);
   }
   return uninstall;
 }

@@ -86,7 +86,7 @@ export function findKdeTools(env: NodeJS.ProcessEnv = process.env): KdeTools | n
 
 export class KdeBackend implements SystemProxyBackend {
   readonly name = 'kde';
-  private readonly env: NodeJS.ProcessEnv | undefined;
+  readonly env: NodeJS.ProcessEnv | undefined;
   private readonly run: ToolRunner;
 
   constructor(opts: { env?: NodeJS.ProcessEnv; run?: ToolRunner } = {}) {

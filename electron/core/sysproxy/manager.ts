@@ -3,13 +3,14 @@
  * written before anything changes, restore puts back exactly what was there, and a restore never
  * clobbers a proxy the user chose themselves after Braid set its own.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BraidError, errorMessage } from '../errors';
-import type { ProxySettings, ProxySnapshot, SystemProxyBackend } from './backend';
+import { jsonEqual, settingsLocation, type ProxySettings, type ProxySnapshot, type SystemProxyBackend } from './backend';
 import { createBackend } from './detect';
-import { JOURNAL_FILE, JournalRecord, journalOwnerAlive, processStartTime, readJournal, removeJournal, writeJournal } from './journal';
+import { ensureGuardian } from '../guardian/guardian';
+import { ownedByThisProcess } from '../guardian/record';
+import { JOURNAL_FILE, JOURNAL_KIND, JournalRecord, journalOwnerAlive, readJournal, removeJournal, writeJournal } from './journal';
 
 export interface SysproxyLog {
   info(msg: string): void;
@@ -60,7 +61,7 @@ export class SystemProxyManager {
   readonly backend: SystemProxyBackend;
   readonly journalPath: string;
   private readonly log: SysproxyLog;
-  private readonly backendFor: (name: string) => SystemProxyBackend;
+  private readonly backendOverride: ((name: string) => SystemProxyBackend) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: ManagerOptions) {
@@ -68,7 +69,15 @@ export class SystemProxyManager {
     this.backend = opts.backend;
     this.journalPath = path.resolve(opts.journalPath ?? path.join(opts.stateDir!, JOURNAL_FILE));
     this.log = opts.log ?? SILENT;
-    this.backendFor = opts.backendFor ?? ((name) => (name === this.backend.name ? this.backend : createBackend(name)));
+    this.backendOverride = opts.backendFor;
+  }
+
+  /** The backend that writes where `rec`'s settings were applied (the journal says where they live). */
+  private backendFor(rec: JournalRecord): SystemProxyBackend {
+    if (this.backendOverride) return this.backendOverride(rec.backend);
+    const here = settingsLocation(this.backend.env ?? process.env);
+    if (rec.backend === this.backend.name && (!rec.backendEnv || jsonEqual(rec.backendEnv, here))) return this.backend;
+    return createBackend(rec.backend, rec.backendEnv ? { ...process.env, ...rec.backendEnv } : this.backend.env);
   }
 
   /** True while this process has Braid's settings (or a half-done change) in place. */
@@ -84,7 +93,8 @@ export class SystemProxyManager {
   }
 
   private record(phase: JournalRecord['phase'], backend: string, previous: ProxySnapshot, settings: ProxySettings, applied: ProxySnapshot | null): JournalRecord {
-    return { version: 1, backend, phase, pid: process.pid, pidStartTime: processStartTime(process.pid), writtenAt: new Date().toISOString(), previous, settings, applied };
+    const env = (backend === this.backend.name ? this.backend.env : undefined) ?? process.env;
+    return { ...ownedByThisProcess(JOURNAL_KIND), version: 1, backend, phase, previous, settings, applied, backendEnv: settingsLocation(env) };
   }
 
   private readJournalSafe(): JournalRecord | null {
@@ -117,7 +127,7 @@ export class SystemProxyManager {
       }
       if (rec && rec.backend !== this.backend.name) {
         // Ours but from another backend (cannot happen within one session): undo it first.
-        await this.finishLocked(rec, this.backendFor(rec.backend));
+        await this.finishLocked(rec, this.backendFor(rec));
         rec = null;
       }
 
@@ -135,6 +145,8 @@ export class SystemProxyManager {
         previous = await this.backend.read();
       }
 
+      // The guardian watches before anything changes: from here on, any death of this process is undone.
+      ensureGuardian(path.dirname(this.journalPath), this.log);
       writeJournal(this.journalPath, this.record('applying', this.backend.name, previous, wanted, null));
       OWNED.add(this.journalPath);
       try {
@@ -172,7 +184,7 @@ export class SystemProxyManager {
         return 'none';
       }
       if (!this.active) return this.recoverLocked(rec, {});
-      return this.finishLocked(rec, this.backendFor(rec.backend));
+      return this.finishLocked(rec, this.backendFor(rec));
     });
   }
 
@@ -195,7 +207,7 @@ export class SystemProxyManager {
       return 'owned-by-live-process';
     }
     this.log.info(`system proxy: found a journal from Braid pid ${rec.pid} (${rec.phase} at ${rec.writtenAt}) that did not finish; recovering`);
-    return this.finishLocked(rec, this.backendFor(rec.backend));
+    return this.finishLocked(rec, this.backendFor(rec));
   }
 
   /** Writes the user's settings back (marking the journal first), or drops the journal if they moved on. */
@@ -210,32 +222,13 @@ export class SystemProxyManager {
         return 'kept-user-settings';
       }
     }
-    writeJournal(this.journalPath, { ...rec, phase: 'restoring', pid: process.pid, pidStartTime: processStartTime(process.pid), writtenAt: new Date().toISOString() });
+    ensureGuardian(path.dirname(this.journalPath), this.log);
+    writeJournal(this.journalPath, { ...rec, ...ownedByThisProcess(JOURNAL_KIND), phase: 'restoring' });
     OWNED.add(this.journalPath);
     await backend.restore(rec.previous);
     removeJournal(this.journalPath);
     OWNED.delete(this.journalPath);
     this.log.info(`system proxy (${backend.name}): previous settings restored`);
     return 'restored';
-  }
-
-  /**
-   * Last resort from process 'exit', where nothing asynchronous can run: a short-lived child runs
-   * the same recovery, treating this process as gone. Bounded; returns whether it succeeded.
-   */
-  restoreSyncForExit(timeoutMs = 15_000): boolean {
-    if (!this.active) return true;
-    const script = path.join(__dirname, 'restore-main.js');
-    const r = spawnSync(process.execPath, [script, '--journal', this.journalPath, '--exited-pid', String(process.pid)], {
-      // Under Electron, execPath is the app; this makes it behave as plain Node.
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-      windowsHide: true,
-    });
-    const ok = r.status === 0;
-    if (ok) OWNED.delete(this.journalPath);
-    return ok;
   }
 }
