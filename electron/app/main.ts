@@ -15,6 +15,7 @@ import { HIDDEN_FLAG, launchCommand, linuxAutostartEnabled, setLinuxAutostart } 
 import { PathNotifier } from '../core/desktop/path-notifier';
 import { startDesktopRuntime, type DesktopRuntime } from '../core/desktop/runtime';
 import { isAppUrl } from '../core/desktop/security';
+import { enableGuardian } from '../core/guardian/guardian';
 import { defaultDesktopSettings, desktopSettingsFile, loadDesktopSettings, saveDesktopSettings, type DesktopSettings } from '../core/desktop/settings';
 import type { MenuAction } from '../core/desktop/tray-model';
 import { BraidTray } from './tray';
@@ -134,6 +135,8 @@ async function start(): Promise<void> {
 
   const configFile = defaultConfigFile();
   try {
+    // The app is a Braid process: a guardian puts back what it changes if it dies.
+    enableGuardian();
     runtime = await startDesktopRuntime({ configFile, stateDir: defaultStateDir(), log, settings, restoreHooks: true });
   } catch (err) {
     const where = errorCode(err) === 'ECONFIG' ? `\n\nConfig file: ${configFile}` : '';

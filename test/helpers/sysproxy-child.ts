@@ -13,6 +13,7 @@
 import { parseArgs } from 'node:util';
 import { DesktopSystemProxy } from '../../electron/core/desktop/system-proxy-control';
 import { installRestoreHooks } from '../../electron/core/sysproxy/hooks';
+import { enableGuardian } from '../../electron/core/guardian/guardian';
 import { GnomeBackend } from '../../electron/core/sysproxy/gnome';
 import { SystemProxyManager } from '../../electron/core/sysproxy/manager';
 
@@ -30,6 +31,8 @@ async function main(): Promise<void> {
   if (process.env.GSETTINGS_BACKEND !== 'keyfile' || !process.env.XDG_CONFIG_HOME || !stateDir) {
     throw new Error('run only with GSETTINGS_BACKEND=keyfile, a temporary XDG_CONFIG_HOME and --state DIR');
   }
+  // It stands for a Braid process, guardian included.
+  enableGuardian();
   // Whatever happens, this helper must not outlive a test that forgot it.
   setTimeout(() => process.exit(99), 60_000).unref();
   const keepAlive = (): void => void setInterval(() => {}, 1000);

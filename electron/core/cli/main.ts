@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { errorCode, errorMessage } from '../errors';
+import { enableGuardian } from '../guardian/guardian';
 import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
@@ -66,6 +67,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // This process is Braid: whatever it changes on the system, a guardian puts back if it dies.
+  enableGuardian();
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -20,6 +20,18 @@ import type { Logger } from '../proxy/session';
 import { listRecords, processStartTime } from './record';
 
 const running = new Map<string, { child: ChildProcess; respawns: number }>();
+let enabled = false;
+
+/**
+ * Braid's entry points (the CLI, the Electron main process) call this once: a guardian belongs to a
+ * Braid process. Library code run in-process elsewhere (tests with stand-in backends and kernels)
+ * never starts one, so no guardian can act on a record written against a stand-in.
+ * BRAID_GUARDIAN=off keeps it off (tests simulating a power cut, where only the next start can
+ * restore; debugging): not a setting for users, since a kill then leaves changes until the next start.
+ */
+export function enableGuardian(): void {
+  enabled = process.env.BRAID_GUARDIAN !== 'off';
+}
 const MAX_RESPAWNS = 3;
 const LOG_LIMIT = 256 * 1024;
 
@@ -34,9 +46,7 @@ export const GUARDIAN_MAIN = path.join(__dirname, 'main.js');
  * Called before the first record is written; cheap and idempotent afterwards.
  */
 export function ensureGuardian(dir: string, log?: Pick<Logger, 'warn'>): void {
-  // BRAID_GUARDIAN=off: no guardian (tests simulating a power cut, where only the next start can
-  // restore; and debugging). Not a setting for users: without it a kill leaves changes until the next start.
-  if (process.env[GUARDIAN_CHILD_ENV] === '1' || process.env.BRAID_GUARDIAN === 'off') return;
+  if (!enabled || process.env[GUARDIAN_CHILD_ENV] === '1') return;
   const key = path.resolve(dir);
   const cur = running.get(key);
   if (cur && cur.child.exitCode === null && cur.child.signalCode === null) return;

@@ -145,7 +145,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   constructor(private readonly opts: PathManagerOptions) {
     super();
     this.api = opts.api ?? netlinkApi;
-    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null);
+    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null, { guard: this.api === netlinkApi });
   }
 
   start(): void {

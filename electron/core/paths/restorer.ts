@@ -25,7 +25,7 @@ export const endpointsRestorer: Restorer = {
   applicable: (rec: GuardedRecord) => (rec as unknown as EndpointsRecord).netns === currentNetns(),
   async restore(file: string): Promise<string> {
     // The reconciler adopts the record's endpoints (owner dead, same namespace) and undoes them.
-    const r = new Reconciler(netlinkApi, file);
+    const r = new Reconciler(netlinkApi, file, { guard: true });
     const { owned, originalLimits, raisedTo } = r.changes;
     const report = r.cleanup();
     if (report.error) throw new Error(report.error.message);
