@@ -195,7 +195,7 @@ describe('backend choice and helpers', () => {
     assert.equal(linuxDesktop({ XDG_CURRENT_DESKTOP: 'ubuntu:GNOME' }), 'gnome');
     assert.equal(linuxDesktop({ XDG_CURRENT_DESKTOP: 'X-Cinnamon' }), 'gnome');
     assert.equal(linuxDesktop({}), null);
-    assert.deepEqual(backendCandidates({ platform: 'linux', env: { XDG_CURRENT_DESKTOP: 'KDE' } }), ['kde', 'gnome']);
+    assert.deepEqual(backendCandidates({ platform: 'linux', env: { XDG_CURRENT_DESKTOP: 'KDE' } }), ['kde+gnome', 'kde', 'gnome']);
     assert.deepEqual(backendCandidates({ platform: 'linux', env: {} }), ['gnome', 'kde']);
     assert.deepEqual(backendCandidates({ platform: 'darwin', env: {} }), ['macos']);
     assert.deepEqual(backendCandidates({ platform: 'win32', env: { XDG_CURRENT_DESKTOP: 'KDE' } }), ['windows']);

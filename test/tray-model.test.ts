@@ -109,13 +109,24 @@ describe('status line', () => {
 });
 
 describe('tray model', () => {
-  test('the first line is the status, not clickable, and is also the tooltip', () => {
+  test('the first item opens the window (a left click on many StatusNotifier hosts only opens the menu)', () => {
+    for (const s of [status(), status({ running: false }), status({ relay: { host: 'r', port: 1, name: null, pin: 'x', state: 'error', error: 'e' } })]) {
+      const first = trayModel(s, null, { now: NOW, busy: true, launchAtLogin: true }).items[0];
+      assert.deepEqual([first.id, first.label, first.type, first.enabled, first.action], ['open-window', 'Open Braid', 'normal', true, 'open-window']);
+    }
+    const ran: MenuAction[] = [];
+    toMenuTemplate(trayModel(status(), null), (a) => ran.push(a))[0].click!();
+    assert.deepEqual(ran, ['open-window']);
+  });
+
+  test('then the status, not clickable, which is also the tooltip', () => {
     const m = trayModel(status(), tick([sample('wlan0', 37_500, 1_500_000)]), { now: NOW });
-    assert.equal(m.items[0].id, 'status');
-    assert.equal(m.items[0].enabled, false);
-    assert.equal(m.items[0].label, 'Braid on — wlan0 12.3 Mbit/s');
-    assert.equal(m.tooltip, m.items[0].label);
+    assert.equal(m.items[1].id, 'status');
+    assert.equal(m.items[1].enabled, false);
+    assert.equal(m.items[1].label, 'Braid on — wlan0 12.3 Mbit/s');
+    assert.equal(m.tooltip, m.items[1].label);
     assert.equal(m.icon, 'on');
+    assert.deepEqual(m.problems, []);
     assert.equal(item(m.items, 'status.listen').label, 'SOCKS5 + HTTP on 127.0.0.1:1080');
   });
 
@@ -216,15 +227,18 @@ describe('tray model', () => {
     assert.deepEqual(on.action, { setting: 'launchAtLogin', value: false });
   });
 
-  test('open window and quit are the last items, with their actions', () => {
+  test('quit is the last item, open the first, each once', () => {
     const items = trayModel(status(), null).items;
-    assert.deepEqual(items.slice(-2).map((i) => [i.id, i.action]), [['open-window', 'open-window'], ['quit', 'quit']]);
+    assert.deepEqual(items.slice(-1).map((i) => [i.id, i.action]), [['quit', 'quit']]);
+    assert.equal(items.filter((i) => i.action === 'open-window').length, 1);
   });
 
-  test('a relay in error is shown and turns the icon to warning', () => {
+  test('a relay in error is shown under the status and turns the icon to the problem one', () => {
     const m = trayModel(status({ relay: { host: 'relay.example', port: 8443, name: null, pin: 'x', state: 'error', error: 'TLS pin mismatch' } }), null);
-    assert.equal(item(m.items, 'status.relay').label, 'Relay relay.example: TLS pin mismatch');
+    assert.equal(item(m.items, 'status.problem.0.0').label, '⚠ Relay relay.example: TLS pin mismatch');
+    assert.equal(item(m.items, 'status.problem.0.0').enabled, false);
     assert.equal(m.icon, 'warning');
+    assert.match(m.tooltip, /\n⚠ Relay relay\.example: TLS pin mismatch$/);
   });
 
   test('ids are unique across the whole tree (Electron looks items up by id)', () => {
@@ -233,6 +247,40 @@ describe('tray model', () => {
     walk(trayModel(status({ managed: false, reason: 'x', sp: { error: 'y' } }), null, { launchAtLogin: false }).items);
     assert.equal(new Set(ids).size, ids.length);
   });
+});
+
+describe('tray icon: on, off, problem', () => {
+  const relayError: StatusView['relay'] = { host: 'relay.example', port: 8443, name: null, pin: 'x', state: 'error', error: 'unreachable' };
+  const cases: { what: string; s: StatusView; icon: 'on' | 'off' | 'warning'; problem?: RegExp }[] = [
+    { what: 'running, nothing wrong', s: status(), icon: 'on' },
+    { what: 'stopped', s: status({ running: false }), icon: 'off' },
+    { what: 'stopped, whatever else is wrong', s: status({ running: false, relay: relayError, sp: { error: 'x' } }), icon: 'off' },
+    { what: 'relay unreachable', s: status({ relay: relayError }), icon: 'warning', problem: /^Relay relay\.example: unreachable$/ },
+    { what: 'system proxy change failed', s: status({ sp: { error: 'gsettings failed' } }), icon: 'warning', problem: /^System proxy: gsettings failed$/ },
+    { what: 'no desktop backend (not a problem)', s: status({ sp: { backend: null, error: 'no way to set the system proxy' } }), icon: 'on' },
+    {
+      what: 'no MPTCP in this kernel',
+      s: { ...status(), proxy: { running: true, listen: '127.0.0.1:1080', dial: 'tcp', mptcp: { supported: false, reason: 'net.mptcp.enabled is 0' } } },
+      icon: 'warning', problem: /^No multipath: net\.mptcp\.enabled is 0; one path, plain TCP$/,
+    },
+    {
+      what: 'every link down or without an address',
+      s: status({ interfaces: [iface('wlan0', { up: false, state: 'down' }), iface('eth0', { kind: 'ethernet', addresses: [], state: 'no-address' })] }),
+      icon: 'warning', problem: /^No network link is up$/,
+    },
+    { what: 'one link down, another up', s: status({ interfaces: [iface('wlan0', { up: false, state: 'down' }), iface('eth0', { kind: 'ethernet' })] }), icon: 'on' },
+  ];
+  for (const c of cases) {
+    test(c.what, () => {
+      const m = trayModel(c.s, null, { now: NOW });
+      assert.equal(m.icon, c.icon);
+      if (c.problem) {
+        assert.equal(m.problems.length, 1, m.problems.join(' | '));
+        assert.match(m.problems[0], c.problem);
+        assert.ok(m.tooltip.includes(`⚠ ${m.problems[0]}`), m.tooltip);
+      } else assert.deepEqual(m.problems, []);
+    });
+  }
 });
 
 describe('menu template', () => {

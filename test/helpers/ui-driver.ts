@@ -155,6 +155,15 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
     return { text: await problem.innerText(), role: await problem.getAttribute('role') };
   },
 
+  /** Imports a share link that should be accepted; returns the relay card's text once it shows. */
+  async importRelayLink(r) {
+    const p = need();
+    await p.getByLabel('Import a share link').fill(str(r, 'link'));
+    await p.getByRole('button', { name: 'Import', exact: true }).click();
+    await until(`document.querySelector('.relay-state') && !document.querySelector('#relay-problem')`);
+    return read<string>(`document.querySelector('.relay-state').innerText`);
+  },
+
   async toggleProxy() {
     const p = need();
     const sw = p.getByRole('switch');

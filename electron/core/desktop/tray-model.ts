@@ -24,10 +24,12 @@ export interface MenuItemModel {
 }
 
 export interface MenuModel {
-  /** The tray icon's tooltip and the first (informational) line of the menu. */
+  /** The tray icon's tooltip: the status line, then what is wrong if anything is. */
   tooltip: string;
-  /** Which tray icon to show. */
+  /** Which tray icon to show: proxy off, on, or on with a problem (`problems` says which). */
   icon: 'on' | 'off' | 'warning';
+  /** What keeps Braid from doing its job while it runs, one line each; empty when nothing does. */
+  problems: string[];
   items: MenuItemModel[];
 }
 
@@ -125,14 +127,34 @@ function pathsSubmenu(status: StatusView, busy: boolean): MenuItemModel {
   return { id: 'paths', label: p.managed ? 'Paths' : 'Paths (not managed)', type: 'submenu', submenu: items };
 }
 
+/**
+ * What is wrong while the proxy runs, for the icon and the menu. A desktop with no way to set a
+ * system proxy is not a problem (the toggle says so); a failed change of it is.
+ */
+export function trayProblems(status: StatusView): string[] {
+  if (!status.proxy.running) return [];
+  const out: string[] = [];
+  const { relay, systemProxy: sp, proxy, paths } = status;
+  if (relay?.state === 'error') out.push(`Relay ${relay.host}: ${relay.error ?? 'unreachable'}`);
+  if (sp.error !== null && sp.backend !== null) out.push(`System proxy: ${sp.error}`);
+  if (!proxy.mptcp.supported) out.push(`No multipath: ${proxy.mptcp.reason ?? 'MPTCP is not available'}; one path, plain TCP`);
+  if (paths.interfaces.length > 0 && paths.interfaces.every((i) => i.state === 'down' || i.state === 'no-address')) out.push('No network link is up');
+  return out;
+}
+
 export function trayModel(status: StatusView, lastTick: StatsTick | null, opts: TrayModelOptions = {}): MenuModel {
   const busy = opts.busy === true;
   const running = status.proxy.running;
   const sp = status.systemProxy;
   const line = statusLine(status, lastTick, opts);
-  const items: MenuItemModel[] = [info('status', line)];
+  const problems = trayProblems(status);
+  // First, and clickable: many StatusNotifier hosts (GNOME's AppIndicator extension among them)
+  // open the menu on a left click and never report the click itself, so this is the way in.
+  const items: MenuItemModel[] = [{ id: 'open-window', label: 'Open Braid', type: 'normal', enabled: true, action: 'open-window' }, info('status', line)];
   if (running && status.proxy.listen) items.push(info('status.listen', `SOCKS5 + HTTP on ${status.proxy.listen}`));
-  if (status.relay?.state === 'error') items.push(info('status.relay', `Relay ${status.relay.host}: ${status.relay.error ?? 'unreachable'}`));
+  // The system proxy's error is shown under its toggle.
+  problems.filter((p) => !p.startsWith('System proxy: ')).forEach((p, n) =>
+    wrapText(`⚠ ${p}`, REASON_WIDTH, 3).forEach((l, k) => items.push(info(`status.problem.${n}.${k}`, l))));
   items.push(separator('sep.toggles'));
 
   items.push({
@@ -168,11 +190,10 @@ export function trayModel(status: StatusView, lastTick: StatsTick | null, opts: 
       action: { setting: 'launchAtLogin', value: !opts.launchAtLogin },
     });
   }
-  items.push({ id: 'open-window', label: 'Open Braid', type: 'normal', enabled: true, action: 'open-window' });
   items.push({ id: 'quit', label: 'Quit Braid', type: 'normal', enabled: true, action: 'quit' });
 
-  const warning = (sp.error !== null && sp.backend !== null) || status.relay?.state === 'error';
-  return { tooltip: line, icon: !running ? 'off' : warning ? 'warning' : 'on', items };
+  const tooltip = [line, ...problems.map((p) => `⚠ ${p}`)].join('\n');
+  return { tooltip, icon: !running ? 'off' : problems.length > 0 ? 'warning' : 'on', problems, items };
 }
 
 /** Depth-first search by id, for the glue and the tests. */

@@ -292,6 +292,8 @@ class HttpProxySession {
       retried: false,
     };
     session.conn.protocol = 'http';
+    // Known now, not only once connected: a listing must not show a dialling request as a handshake.
+    if (session.conn.destination?.host !== dest.host || session.conn.destination.port !== dest.port) session.conn.destination = { ...dest, address: null };
     this.sendRequest(this.ex);
   }
 
@@ -325,6 +327,7 @@ class HttpProxySession {
     if (!dest) return this.fail(400, `CONNECT target must be host:port, got ${JSON.stringify(req.target.slice(0, 80))}`);
     this.dropUpstream();
     this.session.conn!.protocol = 'http-connect';
+    this.session.conn!.destination = { ...dest, address: null };
     this.state = 'dial';
     this.pause('dial');
     dialFor(this.session, dest.host, dest.port).then(

@@ -12,6 +12,7 @@ import { loadNative, mptcpUnavailableReason } from './native';
 import type { Logger, Session } from './session';
 import { replyAndClose } from './session';
 import { handleSocks5 } from './socks5';
+import { closeWhenClientGone } from './client-gone';
 import { ConnectionTracker } from './tracker';
 
 export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
@@ -152,6 +153,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       clearTimeout(handshakeTimer);
       conn?.close();
     });
+    // A FIN does not say whether the client gave up or only half-closed; the kernel does, for a local one.
+    closeWhenClientGone(socket, { onGone: () => this.log.debug(`${client.address}:${client.port}: client closed its socket; closing`) });
 
     const handshakeTimer = setTimeout(() => {
       this.log.debug(`${client.address}:${client.port}: handshake timeout`);

@@ -7,6 +7,7 @@ import type { BraidConfig } from '../config/schema';
 import type { DialResult, Upstream } from './dialer';
 import type { TrackedConnection } from './tracker';
 import { describeEnd, pump } from './pump';
+import { closeWhenClientGone } from './client-gone';
 
 export interface Logger {
   info(msg: string): void;
@@ -64,6 +65,8 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
   }
   session.socket.removeAllListeners('data');
   session.socket.removeAllListeners('end');
+  // Its 'end' listener went with the handler's.
+  closeWhenClientGone(session.socket, { onGone: () => session.log.debug(`connection ${conn?.id ?? '-'}: client closed its socket; closing`) });
   void pump(session.socket, upstream, {
     idleMs: session.config.timeouts.idleMs,
     onUp: (n) => conn && (conn.bytesUp += n),

@@ -1,16 +1,18 @@
 /**
  * Which backend drives this machine's system proxy. On Linux the desktop decides: KDE keeps its
- * own kioslaverc; GNOME and its relatives (and most others, whose apps still read GNOME's keys
- * through GIO) use gsettings.
+ * own kioslaverc, but Firefox, Chromium and GTK apps on KDE read GNOME's keys, so KDE gets both
+ * (kde+gnome; KDE's alone where gsettings is missing); GNOME and its relatives (and most others,
+ * whose apps still read GNOME's keys through GIO) use gsettings.
  */
 import { BraidError } from '../errors';
 import type { SystemProxyBackend } from './backend';
+import { CompositeBackend } from './composite';
 import { GnomeBackend } from './gnome';
 import { KdeBackend } from './kde';
 import { MacosBackend } from './macos';
 import { WindowsBackend } from './windows';
 
-export type BackendName = 'gnome' | 'kde' | 'macos' | 'windows';
+export type BackendName = 'gnome' | 'kde' | 'kde+gnome' | 'macos' | 'windows';
 
 export interface DetectInput {
   platform: NodeJS.Platform;
@@ -33,7 +35,7 @@ export function linuxDesktop(env: NodeJS.ProcessEnv): 'kde' | 'gnome' | null {
 export function backendCandidates(input: DetectInput): BackendName[] {
   if (input.platform === 'darwin') return ['macos'];
   if (input.platform === 'win32') return ['windows'];
-  return linuxDesktop(input.env) === 'kde' ? ['kde', 'gnome'] : ['gnome', 'kde'];
+  return linuxDesktop(input.env) === 'kde' ? ['kde+gnome', 'kde', 'gnome'] : ['gnome', 'kde'];
 }
 
 export function createBackend(name: string, env?: NodeJS.ProcessEnv): SystemProxyBackend {
@@ -42,6 +44,8 @@ export function createBackend(name: string, env?: NodeJS.ProcessEnv): SystemProx
       return new GnomeBackend({ env });
     case 'kde':
       return new KdeBackend({ env });
+    case 'kde+gnome':
+      return new CompositeBackend([new KdeBackend({ env }), new GnomeBackend({ env })]);
     case 'macos':
       return new MacosBackend();
     case 'windows':
@@ -56,7 +60,8 @@ export async function detectBackend(input: DetectInput = { platform: process.pla
   for (const name of backendCandidates(input)) {
     const b = createBackend(name, input.env);
     if (await b.available()) return b;
-    tried.push(name);
+    // A composite's parts are tried on their own next: naming it too would say nothing new.
+    if (!(b instanceof CompositeBackend)) tried.push(name);
   }
   throw new BraidError(
     'ESYSPROXY_UNSUPPORTED',

@@ -2,9 +2,11 @@
  * KDE Plasma: the "Proxy Settings" group of kioslaverc, written with kwriteconfig5/6 and read with
  * kreadconfig5/6, then a best-effort D-Bus signal so running KIO workers re-read it.
  *
- * KDE is not installed on the development machine, so only the command construction and output
- * parsing below are tested (test/sysproxy-parsers.test.ts, against the documented formats); the
- * backend itself has not been run against a real Plasma session.
+ * The tests run the real kreadconfig5/kwriteconfig5 (Debian's libkf5config-bin) against a
+ * kioslaverc in a temporary XDG_CONFIG_HOME (test/sysproxy-kde.test.ts), besides the command and
+ * parser checks (test/sysproxy-parsers.test.ts); no Plasma session runs there, so the reload
+ * signal to KIO has never reached a real one. On KDE this backend runs inside 'kde+gnome'
+ * (composite.ts), since Firefox and GTK apps on KDE read GNOME's settings instead.
  */
 import { BraidError } from '../errors';
 import { ProxySettings, ProxySnapshot, SystemProxyBackend, jsonEqual } from './backend';

@@ -30,6 +30,8 @@ export class Dashboard {
   connections = $state.raw<ConnectionView[]>([]);
   latest = $state.raw<StatsTick | null>(null);
   errors = $state<UiError[]>([]);
+  /** Every path a tick has named since the page opened, sorted: the legend keeps them when idle. */
+  seenPaths = $state.raw<string[]>([]);
   /** Bumped per tick pushed into `ring`; the chart redraws on it. */
   ringVersion = $state(0);
   busy = $state<Record<string, boolean>>({});
@@ -83,13 +85,22 @@ export class Dashboard {
       this.attempt('stats.history', async () => {
         const history = await this.client.call('stats.history', { seconds: WINDOW_SECONDS });
         for (const t of history) this.ring.push(t);
+        this.see(history);
         if (history.length) this.latest = history[history.length - 1]!;
         this.ringVersion++;
       }),
     ]);
   }
 
+  private see(ticks: StatsTick[]): void {
+    const known = new Set(this.seenPaths);
+    const before = known.size;
+    for (const t of ticks) for (const p of t.paths) known.add(p.path);
+    if (known.size !== before) this.seenPaths = [...known].sort((a, b) => a.localeCompare(b));
+  }
+
   private onTick(t: StatsTick): void {
+    this.see([t]);
     this.latest = t;
     this.ring.push(t);
     this.ringVersion++;
