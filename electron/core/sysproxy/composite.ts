@@ -31,6 +31,11 @@ export class CompositeBackend implements SystemProxyBackend {
   /** Parts the last read() could not read, with why. */
   private unreadable: string[] = [];
 
+  /** Where the settings live (for the journal): the parts share one environment. */
+  get env(): NodeJS.ProcessEnv | undefined {
+    return this.parts[0]?.env;
+  }
+
   constructor(private readonly parts: readonly SystemProxyBackend[]) {
     if (parts.length === 0) throw new BraidError('ESYSPROXY_SETTINGS', 'a composite system proxy backend needs at least one part');
     this.name = parts.map((p) => p.name).join('+');
