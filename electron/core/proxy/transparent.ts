@@ -25,6 +25,7 @@ export interface TransparentOptions {
 }
 
 const MAX_EARLY = 64 * 1024;
+const NAME_ERRORS = new Set(['ENOTFOUND', 'EAI_NONAME', 'EAI_NODATA', 'ENODATA', 'EAI_AGAIN', 'EAI_FAIL']);
 
 function fdOf(socket: net.Socket): number | null {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
@@ -96,6 +97,15 @@ export function handleTransparent(session: Session, opts: TransparentOptions): v
         else maybeTunnel();
       },
       (err) => {
+        // A name the relay cannot resolve (a Host header that names nothing public): the address
+        // the application connected to is still good.
+        if (host !== dst.address && NAME_ERRORS.has(errorCode(err)) && !socket.destroyed) {
+          log.debug(`transparent ${host}:${dst.port}: ${errorCode(err)}; dialling ${dst.address} instead`);
+          if (conn.destination) conn.destination.host = dst.address;
+          name = null;
+          dial(dst.address);
+          return;
+        }
         failed = true;
         log.info(`transparent ${host}:${dst.port}: ${errorCode(err)} ${errorMessage(err)}`);
         // No protocol to carry an error: a reset tells the application at once, as a refusal would.

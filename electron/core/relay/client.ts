@@ -41,7 +41,7 @@ export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null 
 /** Relay answers that mean "this relay will not serve us", as opposed to "destination failed". */
 function relayErrorCode(status: number, header: string | undefined): string {
   if (status === 407) return 'ERELAYAUTH';
-  if (header && /^E[A-Z0-9]+$/.test(header)) return header;
+  if (header && /^E[A-Z0-9_]+$/.test(header)) return header;
   if (status === 403) return 'EPOLICY';
   if (status === 504) return 'ETIMEDOUT';
   return 'ERELAY';
