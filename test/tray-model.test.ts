@@ -30,6 +30,7 @@ function status(over: { running?: boolean; dial?: 'mptcp' | 'tcp'; managed?: boo
     connections: { active: 0, total: 0 },
     systemProxy: { enabled: false, backend: 'gnome', error: null, ...over.sp },
     systemChanges: [],
+    transparent: { enabled: false, active: false, via: null, listen: null, bypass: [], blockQuic: true, scopes: 0, error: null },
   };
 }
 

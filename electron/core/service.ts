@@ -8,7 +8,7 @@ import type net from 'node:net';
 import type { BraidConfig, ConfigInput } from './config/schema';
 import { mergeConfigInput, validateConfig } from './config/schema';
 import { updateConfigFile } from './config/load';
-import { errorCode, errorMessage } from './errors';
+import { BraidError, errorCode, errorMessage } from './errors';
 import { guardianDir } from './guardian/record';
 import { describeLiveChanges, type SystemChange } from './guardian/restorers';
 import { PathManager } from './paths/manager';
@@ -19,6 +19,7 @@ import type { Logger } from './proxy/session';
 import { RelayDialer } from './relay/client';
 import { parseRelayLink } from './relay/share-link';
 import { StatsEngine } from './stats/engine';
+import { TransparentMode } from './transparent/mode';
 
 export interface ServiceOptions {
   config: BraidConfig;
@@ -42,6 +43,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
   relay: RelayDialer | null = null;
   readonly paths: PathManager | null;
   readonly stats: StatsEngine;
+  readonly transparent: TransparentMode;
   /** Connections since start, including closed ones. */
   connectionsTotal = 0;
 
@@ -53,6 +55,17 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       ? new PathManager({ config: () => this.config.paths, stateDir: opts.stateDir, log: opts.log })
       : null;
     this.stats = new StatsEngine(() => this.proxy?.tracker ?? null);
+    this.transparent = new TransparentMode({
+      config: () => this.config.transparent,
+      relayHost: () => (this.config.relay.link ? parseRelayLink(this.config.relay.link).host : null),
+      startListener: async () => {
+        if (!this.proxy) throw new BraidError('ENOTRUNNING', 'the proxy is not running');
+        return this.proxy.startTransparent();
+      },
+      stopListener: async () => void (await this.proxy?.stopTransparent()),
+      stateDir: opts.stateDir,
+      log: opts.log,
+    });
   }
 
   get log(): Logger {
@@ -66,6 +79,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
   }
 
   async stop(): Promise<void> {
+    await this.transparent.stop();
     await this.stopProxy();
     this.stats.stop();
     this.paths?.stop();
@@ -77,6 +91,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     const proxy = new ProxyServer(cfg, {
       logger: this.opts.log,
       upstream: cfg.relay.link ? (direct) => this.relayUpstream(direct) : undefined,
+      mark: () => this.transparent.mark(),
     });
     proxy.on('warning', (message) => this.emit('problem', { code: 'EWARNING', message, source: 'proxy' }));
     const addr = await proxy.start();
@@ -84,12 +99,16 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     this.stats.track(proxy.tracker);
     this.proxy = proxy;
     this.emit('proxy.started', addr);
+    // Transparent mode follows the proxy: its listener and rules come back with it.
+    await this.transparent.sync();
     return addr;
   }
 
   async stopProxy(): Promise<void> {
     const proxy = this.proxy;
     if (!proxy) return;
+    // Never redirect TCP to a listener that is going away: the rules go first (`braid run` scopes are kept).
+    await this.transparent.suspend();
     this.proxy = null;
     this.relay?.close();
     this.relay = null;
@@ -114,12 +133,13 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       await this.startProxy();
     }
     this.paths?.reconcileNow();
+    if (!restartProxy) await this.transparent.sync();
     return next;
   }
 
   /** Takes a config that changed outside (the file was edited, `braid paths set`). */
   async adoptConfig(next: BraidConfig): Promise<void> {
-    const proxyChanged = JSON.stringify({ ...next, paths: null, control: null }) !== JSON.stringify({ ...this.config, paths: null, control: null });
+    const proxyChanged = JSON.stringify({ ...next, paths: null, control: null, transparent: null }) !== JSON.stringify({ ...this.config, paths: null, control: null, transparent: null });
     this.config = next;
     this.emit('config.changed', next);
     if (proxyChanged && this.proxy) {
@@ -129,6 +149,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     // Even an unchanged policy is applied again: `braid paths set` after an endpoint was deleted by
     // hand must converge, not be a no-op because the file says the same thing.
     this.paths?.reconcileNow();
+    if (!(proxyChanged && this.proxy)) await this.transparent.sync();
   }
 
   private relayUpstream(direct: Dialer): RelayDialer {
@@ -141,6 +162,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       poolSize: this.config.relay.poolSize,
       poolIdleMs: this.config.relay.poolIdleMs,
       log: this.opts.log,
+      mark: () => this.transparent.mark(),
     });
     relay.start();
     this.relay = relay;

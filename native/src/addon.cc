@@ -2,6 +2,7 @@
 
 #include "netlink_api.h"
 #include "sockets.h"
+#include "transparent.h"
 
 namespace {
 
@@ -11,6 +12,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, braid::Connect, "connect"));
   exports.Set("info", Napi::Function::New(env, braid::Info, "info"));
   exports.Set("close", Napi::Function::New(env, braid::Close, "close"));
+  exports.Set("originalDst", Napi::Function::New(env, braid::OriginalDst, "originalDst"));
+  exports.Set("peerCred", Napi::Function::New(env, braid::PeerCred, "peerCred"));
   braid::RegisterNetlink(env, exports);
   return exports;
 }

@@ -237,6 +237,9 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   std::string device = GetString(o, "device");
   int64_t timeout = GetInt(o, "timeoutMs", 10000, 1, 24LL * 3600 * 1000);
   bool mptcp = GetBool(o, "mptcp", true);
+  // A firewall mark (SO_MARK, needs CAP_NET_ADMIN): transparent mode's nftables rules let Braid's
+  // own connections through by it, so they are never redirected back to Braid.
+  int64_t mark = GetInt(o, "mark", 0, 0, 0xffffffffLL);
 
   SockAddr sa;
   if (!ParseAddress(address, port, &sa)) throw Napi::TypeError::New(env, "option 'address' must be a numeric IPv4 or IPv6 address, got '" + address + "'");
@@ -252,6 +255,14 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
 
   int fd = OpenSocket(sa.family(), mptcp, true);
   if (fd < 0) return reject_now(errno, "socket", where);
+  if (mark != 0) {
+    uint32_t m = static_cast<uint32_t>(mark);
+    if (setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) != 0) {
+      int e = errno;
+      close(fd);
+      return reject_now(e, "setsockopt", "SO_MARK");
+    }
+  }
   if (!device.empty() && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device.c_str(), device.size()) != 0) {
     int e = errno;
     close(fd);

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "sockets.h"
+#include "transparent.h"
 
 namespace braid {
 
@@ -23,5 +24,7 @@ Napi::Value Listen(const Napi::CallbackInfo& info) { return NotSupported(info); 
 Napi::Value Connect(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value Close(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value Info(const Napi::CallbackInfo& info) { return NotSupported(info); }
+Napi::Value OriginalDst(const Napi::CallbackInfo& info) { return NotSupported(info); }
+Napi::Value PeerCred(const Napi::CallbackInfo& info) { return NotSupported(info); }
 
 }  // namespace braid

@@ -56,6 +56,7 @@ export interface OriginOptions {
   /** Listen through the native addon with IPPROTO_MPTCP. */
   mptcp?: boolean;
   blobs?: Record<string, number>;    // name -> size in bytes of random content
+  port?: number;                     // default 0: any free port
 }
 
 /**
@@ -132,10 +133,10 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<OriginServe
     if (opts.mptcp) {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const native = require('../../electron/core/native/mptcp') as typeof import('../../electron/core/native/mptcp');
-      const fd = native.listenFd({ host, port: 0, mptcp: true });
+      const fd = native.listenFd({ host, port: opts.port ?? 0, mptcp: true });
       server.listen({ fd }, () => resolve());
     } else {
-      server.listen({ host, port: 0 }, () => resolve());
+      server.listen({ host, port: opts.port ?? 0 }, () => resolve());
     }
   });
   const addr = server.address() as net.AddressInfo;

@@ -16,6 +16,8 @@ export interface Command {
   usage: string;
   options: Options;
   positionals?: boolean;
+  /** Takes its arguments unparsed (`braid run` passes a program's own flags through). */
+  raw?: boolean;
   run(values: Values, positionals: string[]): Promise<number>;
 }
 

@@ -9,10 +9,11 @@ import { enableGuardian } from '../guardian/guardian';
 import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
+import { run } from './run';
 import { status } from './status';
 import { up } from './up';
 
-const COMMANDS: Record<string, Command> = { up, status, paths, relay };
+const COMMANDS: Record<string, Command> = { up, status, paths, relay, run };
 
 function helpText(): string {
   const lines = ['usage: braid <command> [options]', '', 'commands:'];
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`braid: unknown command '${name}'\n\n${helpText()}`);
     return EXIT_USAGE;
   }
+  if (cmd.raw) return cmd.run({}, rest);
   let values: Values;
   let positionals: string[];
   try {

@@ -34,6 +34,7 @@ async function runUp(values: Values): Promise<number> {
     }
     overrides.relay = { link: relay };
   }
+  if (values.transparent === true) overrides.transparent = { enabled: true };
   const paths = str(values, 'paths');
   if (paths !== undefined && paths !== 'on' && paths !== 'off') throw usageError(`--paths must be 'on' or 'off', got '${paths}'`);
   if (paths !== undefined) overrides.paths = { enabled: paths === 'on' };
@@ -71,6 +72,12 @@ async function runUp(values: Values): Promise<number> {
     throw new BraidError('ESTART', 'the proxy did not start');
   }
   if (systemProxy && !rt.systemProxy.view().enabled) log.warn(`--system-proxy: ${rt.systemProxy.view().error ?? 'not set'}`);
+  const tp = service.transparent.view();
+  if (service.config.transparent.enabled && !tp.active) {
+    // Asked for every app and not getting it is not a state to keep running in silently.
+    await rt.shutdown();
+    throw new BraidError('ETRANSPARENT', `transparent mode did not start: ${tp.error ?? 'unknown reason'}`);
+  }
   service.proxy!.tracker.on('closed', (c) => {
     const dest = c.destination ? `${c.destination.host}:${c.destination.port}${c.destination.address ? ` (${c.destination.address})` : ''}` : '-';
     log.info(`connection ${c.id} closed: ${c.protocol ?? 'unknown'} ${c.client.address}:${c.client.port} -> ${dest} transport ${c.transport} up ${c.bytesUp} down ${c.bytesDown}`);
@@ -92,6 +99,9 @@ async function runUp(values: Values): Promise<number> {
   const link = service.config.relay.link;
   const via = link ? `, via relay ${parseRelayLink(link).host}` : '';
   process.stdout.write(`braid: proxy listening on ${shown}:${addr.port} (socks5+http, dial ${service.proxy!.dialMode}${via})\n`);
+  if (tp.active && tp.enabled) {
+    process.stdout.write(`braid: transparent mode: all apps' TCP goes through braid (listener ${tp.listen}); bypassed: ${tp.bypass.join(' ')}${tp.blockQuic ? '; UDP 443 (QUIC) is rejected so browsers use TCP; DNS is untouched' : ''}\n`);
+  }
   if (control) {
     // The token is for the person at this terminal (like a notebook server's); it never goes to the log.
     process.stdout.write(`braid: control API on ${control.url} (dashboard: ${control.url}#token=${control.token})\n`);
@@ -104,7 +114,7 @@ async function runUp(values: Values): Promise<number> {
 export const up: Command = {
   summary: 'run the local SOCKS5 + HTTP proxy (and path management) until SIGINT/SIGTERM',
   usage:
-    'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay braid://…] [--paths on|off] [--control HOST:PORT|off] [--system-proxy] [--config FILE] [--state-dir DIR] [--verbose]',
+    'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay braid://…] [--paths on|off] [--control HOST:PORT|off] [--system-proxy] [--transparent] [--config FILE] [--state-dir DIR] [--verbose]',
   options: {
     host: { type: 'string' },
     port: { type: 'string' },
@@ -114,6 +124,7 @@ export const up: Command = {
     paths: { type: 'string' },
     control: { type: 'string' },
     'system-proxy': { type: 'boolean' },
+    transparent: { type: 'boolean' },
     config: { type: 'string' },
     'state-dir': { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },

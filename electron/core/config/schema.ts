@@ -7,6 +7,7 @@ import net from 'node:net';
 import { BraidError } from '../errors';
 import { defaultPathsConfig, PATH_POLICIES, type PathPolicy, type PathsConfig } from '../paths/policy';
 import { parseRelayLink } from '../relay/share-link';
+import { parseBypass } from '../transparent/ruleset';
 
 export type { PathPolicy, PathsConfig };
 
@@ -49,6 +50,15 @@ export interface ControlConfig {
   token: string | null;  // null = generate one per start (written to the state directory, mode 0600)
 }
 
+/** Transparent mode: every app's outbound TCP through Braid, by nftables redirect (electron/core/transparent/). */
+export interface TransparentConfig {
+  enabled: boolean;
+  /** Destinations reached directly: CIDR or CIDR:PORT ([V6CIDR]:PORT). null = the default list (LAN, loopback, …). */
+  bypass: string[] | null;
+  /** Reject UDP 443 while redirecting, so QUIC falls back to TCP (which Braid carries). */
+  blockQuic: boolean;
+}
+
 export interface BraidConfig {
   proxy: ProxyConfig;
   timeouts: TimeoutsConfig;
@@ -56,6 +66,7 @@ export interface BraidConfig {
   relay: RelayClientConfig;
   paths: PathsConfig;
   control: ControlConfig;
+  transparent: TransparentConfig;
 }
 
 /** A partial config as found in a file or assembled from flags, before defaults. */
@@ -66,6 +77,7 @@ export type ConfigInput = {
   relay?: Partial<RelayClientConfig>;
   paths?: Partial<PathsConfig>;
   control?: Partial<ControlConfig>;
+  transparent?: Partial<TransparentConfig>;
 };
 
 export function defaultConfig(): BraidConfig {
@@ -76,6 +88,7 @@ export function defaultConfig(): BraidConfig {
     relay: { link: null, poolSize: 2, poolIdleMs: 45_000 },
     paths: defaultPathsConfig(),
     control: { enabled: true, host: '127.0.0.1', port: 9797, token: null },
+    transparent: { enabled: false, bypass: null, blockQuic: true },
   };
 }
 
@@ -119,7 +132,7 @@ function section(input: Record<string, unknown>, name: string): Record<string, u
  */
 export function validateConfig(input: unknown): BraidConfig {
   if (!isPlainObject(input)) throw new BraidError('ECONFIG', 'config must be a JSON object');
-  checkKeys(input, '', ['proxy', 'timeouts', 'limits', 'relay', 'paths', 'control']);
+  checkKeys(input, '', ['proxy', 'timeouts', 'limits', 'relay', 'paths', 'control', 'transparent']);
   const out = defaultConfig();
 
   const proxy = section(input, 'proxy');
@@ -206,6 +219,26 @@ export function validateConfig(input: unknown): BraidConfig {
   }
   if (control.port !== undefined) out.control.port = integer(control.port, 'control.port', 0, 65535);
   if (control.token !== undefined && control.token !== null) out.control.token = nonEmptyString(control.token, 'control.token', 256);
+
+  const transparent = section(input, 'transparent');
+  checkKeys(transparent, 'transparent', ['enabled', 'bypass', 'blockQuic']);
+  for (const k of ['enabled', 'blockQuic'] as const) {
+    if (transparent[k] === undefined) continue;
+    if (typeof transparent[k] !== 'boolean') fail(`transparent.${k}`, 'must be true or false');
+    out.transparent[k] = transparent[k] as boolean;
+  }
+  if (transparent.bypass !== undefined && transparent.bypass !== null) {
+    if (!Array.isArray(transparent.bypass)) fail('transparent.bypass', 'must be a list of CIDR or CIDR:PORT strings (or null for the default)');
+    if (transparent.bypass.length > 256) fail('transparent.bypass', 'must have at most 256 entries');
+    transparent.bypass.forEach((b, i) => {
+      try {
+        parseBypass(b as string);
+      } catch (err) {
+        fail(`transparent.bypass[${i}]`, `is not usable: ${(err as Error).message}`);
+      }
+    });
+    out.transparent.bypass = [...(transparent.bypass as string[])];
+  }
 
   return out;
 }

@@ -63,7 +63,7 @@ export interface SubflowView {
 export interface ConnectionView {
   id: number;
   client: string;
-  protocol: 'socks5' | 'http-connect' | 'http' | null;
+  protocol: 'socks5' | 'http-connect' | 'http' | 'transparent' | null;
   destination: string | null;     // host:port as asked
   address: string | null;         // what it connected to (the relay, when one is used)
   startedAt: number;
@@ -116,6 +116,18 @@ export interface SystemProxyView {
   error: string | null;
 }
 
+/** Transparent mode (every app's TCP through Braid) and `braid run` scopes. */
+export interface TransparentView {
+  enabled: boolean;              // switched on in the config ("All apps")
+  active: boolean;               // the nftables table is in place and the listener runs
+  via: 'braid' | 'helper' | null;
+  listen: string | null;         // the transparent listener
+  bypass: string[];              // reached directly (CIDR or CIDR:PORT)
+  blockQuic: boolean;            // UDP 443 rejected while redirecting, so browsers use TCP
+  scopes: number;                // `braid run` programs redirected now
+  error: string | null;
+}
+
 /** One change Braid has made on this system and puts back on exit (or its guardian does, after a crash). */
 export interface SystemChangeView {
   kind: string;         // 'mptcp-endpoints', 'system-proxy', …
@@ -132,6 +144,7 @@ export interface StatusView {
   connections: { active: number; total: number };
   systemProxy: SystemProxyView;
   systemChanges: SystemChangeView[];
+  transparent: TransparentView;
 }
 
 // ---- commands ---------------------------------------------------------------------------------
@@ -160,6 +173,12 @@ export const COMMANDS = {
   'relay.clear': spec<Record<string, never>, null>(none),
   'stats.history': spec<{ seconds?: number }, StatsTick[]>(obj({ seconds: optional(int(1, 3600)) })),
   'systemProxy.set': spec<{ enabled: boolean }, SystemProxyView>(obj({ enabled: bool })),
+  'transparent.set': spec<{ enabled: boolean }, TransparentView>(obj({ enabled: bool })),
+  /** `braid run`: redirect the TCP of a cgroup (named as nft names it) that `pid` is in, until run.detach. */
+  'run.attach': spec<{ cgroup: string; level: number; pid: number }, { id: number }>(
+    obj({ cgroup: str({ min: 1, max: 512, pattern: /^[A-Za-z0-9_.@:+\-/]+$/ }), level: int(1, 32), pid: int(1, 4_194_304) }),
+  ),
+  'run.detach': spec<{ id: number }, { detached: boolean }>(obj({ id: int(1, Number.MAX_SAFE_INTEGER) })),
 } as const;
 
 export type CommandName = keyof typeof COMMANDS;

@@ -17,6 +17,7 @@ import type { PathStatus } from '../paths/manager';
 import { parseRelayLink } from '../relay/share-link';
 import type { BraidService } from '../service';
 import { pathKey } from '../stats/engine';
+import { cgroupDir } from '../transparent/cgroup';
 
 export type EventBus = EventEmitter<{ [K in EventName]: [Events[K]] }>;
 
@@ -118,6 +119,7 @@ export class ControlCore {
       connections: { active: this.service.proxy?.tracker.size ?? 0, total: this.service.connectionsTotal },
       systemProxy: this.systemProxy?.view() ?? { enabled: false, backend: null, error: 'not available in this mode (use braid up --system-proxy, or the desktop app)' },
       systemChanges: this.service.systemChanges(),
+      transparent: this.service.transparent.view(),
     };
   }
 
@@ -162,6 +164,25 @@ export class ControlCore {
         return null;
       },
       'stats.history': ({ seconds }) => svc.stats.recent(seconds),
+      'transparent.set': async ({ enabled }) => {
+        const before = svc.config.transparent.enabled;
+        await svc.updateConfig({ transparent: { enabled } });
+        try {
+          return await svc.transparent.syncOrThrow();
+        } catch (err) {
+          // Not in effect: the config must not claim it is (it would fail again at every start).
+          if (before !== enabled) await svc.updateConfig({ transparent: { enabled: before } });
+          throw err;
+        }
+      },
+      'run.attach': async ({ cgroup, level, pid }) => {
+        // Only a cgroup the asking program is really in: no redirecting someone else's processes.
+        const procs = readCgroupProcs(cgroup);
+        if (!procs.includes(pid)) throw new BraidError('EBADCGROUP', `process ${pid} is not in cgroup ${cgroup}`);
+        const { id } = await svc.transparent.attach({ path: cgroup, level }, pid);
+        return { id };
+      },
+      'run.detach': async ({ id }) => ({ detached: await svc.transparent.detach(id) }),
       'systemProxy.set': async ({ enabled }) => {
         if (!this.systemProxy) throw new BraidError('ENOTSUP', 'system proxy control is not available in this mode (use braid up --system-proxy, or the desktop app)');
         return this.systemProxy.set(enabled);
@@ -217,7 +238,7 @@ export class ControlCore {
 /** HTTP-ish status for an error a handler threw. */
 export function statusForError(err: unknown): number {
   const code = errorCode(err);
-  if (code === 'EBADPARAMS' || code === 'ECONFIG' || code === 'EBADLINK' || code === 'EUSAGE') return 400;
+  if (code === 'EBADPARAMS' || code === 'ECONFIG' || code === 'EBADLINK' || code === 'EUSAGE' || code === 'EBADCGROUP') return 400;
   if (code === 'ENOENT') return 404;
   if (code === 'ENOTSUP') return 501;
   return 500;
@@ -225,4 +246,12 @@ export function statusForError(err: unknown): number {
 
 export function errorBody(err: unknown): { code: string; message: string } {
   return { code: errorCode(err), message: errorMessage(err) };
+}
+
+function readCgroupProcs(nftPath: string): number[] {
+  try {
+    return fs.readFileSync(path.join(cgroupDir(nftPath), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    throw new BraidError('EBADCGROUP', `cgroup ${nftPath} does not exist under /sys/fs/cgroup`);
+  }
 }

@@ -14,6 +14,8 @@ export interface SocketBinding {
   connect(opts: ConnectOptions): Promise<number>;
   info(fd: number, withBackupFlags?: boolean): MptcpInfo;
   close(fd: number): void;
+  originalDst(fd: number): { address: string; port: number; family: 4 | 6 };
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
 function findPackageRoot(start: string): string {

@@ -21,6 +21,7 @@ export interface ConnectOptions {
   device?: string;       // SO_BINDTODEVICE
   timeoutMs?: number;    // default 10000
   mptcp?: boolean;       // default true
+  mark?: number;         // SO_MARK (needs CAP_NET_ADMIN); 0 = none
 }
 
 export interface SubflowInfo {

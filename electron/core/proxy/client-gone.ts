@@ -165,10 +165,13 @@ const CHECK_AFTER_MS = [1000, 2000, 5000, 10_000, 30_000];
  * gone and, if so, destroys ours: the connection's 'close' handling then ends the dial or the
  * tunnel. Call it again after removing the socket's 'end' listeners; checks start only once.
  */
-export function closeWhenClientGone(socket: net.Socket, opts: { probe?: PeerSocketProbe; onGone?: () => void } = {}): void {
+export function closeWhenClientGone(socket: net.Socket, opts: { probe?: PeerSocketProbe; onGone?: () => void; server?: Endpoint } = {}): void {
   // Read now: once the socket is destroyed these are gone.
   const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-  const server = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
+  // A redirected connection's client socket still names the original destination as its peer
+  // (remembered: the tunnel calls again without knowing it).
+  if (opts.server) peerOf.set(socket, opts.server);
+  const server = peerOf.get(socket) ?? { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
   if (!client.address || !server.address) return;
   const probe = opts.probe ?? sharedProbe;
   const check = (i: number): void => {
@@ -194,3 +197,4 @@ export function closeWhenClientGone(socket: net.Socket, opts: { probe?: PeerSock
 }
 
 const started = new WeakSet<net.Socket>();
+const peerOf = new WeakMap<net.Socket, Endpoint>();

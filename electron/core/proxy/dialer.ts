@@ -47,6 +47,8 @@ export interface DialerOptions {
   lookup?: (host: string) => Promise<ResolvedAddress[]>;
   /** Refuses destinations that are the proxy's own listener, which would loop forever. */
   isSelf?: (address: string, port: number) => boolean;
+  /** SO_MARK for every socket it makes (read at each dial: transparent mode comes and goes); 0 = none. */
+  mark?: () => number;
 }
 
 export async function lookupAll(host: string): Promise<ResolvedAddress[]> {
@@ -187,7 +189,7 @@ export class Dialer implements Upstream {
       let cancelled = false;
       // Through a then() so that a synchronous throw from the addon becomes this attempt's failure.
       const promise = Promise.resolve()
-        .then(() => native.connectFd({ address, port, timeoutMs, mptcp: this.opts.mode === 'mptcp' }))
+        .then(() => native.connectFd({ address, port, timeoutMs, mptcp: this.opts.mode === 'mptcp', mark: this.opts.mark?.() ?? 0 }))
         .then((fd) => {
           // The native connect cannot be interrupted; a loser that completes late is closed here.
           if (cancelled) {

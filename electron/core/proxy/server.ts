@@ -13,6 +13,7 @@ import type { Logger, Session } from './session';
 import { replyAndClose } from './session';
 import { handleSocks5 } from './socks5';
 import { closeWhenClientGone } from './client-gone';
+import { handleTransparent } from './transparent';
 import { ConnectionTracker } from './tracker';
 
 export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
@@ -23,7 +24,12 @@ export interface ProxyServerOptions {
   attemptDelayMs?: number;
   /** Replaces direct dialling, e.g. with a relay; it gets the direct dialer to build on. */
   upstream?: (direct: Dialer) => Upstream;
+  /** SO_MARK for outbound sockets (transparent mode lets Braid's own connections through by it); 0 = none. */
+  mark?: () => number;
 }
+
+/** How long a redirected connection's CONNECT through a relay waits for the client to name its host. */
+export const SNIFF_MS = 5;
 
 export interface ProxyServerEvents {
   warning: [string];
@@ -42,6 +48,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private readonly log: Logger;
   private bound: net.AddressInfo | null = null;
   private effectiveDial: DialMode;
+  private transparent: { servers: net.Server[]; port: number; ipv6: boolean } | null = null;
 
   constructor(readonly config: BraidConfig, private readonly opts: ProxyServerOptions = {}) {
     super();
@@ -77,6 +84,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       native,
       attemptDelayMs: this.opts.attemptDelayMs,
       isSelf: (address, port) => this.isSelf(address, port),
+      mark: this.opts.mark,
     });
     this.dialer = this.opts.upstream ? this.opts.upstream(direct) : direct;
 
@@ -99,9 +107,60 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     return this.bound;
   }
 
+  /**
+   * The listener nftables redirects to (transparent mode, `braid run`): loopback only, the same port
+   * on 127.0.0.1 and ::1 because one `redirect to :PORT` serves both families. `ipv6` is false where
+   * this host has no IPv6 loopback; the rules then leave IPv6 alone.
+   */
+  async startTransparent(): Promise<{ port: number; ipv6: boolean }> {
+    if (this.transparent) return { port: this.transparent.port, ipv6: this.transparent.ipv6 };
+    if (!this.server) throw new BraidError('ENOTRUNNING', 'the proxy is not running');
+    const listen = (host: string, port: number): Promise<net.Server> =>
+      new Promise((resolve, reject) => {
+        const srv = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket, 'transparent'));
+        srv.once('error', reject);
+        srv.listen({ host, port, exclusive: true }, () => {
+          srv.off('error', reject);
+          srv.on('error', (err) => this.log.warn(`transparent listener error: ${errorMessage(err)}`));
+          resolve(srv);
+        });
+      });
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const v4 = await listen('127.0.0.1', 0);
+      const port = (v4.address() as net.AddressInfo).port;
+      try {
+        const v6 = await listen('::1', port);
+        this.transparent = { servers: [v4, v6], port, ipv6: true };
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE') {
+          v4.close();
+          continue;
+        }
+        // No IPv6 loopback here: IPv4 only.
+        this.transparent = { servers: [v4], port, ipv6: false };
+        break;
+      }
+    }
+    if (!this.transparent) throw new BraidError('EADDRINUSE', 'no loopback port free on both 127.0.0.1 and ::1 for the transparent listener');
+    return { port: this.transparent.port, ipv6: this.transparent.ipv6 };
+  }
+
+  get transparentPort(): number | null {
+    return this.transparent?.port ?? null;
+  }
+
+  async stopTransparent(): Promise<void> {
+    const t = this.transparent;
+    this.transparent = null;
+    if (t) await Promise.all(t.servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
+    await this.stopTransparent();
     this.stopController.abort();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every socket still in the set has not emitted 'close' yet (the set drops it on 'close').
@@ -116,21 +175,26 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
 
   private isSelf(address: string, port: number): boolean {
     const b = this.bound;
-    if (!b || port !== b.port) return false;
+    if (!b) return false;
     const norm = (a: string): string => a.replace(/^::ffff:/, '');
     const target = norm(address);
+    const loopback = target.startsWith('127.') || target === '::1';
+    // The transparent listener is on loopback only.
+    if (this.transparent && port === this.transparent.port && loopback) return true;
+    if (port !== b.port) return false;
     if (target === norm(b.address)) return true;
     // A wildcard listener is reachable through every local address; loopback is the usual loop.
     const wildcard = b.address === '0.0.0.0' || b.address === '::';
-    return wildcard && (target.startsWith('127.') || target === '::1' || target === '0.0.0.0' || target === '::');
+    return wildcard && (loopback || target === '0.0.0.0' || target === '::');
   }
+
 
   private track(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
   }
 
-  private onConnection(socket: net.Socket): void {
+  private onConnection(socket: net.Socket, kind: 'proxy' | 'transparent' = 'proxy'): void {
     this.track(socket);
     this.clients++;
     socket.once('close', () => this.clients--);
@@ -154,7 +218,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       conn?.close();
     });
     // A FIN does not say whether the client gave up or only half-closed; the kernel does, for a local one.
-    closeWhenClientGone(socket, { onGone: () => this.log.debug(`${client.address}:${client.port}: client closed its socket; closing`) });
+    const onGone = (): void => this.log.debug(`${client.address}:${client.port}: client closed its socket; closing`);
+    if (kind === 'proxy') closeWhenClientGone(socket, { onGone });
 
     const handshakeTimer = setTimeout(() => {
       this.log.debug(`${client.address}:${client.port}: handshake timeout`);
@@ -181,6 +246,11 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         up.once('close', () => socket.off('close', kill));
       },
     };
+
+    if (kind === 'transparent') {
+      handleTransparent(session, { sniffMs: SNIFF_MS, viaRelay: this.opts.upstream !== undefined, isSelf: (a, p) => this.isSelf(a, p), onGone });
+      return;
+    }
 
     // EOF before the first byte: nothing to answer, and a half-open socket would linger.
     const onEarlyEnd = (): void => void socket.destroy();

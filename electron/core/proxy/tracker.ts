@@ -7,7 +7,7 @@ import type net from 'node:net';
 import type { MptcpInfo } from '../native/mptcp';
 import { loadNative, type NativeModule } from './native';
 
-export type ProxyProtocol = 'socks5' | 'http-connect' | 'http';
+export type ProxyProtocol = 'socks5' | 'http-connect' | 'http' | 'transparent';
 /** mptcp: MPTCP end to end; fallback: MPTCP socket that fell back to TCP; tcp: dialled plain TCP. */
 export type Transport = 'mptcp' | 'fallback' | 'tcp' | 'unknown';
 

@@ -25,6 +25,8 @@ export interface RelayClientOptions {
   poolSize: number;        // warm connections kept ready (0 = none)
   poolIdleMs: number;      // a warm connection older than this is replaced (relays cut idle ones)
   log: Logger;
+  /** SO_MARK for connections to the relay (transparent mode lets them through by it). */
+  mark?: () => number;
 }
 
 interface Warm {
@@ -39,7 +41,7 @@ export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null 
 /** Relay answers that mean "this relay will not serve us", as opposed to "destination failed". */
 function relayErrorCode(status: number, header: string | undefined): string {
   if (status === 407) return 'ERELAYAUTH';
-  if (header && /^E[A-Z0-9]+$/.test(header)) return header;
+  if (header && /^E[A-Z0-9_]+$/.test(header)) return header;
   if (status === 403) return 'EPOLICY';
   if (status === 504) return 'ETIMEDOUT';
   return 'ERELAY';
@@ -56,7 +58,7 @@ export class RelayDialer {
   private lastFailure: string | null = null;
 
   constructor(private readonly opts: RelayClientOptions) {
-    this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native });
+    this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native, mark: opts.mark });
   }
 
   get mode(): 'mptcp' | 'tcp' {

@@ -246,6 +246,7 @@ export class RelayServer {
     const fd = this.fdByPeer.get(`${s.remoteAddress}|${s.remotePort}`);
     if (fd !== undefined) this.activeTunnels.add(fd);
     s.write(relayResponse(200));
+    this.opts.log.debug(`CONNECT ${dest.host}:${dest.port} from ${s.remoteAddress}`);
     if (head.rest.length) {
       upstream.write(head.rest);
       this.metrics.bytes.add(head.rest.length, { direction: 'up' });
