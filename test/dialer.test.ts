@@ -13,6 +13,7 @@ import { dialFailureReply, SOCKS_REPLY } from '../electron/core/proxy/dial-error
 import { Dialer, interleaveFamilies, ResolvedAddress } from '../electron/core/proxy/dialer';
 import { loadNative, NativeModule } from '../electron/core/proxy/native';
 import { mptcpAvailable } from './helpers/servers';
+import { requireFor } from './helpers/prerequisites';
 
 const native = loadNative().mod;
 const mp = mptcpAvailable();
@@ -76,7 +77,7 @@ describe('address order', () => {
 });
 
 for (const [name, mod] of [['native connect', native], ['net.connect (no addon)', null]] as const) {
-  describe(`dialling with ${name}`, { skip: name === 'native connect' && !native ? 'native addon not loaded' : false }, () => {
+  describe(`dialling with ${name}`, { skip: requireFor(`dialling with ${name} (dialer.test.ts)`, name === 'native connect' && !native ? 'native addon not loaded' : false) }, () => {
     test('a refused address is skipped at once', async () => {
       const t0 = Date.now();
       const r = await dialer(at('127.0.0.3', '127.0.0.1'), { mod }).dial({ host: 'example', port });
@@ -110,7 +111,7 @@ for (const [name, mod] of [['native connect', native], ['net.connect (no addon)'
   });
 }
 
-describe('happy eyeballs against a destination that hangs', { skip: native ? false : 'needs the native addon for a non-accepting listener' }, () => {
+describe('happy eyeballs against a destination that hangs', { skip: requireFor('happy eyeballs against a destination that hangs (dialer.test.ts)', native ? false : 'needs the native addon for a non-accepting listener') }, () => {
   test('the hanging listener really hangs', async () => {
     await expectCode(dialer(at('127.0.0.2'), { connectMs: 400 }).dial({ host: 'example', port }), 'ETIMEDOUT');
   });

@@ -12,6 +12,7 @@ import {
   missingPrerequisite, startByteServer, startProxy, curlDownload, rawDownload, nextReport,
   splitByLink, counterDelta, fmtSplit,
 } from './helpers/multipath-harness';
+import { requireFor } from './helpers/prerequisites';
 
 const RATE_MBIT = 20;
 const BYTES = 16 * 1000 * 1000;
@@ -24,7 +25,7 @@ const MULTIPATH_MIN_MBIT = 1.4 * RATE_MBIT;
 const SINGLE_PATH_MAX_MBIT = 1.1 * RATE_MBIT;
 const DOWNLOAD_MAX_SECONDS = 60;
 
-const skip = skipUnlessRoot() ?? missingPrerequisite();
+const skip = requireFor('multipath over two shaped links (multipath.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 
 describe('multipath over two shaped links', { skip, timeout: 300_000 }, () => {
   let topo: TwoLinkTopology;

@@ -12,13 +12,14 @@ import readline from 'node:readline';
 import { Namespace, run, skipUnlessRoot } from './helpers/netns';
 import { capabilityDropper } from './helpers/paths-harness';
 import { ENDPOINT_FLAGS, flagBits, flagNames, type LinkEvent, type PmEndpoint, type PmEvent, type PmEventFields, type PmLimits } from '../electron/core/native/netlink';
+import { requireFor, skipOrFail } from './helpers/prerequisites';
 
 const AGENT = path.join(__dirname, 'helpers', 'netlink-agent.js');
 const STEP_MS = 5_000;     // one request to the agent
 const EVENT_MS = 3_000;    // an MPTCP event after the action that causes it
 const LINK_EVENT_MS = 1_000;
 
-const skip = skipUnlessRoot();
+const skip = requireFor('netlink path management, MPTCP events, link watch and watch lifetimes in namespaces (netlink.test.ts)', skipUnlessRoot());
 type Ev = PmEventFields & { type: PmEvent['type'] };
 const runTag = `${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
 
@@ -275,7 +276,7 @@ describe('netlink path management', { skip }, () => {
 
   test('without CAP_NET_ADMIN: changes fail with EPERM, reads still work', async (t) => {
     const dropper = await capabilityDropper();
-    if (!dropper) { t.skip('neither capsh nor setpriv can drop CAP_NET_ADMIN here'); return; }
+    if (!dropper) return skipOrFail(t, 'netlink without CAP_NET_ADMIN (netlink.test.ts)', 'neither capsh nor setpriv can drop CAP_NET_ADMIN here');
     await ip(ns, 'mptcp', 'endpoint', 'add', '10.77.0.5', 'id', '5', 'subflow');
     const before = await ipEndpoints(ns);
     const limitsBefore = await ipLimits(ns);

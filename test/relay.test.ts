@@ -24,6 +24,7 @@ import {
   createRelayTopology, metricValue, relayTxBytes, scrapeMetrics, startRelay, startRelayClient, tempRelayDir,
   type RelayProcess, type RelayTopology,
 } from './helpers/relay-topology';
+import { requireFor } from './helpers/prerequisites';
 
 const quiet = { info() {}, warn() {}, debug() {} };
 let dir: string;
@@ -279,7 +280,7 @@ async function curlIn(topo: RelayTopology, args: string[], maxSeconds = 10): Pro
   return { code: r.code, http: Number(lines.pop()), body: lines.join('\n'), seconds: (Date.now() - t0) / 1000, stderr: r.stderr };
 }
 
-describe('relay end to end: client ⇄ two shaped links ⇄ relay ⇄ destination', { skip: skipUnlessRoot() ?? missingPrerequisite(), timeout: 120_000 }, () => {
+describe('relay end to end: client ⇄ two shaped links ⇄ relay ⇄ destination', { skip: requireFor('relay end to end in namespaces (relay.test.ts)', skipUnlessRoot() ?? missingPrerequisite()), timeout: 120_000 }, () => {
   let topo: RelayTopology;
   let relayDir: string;
   let relayProc: RelayProcess;
