@@ -297,8 +297,9 @@ describe('netlink path management', { skip }, () => {
     assert.deepEqual((answers[0]!.value as PmEndpoint[]).map((e) => e.id), [5]);
     assert.deepEqual(answers[1]!.value, limitsBefore);
     for (const i of [2, 3, 4, 5, 6]) assert.equal(answers[i]!.code, 'EPERM', `${calls[i]!.fn}: ${JSON.stringify(answers[i])}`);
-    // pmEvents needs a callback: it must fail on the argument, not reach the kernel
+    // pmEvents and linkWatch need a callback: they must fail on the argument, not reach the kernel
     assert.equal(answers[7]!.code, 'ERR_INVALID_ARG_VALUE');
+    assert.equal(answers[8]!.code, 'ERR_INVALID_ARG_VALUE', `linkWatch: ${JSON.stringify(answers[8])}`);
     assert.deepEqual(await ipEndpoints(ns), before);
     assert.deepEqual(await ipLimits(ns), limitsBefore);
 
@@ -306,6 +307,23 @@ describe('netlink path management', { skip }, () => {
     const sub = await run(['ip', 'netns', 'exec', ns.name, ...dropper(
       `${JSON.stringify(process.execPath)} -e ${JSON.stringify(`try { require(${JSON.stringify(path.join(__dirname, '..', 'electron', 'core', 'native', 'netlink.js'))}).pmEvents(() => {}).close(); console.log('OK') } catch (e) { console.log(e.code) }`)}`)]);
     assert.equal(sub.stdout.trim(), 'EPERM');
+
+    // watching links is a read: it works without the capability and sees a link appear
+    const nl = JSON.stringify(path.join(__dirname, '..', 'electron', 'core', 'native', 'netlink.js'));
+    const script = `const w = require(${nl}).linkWatch((e) => { if (e.ifname === 'nlcap0') { console.log(JSON.stringify(e)); w.close(); } }); console.log('watching'); setTimeout(() => process.exit(3), ${STEP_MS}).unref();`;
+    const watcher = spawn('ip', ['netns', 'exec', ns.name, ...dropper(`${JSON.stringify(process.execPath)} -e ${JSON.stringify(script)}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    let stderr = '';
+    const ended = new Promise<number | null>((resolve) => watcher.on('exit', (code) => resolve(code)));
+    readline.createInterface({ input: watcher.stdout! }).on('line', (l) => lines.push(l));
+    watcher.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    for (let i = 0; i < STEP_MS / 20 && !lines.includes('watching') && watcher.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(lines.includes('watching'), `the unprivileged watcher did not start: ${stderr}`);
+    await ip(ns, 'link', 'add', 'nlcap0', 'type', 'veth', 'peer', 'name', 'nlcap1');
+    assert.equal(await ended, 0, `the unprivileged watcher saw no event for nlcap0: ${lines.join(' | ')} ${stderr}`);
+    const seen = JSON.parse(lines.find((l) => l.startsWith('{'))!) as LinkEvent & Record<string, unknown>;
+    assert.deepEqual([seen.kind, seen.action, seen.ifname], ['link', 'new', 'nlcap0']);
+    await ip(ns, 'link', 'del', 'nlcap0');
     await ip(ns, 'mptcp', 'endpoint', 'flush');
   });
 
