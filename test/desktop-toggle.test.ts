@@ -126,6 +126,8 @@ const noGsettings = requireFor('the desktop toggle against the real gsettings (d
 class RecordingSystemProxy implements SystemProxyControl {
   hangDisable = false;
   readonly real: DesktopSystemProxy;
+  /** Changes still being written (the controller may start one the test does not wait for). */
+  readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(private readonly service: BraidService, readonly log: string[], desktop: Desktop, stateDir: string) {
     const manager = new SystemProxyManager({ backend: desktop.backend, stateDir });
@@ -141,7 +143,10 @@ class RecordingSystemProxy implements SystemProxyControl {
     const answers = addr ? await probeListening(addr.address, addr.port, 1000) : false;
     this.log.push(`set(${enabled}) while the proxy ${answers ? 'answers' : 'is dead'}`);
     if (!enabled && this.hangDisable) return new Promise<SystemProxyView>(() => {});
-    return this.real.set(enabled);
+    const p = this.real.set(enabled);
+    this.inFlight.add(p);
+    void p.catch(() => {}).finally(() => this.inFlight.delete(p));
+    return p;
   }
 }
 
@@ -181,6 +186,8 @@ afterEach(async () => {
     r.controller.close();
     r.core.close();
     await r.service.stop();
+    // Nothing may write into the throwaway desktop once it is removed.
+    await Promise.allSettled([...r.sp.inFlight]);
     r.desktop.close();
   }
 });
@@ -253,12 +260,12 @@ describe('desktop toggle order (real proxy on loopback, real gsettings)', { skip
 
   test('a proxy restarted on another port (config change) gets the system proxy pointed at it', async () => {
     const port = await freePort();
-    const { controller, service, desktop, log } = await rig({ restartGraceMs: 3000 });
+    const { controller, service, sp, desktop, log } = await rig({ restartGraceMs: 3000 });
     await controller.turnOn({ systemProxy: true });
     const first = await desktop.braidPort();
     await service.updateConfig({ proxy: { port } });
     assert.equal(service.proxy!.address!.port, port);
-    await until('the system proxy follows the new port', async () => (await desktop.braidPort()) === port, 10_000);
+    await until('the system proxy follows the new port', async () => sp.real.pointsAt?.port === port && (await desktop.braidPort()) === port, 10_000);
     assert.notEqual(first, port);
     assert.equal(log.at(-1), 'set(true) while the proxy answers');
   });
