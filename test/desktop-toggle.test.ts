@@ -1,13 +1,18 @@
 /**
- * The desktop's on/off order against a real BraidService on loopback: the system proxy is only ever
- * set while the proxy accepts connections, and restored while it still does. A fake
- * SystemProxyControl records, at each call, whether the proxy really answered a TCP connect then.
- * Then the whole desktop runtime against the real gsettings binary (keyfile backend), including
- * recovery at start after a Braid holding the system proxy was killed with SIGKILL.
+ * The desktop's on/off order against a real BraidService on loopback and the real gsettings
+ * (keyfile backend, throwaway XDG directories, so the user's settings are never touched): the
+ * system proxy is only ever set while the proxy accepts connections, and restored while it still
+ * does. A thin recorder around the real DesktopSystemProxy notes, at each call, whether the proxy
+ * really answered a TCP connect then. A failing restore is real too (gsettings without its schemas);
+ * only a restore that hangs is injected by the recorder, as gsettings cannot be made to hang here.
+ * Then the whole desktop runtime, including recovery at start after a Braid holding the system
+ * proxy was killed with SIGKILL. Every test starts from a user's own manual proxy, not the
+ * default, so that a restore that resets to defaults fails.
  *
  * Root namespace: path management is always off here (never the host's MPTCP endpoints).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,10 +27,10 @@ import { startDesktopRuntime, type DesktopRuntime } from '../electron/core/deskt
 import { DesktopSystemProxy } from '../electron/core/desktop/system-proxy-control';
 import { BraidError } from '../electron/core/errors';
 import { BraidService } from '../electron/core/service';
-import type { ProxySettings, ProxySnapshot, SystemProxyBackend } from '../electron/core/sysproxy/backend';
 import { GnomeBackend } from '../electron/core/sysproxy/gnome';
 import { probeListening } from '../electron/core/sysproxy/journal';
 import { SystemProxyManager } from '../electron/core/sysproxy/manager';
+import { requireFor } from './helpers/prerequisites';
 import { runProcess, startProcess, type Running } from './helpers/proc';
 
 const quiet = { info: () => {}, warn: () => {}, debug: () => {} };
@@ -52,20 +57,85 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Records each call with whether the proxy answered at that moment. */
-class FakeSystemProxy implements SystemProxyControl {
-  enabled = false;
-  pointedAt: number | null = null;
-  failDisable = false;
-  hangDisable = false;
-  readonly log: string[];
+const ROOT = 'org.gnome.system.proxy';
 
-  constructor(private readonly service: BraidService, log: string[]) {
-    this.log = log;
+/** A user's own proxy settings, far from the defaults, as `gsettings get` prints them. */
+const USER_SETTINGS: Array<[string, string, string]> = [
+  [ROOT, 'mode', "'manual'"],
+  [ROOT, 'ignore-hosts', "['localhost', '*.corp.example']"],
+  [`${ROOT}.http`, 'host', "'proxy.corp.example'"],
+  [`${ROOT}.http`, 'port', '3128'],
+  [`${ROOT}.https`, 'host', "'proxy.corp.example'"],
+  [`${ROOT}.https`, 'port', '3129'],
+  [`${ROOT}.socks`, 'host', "'socks.corp.example'"],
+  [`${ROOT}.socks`, 'port', '1081'],
+];
+
+/** A throwaway gsettings world (keyfile backend) holding the user's settings above. */
+class Desktop {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-desktop-'));
+  readonly env: NodeJS.ProcessEnv = { ...process.env, GSETTINGS_BACKEND: 'keyfile', XDG_CONFIG_HOME: path.join(this.dir, 'xdg') };
+  readonly backend = new GnomeBackend({ env: this.env });
+
+  async gs(...args: string[]): Promise<string> {
+    const r = await runProcess('gsettings', args, { env: this.env, timeoutMs: 10_000 });
+    assert.equal(r.code, 0, `gsettings ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.toString().trim();
+  }
+
+  async setUserSettings(): Promise<void> {
+    for (const [schema, key, value] of USER_SETTINGS) await this.gs('set', schema, key, value);
+  }
+
+  /** The eight keys Braid touches, as gsettings prints them. */
+  async read(): Promise<Array<[string, string, string]>> {
+    const out: Array<[string, string, string]> = [];
+    for (const [schema, key] of USER_SETTINGS) out.push([schema, key, await this.gs('get', schema, key)]);
+    return out;
+  }
+
+  /** Where the system proxy points when it is Braid's: the SOCKS port, or null when not manual at 127.0.0.1. */
+  async braidPort(): Promise<number | null> {
+    if ((await this.gs('get', ROOT, 'mode')) !== "'manual'" || (await this.gs('get', `${ROOT}.socks`, 'host')) !== "'127.0.0.1'") return null;
+    return Number(await this.gs('get', `${ROOT}.socks`, 'port'));
+  }
+
+  /** gsettings finds no schema at all, so every write fails: a real failing restore. */
+  breakTool(): void {
+    this.env.XDG_DATA_DIRS = path.join(this.dir, 'no-schemas');
+  }
+
+  close(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function gsettingsMissing(): string | undefined {
+  const d = new Desktop();
+  try {
+    const r = spawnSync('gsettings', ['list-keys', ROOT], { env: d.env, encoding: 'utf8', timeout: 10_000 });
+    return r.status === 0 && r.stdout.split('\n').includes('mode') ? undefined
+      : `gsettings with the ${ROOT} schema is needed (apt-get install libglib2.0-bin gsettings-desktop-schemas): ${String(r.error ?? r.stderr).trim()}`;
+  } finally {
+    d.close();
+  }
+}
+const noGsettings = requireFor('the desktop toggle against the real gsettings (desktop-toggle.test.ts)', gsettingsMissing());
+
+/** The real system-proxy control, with each call recorded next to whether the proxy answered then. */
+class RecordingSystemProxy implements SystemProxyControl {
+  hangDisable = false;
+  readonly real: DesktopSystemProxy;
+  /** Changes still being written (the controller may start one the test does not wait for). */
+  readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(private readonly service: BraidService, readonly log: string[], desktop: Desktop, stateDir: string) {
+    const manager = new SystemProxyManager({ backend: desktop.backend, stateDir });
+    this.real = new DesktopSystemProxy({ manager, proxyAddress: () => this.service.proxy?.address ?? null });
   }
 
   view(): SystemProxyView {
-    return { enabled: this.enabled, backend: 'fake', error: null };
+    return this.real.view();
   }
 
   async set(enabled: boolean): Promise<SystemProxyView> {
@@ -73,18 +143,18 @@ class FakeSystemProxy implements SystemProxyControl {
     const answers = addr ? await probeListening(addr.address, addr.port, 1000) : false;
     this.log.push(`set(${enabled}) while the proxy ${answers ? 'answers' : 'is dead'}`);
     if (!enabled && this.hangDisable) return new Promise<SystemProxyView>(() => {});
-    if (!enabled && this.failDisable) throw new BraidError('ESYSPROXY_APPLY', 'restoring failed (test)');
-    if (enabled && !addr) throw new BraidError('ENOTRUNNING', 'not running');
-    this.enabled = enabled;
-    this.pointedAt = enabled ? addr!.port : null;
-    return this.view();
+    const p = this.real.set(enabled);
+    this.inFlight.add(p);
+    void p.catch(() => {}).finally(() => this.inFlight.delete(p));
+    return p;
   }
 }
 
 interface Rig {
   service: BraidService;
   core: ControlCore;
-  fake: FakeSystemProxy;
+  sp: RecordingSystemProxy;
+  desktop: Desktop;
   controller: DesktopController;
   log: string[];
   chosen: ToggleState[];
@@ -92,19 +162,21 @@ interface Rig {
 
 const rigs: Rig[] = [];
 
-function rig(opts: { port?: number; restartGraceMs?: number } = {}): Rig {
+async function rig(opts: { port?: number; restartGraceMs?: number } = {}): Promise<Rig> {
+  const desktop = new Desktop();
+  await desktop.setUserSettings();
   const service = newService(opts.port);
   const log: string[] = [];
   service.on('proxy.started', () => log.push('proxy started'));
   service.on('proxy.stopped', () => log.push('proxy stopped'));
   const core = new ControlCore(service);
-  const fake = new FakeSystemProxy(service, log);
-  core.systemProxy = fake;
-  const controller = new DesktopController({ service, handlers: core.handlers, systemProxy: fake, log: quiet, restartGraceMs: opts.restartGraceMs });
+  const sp = new RecordingSystemProxy(service, log, desktop, path.join(desktop.dir, 'state'));
+  core.systemProxy = sp;
+  const controller = new DesktopController({ service, handlers: core.handlers, systemProxy: sp, log: quiet, restartGraceMs: opts.restartGraceMs });
   controller.install();
   const chosen: ToggleState[] = [];
   controller.on('chosen', (s) => chosen.push(s));
-  const r = { service, core, fake, controller, log, chosen };
+  const r = { service, core, sp, desktop, controller, log, chosen };
   rigs.push(r);
   return r;
 }
@@ -114,103 +186,115 @@ afterEach(async () => {
     r.controller.close();
     r.core.close();
     await r.service.stop();
+    // Nothing may write into the throwaway desktop once it is removed.
+    await Promise.allSettled([...r.sp.inFlight]);
+    r.desktop.close();
   }
 });
 
-describe('desktop toggle order (real proxy on loopback, fake system proxy)', () => {
+describe('desktop toggle order (real proxy on loopback, real gsettings)', { skip: noGsettings }, () => {
   test('on: the proxy starts first, then the system proxy is set while the proxy answers', async () => {
-    const { controller, log, service, fake, chosen } = rig();
+    const { controller, log, service, desktop, chosen } = await rig();
     const state = await controller.turnOn({ systemProxy: true });
     assert.deepEqual(state, { proxy: true, systemProxy: true });
     assert.deepEqual(log, ['proxy started', 'set(true) while the proxy answers']);
-    assert.equal(fake.pointedAt, service.proxy!.address!.port);
+    assert.equal(await desktop.braidPort(), service.proxy!.address!.port);
     assert.deepEqual(chosen, [{ proxy: true, systemProxy: true }]);
   });
 
-  test('off: the system proxy is restored while the proxy still answers, then the proxy stops', async () => {
-    const { controller, log, service } = rig();
+  test('off: the user\'s settings are back while the proxy still answers, then the proxy stops', async () => {
+    const { controller, log, service, desktop } = await rig();
     await controller.turnOn({ systemProxy: true });
     const addr = service.proxy!.address!;
     log.length = 0;
     const state = await controller.turnOff();
     assert.deepEqual(state, { proxy: false, systemProxy: false });
     assert.deepEqual(log, ['set(false) while the proxy answers', 'proxy stopped']);
+    assert.deepEqual(await desktop.read(), USER_SETTINGS);
     assert.equal(await probeListening(addr.address, addr.port, 1000), false, 'the proxy really stopped');
   });
 
   test('off with a failed restore keeps the proxy running, so the system never points at a dead proxy', async () => {
-    const { controller, service, fake, log } = rig();
+    const { controller, service, sp, desktop, log } = await rig();
     await controller.turnOn({ systemProxy: true });
-    fake.failDisable = true;
-    await assert.rejects(controller.turnOff(), (err: BraidError) => err.code === 'ESYSPROXY_APPLY');
+    const port = service.proxy!.address!.port;
+    desktop.breakTool();
+    await assert.rejects(controller.turnOff(), (err: BraidError) => err.code === 'ESYSPROXY_TOOL_FAILED' && /gsettings/.test(err.message));
     const addr = service.proxy?.address;
     assert.ok(addr, 'the proxy is still running');
     assert.equal(await probeListening(addr.address, addr.port, 1000), true);
-    assert.equal(fake.enabled, true);
+    assert.equal(sp.view().enabled, true);
     assert.ok(!log.includes('proxy stopped'));
+    delete desktop.env.XDG_DATA_DIRS;
+    assert.equal(await desktop.braidPort(), port, 'the system proxy should still point at the running proxy');
   });
 
   test('proxy.stop through the handler table (any transport) restores the system proxy first', async () => {
-    const { core, log } = rig();
+    const { core, log, desktop } = await rig();
     await dispatch(core.handlers, 'systemProxy.set', { enabled: true });
     log.length = 0;
     const view = (await dispatch(core.handlers, 'proxy.stop', {})) as { running: boolean };
     assert.equal(view.running, false);
     assert.deepEqual(log, ['set(false) while the proxy answers', 'proxy stopped']);
     assert.equal(core.status().systemProxy.enabled, false);
+    assert.deepEqual(await desktop.read(), USER_SETTINGS);
   });
 
   test('systemProxy.set {enabled: true} with the proxy stopped starts the proxy first', async () => {
-    const { core, log, service } = rig();
+    const { core, log, service, desktop } = await rig();
     assert.equal(service.proxy, null);
     const view = (await dispatch(core.handlers, 'systemProxy.set', { enabled: true })) as SystemProxyView;
     assert.equal(view.enabled, true);
     assert.deepEqual(log, ['proxy started', 'set(true) while the proxy answers']);
     assert.equal(core.status().proxy.running, true);
+    assert.equal(await desktop.braidPort(), service.proxy!.address!.port);
   });
 
-  test('systemProxy.set {enabled: false} leaves the proxy running', async () => {
-    const { core, service, controller } = rig();
+  test('systemProxy.set {enabled: false} leaves the proxy running and the user\'s settings back', async () => {
+    const { core, service, controller, desktop } = await rig();
     await controller.turnOn({ systemProxy: true });
     await dispatch(core.handlers, 'systemProxy.set', { enabled: false });
     assert.ok(service.proxy?.address);
+    assert.deepEqual(await desktop.read(), USER_SETTINGS);
   });
 
   test('a proxy restarted on another port (config change) gets the system proxy pointed at it', async () => {
     const port = await freePort();
-    const { controller, service, fake, log } = rig({ restartGraceMs: 3000 });
+    const { controller, service, sp, desktop, log } = await rig({ restartGraceMs: 3000 });
     await controller.turnOn({ systemProxy: true });
-    const first = fake.pointedAt;
+    const first = await desktop.braidPort();
     await service.updateConfig({ proxy: { port } });
     assert.equal(service.proxy!.address!.port, port);
-    await until('the system proxy follows the new port', () => fake.pointedAt === port);
+    await until('the system proxy follows the new port', async () => sp.real.pointsAt?.port === port && (await desktop.braidPort()) === port, 10_000);
     assert.notEqual(first, port);
     assert.equal(log.at(-1), 'set(true) while the proxy answers');
   });
 
   test('a proxy that stops outside a toggle and does not come back takes the system proxy with it', async () => {
-    const { controller, service, fake, log } = rig({ restartGraceMs: 100 });
+    const { controller, service, sp, desktop, log } = await rig({ restartGraceMs: 100 });
     await controller.turnOn({ systemProxy: true });
     await service.stopProxy();
-    await until('the system proxy is restored', () => !fake.enabled, 5000);
+    await until('the system proxy is restored', () => !sp.view().enabled, 5000);
     assert.deepEqual(log.slice(-2), ['proxy stopped', 'set(false) while the proxy is dead']);
+    assert.deepEqual(await desktop.read(), USER_SETTINGS);
   });
 
   test('toggles are serialized: on and off together end off, and nothing is set while dead', async () => {
-    const { controller, log, fake } = rig();
+    const { controller, log, sp, desktop } = await rig();
     const busy: boolean[] = [];
     controller.on('busy', (b) => busy.push(b));
     const [a, b] = await Promise.all([controller.turnOn({ systemProxy: true }), controller.turnOff()]);
     assert.deepEqual(a, { proxy: true, systemProxy: true });
     assert.deepEqual(b, { proxy: false, systemProxy: false });
-    assert.equal(fake.enabled, false);
+    assert.equal(sp.view().enabled, false);
+    assert.deepEqual(await desktop.read(), USER_SETTINGS);
     assert.ok(!log.some((l) => l.includes('set(true) while the proxy is dead')), log.join('\n'));
     assert.deepEqual(busy, [true, false]);
     assert.equal(controller.busy, false);
   });
 
   test('what is done at launch is not remembered as the user\'s choice', async () => {
-    const { controller, chosen } = rig();
+    const { controller, chosen } = await rig();
     await controller.turnOn({ systemProxy: false }, { remember: false });
     assert.deepEqual(chosen, []);
     await controller.turnOff();
@@ -218,9 +302,9 @@ describe('desktop toggle order (real proxy on loopback, fake system proxy)', () 
   });
 
   test('shutdown restores first, is bounded when the restore hangs, and stops the proxy anyway', async () => {
-    const { controller, fake, service, log } = rig();
+    const { controller, sp, service, log } = await rig();
     await controller.turnOn({ systemProxy: true });
-    fake.hangDisable = true;
+    sp.hangDisable = true;
     const t0 = Date.now();
     const r = await controller.shutdown(300);
     assert.equal(r.systemProxyRestored, false);
@@ -230,48 +314,28 @@ describe('desktop toggle order (real proxy on loopback, fake system proxy)', () 
   });
 });
 
-/** An in-memory desktop, to drive the real SystemProxyManager without any tool. */
-class MemoryBackend implements SystemProxyBackend {
-  readonly name = 'gnome';
-  state: ProxySnapshot = { mode: 'none' };
-  async available(): Promise<boolean> {
-    return true;
-  }
-  async read(): Promise<ProxySnapshot> {
-    return { ...this.state };
-  }
-  async apply(s: ProxySettings): Promise<void> {
-    this.state = { mode: 'manual', host: s.host, port: s.port };
-  }
-  async restore(snapshot: ProxySnapshot): Promise<void> {
-    this.state = { ...snapshot };
-  }
-  stillApplied(current: ProxySnapshot, applied: ProxySnapshot): boolean {
-    return JSON.stringify(current) === JSON.stringify(applied);
-  }
-}
-
-describe('DesktopSystemProxy (the SystemProxyControl on SystemProxyManager)', () => {
-  let dir: string;
-  beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-dsp-'));
+describe('DesktopSystemProxy (the SystemProxyControl on SystemProxyManager), real gsettings', { skip: noGsettings }, () => {
+  let desktop: Desktop;
+  beforeEach(async () => {
+    desktop = new Desktop();
+    await desktop.setUserSettings();
   });
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => desktop.close());
 
-  test('points at the proxy\'s address; a wildcard listener becomes loopback; off restores', async () => {
-    const backend = new MemoryBackend();
-    const manager = new SystemProxyManager({ backend, stateDir: dir });
+  test('points at the proxy\'s address; a wildcard listener becomes loopback; off restores the user\'s settings', async () => {
+    const manager = new SystemProxyManager({ backend: desktop.backend, stateDir: path.join(desktop.dir, 'state') });
     let addr: { address: string; port: number } | null = { address: '0.0.0.0', port: 4321 };
     const sp = new DesktopSystemProxy({ manager, proxyAddress: () => addr });
     assert.deepEqual(sp.view(), { enabled: false, backend: 'gnome', error: null });
     assert.deepEqual(await sp.set(true), { enabled: true, backend: 'gnome', error: null });
-    assert.deepEqual(backend.state, { mode: 'manual', host: '127.0.0.1', port: 4321 });
+    assert.equal(await desktop.braidPort(), 4321);
+    assert.equal(await desktop.gs('get', `${ROOT}.http`, 'host'), "'127.0.0.1'");
     assert.deepEqual(sp.pointsAt, { host: '127.0.0.1', port: 4321 });
     assert.equal((await sp.set(false)).enabled, false);
-    assert.deepEqual(backend.state, { mode: 'none' });
+    assert.deepEqual(await desktop.read(), USER_SETTINGS);
     addr = null;
     await assert.rejects(sp.set(true), (e: BraidError) => e.code === 'ENOTRUNNING');
-    assert.deepEqual(backend.state, { mode: 'none' }, 'nothing changed for a stopped proxy');
+    assert.deepEqual(await desktop.read(), USER_SETTINGS, 'nothing changed for a stopped proxy');
     assert.match(sp.view().error ?? '', /not running/);
   });
 
@@ -282,8 +346,7 @@ describe('DesktopSystemProxy (the SystemProxyControl on SystemProxyManager)', ()
   });
 });
 
-describe('desktop runtime with the real gsettings (keyfile backend)', () => {
-  const ROOT = 'org.gnome.system.proxy';
+describe('desktop runtime with the real gsettings (keyfile backend)', { skip: noGsettings }, () => {
   let tmp: string;
   let env: NodeJS.ProcessEnv;
   const runtimes: DesktopRuntime[] = [];
@@ -346,17 +409,30 @@ describe('desktop runtime with the real gsettings (keyfile backend)', () => {
     assert.equal(await probeListening('127.0.0.1', port, 1000), false);
   });
 
+  /** The user's own manual proxy (not the default), key by key as gsettings prints it. */
+  const setUserSettings = async (): Promise<void> => {
+    for (const [schema, key, value] of USER_SETTINGS) await gs('set', schema, key, value);
+  };
+  const readSettings = async (): Promise<Array<[string, string, string]>> => {
+    const out: Array<[string, string, string]> = [];
+    for (const [schema, key] of USER_SETTINGS) out.push([schema, key, await gs('get', schema, key)]);
+    return out;
+  };
+
   test('quit (shutdown) restores the user\'s settings', async () => {
+    await setUserSettings();
     const rt = await start(true);
     assert.equal(await gs('get', ROOT, 'mode'), "'manual'");
+    assert.equal(await gs('get', `${ROOT}.socks`, 'host'), "'127.0.0.1'");
+    assert.equal(await gs('get', `${ROOT}.http`, 'port'), String(rt.service.proxy!.address!.port));
     const r = await rt.shutdown();
     assert.equal(r.systemProxyRestored, true);
-    assert.equal(await gs('get', ROOT, 'mode'), "'none'");
+    assert.deepEqual(await readSettings(), USER_SETTINGS);
     assert.equal(rt.service.proxy, null);
   });
 
   test('after a Braid holding the system proxy dies with no guardian left, the next start restores it first', async () => {
-    await gs('set', ROOT, 'mode', 'none');
+    await setUserSettings();
     // No guardian (as after a power cut): only the next start can put the settings back.
     const child = await startProcess(process.execPath, [path.join(__dirname, 'helpers', 'sysproxy-child.js'), '--state', path.join(tmp, 'state'), '--mode', 'hold', '--port', '1'], { env: { ...env, BRAID_GUARDIAN: 'off' }, ready: /^enabled$/m, timeoutMs: 20_000 });
     children.push(child);
@@ -366,7 +442,7 @@ describe('desktop runtime with the real gsettings (keyfile backend)', () => {
     await child.exited;
     const rt = await start(false);
     assert.deepEqual(rt.recovered.map((r) => [r.kind, r.pid, r.ok, r.by]), [['system-proxy', child.child.pid, true, 'start']]);
-    assert.equal(await gs('get', ROOT, 'mode'), "'none'");
+    assert.deepEqual(await readSettings(), USER_SETTINGS);
     assert.equal(rt.core.status().systemProxy.enabled, false);
     assert.ok(rt.service.proxy?.address, 'the proxy itself still starts');
   });

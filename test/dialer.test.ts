@@ -13,6 +13,7 @@ import { dialFailureReply, SOCKS_REPLY } from '../electron/core/proxy/dial-error
 import { Dialer, interleaveFamilies, ResolvedAddress } from '../electron/core/proxy/dialer';
 import { loadNative, NativeModule } from '../electron/core/proxy/native';
 import { mptcpAvailable } from './helpers/servers';
+import { requireFor } from './helpers/prerequisites';
 
 const native = loadNative().mod;
 const mp = mptcpAvailable();
@@ -50,9 +51,9 @@ after(async () => {
 
 const at = (...addrs: string[]) => async (): Promise<ResolvedAddress[]> => addrs.map((a) => ({ address: a, family: net.isIP(a) as 4 | 6 }));
 
-function dialer(lookup: () => Promise<ResolvedAddress[]>, opts: { connectMs?: number; mod?: NativeModule | null } = {}): Dialer {
+function dialer(lookup: () => Promise<ResolvedAddress[]>, opts: { connectMs?: number; mod?: NativeModule | null; attemptDelayMs?: number } = {}): Dialer {
   const mod = opts.mod === undefined ? native : opts.mod;
-  return new Dialer({ mode: 'tcp', connectMs: opts.connectMs ?? 3000, native: mod, attemptDelayMs: 250, lookup });
+  return new Dialer({ mode: 'tcp', connectMs: opts.connectMs ?? 3000, native: mod, attemptDelayMs: opts.attemptDelayMs ?? 250, lookup });
 }
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
@@ -76,14 +77,17 @@ describe('address order', () => {
 });
 
 for (const [name, mod] of [['native connect', native], ['net.connect (no addon)', null]] as const) {
-  describe(`dialling with ${name}`, { skip: name === 'native connect' && !native ? 'native addon not loaded' : false }, () => {
+  describe(`dialling with ${name}`, { skip: requireFor(`dialling with ${name} (dialer.test.ts)`, name === 'native connect' && !native ? 'native addon not loaded' : false) }, () => {
     test('a refused address is skipped at once', async () => {
+      // The stagger delay is what a dialer that ignored the refusal would wait: made long here, so
+      // that "at once" and "after the delay" are seconds apart whatever the machine's load.
+      const staggerMs = 10_000;
       const t0 = Date.now();
-      const r = await dialer(at('127.0.0.3', '127.0.0.1'), { mod }).dial({ host: 'example', port });
+      const r = await dialer(at('127.0.0.3', '127.0.0.1'), { mod, attemptDelayMs: staggerMs }).dial({ host: 'example', port });
       const ms = Date.now() - t0;
       r.socket.destroy();
       assert.equal(r.address, '127.0.0.1');
-      assert.ok(ms < 200, `took ${ms} ms: the next attempt should not wait for the stagger delay`);
+      assert.ok(ms < staggerMs / 2, `took ${ms} ms: the next attempt waited for the ${staggerMs} ms stagger delay`);
     });
 
     test('all refused rejects with ECONNREFUSED', async () => {
@@ -110,7 +114,7 @@ for (const [name, mod] of [['native connect', native], ['net.connect (no addon)'
   });
 }
 
-describe('happy eyeballs against a destination that hangs', { skip: native ? false : 'needs the native addon for a non-accepting listener' }, () => {
+describe('happy eyeballs against a destination that hangs', { skip: requireFor('happy eyeballs against a destination that hangs (dialer.test.ts)', native ? false : 'needs the native addon for a non-accepting listener') }, () => {
   test('the hanging listener really hangs', async () => {
     await expectCode(dialer(at('127.0.0.2'), { connectMs: 400 }).dial({ host: 'example', port }), 'ETIMEDOUT');
   });
@@ -146,11 +150,40 @@ describe('happy eyeballs against a destination that hangs', { skip: native ? fal
     assert.ok(now <= baseline, `${now - baseline} file descriptors leaked`);
   });
 
-  test('MPTCP dialling works the same way', { skip: mp.ok ? false : mp.reason }, async () => {
-    const d = new Dialer({ mode: 'mptcp', connectMs: 3000, native, attemptDelayMs: 250, lookup: at('127.0.0.2', '127.0.0.1') });
-    const r = await d.dial({ host: 'example', port });
-    r.socket.destroy();
-    assert.equal(r.address, '127.0.0.1');
+  test('MPTCP dialling works the same way', { skip: requireFor('MPTCP dialling (dialer.test.ts)', mp.ok ? false : mp.reason) }, async () => {
+    // An MPTCP listener on 127.0.0.1 and, on the same port, a hanging one on 127.0.0.2.
+    const mptcpServer = net.createServer((s) => s.on('error', () => {}));
+    const accepted: net.Socket[] = [];
+    mptcpServer.on('connection', (s) => accepted.push(s));
+    await new Promise<void>((r) => mptcpServer.listen({ fd: native!.listenFd({ host: '127.0.0.1', port: 0 }) }, () => r()));
+    const mport = (mptcpServer.address() as net.AddressInfo).port;
+    const hang = native!.listenFd({ host: '127.0.0.2', port: mport, backlog: 1, mptcp: false });
+    const hangFillers = [0, 1, 2].map(() => net.connect({ host: '127.0.0.2', port: mport }).on('error', () => {}));
+    await new Promise((r) => setTimeout(r, 100));
+    const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+    try {
+      const d = new Dialer({ mode: 'mptcp', connectMs: 3000, native, attemptDelayMs: 250, lookup: at('127.0.0.2', '127.0.0.1') });
+      const r = await d.dial({ host: 'example', port: mport });
+      try {
+        assert.equal(r.address, '127.0.0.1');
+        // The kernel's word (SO_PROTOCOL, MPTCP_INFO) on the socket the dialer handed over.
+        const info = native!.socketInfo(fdOf(r.socket));
+        assert.equal(info.mptcp, true, 'the dialer made a plain TCP socket in mptcp mode');
+        assert.equal(info.fallback, false, 'MPTCP to an MPTCP listener fell back');
+        for (let i = 0; i < 50 && accepted.length === 0; i++) await new Promise((res) => setTimeout(res, 20));
+        assert.equal(native!.socketInfo(fdOf(accepted[0]!)).mptcp, true, 'the server accepted a plain TCP connection');
+      } finally {
+        r.socket.destroy();
+      }
+      // The same dial in tcp mode gives a TCP socket: the check above tells the two apart.
+      const t = await new Dialer({ mode: 'tcp', connectMs: 3000, native, attemptDelayMs: 250, lookup: at('127.0.0.1') }).dial({ host: 'example', port: mport });
+      assert.equal(native!.socketInfo(fdOf(t.socket)).mptcp, false);
+      t.socket.destroy();
+    } finally {
+      for (const s of [...hangFillers, ...accepted]) s.destroy();
+      native!.closeFd(hang);
+      await new Promise<void>((r) => mptcpServer.close(() => r()));
+    }
   });
 });
 

@@ -339,7 +339,11 @@ describe('compiled glue with a stand-in electron module', () => {
     assert.equal(status.ok, true);
     assert.equal(status.result.proxy.running, true, 'the proxy started at launch');
     assert.equal(status.result.paths.managed, false);
+    // The proxy the app started at launch really answers where the status says.
     const listen = status.result.proxy.listen!;
+    const launched = /^(127\.0\.0\.1):(\d+)$/.exec(listen);
+    assert.ok(launched, `listen address ${listen}`);
+    assert.equal(await probeListening(launched[1]!, Number(launched[2]), 1000), true, `nothing answers at ${listen}`);
     for (const bad of [
       { sender: win.webContents, senderFrame: { url: 'https://evil.example/' } },
       { sender: new FakeWebContents(), senderFrame: { url: APP_ENTRY_URL } },
@@ -353,12 +357,12 @@ describe('compiled glue with a stand-in electron module', () => {
     // events reach the window
     const stopped = (await call(trusted, 'proxy.stop', {})) as { ok: true; result: { running: boolean } };
     assert.equal(stopped.result.running, false);
+    assert.equal(await probeListening(launched[1]!, Number(launched[2]), 1000), false, 'proxy.stop left the listener open');
     const events = win.webContents.sent.filter(([ch]) => ch === IPC.event).map(([, f]) => (f as { event: string }).event);
     assert.ok(events.includes('status.changed'), events.join(','));
     await call(trusted, 'proxy.start', {});
     const port = Number(((await call(trusted, 'status', {})) as { result: StatusView }).result.proxy.listen!.split(':').pop());
-    assert.ok(listen);
-    assert.equal(await probeListening('127.0.0.1', port, 1000), true);
+    assert.equal(await probeListening('127.0.0.1', port, 1000), true, 'proxy.start: nothing answers');
 
     // the tray got a menu
     assert.ok(rec.menus.length >= 1);

@@ -167,16 +167,37 @@ test('connect times out with ETIMEDOUT on a destination that never answers', asy
 
 test('connects, refusals and timeouts leave no fd behind', async () => {
   const { server, port } = await serve(listenFd({ host: '127.0.0.1', port: 0 }), echo);
-  const before = openFds();
-  try {
-    for (let i = 0; i < 50; i++) {
-      const fd = await connectFd({ address: '127.0.0.1', port });
-      closeFd(fd);
-      await connectFd({ address: '127.0.0.1', port: 1 }).catch(() => undefined);
+  // A destination that never answers: a listener nobody accepts from, its queue full (see above).
+  const free = await serve(null, echo);
+  await new Promise((r) => free.server.close(r));
+  const hangFd = listenFd({ host: '127.0.0.1', port: free.port, backlog: 1, mptcp: false });
+  const fillers: number[] = [];
+  const codes = new Map<string, number>();
+  const attempt = async (o: { port: number; mptcp: boolean; timeoutMs: number }): Promise<void> => {
+    try {
+      // Until the hanging listener's queue is full its connects succeed: kept, closed at the end.
+      fillers.push(await connectFd({ address: '127.0.0.1', ...o }));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'none';
+      codes.set(code, (codes.get(code) ?? 0) + 1);
     }
+  };
+  const round = async (): Promise<void> => {
+    closeFd(await connectFd({ address: '127.0.0.1', port }));
+    await attempt({ port: 1, mptcp: true, timeoutMs: 3000 });            // refused
+    await attempt({ port: free.port, mptcp: false, timeoutMs: 150 });    // times out
+  };
+  try {
+    // Fill the queue and let lazily opened descriptors (libuv, the addon) appear before counting.
+    for (let i = 0; i < 4; i++) await round();
+    const before = openFds();
+    codes.clear();
+    for (let i = 0; i < 30; i++) await round();
+    assert.deepEqual(Object.fromEntries(codes), { ECONNREFUSED: 30, ETIMEDOUT: 30 }, 'every refusal and every timeout seen, with its code');
+    assert.equal(openFds() - before, 0, `fds before ${before}, after ${openFds()}`);
   } finally {
+    for (const fd of fillers) closeFd(fd);
+    closeFd(hangFd);
     server.close();
   }
-  await new Promise((r) => setTimeout(r, 50));
-  assert.ok(openFds() <= before + 2, `fds before ${before}, after ${openFds()}`);
 });

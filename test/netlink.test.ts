@@ -12,13 +12,14 @@ import readline from 'node:readline';
 import { Namespace, run, skipUnlessRoot } from './helpers/netns';
 import { capabilityDropper } from './helpers/paths-harness';
 import { ENDPOINT_FLAGS, flagBits, flagNames, type LinkEvent, type PmEndpoint, type PmEvent, type PmEventFields, type PmLimits } from '../electron/core/native/netlink';
+import { requireFor, skipOrFail } from './helpers/prerequisites';
 
 const AGENT = path.join(__dirname, 'helpers', 'netlink-agent.js');
 const STEP_MS = 5_000;     // one request to the agent
 const EVENT_MS = 3_000;    // an MPTCP event after the action that causes it
 const LINK_EVENT_MS = 1_000;
 
-const skip = skipUnlessRoot();
+const skip = requireFor('netlink path management, MPTCP events, link watch and watch lifetimes in namespaces (netlink.test.ts)', skipUnlessRoot());
 type Ev = PmEventFields & { type: PmEvent['type'] };
 const runTag = `${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
 
@@ -275,7 +276,7 @@ describe('netlink path management', { skip }, () => {
 
   test('without CAP_NET_ADMIN: changes fail with EPERM, reads still work', async (t) => {
     const dropper = await capabilityDropper();
-    if (!dropper) { t.skip('neither capsh nor setpriv can drop CAP_NET_ADMIN here'); return; }
+    if (!dropper) return skipOrFail(t, 'netlink without CAP_NET_ADMIN (netlink.test.ts)', 'neither capsh nor setpriv can drop CAP_NET_ADMIN here');
     await ip(ns, 'mptcp', 'endpoint', 'add', '10.77.0.5', 'id', '5', 'subflow');
     const before = await ipEndpoints(ns);
     const limitsBefore = await ipLimits(ns);
@@ -296,8 +297,9 @@ describe('netlink path management', { skip }, () => {
     assert.deepEqual((answers[0]!.value as PmEndpoint[]).map((e) => e.id), [5]);
     assert.deepEqual(answers[1]!.value, limitsBefore);
     for (const i of [2, 3, 4, 5, 6]) assert.equal(answers[i]!.code, 'EPERM', `${calls[i]!.fn}: ${JSON.stringify(answers[i])}`);
-    // pmEvents needs a callback: it must fail on the argument, not reach the kernel
+    // pmEvents and linkWatch need a callback: they must fail on the argument, not reach the kernel
     assert.equal(answers[7]!.code, 'ERR_INVALID_ARG_VALUE');
+    assert.equal(answers[8]!.code, 'ERR_INVALID_ARG_VALUE', `linkWatch: ${JSON.stringify(answers[8])}`);
     assert.deepEqual(await ipEndpoints(ns), before);
     assert.deepEqual(await ipLimits(ns), limitsBefore);
 
@@ -305,6 +307,23 @@ describe('netlink path management', { skip }, () => {
     const sub = await run(['ip', 'netns', 'exec', ns.name, ...dropper(
       `${JSON.stringify(process.execPath)} -e ${JSON.stringify(`try { require(${JSON.stringify(path.join(__dirname, '..', 'electron', 'core', 'native', 'netlink.js'))}).pmEvents(() => {}).close(); console.log('OK') } catch (e) { console.log(e.code) }`)}`)]);
     assert.equal(sub.stdout.trim(), 'EPERM');
+
+    // watching links is a read: it works without the capability and sees a link appear
+    const nl = JSON.stringify(path.join(__dirname, '..', 'electron', 'core', 'native', 'netlink.js'));
+    const script = `const w = require(${nl}).linkWatch((e) => { if (e.ifname === 'nlcap0') { console.log(JSON.stringify(e)); w.close(); } }); console.log('watching'); setTimeout(() => process.exit(3), ${STEP_MS}).unref();`;
+    const watcher = spawn('ip', ['netns', 'exec', ns.name, ...dropper(`${JSON.stringify(process.execPath)} -e ${JSON.stringify(script)}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    let stderr = '';
+    const ended = new Promise<number | null>((resolve) => watcher.on('exit', (code) => resolve(code)));
+    readline.createInterface({ input: watcher.stdout! }).on('line', (l) => lines.push(l));
+    watcher.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    for (let i = 0; i < STEP_MS / 20 && !lines.includes('watching') && watcher.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(lines.includes('watching'), `the unprivileged watcher did not start: ${stderr}`);
+    await ip(ns, 'link', 'add', 'nlcap0', 'type', 'veth', 'peer', 'name', 'nlcap1');
+    assert.equal(await ended, 0, `the unprivileged watcher saw no event for nlcap0: ${lines.join(' | ')} ${stderr}`);
+    const seen = JSON.parse(lines.find((l) => l.startsWith('{'))!) as LinkEvent & Record<string, unknown>;
+    assert.deepEqual([seen.kind, seen.action, seen.ifname], ['link', 'new', 'nlcap0']);
+    await ip(ns, 'link', 'del', 'nlcap0');
     await ip(ns, 'mptcp', 'endpoint', 'flush');
   });
 

@@ -12,8 +12,9 @@ import { missingPrerequisite, nextReport, startByteServer } from './helpers/mult
 import { expectedSha256 } from './helpers/byte-stream';
 import { createPathsTopology, flagsOf, ipEndpoints, killOnSignal, scratchDir, until, type PathsTopology } from './helpers/paths-harness';
 import type { ResponseReport } from './helpers/mptcp-server';
+import { requireFor } from './helpers/prerequisites';
 
-const skip = skipUnlessRoot() ?? missingPrerequisite();
+const skip = requireFor('backup path and MPTCP events through braid up (paths-failover.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 const RATE_MBIT = 20;
 const SERVER_PORT = 8080;
 const BYTES = 12_000_000;                 // ~5 s at 20 Mbit/s: time to act in the middle

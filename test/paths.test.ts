@@ -13,8 +13,9 @@ import { capabilityDropper, flagsOf, ip, ipEndpoints, ipLimits, killOnSignal, sc
 import { PRIVILEGE_HELP } from '../electron/core/paths/manager';
 import crypto from 'node:crypto';
 import path from 'node:path';
+import { requireFor, skipOrFail } from './helpers/prerequisites';
 
-const skip = skipUnlessRoot() ?? missingPrerequisite();
+const skip = requireFor('path management in a namespace (paths.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 const NEW_LINK_MS = 1000;      // the bar: an endpoint within a second of the address
 const POLICY_MS = 3000;        // config file watch (50 ms debounce) + reconcile, with slack for a loaded host
 const START_MS = 15_000;
@@ -181,7 +182,7 @@ describe('path management in a namespace', { skip, timeout: 90_000 }, () => {
 
   test('without CAP_NET_ADMIN: the proxy works, nothing changes, and the reason is shown', async (t) => {
     const drop = await capabilityDropper();
-    if (!drop) { t.skip('neither capsh nor setpriv can drop CAP_NET_ADMIN here'); return; }
+    if (!drop) return skipOrFail(t, 'braid up without CAP_NET_ADMIN (paths.test.ts)', 'neither capsh nor setpriv can drop CAP_NET_ADMIN here');
     await addLink();
     const endpointsBefore = await ipEndpoints(ns);
     const server = await startProcess('ip', [...inNs().slice(1), process.execPath, SERVE_BYTES, '--port', '0'], { ready: /listening (\d+)/, timeoutMs: START_MS });

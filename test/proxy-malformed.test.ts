@@ -14,6 +14,7 @@ import { BraidProxy, startBraid } from './helpers/proc';
 import { exchange, Exchange, readBytes, socksConnectRequest } from './helpers/raw-client';
 import { loadNative } from '../electron/core/proxy/native';
 import { OriginServer, refusedPort, startOrigin } from './helpers/servers';
+import { skipOrFail } from './helpers/prerequisites';
 
 const HANDSHAKE_MS = 800;
 const GREETING = Buffer.from([5, 1, 0]);
@@ -158,7 +159,7 @@ describe('SOCKS5 malformed input', () => {
   });
 
   test('a destination that never answers gets 0x06 (TTL expired) after connectMs', async (t) => {
-    if (!hangPort) return t.skip('needs the native addon for a non-accepting listener');
+    if (!hangPort) return skipOrFail(t, `${t.name} (proxy-malformed.test.ts)`, 'needs the native addon for a non-accepting listener');
     const x = await socks([GREETING, socksConnectRequest('127.0.0.2', hangPort)], { timeoutMs: 6000 });
     assertClosedWith(x, Buffer.concat([CHOSEN_NONE, rep(0x06)]), 'timeout');
     assert.ok(x.ms >= 1400, `answered after ${x.ms} ms, connectMs is 1500`);
@@ -319,7 +320,7 @@ describe('HTTP malformed input', () => {
   });
 
   test('a destination that never answers gets 504', async (t) => {
-    if (!hangPort) return t.skip('needs the native addon for a non-accepting listener');
+    if (!hangPort) return skipOrFail(t, `${t.name} (proxy-malformed.test.ts)`, 'needs the native addon for a non-accepting listener');
     const x = await http(`GET http://127.0.0.2:${hangPort}/ HTTP/1.1\r\nHost: x\r\n\r\n`, proxy.port, 6000);
     assert.equal(httpStatus(x), 504);
     assert.ok(x.closed);
@@ -406,7 +407,7 @@ describe('after all that, the same proxy still serves', () => {
   });
 
   test('SOCKS5 IPv6 CONNECT', async (t) => {
-    if (origin6 === null) return t.skip('no IPv6 loopback');
+    if (origin6 === null) return skipOrFail(t, `${t.name} (proxy-malformed.test.ts)`, 'no IPv6 loopback');
     const x = await socks([GREETING, socksConnectRequest('::1', origin6!.port), Buffer.from('GET /blob/small HTTP/1.0\r\n\r\n')]);
     assert.equal(x.data.subarray(0, 4).toString('hex'), '05000500');
     // IPv4 BND from a v6 connection would be wrong: the reply carries the IPv6 local address.

@@ -14,6 +14,7 @@ import { ProxyServer } from '../electron/core/proxy/server';
 import type { ConnectionSnapshot } from '../electron/core/proxy/tracker';
 import { readBytes, socksConnectRequest } from './helpers/raw-client';
 import { mptcpAvailable, sha256 } from './helpers/servers';
+import { requireFor } from './helpers/prerequisites';
 
 const mp = mptcpAvailable();
 
@@ -288,7 +289,7 @@ describe('stop()', () => {
   });
 });
 
-describe('MPTCP status', { skip: mp.ok ? false : `MPTCP not available: ${mp.reason}` }, () => {
+describe('MPTCP status', { skip: requireFor('MPTCP status (proxy-tunnel.test.ts)', mp.ok ? false : `MPTCP not available: ${mp.reason}`) }, () => {
   test('subflows() reads the live MPTCP state of the outbound socket', async () => {
     const proxy = new ProxyServer(config((c) => (c.proxy.dial = 'mptcp')));
     const { port } = await proxy.start();

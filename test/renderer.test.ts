@@ -16,6 +16,7 @@ import { missingPrerequisite, startByteServer } from './helpers/multipath-harnes
 import { CLI_PATH, LISTENING_LINE, startBraid, startProcess, type BraidProxy, type Running } from './helpers/proc';
 import { capabilityDropper, ipEndpoints, shellQuote } from './helpers/paths-harness';
 import { createUiTopology, killAllIn, missingBrowser, poll, UiDriver, type UiTopology } from './helpers/ui-harness';
+import { requireFor, skipOrFail } from './helpers/prerequisites';
 
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts', 'renderer');
 const RATE_MBIT = 20;
@@ -24,7 +25,7 @@ const PROXY_PORT = 1080;
 const CONTROL_PORT = 9797;
 const DOWNLOAD_BYTES = 4_000_000_000;   // far more than the test lets it move: it is closed from the UI
 
-const skip = skipUnlessRoot() ?? missingPrerequisite() ?? missingBrowser();
+const skip = requireFor('dashboard in Chromium against braid up in namespaces (renderer.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingBrowser());
 
 interface Snapshot {
   proxyOn: string | null;
@@ -211,7 +212,7 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
 
   test('"managed elsewhere" and "needs privileges" are shown as such', async (t) => {
     const drop = await capabilityDropper();
-    if (!drop) return t.skip('no capsh or setpriv to run braid up without CAP_NET_ADMIN');
+    if (!drop) return skipOrFail(t, 'dashboard against braid up without CAP_NET_ADMIN (renderer.test.ts)', 'no capsh or setpriv to run braid up without CAP_NET_ADMIN');
     await braid.stop();
     // Someone else's endpoint on eth0 (as NetworkManager or mptcpd would add), then a Braid that may not change endpoints.
     await poll(async () => ((await ipEndpoints(topo.client)).length === 0 ? true : undefined), 5000, 'Braid removing its endpoints at exit');

@@ -18,6 +18,7 @@ import type { ConnectionView, StatsTick } from '../electron/core/contract';
 import { CONTROL_LINE, parseControlLine, type ControlAddress } from './helpers/control-client';
 import { BRAID_CLI, DIST, curlDownload, missingPrerequisite, startByteServer, type CurlResult } from './helpers/multipath-harness';
 import { createTwoLinkTopology, skipUnlessRoot, type NsProcess, type TwoLinkTopology } from './helpers/netns';
+import { requireFor } from './helpers/prerequisites';
 
 const RATE_MBIT = 20;
 const SLOW_RATE_MBIT = 10;
@@ -31,7 +32,7 @@ const WARMUP_MS = 3000;
 const WINDOW_MS = 8000;
 const CONTROL_CLIENT = path.join(DIST, 'test', 'helpers', 'control-client.js');
 
-const skip = skipUnlessRoot() ?? missingPrerequisite();
+const skip = requireFor('stats engine in the two-link namespaces (stats.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 
 interface SubflowBytes { local: string; remote: string; bytesReceived: number }
 

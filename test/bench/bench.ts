@@ -250,7 +250,7 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   const dm = d.medianMs;
   const rt = (k: string): string => `${(d.extraRoundTrips[k]! >= 0 ? '+' : '')}${d.extraRoundTrips[k]!.toFixed(2)} RTT`;
   log('');
-  line(`time to first byte, ${d.rttMs} ms RTT client ⇄ relay, median`, 'ms');
+  line(`time to first byte, ${d.rttMs.toFixed(1)} ms RTT client ⇄ relay (measured; delay line set to ${d.nominalRttMs}), median`, 'ms');
   line('direct to the relay host (TCP connect + GET)', dm.direct!.toFixed(1), `  (TCP connect alone ${dm.directConnect!.toFixed(1)} ms)`);
   line('through braid relay, warm pool (target <= +1 RTT)', dm.braidWarm!.toFixed(1), `  (${rt('braidWarm')} over direct)`);
   line('through braid relay, no pool (TCP + TLS per dial)', dm.braidCold!.toFixed(1), `  (${rt('braidCold')})`);

@@ -145,7 +145,9 @@ export interface RelayBenchResult {
   };
   ttfb: TtfbResult;
   /** the same probes with a real round-trip time between client and relay (delay line) */
-  ttfbDelayed: TtfbResult & { rttMs: number; extraRoundTrips: Record<string, number> };
+  /** rttMs: the round trip measured through the delay line (the direct fetch's TCP connect), which the
+   *  extra round trips divide by; nominalRttMs: what the delay line was set to. */
+  ttfbDelayed: TtfbResult & { rttMs: number; nominalRttMs: number; extraRoundTrips: Record<string, number> };
   ssCipher: string;
 }
 
@@ -251,9 +253,11 @@ export async function ttfbDelayed(log: (s: string) => void, out: RelayBenchResul
   try {
     c = await startChains(() => createDelayedRelayTopology(DELAYED_RTT_MS / 2));
     const r = await ttfb(c, log, 300);
-    const rtt = DELAYED_RTT_MS;
+    // The round trip this run really had, not the delay line's setting: the direct fetch's TCP
+    // connect is one round trip from the client to the relay host through the line.
+    const rtt = r.medianMs.directConnect!;
     out.ttfbDelayed = {
-      ...r, rttMs: rtt,
+      ...r, rttMs: rtt, nominalRttMs: DELAYED_RTT_MS,
       extraRoundTrips: {
         braidWarm: (r.medianMs.braidWarm! - r.medianMs.direct!) / rtt,
         braidCold: (r.medianMs.braidCold! - r.medianMs.direct!) / rtt,
@@ -321,7 +325,7 @@ export async function relayBench(log: (s: string) => void): Promise<RelayBenchRe
     shaped: { samplesMbit: { braidRelay: [], braidRelayMptcpDest: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidMptcpDestOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
     unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN }, mptcpDestinationGbit: null },
     ttfb: emptyTtfb(),
-    ttfbDelayed: { ...emptyTtfb(), rttMs: DELAYED_RTT_MS, extraRoundTrips: {} },
+    ttfbDelayed: { ...emptyTtfb(), rttMs: NaN, nominalRttMs: DELAYED_RTT_MS, extraRoundTrips: {} },
     ssCipher: SS_CIPHER,
   };
   log(`bench: relay topology (client ⇄ 2 x ${RATE_MBIT} Mbit/s ⇄ relay ⇄ destination), ${SHAPED_BYTES / 1e6} MB x ${SHAPED_REPS}, TTFB x ${TTFB_ROUNDS}`);

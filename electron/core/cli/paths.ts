@@ -125,7 +125,11 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
       cfg = next;
       manager.reconcileNow();
     }, (err) => log.warn(`config file ${file}: ${errorMessage(err)} (keeping the previous policy)`));
+    // Every watch here is unref'd (inside braid up the proxy keeps the process alive): without a
+    // handle of its own the daemon would exit at once, leaving its endpoints behind.
+    const alive = setInterval(() => {}, 2 ** 31 - 1);
     return untilSignal(async () => {
+      clearInterval(alive);
       unwatch();
       manager.stop();
     }, log);

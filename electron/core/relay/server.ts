@@ -58,6 +58,9 @@ export class RelayServer {
   private metricsServer: http.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private readonly perClient = new Map<string, number>();
+  // Client connections only: `sockets` also holds each tunnel's upstream, which must not count
+  // against --max-connections (it would halve the limit for clients with a live tunnel).
+  private clients = 0;
   private readonly expectedAuth: Buffer;
   private readonly dialer: Dialer;
   // The client connection's fd, found by its remote address: tls.Server hides the raw socket behind
@@ -132,6 +135,7 @@ export class RelayServer {
     raw.setNoDelay(true);
     this.metrics.connections.add(1);
     this.sockets.add(raw);
+    this.clients++;
     const who = raw.remoteAddress ?? '?';
     const n = (this.perClient.get(who) ?? 0) + 1;
     this.perClient.set(who, n);
@@ -140,13 +144,14 @@ export class RelayServer {
     if (typeof fd === 'number' && fd >= 0) this.fdByPeer.set(peer, fd);
     raw.once('close', () => {
       this.sockets.delete(raw);
+      this.clients--;
       this.fdByPeer.delete(peer);
       const left = (this.perClient.get(who) ?? 1) - 1;
       if (left <= 0) this.perClient.delete(who);
       else this.perClient.set(who, left);
     });
     raw.on('error', () => {});
-    if (this.sockets.size > this.opts.maxConnections || n > this.opts.maxPerClient) {
+    if (this.clients > this.opts.maxConnections || n > this.opts.maxPerClient) {
       // Refused before TLS: nothing may be spent on a client over its limit.
       this.metrics.refused.add(1, { reason: 'limit' });
       this.opts.log.warn(`refusing ${who}: ${n > this.opts.maxPerClient ? 'per-client' : 'total'} connection limit reached`);

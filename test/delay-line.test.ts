@@ -1,0 +1,67 @@
+/**
+ * The userspace delay line (test/helpers/delay-line.py) that the bench's time-to-first-byte figures
+ * in round trips rest on: in the bench's own topology (createDelayedRelayTopology), a TCP connect
+ * from the client to the relay host takes one round trip, so it must take at least twice the
+ * one-way delay, not much more, and grow by exactly the added delay when the setting grows.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { describe, test } from 'node:test';
+import { missingPrerequisite, startByteServer } from './helpers/multipath-harness';
+import { skipUnlessRoot } from './helpers/netns';
+import { requireFor } from './helpers/prerequisites';
+import { createDelayedRelayTopology, type DelayedRelayTopology } from './helpers/relay-topology';
+
+function missingPython(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    try {
+      fs.accessSync(`${dir}/python3`, fs.constants.X_OK);
+      return undefined;
+    } catch { /* next */ }
+  }
+  return 'needs python3 for the delay line';
+}
+
+const skip = requireFor('the delay line adds its delay (delay-line.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
+const PORT = 8080;
+const SAMPLES = 9;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Median TCP connect time (ms) from the client to the relay host, as curl measures it. */
+async function connectMs(topo: DelayedRelayTopology): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const { stdout } = await topo.client.exec(['curl', '-sS', '--fail', '--max-time', '5', '-o', '/dev/null', '-w', '%{time_connect}',
+      `http://${topo.relayAddress(1)}:${PORT}/bytes/1`], { timeoutMs: 10_000 });
+    samples.push(Number(stdout) * 1000);
+  }
+  return median(samples);
+}
+
+async function measure(oneWayMs: number): Promise<number> {
+  const topo = await createDelayedRelayTopology(oneWayMs);
+  try {
+    await startByteServer(topo.relay, { port: PORT, tcp: true });
+    await connectMs(topo); // first use: ARP/neighbour discovery through the line, not a round trip to count
+    return await connectMs(topo);
+  } finally {
+    await topo.destroy();
+  }
+}
+
+describe('the delay line', { skip, timeout: 120_000 }, () => {
+  test('a TCP connect through it takes the round trip it is set to, and follows the setting', async (t) => {
+    const short = await measure(10);
+    const long = await measure(30);
+    t.diagnostic(`TCP connect through the delay line: ${short.toFixed(2)} ms at 2 x 10 ms, ${long.toFixed(2)} ms at 2 x 30 ms`);
+    // Never shorter than the delay (each frame waits its one-way time in each direction) ...
+    assert.ok(short >= 20, `${short.toFixed(2)} ms at 2 x 10 ms`);
+    assert.ok(long >= 60, `${long.toFixed(2)} ms at 2 x 30 ms`);
+    // ... and not applied twice: under 1.5 x the setting (a frame delayed at both ends would double it).
+    assert.ok(short < 30, `${short.toFixed(2)} ms at 2 x 10 ms`);
+    assert.ok(long < 90, `${long.toFixed(2)} ms at 2 x 30 ms`);
+    // 20 ms more on the setting, 40 ms more per round trip: what the line adds is what it is told.
+    assert.ok(Math.abs(long - short - 40) < 8, `the round trip grew by ${(long - short).toFixed(2)} ms for 40 ms more delay`);
+  });
+});
