@@ -6,12 +6,13 @@
 // success; an interface that does not exist is named as such. `braid up` prints what it changed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { requireFor } from './helpers/prerequisites';
 import { skipUnlessRoot } from './helpers/netns';
 import { curlDownload, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
 import { createPathsTopology, flagsOf, ip, ipEndpoints, killOnSignal, scratchDir, until, type IpEndpoint, type PathsTopology } from './helpers/paths-harness';
 import { runBraid, startBraid, type BraidProxy } from './helpers/proc';
 
-const skip = skipUnlessRoot() ?? missingPrerequisite();
+const skip = requireFor('braid paths set outcomes and endpoint convergence (paths-set.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 const START_MS = 15_000;
 const ADMIN_ID = 77;
 

@@ -106,10 +106,11 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
     assert.deepEqual(await ui.request('console'), [], 'console errors (CSP violations show up here)');
   });
 
-  test('keyboard: Tab reaches the master switch first, then the theme control', async () => {
-    const order = await ui.request<string[]>('tabOrder', { count: 2 });
+  test('keyboard: Tab reaches the master switch first, then "All apps", then the theme control', async () => {
+    const order = await ui.request<string[]>('tabOrder', { count: 3 });
     assert.match(order[0]!, /^button\[switch\] Proxy on/);
-    assert.match(order[1]!, /^button .*theme/i);
+    assert.match(order[1]!, /^button\[switch\] All apps off/);
+    assert.match(order[2]!, /^button .*theme/i);
   });
 
   test('during a download the chart and two cards show two paths with non-zero rates', async () => {
@@ -188,6 +189,19 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
     const ok = await topo.client.exec(['curl', '--silent', '--show-error', '--fail', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${PROXY_PORT}`,
       '--output', '/dev/null', '--write-out', '%{size_download}', `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/100000`], { timeoutMs: 20_000 });
     assert.equal(ok.stdout.trim(), '100000');
+    assert.deepEqual(await ui.request('console'), []);
+  });
+
+  test('the "All apps" switch turns transparent mode on (nftables inet braid, QUIC notice) and off', async () => {
+    const tables = async (): Promise<string> => (await topo.client.exec(['nft', 'list', 'tables'])).stdout;
+    assert.doesNotMatch(await tables(), /inet braid/);
+    const on = await ui.request<{ on: boolean; notice: string[] }>('toggleAllApps');
+    assert.equal(on.on, true);
+    assert.match(await tables(), /table inet braid/);
+    assert.ok(on.notice.some((n) => /every app's TCP goes through Braid\. QUIC \(UDP 443\) is blocked/.test(n)), on.notice.join(' | '));
+    const off = await ui.request<{ on: boolean; notice: string[] }>('toggleAllApps');
+    assert.equal(off.on, false);
+    assert.doesNotMatch(await tables(), /inet braid/);
     assert.deepEqual(await ui.request('console'), []);
   });
 

@@ -12,13 +12,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expectedSha256 } from './helpers/byte-stream';
+import { requireFor } from './helpers/prerequisites';
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { BRAID_CLI, curlDownload, DIST, missingPrerequisite } from './helpers/multipath-harness';
 import { killOnSignal, until } from './helpers/paths-harness';
 import { runProcess, startProcess, type Running } from './helpers/proc';
 import { createRelayTopology, relayTxBytes, startRelay, tempRelayDir, type RelayProcess, type RelayTopology } from './helpers/relay-topology';
 
-const skip = skipUnlessRoot() ?? missingPrerequisite() ?? (fs.existsSync('/usr/sbin/nft') ? undefined : 'needs nft (apt-get install nftables)');
+const skip = requireFor('transparent mode and braid run through a relay (transparent.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? (fs.existsSync('/usr/sbin/nft') ? undefined : 'needs nft (apt-get install nftables)'));
 const SERVE_BYTES = path.join(DIST, 'test', 'helpers', 'serve-bytes.js');
 const SERVE_HTTPS = path.join(DIST, 'test', 'helpers', 'serve-https.js');
 const NAME = 'dest.braid.test';

@@ -19,7 +19,7 @@ function iface(name: string, over: Partial<InterfaceView> = {}): InterfaceView {
   };
 }
 
-function status(over: { running?: boolean; dial?: 'mptcp' | 'tcp'; managed?: boolean; reason?: string | null; interfaces?: InterfaceView[]; sp?: Partial<StatusView['systemProxy']>; relay?: StatusView['relay'] } = {}): StatusView {
+function status(over: { running?: boolean; dial?: 'mptcp' | 'tcp'; managed?: boolean; reason?: string | null; interfaces?: InterfaceView[]; sp?: Partial<StatusView['systemProxy']>; relay?: StatusView['relay']; tp?: Partial<StatusView['transparent']> } = {}): StatusView {
   const running = over.running ?? true;
   return {
     version: '0.1.0',
@@ -30,7 +30,7 @@ function status(over: { running?: boolean; dial?: 'mptcp' | 'tcp'; managed?: boo
     connections: { active: 0, total: 0 },
     systemProxy: { enabled: false, backend: 'gnome', error: null, ...over.sp },
     systemChanges: [],
-    transparent: { enabled: false, active: false, via: null, listen: null, bypass: [], blockQuic: true, scopes: 0, error: null },
+    transparent: { enabled: false, active: false, via: null, listen: null, bypass: [], blockQuic: true, scopes: 0, error: null, ...over.tp },
   };
 }
 
@@ -152,6 +152,21 @@ describe('tray model', () => {
     const on = item(trayModel(status({ sp: { enabled: true } }), null).items, 'system-proxy');
     assert.equal(on.checked, true);
     assert.deepEqual(on.action, { command: 'systemProxy.set', params: { enabled: false } });
+  });
+
+  test('"All apps" shows whether transparent mode is in effect, asks for the opposite, and shows why it is not', () => {
+    const off = item(trayModel(status(), null).items, 'all-apps');
+    assert.equal(off.label, 'All apps');
+    assert.equal(off.checked, false);
+    assert.deepEqual(off.action, { command: 'transparent.set', params: { enabled: true } });
+    const on = item(trayModel(status({ tp: { enabled: true, active: true } }), null).items, 'all-apps');
+    assert.equal(on.checked, true);
+    assert.deepEqual(on.action, { command: 'transparent.set', params: { enabled: false } });
+    // Asked for but not in effect (no privileges): not shown as on, and the reason is there.
+    const m = trayModel(status({ tp: { enabled: true, active: false, error: 'transparent mode needs CAP_NET_ADMIN' } }), null);
+    assert.equal(item(m.items, 'all-apps').checked, false);
+    assert.match(item(m.items, 'all-apps.error.0').label, /needs CAP_NET_ADMIN/);
+    assert.equal(item(trayModel(status({ running: false }), null).items, 'all-apps').enabled, false, 'not while the proxy is off');
   });
 
   test('no system proxy backend: the toggle is disabled and the reason is shown', () => {

@@ -29,6 +29,17 @@ function send(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
+/** Clicks the switch whose label starts with `label` and waits until it shows the other state. */
+async function toggleSwitch(label: string): Promise<boolean> {
+  const p = need();
+  const sw = p.getByRole('switch', { name: new RegExp(`^${label}`) });
+  const before = await sw.getAttribute('aria-checked');
+  await sw.click();
+  const want = before === 'true' ? 'false' : 'true';
+  await until(`[...document.querySelectorAll('[role=switch]')].some((s) => s.textContent.trim().startsWith(${JSON.stringify(label)}) && s.getAttribute('aria-checked') === '${want}')`);
+  return want === 'true';
+}
+
 function need(): Page {
   if (!page) throw new Error('no page: send "open" first');
   return page;
@@ -165,13 +176,14 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
   },
 
   async toggleProxy() {
-    const p = need();
-    const sw = p.getByRole('switch');
-    const before = await sw.getAttribute('aria-checked');
-    await sw.click();
-    const want = before === 'true' ? 'false' : 'true';
-    await until(`document.querySelector('[role=switch]')?.getAttribute('aria-checked') === '${want}'`);
-    return want === 'true';
+    return toggleSwitch('Proxy');
+  },
+
+  /** The "All apps" switch (transparent mode); returns its state after, and the notice under it. */
+  async toggleAllApps() {
+    const on = await toggleSwitch('All apps');
+    const notice = await read<string[]>(`[...document.querySelectorAll('.notice')].map((n) => n.textContent.trim())`);
+    return { on, notice };
   },
 
   /** Tab presses from a fresh focus; returns a description of each focused element. */

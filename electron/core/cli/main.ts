@@ -10,10 +10,11 @@ import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
 import { run } from './run';
+import { helper } from './helper';
 import { status } from './status';
 import { up } from './up';
 
-const COMMANDS: Record<string, Command> = { up, status, paths, relay, run };
+const COMMANDS: Record<string, Command> = { up, status, paths, relay, run, helper };
 
 function helpText(): string {
   const lines = ['usage: braid <command> [options]', '', 'commands:'];

@@ -8,6 +8,7 @@ import { defaultConfigFile, defaultStateDir } from '../config/locations';
 import { loadConfig, updateConfigFile, watchConfigFile } from '../config/load';
 import type { BraidConfig, PathPolicy } from '../config/schema';
 import { errorMessage } from '../errors';
+import type { Logger } from '../proxy/session';
 import { PATH_POLICIES } from '../paths/policy';
 import { hasNetAdmin, PathManager, pathsStamp, PRIVILEGE_HELP, readManagerRecord, type PathStatus } from '../paths/manager';
 import { snapshot } from '../paths/inventory';
@@ -43,6 +44,31 @@ export function formatPaths(s: PathStatus): string {
   if (s.foreign.length) lines.push(`endpoints Braid did not create (left alone): ${s.foreign.map((e) => `${e.id}:${e.address}`).join(' ')}`);
   if (s.reason) lines.push(`note: ${s.reason}`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Path management on its own, from the policy in `file` (followed as it changes): `braid paths
+ * daemon`, and `braid helper --paths-config`. Returns the function that stops it (removing endpoints).
+ */
+export function startPathsDaemon(file: string, stateDir: string, log: Logger): () => void {
+  let cfg = readConfig(file);
+  const manager = new PathManager({ config: () => cfg.paths, stateDir, log });
+  manager.start();
+  const s = manager.status();
+  if (!s.managed && s.reason) log.warn(s.reason);
+  process.stdout.write(`braid: managing MPTCP endpoints (policy from ${file})\n`);
+  const unwatch = watchConfigFile(file, (next) => {
+    cfg = next;
+    manager.reconcileNow();
+  }, (err) => log.warn(`config file ${file}: ${errorMessage(err)} (keeping the previous policy)`));
+  // Every watch here is unref'd (inside braid up the proxy keeps the process alive): without a
+  // handle of its own the daemon would exit at once, leaving its endpoints behind.
+  const alive = setInterval(() => {}, 2 ** 31 - 1);
+  return () => {
+    clearInterval(alive);
+    unwatch();
+    manager.stop();
+  };
 }
 
 const CONFIRM_MS = 3000;
@@ -115,24 +141,8 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     return 0;
   }
   if (sub === 'daemon') {
-    let cfg = readConfig(file);
-    const manager = new PathManager({ config: () => cfg.paths, stateDir, log });
-    manager.start();
-    const s = manager.status();
-    if (!s.managed && s.reason) log.warn(s.reason);
-    process.stdout.write(`braid: managing MPTCP endpoints (policy from ${file})\n`);
-    const unwatch = watchConfigFile(file, (next) => {
-      cfg = next;
-      manager.reconcileNow();
-    }, (err) => log.warn(`config file ${file}: ${errorMessage(err)} (keeping the previous policy)`));
-    // Every watch here is unref'd (inside braid up the proxy keeps the process alive): without a
-    // handle of its own the daemon would exit at once, leaving its endpoints behind.
-    const alive = setInterval(() => {}, 2 ** 31 - 1);
-    return untilSignal(async () => {
-      clearInterval(alive);
-      unwatch();
-      manager.stop();
-    }, log);
+    const stop = startPathsDaemon(file, stateDir, log);
+    return untilSignal(async () => stop(), log);
   }
   throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, daemon)`);
 }

@@ -178,6 +178,19 @@ export function trayModel(status: StatusView, lastTick: StatsTick | null, opts: 
   });
   if (sp.error) wrapText(sp.error, REASON_WIDTH, 3).forEach((l, n) => items.push(info(`system-proxy.error.${n}`, l)));
 
+  // Every app's TCP, not only apps that honour the proxy settings (transparent mode).
+  const tp = status.transparent;
+  const allApps = tp.enabled && tp.active;
+  items.push({
+    id: 'all-apps',
+    label: 'All apps',
+    type: 'checkbox',
+    checked: allApps,
+    enabled: running && !busy,
+    action: { command: 'transparent.set', params: { enabled: !allApps } },
+  });
+  if (tp.error) wrapText(tp.error, REASON_WIDTH, 3).forEach((l, n) => items.push(info(`all-apps.error.${n}`, l)));
+
   items.push(pathsSubmenu(status, busy));
   items.push(separator('sep.app'));
   if (opts.launchAtLogin !== undefined && opts.launchAtLogin !== null) {

@@ -22,7 +22,9 @@ import { NFT_KIND, nftRecordFile, type NftRecord } from './restorer';
 import { DEFAULT_BYPASS, parseBypass, renderRuleset, TABLE_FAMILY, TABLE_NAME, validateCgroup, type CgroupRef, type RulesetSpec } from './ruleset';
 import path from 'node:path';
 import fs from 'node:fs';
-import { cgroupDir } from './cgroup';
+import { cgroupDir, enterNewScope, type Scope as CgroupScope } from './cgroup';
+import { HelperClient } from '../privileged/client';
+import type { TransparentRequest } from '../privileged/protocol';
 
 /** The firewall mark on Braid's own outbound sockets while its table is in place ("brai"). */
 export const BRAID_MARK = 0x62726169;
@@ -67,6 +69,10 @@ export class TransparentMode {
   private error: string | null = null;
   private marking = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Without CAP_NET_ADMIN: the privileged helper, and this process's own cgroup its rules let through. */
+  private helper: HelperClient | null = null;
+  private selfScope: CgroupScope | null = null;
+  private helperRequest: string | null = null;
 
   constructor(private readonly host: TransparentHost) {}
 
@@ -161,6 +167,8 @@ export class TransparentMode {
       }
       await this.host.stopListener();
       this.listen = null;
+      this.selfScope?.close();
+      this.selfScope = null;
     });
   }
 
@@ -174,9 +182,7 @@ export class TransparentMode {
       this.listen = null;
       return;
     }
-    if (!hasNetAdmin()) {
-      throw new BraidError('EPERM', 'transparent mode needs CAP_NET_ADMIN to change nftables: run `sudo braid helper` (or install build/linux/braid-helper.service), or run braid up as root');
-    }
+    if (!hasNetAdmin()) return this.syncViaHelper(cfg);
     this.listen = await this.host.startListener();
     const spec: RulesetSpec = {
       port: this.listen.port,
@@ -185,7 +191,8 @@ export class TransparentMode {
       relay: await this.relayAddresses(),
       exclude: { mark: BRAID_MARK, cgroups: [] },
       // As root (or with CAP_NET_ADMIN) Braid redirects every user's TCP on this host.
-      everything: cfg.enabled ? { uid: null } : null,
+      uid: null,
+      everything: cfg.enabled,
       scopes: [...this.scopes.values()].map((s) => s.cgroup),
       blockQuic: cfg.blockQuic,
     };
@@ -202,7 +209,52 @@ export class TransparentMode {
     this.host.log.info(`transparent mode: ${describeSpec(spec)}`);
   }
 
+  /**
+   * Unprivileged: the helper applies the rules for this user only. Braid's own dials are told apart
+   * by cgroup: this process moves into a cgroup of its own first (under its current one, which a
+   * desktop session delegates to the user), and every socket it makes from then on carries it.
+   */
+  private async syncViaHelper(cfg: TransparentConfig): Promise<void> {
+    this.selfScope ??= enterNewScope(`braid-self-${process.pid}`);
+    this.listen = await this.host.startListener();
+    const req: TransparentRequest = {
+      port: this.listen.port,
+      ipv6: this.listen.ipv6,
+      bypass: [...(cfg.bypass ?? DEFAULT_BYPASS)],
+      relay: await this.relayAddresses(),
+      self: this.selfScope.ref,
+      everything: cfg.enabled,
+      scopes: [...this.scopes.values()].map((s) => s.cgroup),
+      blockQuic: cfg.blockQuic,
+    };
+    const key = JSON.stringify(req);
+    if (this.applied && this.helperRequest === key) return;
+    this.helper ??= new HelperClient(undefined, (why) => this.helperLost(why));
+    await this.helper.apply(req);
+    this.helperRequest = key;
+    const spec: RulesetSpec = {
+      ...req, bypass: req.bypass.map(parseBypass), exclude: { mark: null, cgroups: [req.self] }, uid: process.getuid?.() ?? null,
+    };
+    this.applied = { spec, via: 'helper' };
+    this.host.log.info(`transparent mode (through the braid helper): ${describeSpec(spec)}`);
+  }
+
+  private helperLost(why: string): void {
+    if (!this.applied || this.applied.via !== 'helper') return;
+    this.applied = null;
+    this.helperRequest = null;
+    this.error = `${why}; trying again`;
+    this.host.log.warn(`transparent mode: ${why}; its rules are gone, trying again in 2 s`);
+    setTimeout(() => void this.sync(), 2000).unref();
+  }
+
   private async removeLocked(): Promise<void> {
+    if (this.applied?.via === 'helper') {
+      this.applied = null;
+      this.helperRequest = null;
+      await this.helper?.clear();
+      return;
+    }
     if (!this.applied) return;
     await removeTable();
     this.applied = null;
@@ -230,7 +282,7 @@ export class TransparentMode {
 
 export function describeSpec(spec: RulesetSpec): string {
   const parts: string[] = [];
-  if (spec.everything) parts.push(`redirects ${spec.everything.uid === null ? 'all' : `uid ${spec.everything.uid}'s`} outbound TCP`);
+  if (spec.everything) parts.push(`redirects ${spec.uid === null ? 'all' : `uid ${spec.uid}'s`} outbound TCP`);
   if (spec.scopes.length) parts.push(`redirects the TCP of ${spec.scopes.length} braid run program${spec.scopes.length === 1 ? '' : 's'}`);
   parts.push(`to 127.0.0.1:${spec.port}${spec.ipv6 ? ` and [::1]:${spec.port}` : ''}`);
   parts.push(`${spec.bypass.length} bypass range${spec.bypass.length === 1 ? '' : 's'}`);

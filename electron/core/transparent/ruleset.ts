@@ -39,8 +39,10 @@ export interface RulesetSpec {
   relay: string[];
   /** Braid's own sockets, never redirected. */
   exclude: { mark: number | null; cgroups: CgroupRef[] };
-  /** Transparent mode on: every outbound TCP connection (of this uid only, when given). */
-  everything: { uid: number | null } | null;
+  /** Whose traffic: a user's sockets only (`meta skuid`), or every user's (null: Braid running as root). */
+  uid: number | null;
+  /** Transparent mode on: every outbound TCP connection of `uid`. */
+  everything: boolean;
   /** `braid run` scopes: TCP from these cgroups (and their children) is redirected. */
   scopes: CgroupRef[];
   /** Reject UDP 443 for whatever is redirected, so QUIC falls back to TCP. */
@@ -102,8 +104,8 @@ function check(spec: RulesetSpec): void {
   const m = spec.exclude.mark;
   if (m !== null && (!Number.isInteger(m) || m < 1 || m > 0xffffffff)) throw bad(`mark ${m} is not a 32-bit value`);
   for (const c of [...spec.exclude.cgroups, ...spec.scopes]) validateCgroup(c);
-  const uid = spec.everything?.uid;
-  if (uid !== undefined && uid !== null && (!Number.isInteger(uid) || uid < 0 || uid > 0xfffffffe)) throw bad(`uid ${uid} is not valid`);
+  const uid = spec.uid;
+  if (uid !== null && (!Number.isInteger(uid) || uid < 0 || uid > 0xfffffffe)) throw bad(`uid ${uid} is not valid`);
 }
 
 const cg = (c: CgroupRef): string => `socket cgroupv2 level ${c.level} "${c.path}"`;
@@ -113,49 +115,70 @@ function set(name: string, type: string, elements: string[]): string[] {
   return [`  set ${name} {`, `    type ${type}; flags interval;`, `    elements = { ${elements.join(', ')} }`, '  }'];
 }
 
-/** The whole table, for `nft -f`. */
-export function renderRuleset(spec: RulesetSpec): string {
-  check(spec);
+/** The rules of one spec, in its own chains (`nat_N`, `quic_N`), with its own sets (`sN_…`). */
+function specChains(spec: RulesetSpec, n: number): { sets: string[]; nat: string[]; quic: string[] } {
   const v4 = spec.bypass.filter((b) => b.family === 4);
   const v6 = spec.bypass.filter((b) => b.family === 6);
   const relay4 = spec.relay.filter((a) => net.isIP(a) === 4);
   const relay6 = spec.relay.filter((a) => net.isIP(a) === 6);
-  const who = spec.everything ? (spec.everything.uid !== null ? `meta skuid ${spec.everything.uid} ` : '') : null;
-  const redirect = `redirect to :${spec.port}`;
-  const lines = [
-    `table ${TABLE_FAMILY} ${TABLE_NAME} {`,
-    ...set('bypass_v4', 'ipv4_addr', v4.filter((b) => b.port === null).map((b) => b.cidr)),
-    ...set('bypass_v6', 'ipv6_addr', v6.filter((b) => b.port === null).map((b) => b.cidr)),
-    ...set('bypass_v4_port', 'ipv4_addr . inet_service', v4.filter((b) => b.port !== null).map((b) => `${b.cidr} . ${b.port}`)),
-    ...set('bypass_v6_port', 'ipv6_addr . inet_service', v6.filter((b) => b.port !== null).map((b) => `${b.cidr} . ${b.port}`)),
-    '  chain nat_output {',
-    '    type nat hook output priority -100; policy accept;',
-    '    meta l4proto != tcp return',
-    // This host's own addresses are local traffic, whatever range they are in.
-    '    fib daddr type local return',
+  const p = `s${n}_`;
+  const sets = [
+    ...set(`${p}bypass_v4`, 'ipv4_addr', v4.filter((b) => b.port === null).map((b) => b.cidr)),
+    ...set(`${p}bypass_v6`, 'ipv6_addr', v6.filter((b) => b.port === null).map((b) => b.cidr)),
+    ...set(`${p}bypass_v4_port`, 'ipv4_addr . inet_service', v4.filter((b) => b.port !== null).map((b) => `${b.cidr} . ${b.port}`)),
+    ...set(`${p}bypass_v6_port`, 'ipv6_addr . inet_service', v6.filter((b) => b.port !== null).map((b) => `${b.cidr} . ${b.port}`)),
   ];
-  if (!spec.ipv6) lines.push('    meta nfproto ipv6 return');
-  if (spec.exclude.mark !== null) lines.push(`    meta mark 0x${spec.exclude.mark.toString(16)} return`);
-  for (const c of spec.exclude.cgroups) lines.push(`    ${cg(c)} return`);
-  if (relay4.length) lines.push(`    ip daddr { ${relay4.join(', ')} } return`);
-  if (relay6.length) lines.push(`    ip6 daddr { ${relay6.join(', ')} } return`);
-  if (v4.some((b) => b.port === null)) lines.push('    ip daddr @bypass_v4 return');
-  if (v6.some((b) => b.port === null)) lines.push('    ip6 daddr @bypass_v6 return');
-  if (v4.some((b) => b.port !== null)) lines.push('    ip daddr . tcp dport @bypass_v4_port return');
-  if (v6.some((b) => b.port !== null)) lines.push('    ip6 daddr . tcp dport @bypass_v6_port return');
-  if (who !== null) lines.push(`    ${who}meta l4proto tcp ${redirect}`);
-  for (const c of spec.scopes) lines.push(`    ${cg(c)} meta l4proto tcp ${redirect}`);
+  const excludes: string[] = [];
+  if (spec.exclude.mark !== null) excludes.push(`meta mark 0x${spec.exclude.mark.toString(16)} return`);
+  for (const c of spec.exclude.cgroups) excludes.push(`${cg(c)} return`);
+  const bypass: string[] = [];
+  if (v4.some((b) => b.port === null)) bypass.push(`ip daddr @${p}bypass_v4 return`);
+  if (v6.some((b) => b.port === null)) bypass.push(`ip6 daddr @${p}bypass_v6 return`);
+  const redirect = `redirect to :${spec.port}`;
+  const nat = [
+    ...(spec.ipv6 ? [] : ['meta nfproto ipv6 return']),
+    ...excludes,
+    ...(relay4.length ? [`ip daddr { ${relay4.join(', ')} } return`] : []),
+    ...(relay6.length ? [`ip6 daddr { ${relay6.join(', ')} } return`] : []),
+    ...bypass,
+    ...(v4.some((b) => b.port !== null) ? [`ip daddr . tcp dport @${p}bypass_v4_port return`] : []),
+    ...(v6.some((b) => b.port !== null) ? [`ip6 daddr . tcp dport @${p}bypass_v6_port return`] : []),
+    ...(spec.everything ? [`meta l4proto tcp ${redirect}`] : []),
+    ...spec.scopes.map((c) => `${cg(c)} meta l4proto tcp ${redirect}`),
+  ];
+  // QUIC: only what would have gone through Braid as TCP (not DNS, not the LAN, not Braid's own).
+  const quic = spec.blockQuic && (spec.everything || spec.scopes.length > 0)
+    ? [...excludes, ...bypass, ...(spec.everything ? ['udp dport 443 reject'] : []), ...spec.scopes.map((c) => `${cg(c)} udp dport 443 reject`)]
+    : [];
+  return { sets, nat, quic };
+}
+
+/**
+ * The whole table, for `nft -f`. One spec per Braid whose traffic it redirects: Braid itself as
+ * root (uid null: every user's traffic), or one per user when the privileged helper serves
+ * several; each in chains of its own, entered only for that user's sockets (`meta skuid`).
+ */
+export function renderRuleset(specs: RulesetSpec | RulesetSpec[]): string {
+  const list = Array.isArray(specs) ? specs : [specs];
+  list.forEach(check);
+  if (list.filter((s) => s.uid === null).length > 1 || (list.some((s) => s.uid === null) && list.length > 1)) {
+    throw new BraidError('EBADRULESET', 'a spec for every user cannot share the table with others');
+  }
+  const built = list.map((s, n) => ({ spec: s, ...specChains(s, n) }));
+  const who = (s: RulesetSpec): string => (s.uid === null ? '' : `meta skuid ${s.uid} `);
+  const lines = [`table ${TABLE_FAMILY} ${TABLE_NAME} {`, ...built.flatMap((b) => b.sets)];
+  lines.push('  chain nat_output {', '    type nat hook output priority -100; policy accept;', '    meta l4proto != tcp return',
+    // This host's own addresses are local traffic, whatever range they are in.
+    '    fib daddr type local return');
+  built.forEach((b, n) => lines.push(`    ${who(b.spec)}jump nat_${n}`));
   lines.push('  }');
-  if (spec.blockQuic && (who !== null || spec.scopes.length > 0)) {
-    lines.push('  chain block_quic {', '    type filter hook output priority 0; policy accept;');
-    // Not DNS, not the LAN: only what would have gone through Braid as TCP.
-    if (spec.exclude.mark !== null) lines.push(`    meta mark 0x${spec.exclude.mark.toString(16)} return`);
-    for (const c of spec.exclude.cgroups) lines.push(`    ${cg(c)} return`);
-    if (v4.some((b) => b.port === null)) lines.push('    ip daddr @bypass_v4 return');
-    if (v6.some((b) => b.port === null)) lines.push('    ip6 daddr @bypass_v6 return');
-    if (who !== null) lines.push(`    ${who}udp dport 443 reject`);
-    for (const c of spec.scopes) lines.push(`    ${cg(c)} udp dport 443 reject`);
+  built.forEach((b, n) => lines.push(`  chain nat_${n} {`, ...b.nat.map((r) => `    ${r}`), '  }'));
+  const quic = built.map((b, n) => ({ b, n })).filter(({ b }) => b.quic.length > 0);
+  if (quic.length) {
+    lines.push('  chain block_quic {', '    type filter hook output priority 0; policy accept;', '    meta l4proto != udp return');
+    quic.forEach(({ b, n }) => lines.push(`    ${who(b.spec)}jump quic_${n}`));
     lines.push('  }');
+    quic.forEach(({ b, n }) => lines.push(`  chain quic_${n} {`, ...b.quic.map((r) => `    ${r}`), '  }'));
   }
   lines.push('}');
   return lines.join('\n') + '\n';

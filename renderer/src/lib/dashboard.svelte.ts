@@ -129,6 +129,14 @@ export class Dashboard {
     });
   }
 
+  /** "All apps": transparent mode on or off (the core refuses, with a reason, when it cannot). */
+  async setTransparent(enabled: boolean): Promise<void> {
+    await this.attempt('transparent', async () => {
+      const t = await this.client.call('transparent.set', { enabled });
+      if (this.status) this.status = { ...this.status, transparent: t };
+    });
+  }
+
   async setPolicy(iface: string, policy: PathPolicy): Promise<boolean> {
     return this.attempt(`policy:${iface}`, async () => {
       this.paths = await this.client.call('paths.setPolicy', { interface: iface, policy });
