@@ -13,6 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DestinationPolicy, explainRefusal } from '../electron/core/relay/policy';
 import { expectedSha256 } from './helpers/byte-stream';
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { DIST, missingPrerequisite } from './helpers/multipath-harness';
@@ -32,6 +33,21 @@ const CHROMIUM_QUIET = ['--disable-background-networking', '--disable-component-
 function sha256File(file: string): string {
   return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
+
+test("the relay's policy names a stable reason for each refused range; the client explains it", () => {
+  const policy = new DestinationPolicy({ allow: ['10.9.0.0/16'], deny: ['10.9.9.0/24', '203.0.113.0/24'] });
+  const cases: Array<[string, string | null]> = [
+    ['127.0.0.1', 'loopback'], ['::1', 'loopback'], ['10.1.2.3', 'private'], ['192.168.1.1', 'private'], ['fd00::1', 'private'],
+    ['100.64.0.1', 'cgnat'], ['169.254.1.1', 'link-local'], ['fe80::1', 'link-local'], ['224.0.0.1', 'multicast'],
+    ['ff02::1', 'multicast'], ['0.1.2.3', 'reserved'], ['240.0.0.1', 'reserved'],
+    ['10.9.1.1', null], ['10.9.9.1', 'denied'], ['203.0.113.5', 'denied'], ['198.51.100.1', null],
+  ];
+  for (const [address, reason] of cases) assert.equal(policy.check(address)?.reason ?? null, reason, address);
+  assert.equal(explainRefusal('private'), "refused by the relay's policy (private address); the relay's operator can allow it with --allow CIDR");
+  assert.match(explainRefusal('denied'), /deny list.*--deny/);
+  assert.doesNotMatch(explainRefusal('denied'), /--allow/, 'a denied range cannot be allowed');
+  assert.match(explainRefusal(undefined), /^refused by the relay's policy; /);
+});
 
 describe('real clients through a relay: curl in every proxy mode, Chromium with --proxy-server', { skip: skipUnlessRoot() ?? missingPrerequisite(), timeout: 180_000 }, () => {
   let topo: RelayTopology;
@@ -111,5 +127,34 @@ describe('real clients through a relay: curl in every proxy mode, Chromium with 
         '--dump-dom', `${scheme}://${destHost()}:${port}/`], { allowFailure: true, timeoutMs: 45_000 });
       assert.match(r.stdout, new RegExp(`<p id="m">${scheme} page ${marker}</p>`), `${scheme}:// page not loaded (exit ${r.code}): ${r.stdout.slice(0, 500)} ${r.stderr.slice(-1500)}`);
     }
+  });
+
+  test("a destination the relay's policy refuses: the client is told why and what the relay's operator can do", async () => {
+    const reasons: Array<[string, string]> = [['127.0.0.1', 'loopback address'], [topo.clientAddress(1), 'private address']];
+    for (const [host, text] of reasons) {
+      const url = `http://${host}:${DEST_HTTP}/`;
+      for (const mode of ['HTTP forward', 'CONNECT']) {
+        const r = await curl(['-x', `http://127.0.0.1:${PROXY_PORT}`, ...(mode === 'CONNECT' ? ['--proxytunnel', '-w', ' %{http_connect}'] : []), url], 10);
+        const status = mode === 'CONNECT' ? r.http.split(' ').pop() : r.http;
+        assert.equal(status, '403', `${mode} ${host}: ${r.http} ${r.stderr}`);
+        if (mode === 'HTTP forward') {
+          const body = fs.readFileSync(r.out, 'utf8');
+          assert.ok(body.includes(`refused by the relay's policy (${text}); the relay's operator can allow it with --allow CIDR`), `${host}: ${body}`);
+          assert.match(body, /EPOLICY/);
+        }
+      }
+      // SOCKS5 has no text, only the reply code: 0x02, "connection not allowed by ruleset".
+      const socks = await curl(['--socks5-hostname', `127.0.0.1:${PROXY_PORT}`, url], 10);
+      assert.notEqual(socks.code, 0);
+      assert.match(socks.stderr, /\(2\)|not allowed/i, `SOCKS reply for ${host}: ${socks.stderr}`);
+      // braid up's own log says it once per destination, without -v.
+      const logged = client.stderr.split('\n').filter((l) => l.includes(`${host}:${DEST_HTTP}: refused by the relay's policy (${text})`));
+      assert.equal(logged.length, 1, `braid up's log: ${client.stderr}`);
+    }
+    // A name the relay resolves to a refused address gets the same explanation.
+    const byName = await curl(['-x', `http://127.0.0.1:${PROXY_PORT}`, `http://localhost:${DEST_HTTP}/`], 10);
+    assert.equal(byName.http, '403', byName.stderr);
+    assert.match(fs.readFileSync(byName.out, 'utf8'), /refused by the relay's policy \(loopback address\)/);
+    assert.match(relay.proc.stderr, /refused destination: 127\.0\.0\.1 is a loopback address/);
   });
 });

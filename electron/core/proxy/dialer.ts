@@ -180,6 +180,8 @@ export class Dialer implements Upstream {
           startNext();
         },
         (err) => {
+          // A custom lookup's own error (the relay's policy refusal) already says what happened.
+          if (err instanceof BraidError) return finish(err);
           const code = errorCode(err);
           finish(new BraidError(code === 'EUNKNOWN' ? 'ENOTFOUND' : code, `cannot resolve ${host}: ${code}`, { cause: err }));
         },

@@ -10,7 +10,7 @@
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
 import { basicAuthMatches } from './auth';
-import { dialFailureReply } from './dial-errors';
+import { dialFailureReply, dialFailureText } from './dial-errors';
 import { errorResponse, originRequest, parseAuthority, responseHead, switchingProtocolsHead } from './http-message';
 import { detachOrigin, openOrigin, readResponse, type Exchange, type OriginConnection } from './http-origin';
 import {
@@ -209,7 +209,7 @@ class HttpProxySession {
         const code = errorCode(err);
         const reply = dialFailureReply(code);
         this.session.log.info(`http ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
-        this.fail(reply.http, `${reply.reason} (${dest.host}:${dest.port}, ${code})`);
+        this.fail(reply.http, `${dialFailureText(err)} (${dest.host}:${dest.port}, ${code})`);
       },
     );
   }
@@ -242,7 +242,7 @@ class HttpProxySession {
         const code = errorCode(err);
         const reply = dialFailureReply(code);
         this.session.log.info(`http CONNECT ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
-        this.fail(reply.http, `${reply.reason} (${dest.host}:${dest.port}, ${code})`);
+        this.fail(reply.http, `${dialFailureText(err)} (${dest.host}:${dest.port}, ${code})`);
       },
     );
   }
