@@ -13,6 +13,8 @@ export type Values = Record<string, string | boolean | string[] | undefined>;
 export interface Command {
   summary: string;
   usage: string;
+  /** More lines for `braid <command> --help`: what a flag does where the usage line cannot say. */
+  details?: string[];
   options: Options;
   positionals?: boolean;
   run(values: Values, positionals: string[]): Promise<number>;

@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   if (values.help) {
-    process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n`);
+    process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n${cmd.details ? `\n${cmd.details.join('\n')}\n` : ''}`);
     return 0;
   }
   try {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultConfigFile } from '../config/locations';
-import { errorMessage } from '../errors';
+import { errorCode, errorMessage } from '../errors';
 import { loadNative } from '../proxy/native';
 import { loadOrCreateCredentials } from '../relay/credentials';
 import { DestinationPolicy } from '../relay/policy';
@@ -71,6 +71,11 @@ async function runRelay(values: Values): Promise<number> {
   process.stdout.write(`braid: relay listening on ${shown}:${addr.port} (MPTCP + TLS 1.3)\n`);
   const m = server.metricsAddress();
   if (m) process.stdout.write(`braid: metrics on http://${m.family === 'IPv6' ? `[${m.address}]` : m.address}:${m.port}/metrics\n`);
+  else if (metrics) {
+    const where = net.isIPv6(metrics.host) ? `[${metrics.host}]:${metrics.port}` : `${metrics.host}:${metrics.port}`;
+    const why = errorCode(server.metricsError) === 'EADDRINUSE' ? 'the address is in use (another relay on this host?)' : errorMessage(server.metricsError);
+    log.warn(`metrics not served: cannot listen on ${where}: ${why}; the relay serves without them. Choose another address with --metrics HOST:PORT, or --metrics off`);
+  }
   const host = str(values, 'public-host') ?? guessPublicHost(listen.host);
   // The link carries the secret: it goes to stdout once, for the operator to hand to clients, and
   // never into the log.
@@ -80,6 +85,10 @@ async function runRelay(values: Values): Promise<number> {
 
 export const relay: Command = {
   summary: 'run a relay: clients reach it over MPTCP + TLS, it dials destinations for them',
+  details: [
+    '--metrics HOST:PORT  Prometheus metrics (default 127.0.0.1:9464; off: none). When the address cannot be',
+    '                     bound (a second relay on this host), the relay warns and serves without metrics.',
+  ],
   usage:
     'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret S] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--verbose]',
   options: {

@@ -112,9 +112,20 @@ export class RelayServer {
         server.listen(this.opts.port, this.opts.host, () => resolve());
       }
     });
-    if (this.opts.metrics) this.metricsServer = await this.metrics.serve(this.opts.metrics.host, this.opts.metrics.port);
+    if (this.opts.metrics) {
+      try {
+        this.metricsServer = await this.metrics.serve(this.opts.metrics.host, this.opts.metrics.port);
+      } catch (err) {
+        // The metrics are for the operator, the relay is for its users: a taken metrics port (a
+        // second relay on the same host) must not keep the relay from serving.
+        this.metricsError = err;
+      }
+    }
     return server.address() as net.AddressInfo;
   }
+
+  /** Why the metrics listener did not start (the relay serves anyway), or null. */
+  metricsError: unknown = null;
 
   metricsAddress(): net.AddressInfo | null {
     return (this.metricsServer?.address() as net.AddressInfo | null) ?? null;
