@@ -4,7 +4,8 @@
  */
 import type net from 'node:net';
 import { errorMessage } from '../errors';
-import { BodyReader, findHeadEnd, headerTokens, MAX_HEAD_BYTES, parseResponseHead, responseFraming, type ResponseHead } from './http-parse';
+import type { OriginRequest } from './http-message';
+import { BodyReader, findHeadEnd, headerTokens, MAX_HEAD_BYTES, parseResponseHead, responseFraming, type RequestHead, type ResponseHead } from './http-parse';
 
 export interface OriginConnection {
   socket: net.Socket;
@@ -31,6 +32,27 @@ export interface Exchange {
   /** Sent on a kept-alive origin connection, which the origin may have closed meanwhile. */
   reused: boolean;
   retried: boolean;
+}
+
+/** A request about to be forwarded; the client closes after it unless it keeps alive and has not half-closed. */
+export function newExchange(req: RequestHead, fwd: OriginRequest, clientEnded: boolean): Exchange {
+  return {
+    method: req.method,
+    reqBody: new BodyReader(fwd.framing, 400),
+    reqDone: false,
+    res: null,
+    resBody: null,
+    resDone: false,
+    headScan: 0,
+    sentToClient: false,
+    keepAliveClient: fwd.keepAliveClient,
+    closeClientAfter: !fwd.keepAliveClient || clientEnded,
+    clientVersion: req.version,
+    head: fwd.head,
+    dest: fwd.dest,
+    reused: false,
+    retried: false,
+  };
 }
 
 export interface OriginHandlers {

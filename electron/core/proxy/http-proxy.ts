@@ -12,9 +12,8 @@ import { errorCode, errorMessage } from '../errors';
 import { basicAuthMatches } from './auth';
 import { dialFailureReply, dialFailureText } from './dial-errors';
 import { errorResponse, originRequest, parseAuthority, responseHead, switchingProtocolsHead } from './http-message';
-import { detachOrigin, openOrigin, readResponse, type Exchange, type OriginConnection } from './http-origin';
+import { detachOrigin, newExchange, openOrigin, readResponse, type Exchange, type OriginConnection } from './http-origin';
 import {
-  BodyReader,
   findHeadEnd,
   headerValues,
   HttpParseError,
@@ -166,25 +165,7 @@ class HttpProxySession {
 
     const fwd = originRequest(req);
     if ('status' in fwd) return this.fail(fwd.status, fwd.message);
-    const { dest, head, framing, keepAliveClient } = fwd;
-
-    this.ex = {
-      method: req.method,
-      reqBody: new BodyReader(framing, 400),
-      reqDone: false,
-      res: null,
-      resBody: null,
-      resDone: false,
-      headScan: 0,
-      sentToClient: false,
-      keepAliveClient,
-      closeClientAfter: !keepAliveClient || this.clientEnded,
-      clientVersion: req.version,
-      head,
-      dest,
-      reused: false,
-      retried: false,
-    };
+    this.ex = newExchange(req, fwd, this.clientEnded);
     session.conn.protocol = 'http';
     this.sendRequest(this.ex);
   }
@@ -204,13 +185,7 @@ class HttpProxySession {
         // The origin may already have answered while we were writing.
         if (up.buf.length > 0) this.guard(() => this.processResponse());
       },
-      (err) => {
-        if (this.state !== 'dial') return;
-        const code = errorCode(err);
-        const reply = dialFailureReply(code);
-        this.session.log.info(`http ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
-        this.fail(reply.http, `${dialFailureText(err)} (${dest.host}:${dest.port}, ${code})`);
-      },
+      (err) => this.dialFailed(err, 'http', dest),
     );
   }
 
@@ -237,14 +212,15 @@ class HttpProxySession {
         this.cbuf = Buffer.alloc(0);
         startTunnel(this.session, res.socket, early);
       },
-      (err) => {
-        if (this.state !== 'dial') return;
-        const code = errorCode(err);
-        const reply = dialFailureReply(code);
-        this.session.log.info(`http CONNECT ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
-        this.fail(reply.http, `${dialFailureText(err)} (${dest.host}:${dest.port}, ${code})`);
-      },
+      (err) => this.dialFailed(err, 'http CONNECT', dest),
     );
+  }
+
+  private dialFailed(err: unknown, what: string, dest: { host: string; port: number }): void {
+    if (this.state !== 'dial') return;
+    const code = errorCode(err);
+    this.session.log.info(`${what} ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
+    this.fail(dialFailureReply(code).http, `${dialFailureText(err)} (${dest.host}:${dest.port}, ${code})`);
   }
 
   // ---- upstream side ----
