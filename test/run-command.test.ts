@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { skipUnlessRoot, Topology, type Namespace } from './helpers/netns';
+import { run, skipUnlessRoot, Topology, type Namespace } from './helpers/netns';
 import { LISTENING_LINE, startProcess } from './helpers/proc';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -64,16 +64,24 @@ describe("the README's run command", { skip: skipUnlessRoot(), timeout: 60_000 }
     const before = snapshot(path.join(NATIVE, 'build'));
     assert.ok(before.has(path.join('Release', 'braid_native.node')), 'the addon is built (npm ci)');
     const t0 = Date.now();
-    const p = await startProcess(argv[0]!, [...argv.slice(1), '--port', '0', '--paths', 'off', '--control', 'off'], {
+    const p = await startProcess(argv[0]!, [...argv.slice(1), '--port', '0', '--paths', 'off', '--control', 'off', '--verbose'], {
       prefix: ['ip', 'netns', 'exec', offline.name], cwd: ROOT, ready: LISTENING_LINE, timeoutMs: 20_000,
     });
     const ms = Date.now() - t0;
+    let stopped: { code: number | null; signal: NodeJS.Signals | null };
     try {
       t.diagnostic(`'${command}' printed its listening line after ${ms} ms (offline, in a namespace with no network)`);
       assert.doesNotMatch(p.stdout() + p.stderr(), /gyp|building|node-gyp/i);
     } finally {
-      await p.stop();
+      // SIGTERM to what the command started (npm, when it is `npm run`): Braid must get it too,
+      // not be left running as an orphan with the system changes it made.
+      stopped = await p.stop('SIGTERM', 10_000);
     }
+    const left = await run(['ip', 'netns', 'pids', offline.name], { allowFailure: true });
+    for (const pid of left.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+    assert.equal(left.stdout.trim(), '', 'a process outlived the run command after SIGTERM');
+    assert.match(p.stderr(), /SIGTERM: shutting down/);
+    assert.equal(stopped.signal ?? stopped.code, 0, `the run command ended with ${JSON.stringify(stopped)}`);
     assert.deepEqual(snapshot(path.join(NATIVE, 'build')), before, 'native/build changed: something rebuilt the addon');
   });
 });

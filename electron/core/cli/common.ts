@@ -77,7 +77,10 @@ export function untilSignal(stop: () => Promise<void>, log: Logger, forceMs = 50
         },
       );
     };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    // Kept (not once): under `npm run`, a Ctrl-C reaches braid twice (from the terminal and as
+    // forwarded by npm), and a second SIGINT with no listener would kill it mid-shutdown. The
+    // shutdown is bounded by forceMs anyway.
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
 }
