@@ -97,6 +97,12 @@ async function runUp(values: Values): Promise<number> {
 
 export const up: Command = {
   summary: 'run the local SOCKS5 + HTTP proxy (and path management) until SIGINT/SIGTERM',
+  details: [
+    '--relay-file FILE    the relay link (braid://…) from FILE; --relay - reads it from standard input. --relay LINK',
+    '                     works too but shows the link\'s secret to every local user (ps), so it warns.',
+    '--control HOST:PORT  the control API (default 127.0.0.1:9797, moved to a free port if that one is taken);',
+    '                     an address given here is used or braid up fails: it is never swapped for another.',
+  ],
   usage:
     'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay-file FILE | --relay -] [--paths on|off] [--control HOST:PORT|off] [--system-proxy] [--config FILE] [--state-dir DIR] [--verbose]',
   options: {
