@@ -56,7 +56,7 @@ function assertMissingMessage(stderr: string): void {
   assert.match(stderr, /node node_modules\/electron\/install\.js/);
   assert.match(stderr, /npm rebuild electron/);
   assert.match(stderr, /ELECTRON_SKIP_BINARY_DOWNLOAD/);
-  assert.match(stderr, /npx braid up/);
+  assert.match(stderr, /npm run braid -- up/);
 }
 
 describe('npm start launcher', () => {

@@ -52,7 +52,7 @@ function missingMessage(why) {
     '    npm rebuild electron',
     '',
     'Without the desktop app, the same proxy runs headless with the dashboard in your browser:',
-    '    npx braid up',
+    '    npm run braid -- up',
     '',
   ].join('\n');
 }

@@ -14,6 +14,8 @@ export type Values = Record<string, string | boolean | string[] | undefined>;
 export interface Command {
   summary: string;
   usage: string;
+  /** More lines for `braid <command> --help`: what a flag does where the usage line cannot say. */
+  details?: string[];
   options: Options;
   positionals?: boolean;
   /** Takes its arguments unparsed (`braid run` passes a program's own flags through). */
@@ -78,8 +80,11 @@ export function untilSignal(stop: () => Promise<void>, log: Logger, forceMs = 50
         },
       );
     };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    // Kept (not once): under `npm run`, a Ctrl-C reaches braid twice (from the terminal and as
+    // forwarded by npm), and a second SIGINT with no listener would kill it mid-shutdown. The
+    // shutdown is bounded by forceMs anyway.
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
 }
 

@@ -34,6 +34,24 @@ function describeParseError(err: unknown, command: string): string {
   return msg;
 }
 
+/**
+ * `--port -1`: parseArgs takes a value that starts with '-' for another option and reports the
+ * flag as missing its value. No option of ours looks like a negative number, so such a value is
+ * joined to its flag (`--port=-1`) and the flag's own check says what is wrong with it.
+ */
+function joinNegativeValues(args: string[], options: Command['options']): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)$/.exec(args[i]!)?.[1];
+    const next = args[i + 1];
+    if (name && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`--${name}=${next}`);
+      i++;
+    } else out.push(args[i]!);
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -49,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   let values: Values;
   let positionals: string[];
   try {
-    const parsed = parseArgs({ args: rest, options: cmd.options, strict: true, allowPositionals: cmd.positionals === true });
+    const parsed = parseArgs({ args: joinNegativeValues(rest, cmd.options), options: cmd.options, strict: true, allowPositionals: cmd.positionals === true });
     values = parsed.values as Values;
     positionals = parsed.positionals;
   } catch (err) {
@@ -57,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   if (values.help) {
-    process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n`);
+    process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n${cmd.details ? `\n${cmd.details.join('\n')}\n` : ''}`);
     return 0;
   }
   try {

@@ -3,13 +3,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultConfigFile } from '../config/locations';
-import { errorMessage } from '../errors';
+import { errorCode, errorMessage } from '../errors';
 import { loadNative } from '../proxy/native';
 import { loadOrCreateCredentials } from '../relay/credentials';
 import { DestinationPolicy } from '../relay/policy';
 import { RelayServer } from '../relay/server';
 import { formatRelayLink } from '../relay/share-link';
 import { list, parseHostPort, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
+import { relaySecretFromFlags } from './secret-input';
 
 function count(values: Values, name: string, dflt: number, max: number): number {
   const v = str(values, name);
@@ -37,40 +38,39 @@ async function runRelay(values: Values): Promise<number> {
   const cert = str(values, 'cert');
   const key = str(values, 'key');
   if ((cert === undefined) !== (key === undefined)) throw usageError('--cert and --key go together');
-  const secret = str(values, 'secret') ?? process.env.BRAID_RELAY_SECRET;
-  if (secret !== undefined && !/^[A-Za-z0-9_-]{16,128}$/.test(secret)) throw usageError('--secret must be 16-128 characters of A-Z a-z 0-9 _ -');
   let policy: DestinationPolicy;
   try {
     policy = new DestinationPolicy({ allow: list(values, 'allow'), deny: list(values, 'deny') });
   } catch (err) {
     throw usageError(`--allow/--deny: ${errorMessage(err)}`);
   }
-  const log = stderrLogger(values.verbose === true);
-  const dir = str(values, 'dir') ?? path.join(path.dirname(defaultConfigFile()), 'relay');
-  const credentials = loadOrCreateCredentials({ dir, keyFile: key, certFile: cert, secret });
-  if (credentials.created) log.warn(`created a new key, certificate and secret in ${dir}`);
-  if (!loadNative().mod?.supported().mptcp) log.warn('MPTCP is not available here: the relay listens and dials plain TCP, so clients get no aggregation');
-
-  const server = new RelayServer({
-    host: listen.host,
-    port: listen.port,
-    credentials,
-    policy,
-    dial,
+  // Every flag is checked before anything is written: bad input must not leave credentials behind.
+  const limits = {
     maxConnections: count(values, 'max-connections', 4096, 1_000_000),
     maxPerClient: count(values, 'max-per-client', 256, 1_000_000),
     handshakeMs: count(values, 'handshake-timeout', 10_000, 600_000),
     requestWaitMs: count(values, 'request-timeout', 60_000, 3_600_000),
     idleMs: count(values, 'idle-timeout', 300_000, 86_400_000),
     connectMs: count(values, 'connect-timeout', 10_000, 600_000),
-    metrics,
-    log,
-  });
+  };
+  const log = stderrLogger(values.verbose === true);
+  const secret = relaySecretFromFlags(values, log);
+  const dir = str(values, 'dir') ?? path.join(path.dirname(defaultConfigFile()), 'relay');
+  const credentials = loadOrCreateCredentials({ dir, keyFile: key, certFile: cert, secret });
+  if (credentials.created) log.warn(`created a new key, certificate and secret in ${dir}`);
+  if (!loadNative().mod?.supported().mptcp) log.warn('MPTCP is not available here: the relay listens and dials plain TCP, so clients get no aggregation');
+
+  const server = new RelayServer({ host: listen.host, port: listen.port, credentials, policy, dial, ...limits, metrics, log });
   const addr = await server.start();
   const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   process.stdout.write(`braid: relay listening on ${shown}:${addr.port} (MPTCP + TLS 1.3)\n`);
   const m = server.metricsAddress();
   if (m) process.stdout.write(`braid: metrics on http://${m.family === 'IPv6' ? `[${m.address}]` : m.address}:${m.port}/metrics\n`);
+  else if (metrics) {
+    const where = net.isIPv6(metrics.host) ? `[${metrics.host}]:${metrics.port}` : `${metrics.host}:${metrics.port}`;
+    const why = errorCode(server.metricsError) === 'EADDRINUSE' ? 'the address is in use (another relay on this host?)' : errorMessage(server.metricsError);
+    log.warn(`metrics not served: cannot listen on ${where}: ${why}; the relay serves without them. Choose another address with --metrics HOST:PORT, or --metrics off`);
+  }
   const host = str(values, 'public-host') ?? guessPublicHost(listen.host);
   // The link carries the secret: it goes to stdout once, for the operator to hand to clients, and
   // never into the log.
@@ -80,8 +80,14 @@ async function runRelay(values: Values): Promise<number> {
 
 export const relay: Command = {
   summary: 'run a relay: clients reach it over MPTCP + TLS, it dials destinations for them',
+  details: [
+    '--secret-file FILE   the secret (16-128 of A-Z a-z 0-9 _ -) from FILE, or from BRAID_RELAY_SECRET; --secret S',
+    '                     works too but shows the secret to every local user (ps), so it warns.',
+    '--metrics HOST:PORT  Prometheus metrics (default 127.0.0.1:9464; off: none). When the address cannot be',
+    '                     bound (a second relay on this host), the relay warns and serves without metrics.',
+  ],
   usage:
-    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret S] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--verbose]',
+    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--verbose]',
   options: {
     listen: { type: 'string' },
     'public-host': { type: 'string' },
@@ -91,6 +97,7 @@ export const relay: Command = {
     cert: { type: 'string' },
     key: { type: 'string' },
     secret: { type: 'string' },
+    'secret-file': { type: 'string' },
     metrics: { type: 'string' },
     'max-connections': { type: 'string' },
     'max-per-client': { type: 'string' },

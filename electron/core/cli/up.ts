@@ -3,9 +3,11 @@ import { defaultConfigFile, defaultStateDir } from '../config/locations';
 import { loadConfig } from '../config/load';
 import type { ConfigInput, DialMode } from '../config/schema';
 import { startDesktopRuntime } from '../desktop/runtime';
-import { BraidError, errorMessage } from '../errors';
+import { BraidError } from '../errors';
 import { parseRelayLink } from '../relay/share-link';
 import { parseHostPort, parsePort, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
+import { relayLinkFromFlags } from './secret-input';
+import { checkFlags, controlStartError, proxyStartError, warnReadableConfig } from './up-checks';
 
 async function runUp(values: Values): Promise<number> {
   const proxy: NonNullable<ConfigInput['proxy']> = {};
@@ -25,15 +27,9 @@ async function runUp(values: Values): Promise<number> {
     if (colon <= 0 || colon === auth.length - 1) throw usageError(`--auth must be USER:PASS with both parts non-empty`);
     proxy.auth = { username: auth.slice(0, colon), password: auth.slice(colon + 1) };
   }
-  const relay = str(values, 'relay');
-  if (relay !== undefined) {
-    try {
-      parseRelayLink(relay);
-    } catch (err) {
-      throw usageError(`--relay: ${errorMessage(err)}`);
-    }
-    overrides.relay = { link: relay };
-  }
+  const log = stderrLogger(values.verbose === true);
+  const relay = await relayLinkFromFlags(values, log);
+  if (relay) overrides.relay = { link: relay.link };
   if (values.transparent === true) overrides.transparent = { enabled: true };
   const paths = str(values, 'paths');
   if (paths !== undefined && paths !== 'on' && paths !== 'off') throw usageError(`--paths must be 'on' or 'off', got '${paths}'`);
@@ -44,13 +40,14 @@ async function runUp(values: Values): Promise<number> {
     const { host: chost, port: cport } = parseHostPort(controlFlag, 'control');
     overrides.control = { enabled: true, host: chost, port: cport };
   }
+  checkFlags(overrides, relay?.flag ?? '--relay');
 
   // An explicit --config must exist (its absence is a usage error naming it); otherwise the default
   // file is read when present, and is where changes made at run time are saved.
   const explicit = str(values, 'config');
   if (explicit !== undefined) loadConfig({ file: explicit, overrides });
   const configFile = explicit ?? defaultConfigFile();
-  const log = stderrLogger(values.verbose === true);
+  warnReadableConfig(configFile, log);
   const stateDir = str(values, 'state-dir') ?? defaultStateDir();
   const systemProxy = values['system-proxy'] === true;
 
@@ -63,14 +60,19 @@ async function runUp(values: Values): Promise<number> {
     backend: systemProxy ? undefined : null,
     restoreHooks: systemProxy,
     settings: { proxyOnLaunch: true, systemProxyOnLaunch: systemProxy },
+    controlChosenBy: controlFlag !== undefined && controlFlag !== 'off' ? '--control' : undefined,
   });
   const { service, control } = rt;
-  for (const p of rt.problems) log.warn(p);
   const addr = service.proxy?.address;
   if (!addr) {
     await rt.shutdown();
-    throw new BraidError('ESTART', 'the proxy did not start');
+    throw proxyStartError(rt.proxyError, service.config.proxy);
   }
+  if (controlFlag !== undefined && controlFlag !== 'off' && !control) {
+    await rt.shutdown();
+    throw controlStartError(rt.controlError, controlFlag);
+  }
+  for (const p of rt.problems) log.warn(p);
   if (systemProxy && !rt.systemProxy.view().enabled) log.warn(`--system-proxy: ${rt.systemProxy.view().error ?? 'not set'}`);
   const tp = service.transparent.view();
   if (service.config.transparent.enabled && !tp.active) {
@@ -113,14 +115,21 @@ async function runUp(values: Values): Promise<number> {
 
 export const up: Command = {
   summary: 'run the local SOCKS5 + HTTP proxy (and path management) until SIGINT/SIGTERM',
+  details: [
+    '--relay-file FILE    the relay link (braid://…) from FILE; --relay - reads it from standard input. --relay LINK',
+    '                     works too but shows the link\'s secret to every local user (ps), so it warns.',
+    '--control HOST:PORT  the control API (default 127.0.0.1:9797, moved to a free port if that one is taken);',
+    '                     an address given here is used or braid up fails: it is never swapped for another.',
+  ],
   usage:
-    'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay braid://…] [--paths on|off] [--control HOST:PORT|off] [--system-proxy] [--transparent] [--config FILE] [--state-dir DIR] [--verbose]',
+    'braid up [--host H] [--port P] [--auth USER:PASS] [--dial mptcp|tcp] [--relay-file FILE | --relay -] [--paths on|off] [--control HOST:PORT|off] [--system-proxy] [--transparent] [--config FILE] [--state-dir DIR] [--verbose]',
   options: {
     host: { type: 'string' },
     port: { type: 'string' },
     auth: { type: 'string' },
     dial: { type: 'string' },
     relay: { type: 'string' },
+    'relay-file': { type: 'string' },
     paths: { type: 'string' },
     control: { type: 'string' },
     'system-proxy': { type: 'boolean' },

@@ -92,8 +92,24 @@ export function defaultConfig(): BraidConfig {
   };
 }
 
+/** A bad setting: which field (dotted path) and what is wrong, so a caller can name its own source (a flag). */
+export class ConfigError extends BraidError {
+  constructor(readonly field: string, readonly problem: string) {
+    super('ECONFIG', `config field '${field}' ${problem}`);
+  }
+}
+
 function fail(field: string, message: string): never {
-  throw new BraidError('ECONFIG', `config field '${field}' ${message}`);
+  throw new ConfigError(field, message);
+}
+
+/** A listener's address: numeric (a name resolves differently on different machines), or 'localhost'. */
+function listenHost(v: unknown, field: string): string {
+  const host = nonEmptyString(v, field, 255);
+  // What people type; the listener binds the IPv4 loopback address it stands for.
+  if (host.toLowerCase() === 'localhost') return '127.0.0.1';
+  if (net.isIP(host) === 0) fail(field, `must be a numeric IPv4 or IPv6 address or 'localhost', got '${host}'`);
+  return host;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -137,12 +153,7 @@ export function validateConfig(input: unknown): BraidConfig {
 
   const proxy = section(input, 'proxy');
   checkKeys(proxy, 'proxy', ['host', 'port', 'auth', 'dial']);
-  if (proxy.host !== undefined) {
-    const host = nonEmptyString(proxy.host, 'proxy.host', 255);
-    // The listener binds a numeric address; a name would resolve differently on different machines.
-    if (net.isIP(host) === 0) fail('proxy.host', `must be a numeric IPv4 or IPv6 address, got '${host}'`);
-    out.proxy.host = host;
-  }
+  if (proxy.host !== undefined) out.proxy.host = listenHost(proxy.host, 'proxy.host');
   if (proxy.port !== undefined) out.proxy.port = integer(proxy.port, 'proxy.port', 0, 65535);
   if (proxy.dial !== undefined) {
     if (proxy.dial !== 'mptcp' && proxy.dial !== 'tcp') fail('proxy.dial', `must be 'mptcp' or 'tcp', got ${JSON.stringify(proxy.dial)}`);
@@ -212,11 +223,7 @@ export function validateConfig(input: unknown): BraidConfig {
     if (typeof control.enabled !== 'boolean') fail('control.enabled', 'must be true or false');
     out.control.enabled = control.enabled;
   }
-  if (control.host !== undefined) {
-    const host = nonEmptyString(control.host, 'control.host', 255);
-    if (net.isIP(host) === 0) fail('control.host', `must be a numeric IPv4 or IPv6 address, got '${host}'`);
-    out.control.host = host;
-  }
+  if (control.host !== undefined) out.control.host = listenHost(control.host, 'control.host');
   if (control.port !== undefined) out.control.port = integer(control.port, 'control.port', 0, 65535);
   if (control.token !== undefined && control.token !== null) out.control.token = nonEmptyString(control.token, 'control.token', 256);
 

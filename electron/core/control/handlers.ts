@@ -64,6 +64,9 @@ export class ControlCore {
 
   constructor(private readonly service: BraidService) {
     this.bus.setMaxListeners(0);
+    // The contract's 'error' event is a report for whoever listens; an EventEmitter would throw it
+    // when no one does (braid up --control off), which took braid up down on a busy port.
+    this.bus.on('error', () => {});
     this.handlers = this.makeHandlers();
     this.wire();
   }

@@ -1,8 +1,9 @@
 /** Starts the control API for a service: the handler table, the HTTP/WS server, the discovery file. */
 import fs from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
-import { errorCode } from '../errors';
+import { defaultConfig } from '../config/schema';
+import { BraidError, errorCode } from '../errors';
 import type { Logger } from '../proxy/session';
 import type { BraidService } from '../service';
 import { removeEndpoint, writeEndpoint } from './discovery';
@@ -28,7 +29,17 @@ export function dashboardDir(): string | null {
   return null;
 }
 
-export async function startControl(service: BraidService, opts: { stateDir: string | null; log: Logger }): Promise<RunningControl> {
+export interface StartControlOptions {
+  stateDir: string | null;
+  log: Logger;
+  /**
+   * Who chose the address, when someone did (e.g. '--control'): a busy port is then an error naming
+   * it. Only the default port moves to a free one when busy (another Braid, or Clash, has it).
+   */
+  chosenBy?: string;
+}
+
+export async function startControl(service: BraidService, opts: StartControlOptions): Promise<RunningControl> {
   const cfg = service.config.control;
   const token = cfg.token ?? newToken();
   const core = new ControlCore(service);
@@ -38,7 +49,10 @@ export async function startControl(service: BraidService, opts: { stateDir: stri
   try {
     address = await server.start();
   } catch (err) {
+    const where = `${net.isIPv6(cfg.host) ? `[${cfg.host}]` : cfg.host}:${cfg.port}`;
     if (errorCode(err) !== 'EADDRINUSE' || cfg.port === 0) throw err;
+    const chosen = opts.chosenBy ?? (cfg.port !== defaultConfig().control.port ? "the config file's control.port" : null);
+    if (chosen) throw new BraidError('EADDRINUSE', `${where} (from ${chosen}) is already in use, by another Braid or another program`, { cause: err });
     // Another Braid (or Clash) has the usual port: any free one will do, discovery tells clients.
     opts.log.warn(`control port ${cfg.port} is in use; using a free one`);
     server = make(0);

@@ -35,6 +35,8 @@ export interface DesktopRuntimeOptions {
   restoreHooks?: boolean;
   /** Watch the config file for changes made outside the app (`braid paths set`). */
   watchConfig?: boolean;
+  /** The flag that chose the control API's address, if one did (see startControl). */
+  controlChosenBy?: string;
 }
 
 export interface DesktopRuntime {
@@ -47,6 +49,9 @@ export interface DesktopRuntime {
   recovered: Recovery[];
   /** Problems worth showing the user once (no system proxy backend, control API failed, ...). */
   problems: string[];
+  /** Why the proxy or the control API did not start (also among problems), for callers that explain it their own way. */
+  proxyError: unknown;
+  controlError: unknown;
   /** Restores the system proxy, then stops everything; idempotent, bounded, never throws. */
   shutdown(): Promise<{ systemProxyRestored: boolean }>;
 }
@@ -87,10 +92,12 @@ export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<
   service.stats.start();
 
   let control: RunningControl | null = null;
+  let controlError: unknown = null;
   if (config.control.enabled) {
     try {
-      control = await startControl(service, { stateDir, log });
+      control = await startControl(service, { stateDir, log, chosenBy: opts.controlChosenBy });
     } catch (err) {
+      controlError = err;
       problems.push(`the control API (for braid status and the browser dashboard) did not start: ${errorMessage(err)}`);
     }
   }
@@ -126,13 +133,15 @@ export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<
       return r;
     })());
 
+  let proxyError: unknown = null;
   if (opts.settings.proxyOnLaunch) {
     try {
       await controller.turnOn({ systemProxy: opts.settings.systemProxyOnLaunch && manager !== null }, { remember: false });
     } catch (err) {
+      proxyError = err;
       problems.push(`the proxy did not start: ${errorMessage(err)}`);
       service.reportError('desktop', err);
     }
   }
-  return { service, core, control, systemProxy, controller, recovered, problems, shutdown };
+  return { service, core, control, systemProxy, controller, recovered, problems, proxyError, controlError, shutdown };
 }

@@ -1,3 +1,5 @@
+import { BraidError, errorCode } from '../errors';
+
 /**
  * The one table from a dial failure's code to what each protocol tells the client.
  * SOCKS5 reply codes are RFC 1928 section 6; HTTP statuses follow RFC 9110 (502 for an upstream
@@ -40,6 +42,7 @@ const TABLE: Record<string, DialFailureReply> = {
   EACCES: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 502, reason: 'connection not permitted' },
   EPERM: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 502, reason: 'connection not permitted' },
   EPROXYLOOP: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 403, reason: 'destination is this proxy' },
+  EPOLICY: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 403, reason: "refused by the relay's policy" },
   EBADPORT: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 400, reason: 'destination port 0 is not allowed' },
   ELIMIT: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'too many connections' },
   ESHUTDOWN: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'proxy is shutting down' },
@@ -49,4 +52,15 @@ const DEFAULT: DialFailureReply = { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 50
 
 export function dialFailureReply(code: string): DialFailureReply {
   return TABLE[code] ?? DEFAULT;
+}
+
+/**
+ * A dial failure that explains itself to the application's user, e.g. a relay's policy refusal
+ * with its reason and what the relay's operator can do about it: its message is the reply's text.
+ */
+export class ExplainedDialError extends BraidError {}
+
+/** The text an HTTP error reply carries for a failed dial (SOCKS5 can only carry the code). */
+export function dialFailureText(err: unknown): string {
+  return err instanceof ExplainedDialError ? err.message : dialFailureReply(errorCode(err)).reason;
 }

@@ -20,6 +20,12 @@ export interface DialTarget {
 }
 
 export interface DialResult {
+  /**
+   * Connected and paused: nothing is read (or lost) until the consumer calls resume(), which it
+   * must do once its listeners are in place. Adding a 'data' listener does not start a stream that
+   * was explicitly paused, so a consumer that only listens would wait forever; every Upstream hands
+   * its sockets over in this one state so that such a consumer fails with every one of them.
+   */
   socket: net.Socket;
   address: string;  // the resolved address that connected
   port: number;
@@ -176,6 +182,8 @@ export class Dialer implements Upstream {
           startNext();
         },
         (err) => {
+          // A custom lookup's own error (the relay's policy refusal) already says what happened.
+          if (err instanceof BraidError) return finish(err);
           const code = errorCode(err);
           finish(new BraidError(code === 'EUNKNOWN' ? 'ENOTFOUND' : code, `cannot resolve ${host}: ${code}`, { cause: err }));
         },
@@ -200,7 +208,7 @@ export class Dialer implements Upstream {
             }
             throw new BraidError('ECANCELED', 'attempt lost the race');
           }
-          return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+          return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }).pause();
         });
       return { promise, cancel: () => void (cancelled = true) };
     }
@@ -218,7 +226,7 @@ export class Dialer implements Upstream {
         s.off('error', onError);
         s.setTimeout(0);
         s.removeAllListeners('timeout');
-        resolve(s);
+        resolve(s.pause());
       });
     });
     return {

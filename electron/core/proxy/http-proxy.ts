@@ -3,113 +3,27 @@
  * client connection. Requests are handled one at a time; pipelined requests wait in the buffer.
  * Heads are rewritten (origin-form target, Host, hop-by-hop headers dropped); bodies in both
  * directions are forwarded byte for byte as framed by http-parse's BodyReader.
+ *
+ * This file is the per-connection state machine; the messages it builds are in http-message.ts,
+ * the origin connection and response reading in http-origin.ts, the parsing in http-parse.ts.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
 import { basicAuthMatches } from './auth';
-import { dialFailureReply } from './dial-errors';
-import { isValidHostname } from './hostname';
+import { dialFailureReply, dialFailureText } from './dial-errors';
+import { errorResponse, originRequest, parseAuthority, responseHead, switchingProtocolsHead } from './http-message';
+import { detachOrigin, newExchange, openOrigin, readResponse, type Exchange, type OriginConnection } from './http-origin';
 import {
-  BodyReader,
   findHeadEnd,
-  headerTokens,
   headerValues,
   HttpParseError,
   MAX_HEAD_BYTES,
   parseRequestHead,
-  parseResponseHead,
   RequestHead,
-  requestFraming,
-  ResponseHead,
-  responseFraming,
+  type ResponseHead,
   skipLeadingNewlines,
 } from './http-parse';
 import { dialFor, replyAndClose, Session, startTunnel } from './session';
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  407: 'Proxy Authentication Required',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-  505: 'HTTP Version Not Supported',
-};
-
-/** Never forwarded: they describe one hop, not the message (RFC 9110 section 7.6.1). */
-const HOP_BY_HOP = ['connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'te', 'upgrade', 'proxy-authenticate'];
-/** Framing headers stay even if a peer lists them in Connection: the body is forwarded as framed. */
-const FRAMING = new Set(['content-length', 'transfer-encoding', 'host']);
-
-export function errorResponse(status: number, message: string, extra: string[] = []): Buffer {
-  const body = `${status} ${STATUS_TEXT[status] ?? 'Error'}: ${message}\n`;
-  const lines = [
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
-    'Content-Type: text/plain; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Connection: close',
-    ...extra,
-  ];
-  return Buffer.from(lines.join('\r\n') + '\r\n\r\n' + body, 'utf8');
-}
-
-export function parseAuthority(authority: string, defaultPort: number | null): { host: string; port: number } | null {
-  let host: string;
-  let portText: string | undefined;
-  if (authority.startsWith('[')) {
-    const close = authority.indexOf(']');
-    if (close < 0) return null;
-    host = authority.slice(1, close);
-    const rest = authority.slice(close + 1);
-    if (rest !== '' && !rest.startsWith(':')) return null;
-    portText = rest ? rest.slice(1) : undefined;
-    if (net.isIPv6(host) === false) return null;
-  } else {
-    const colon = authority.lastIndexOf(':');
-    host = colon >= 0 ? authority.slice(0, colon) : authority;
-    portText = colon >= 0 ? authority.slice(colon + 1) : undefined;
-    if (!isValidHostname(host) || host.includes(':')) return null;
-  }
-  let port: number;
-  if (portText === undefined || portText === '') {
-    if (defaultPort === null) return null;
-    port = defaultPort;
-  } else {
-    if (!/^\d{1,5}$/.test(portText)) return null;
-    port = Number(portText);
-  }
-  if (port < 1 || port > 65535) return null;
-  return { host, port };
-}
-
-interface Upstream {
-  socket: net.Socket;
-  key: string;
-  buf: Buffer;
-  reusable: boolean;
-  gone: boolean;
-}
-
-interface Exchange {
-  method: string;
-  reqBody: BodyReader;
-  reqDone: boolean;
-  res: ResponseHead | null;
-  resBody: BodyReader | null;
-  resDone: boolean;
-  headScan: number;
-  sentToClient: boolean;
-  keepAliveClient: boolean;
-  closeClientAfter: boolean;
-  clientVersion: '1.0' | '1.1';
-  head: Buffer;
-  dest: { host: string; port: number };
-  /** Sent on a kept-alive origin connection, which the origin may have closed meanwhile. */
-  reused: boolean;
-  retried: boolean;
-}
 
 type State = 'head' | 'dial' | 'body' | 'wait' | 'tunnel' | 'closed';
 
@@ -122,7 +36,7 @@ class HttpProxySession {
   private scanFrom = 0;
   private state: State = 'head';
   private ex: Exchange | null = null;
-  private up: Upstream | null = null;
+  private up: OriginConnection | null = null;
   private readonly pauses = new Set<string>();
   private clientEnded = false;
   private readonly client: net.Socket;
@@ -249,51 +163,13 @@ class HttpProxySession {
     }
     if (req.method === 'CONNECT') return this.onConnect(req);
 
-    const m = /^http:\/\/([^/?#]*)([^#]*)/i.exec(req.target);
-    if (!m) {
-      if (/^https:\/\//i.test(req.target)) return this.fail(400, 'https:// URIs need CONNECT');
-      return this.fail(400, `request target must be an absolute http:// URI, got ${JSON.stringify(req.target.slice(0, 80))}`);
-    }
-    const authority = m[1].slice(m[1].lastIndexOf('@') + 1);
-    const dest = parseAuthority(authority, 80);
-    if (!dest) return this.fail(400, `bad host in ${JSON.stringify(req.target.slice(0, 80))}`);
-    let path = m[2] || '/';
-    if (path.startsWith('?')) path = '/' + path;
-
-    const framing = requestFraming(req);
-    const connTokens = [...headerTokens(req.headers, 'connection'), ...headerTokens(req.headers, 'proxy-connection')];
-    const keepAliveClient = req.version === '1.1' && !connTokens.includes('close');
-    const upgrade = connTokens.includes('upgrade') && headerValues(req.headers, 'upgrade').length > 0;
-
-    const drop = new Set([...HOP_BY_HOP, ...connTokens.filter((t) => !FRAMING.has(t)), 'host']);
-    const lines = [`${req.method} ${path} HTTP/${req.version}`, `Host: ${authority}`];
-    for (const h of req.headers) if (!drop.has(h.lname)) lines.push(h.line);
-    if (upgrade) {
-      for (const h of req.headers) if (h.lname === 'upgrade') lines.push(h.line);
-      lines.push('Connection: Upgrade');
-    }
-    const head = Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
-
-    this.ex = {
-      method: req.method,
-      reqBody: new BodyReader(framing, 400),
-      reqDone: false,
-      res: null,
-      resBody: null,
-      resDone: false,
-      headScan: 0,
-      sentToClient: false,
-      keepAliveClient,
-      closeClientAfter: !keepAliveClient || this.clientEnded,
-      clientVersion: req.version,
-      head,
-      dest,
-      reused: false,
-      retried: false,
-    };
+    const fwd = originRequest(req);
+    if ('status' in fwd) return this.fail(fwd.status, fwd.message);
+    this.ex = newExchange(req, fwd, this.clientEnded);
     session.conn.protocol = 'http';
     // Known now, not only once connected: a listing must not show a dialling request as a handshake.
-    if (session.conn.destination?.host !== dest.host || session.conn.destination.port !== dest.port) session.conn.destination = { ...dest, address: null };
+    const dest = this.ex.dest;
+    if (session.conn.destination?.host !== dest.host || session.conn.destination?.port !== dest.port) session.conn.destination = { ...dest, address: null };
     this.sendRequest(this.ex);
   }
 
@@ -312,13 +188,7 @@ class HttpProxySession {
         // The origin may already have answered while we were writing.
         if (up.buf.length > 0) this.guard(() => this.processResponse());
       },
-      (err) => {
-        if (this.state !== 'dial') return;
-        const code = errorCode(err);
-        const reply = dialFailureReply(code);
-        this.session.log.info(`http ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
-        this.fail(reply.http, `${reply.reason} (${dest.host}:${dest.port}, ${code})`);
-      },
+      (err) => this.dialFailed(err, 'http', dest),
     );
   }
 
@@ -346,19 +216,20 @@ class HttpProxySession {
         this.cbuf = Buffer.alloc(0);
         startTunnel(this.session, res.socket, early);
       },
-      (err) => {
-        if (this.state !== 'dial') return;
-        const code = errorCode(err);
-        const reply = dialFailureReply(code);
-        this.session.log.info(`http CONNECT ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
-        this.fail(reply.http, `${reply.reason} (${dest.host}:${dest.port}, ${code})`);
-      },
+      (err) => this.dialFailed(err, 'http CONNECT', dest),
     );
+  }
+
+  private dialFailed(err: unknown, what: string, dest: { host: string; port: number }): void {
+    if (this.state !== 'dial') return;
+    const code = errorCode(err);
+    this.session.log.info(`${what} ${dest.host}:${dest.port}: ${code} ${errorMessage(err)}`);
+    this.fail(dialFailureReply(code).http, `${dialFailureText(err)} (${dest.host}:${dest.port}, ${code})`);
   }
 
   // ---- upstream side ----
 
-  private async getUpstream(host: string, port: number): Promise<{ up: Upstream; reused: boolean }> {
+  private async getUpstream(host: string, port: number): Promise<{ up: OriginConnection; reused: boolean }> {
     const key = `${host.toLowerCase()}:${port}`;
     const cur = this.up;
     if (cur && cur.key === key && cur.reusable && !cur.gone && !cur.socket.destroyed) {
@@ -367,21 +238,20 @@ class HttpProxySession {
     }
     this.dropUpstream();
     const res = await dialFor(this.session, host, port);
-    const up: Upstream = { socket: res.socket, key, buf: Buffer.alloc(0), reusable: true, gone: false };
     if (this.state === 'closed') {
       res.socket.destroy();
       throw new Error('client went away');
     }
-    this.up = up;
-    up.socket.on('data', (chunk: Buffer) => {
-      if (up !== this.up) return;
-      up.buf = up.buf.length === 0 ? chunk : Buffer.concat([up.buf, chunk]);
-      if (this.state === 'dial') return; // head not written yet; processed right after
-      this.guard(() => this.processResponse());
+    const up: OriginConnection = openOrigin(res.socket, key, {
+      data: () => {
+        if (up !== this.up) return;
+        if (this.state === 'dial') return; // head not written yet; processed right after
+        this.guard(() => this.processResponse());
+      },
+      drain: () => this.resume('up-drain'),
+      gone: () => this.guard(() => this.onUpstreamGone(up)),
     });
-    up.socket.on('drain', () => this.resume('up-drain'));
-    up.socket.on('end', () => this.guard(() => this.onUpstreamGone(up)));
-    up.socket.on('close', () => this.guard(() => this.onUpstreamGone(up)));
+    this.up = up;
     return { up, reused: false };
   }
 
@@ -402,76 +272,27 @@ class HttpProxySession {
       if (up.buf.length > 0) this.dropUpstream();
       return;
     }
-    for (let guard = 0; guard < 1000 && up.buf.length > 0; guard++) {
-      if (!ex.res) {
-        const end = findHeadEnd(up.buf, ex.headScan);
-        if (end < 0) {
-          if (up.buf.length > MAX_HEAD_BYTES) return this.upstreamFail('response head from origin is too large');
-          ex.headScan = up.buf.length;
-          return;
-        }
-        let res: ResponseHead;
-        try {
-          res = parseResponseHead(up.buf.subarray(0, end));
-        } catch (err) {
-          return this.upstreamFail(errorMessage(err));
-        }
-        up.buf = up.buf.subarray(end);
-        ex.headScan = 0;
-        if (res.status === 101) return this.onSwitchingProtocols(res);
-        if (res.status >= 100 && res.status < 200) {
-          // Interim responses (100 Continue) pass through; the final one follows.
-          if (ex.clientVersion === '1.1') this.writeClient(this.responseHead(res, false));
-          continue;
-        }
-        let framing;
-        try {
-          framing = responseFraming(ex.method, res);
-        } catch (err) {
-          return this.upstreamFail(errorMessage(err));
-        }
-        const originTokens = headerTokens(res.headers, 'connection');
-        up.reusable = res.version === '1.1' && !originTokens.includes('close') && framing.kind !== 'close';
-        if (framing.kind === 'close') ex.closeClientAfter = true;
-        ex.res = res;
-        ex.resBody = new BodyReader(framing, 502);
-        this.writeClient(this.responseHead(res, ex.closeClientAfter));
-        if (ex.resBody.done) return this.responseDone();
-        continue;
-      }
-      const n = ex.resBody!.feed(up.buf);
-      if (n > 0) {
-        this.writeClient(up.buf.subarray(0, n));
-        up.buf = up.buf.subarray(n);
-      }
-      if (ex.resBody!.done) return this.responseDone();
-      return;
-    }
-  }
-
-  private responseHead(res: ResponseHead, close: boolean): Buffer {
-    const tokens = headerTokens(res.headers, 'connection').filter((t) => !FRAMING.has(t));
-    const drop = new Set([...HOP_BY_HOP, ...tokens]);
-    const lines = [res.statusLine];
-    for (const h of res.headers) if (!drop.has(h.lname)) lines.push(h.line);
-    if (close) lines.push('Connection: close');
-    return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+    readResponse(up, ex, {
+      head: (res, final) => {
+        if (final) this.writeClient(responseHead(res, ex.closeClientAfter));
+        else if (ex.clientVersion === '1.1') this.writeClient(responseHead(res, false));
+      },
+      body: (bytes) => this.writeClient(bytes),
+      done: () => this.responseDone(),
+      switchProtocols: (res) => this.onSwitchingProtocols(res),
+      fail: (message) => this.upstreamFail(message),
+    });
   }
 
   private onSwitchingProtocols(res: ResponseHead): void {
     const up = this.up!;
-    const lines = [res.statusLine];
-    for (const h of res.headers) if (h.lname !== 'keep-alive' && h.lname !== 'proxy-connection') lines.push(h.line);
-    this.writeClient(Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'));
+    this.writeClient(switchingProtocolsHead(res));
     if (up.buf.length > 0) this.writeClient(up.buf);
     this.state = 'tunnel';
     this.pauses.clear();
     this.client.setTimeout(0);
     this.client.removeAllListeners('drain');
-    up.socket.removeAllListeners('data');
-    up.socket.removeAllListeners('end');
-    up.socket.removeAllListeners('close');
-    up.socket.removeAllListeners('drain');
+    detachOrigin(up);
     this.up = null;
     const early = this.cbuf;
     this.cbuf = Buffer.alloc(0);
@@ -496,7 +317,7 @@ class HttpProxySession {
     this.pump();
   }
 
-  private onUpstreamGone(up: Upstream): void {
+  private onUpstreamGone(up: OriginConnection): void {
     if (up !== this.up || up.gone) return;
     up.gone = true;
     up.reusable = false;

@@ -11,9 +11,11 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorCode, errorMessage } from '../errors';
+import { ExplainedDialError } from '../proxy/dial-errors';
 import { Dialer, type DialResult, type DialTarget } from '../proxy/dialer';
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
+import { explainRefusal } from './policy';
 import type { RelayLink } from './share-link';
 import { connectRequest, HeadReader, statusOf, type Head } from './wire';
 
@@ -48,6 +50,8 @@ function relayErrorCode(status: number, header: string | undefined): string {
 }
 
 const REFILL_DELAY_MS = 200;
+/** Distinct refused destinations remembered so that each is logged once (bounded memory). */
+const MAX_REMEMBERED_REFUSALS = 256;
 
 export class RelayDialer {
   private readonly transport: Dialer;
@@ -56,6 +60,7 @@ export class RelayDialer {
   private refillTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private lastFailure: string | null = null;
+  private readonly refusalsLogged = new Set<string>();
 
   constructor(private readonly opts: RelayClientOptions) {
     this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native, mark: opts.mark });
@@ -238,10 +243,13 @@ export class RelayDialer {
           const code = relayErrorCode(status, head.headers.get('x-braid-error'));
           if (code === 'ERELAYAUTH') this.fail('the relay refused our secret (wrong or outdated link)');
           socket.destroy();
+          if (code === 'EPOLICY') return reject(this.policyRefusal(target, head.headers.get('x-braid-reason')));
           reject(new BraidError(code, `relay: ${head.startLine.slice(9)} for ${target.host}:${target.port} (${code})`));
           return;
         }
         this.lastFailure = null;
+        // Handed over paused, as every Upstream's sockets are (DialResult in dialer.ts): bytes the
+        // destination sends before the consumer's listeners are in place wait instead of being lost.
         socket.pause();
         if (head.rest.length) socket.unshift(head.rest);
         const remote = raw.remoteAddress ?? this.opts.link.host;
@@ -254,6 +262,19 @@ export class RelayDialer {
       socket.write(connectRequest(target.host, target.port, this.opts.link.secret));
       socket.resume();
     });
+  }
+
+  /** The user sees the relay's reason in the reply and, once per destination, in the log. */
+  private policyRefusal(target: DialTarget, reason: string | undefined): ExplainedDialError {
+    const valid = reason !== undefined && /^[a-z][a-z0-9-]{0,31}$/.test(reason) ? reason : undefined;
+    const explained = explainRefusal(valid);
+    const dest = `${target.host}:${target.port}`;
+    if (!this.refusalsLogged.has(dest)) {
+      if (this.refusalsLogged.size >= MAX_REMEMBERED_REFUSALS) this.refusalsLogged.clear();
+      this.refusalsLogged.add(dest);
+      this.opts.log.warn(`${dest}: ${explained}`);
+    }
+    return new ExplainedDialError('EPOLICY', explained);
   }
 
   private fail(message: string): void {

@@ -13,11 +13,49 @@ interface Cidr {
   prefix: number;
 }
 
-const DEFAULT_DENY = [
-  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
-  '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/4', '240.0.0.0/4',
-  '::/128', '::1/128', '::ffff:0:0/96', 'fc00::/7', 'fe80::/10', 'ff00::/8',
+/**
+ * Why a destination is refused, as the relay tells its client (`X-Braid-Reason`): stable codes, so a
+ * client can explain the refusal without the relay's log, and nothing about the relay's own set-up.
+ */
+export type PolicyReason = 'loopback' | 'private' | 'link-local' | 'cgnat' | 'multicast' | 'reserved' | 'denied';
+
+const DEFAULT_DENY: Array<[string, PolicyReason]> = [
+  ['0.0.0.0/8', 'reserved'], ['10.0.0.0/8', 'private'], ['100.64.0.0/10', 'cgnat'], ['127.0.0.0/8', 'loopback'],
+  ['169.254.0.0/16', 'link-local'], ['172.16.0.0/12', 'private'], ['192.0.0.0/24', 'reserved'], ['192.168.0.0/16', 'private'],
+  ['198.18.0.0/15', 'reserved'], ['224.0.0.0/4', 'multicast'], ['240.0.0.0/4', 'reserved'],
+  ['::/128', 'reserved'], ['::1/128', 'loopback'], ['::ffff:0:0/96', 'reserved'], ['fc00::/7', 'private'],
+  ['fe80::/10', 'link-local'], ['ff00::/8', 'multicast'],
 ];
+
+const REASON_TEXT: Record<PolicyReason, string> = {
+  loopback: 'loopback address',
+  private: 'private address',
+  'link-local': 'link-local address',
+  cgnat: 'carrier-grade NAT address',
+  multicast: 'multicast address',
+  reserved: 'reserved address',
+  denied: "in the relay's deny list",
+};
+
+/** What a client tells its user about a refusal with this reason (a code from another relay version is shown as is). */
+export function explainRefusal(reason: string | undefined): string {
+  if (reason === 'denied') return "refused by the relay's policy (in the relay's deny list, set by its operator with --deny)";
+  const text = reason && reason in REASON_TEXT ? REASON_TEXT[reason as PolicyReason] : reason ? reason.replace(/[^a-z0-9-]/g, '') : null;
+  return `refused by the relay's policy${text ? ` (${text})` : ''}; the relay's operator can allow it with --allow CIDR`;
+}
+
+export interface Refusal {
+  reason: PolicyReason;
+  /** for the relay's own log: names the address and the range */
+  message: string;
+}
+
+/** A dial the policy refused (a name whose every address is refused). */
+export class PolicyRefusal extends BraidError {
+  constructor(message: string, readonly reason: PolicyReason) {
+    super('EPOLICY', message);
+  }
+}
 
 function toBigInt(address: string): { family: 4 | 6; value: bigint } {
   const family = net.isIP(address);
@@ -67,22 +105,22 @@ export interface PolicyOptions {
 export class DestinationPolicy {
   private readonly allow: Cidr[];
   private readonly deny: Cidr[];
-  private readonly builtin: Cidr[] = DEFAULT_DENY.map(parseCidr);
+  private readonly builtin = DEFAULT_DENY.map(([text, reason]) => ({ cidr: parseCidr(text), reason }));
 
   constructor(opts: PolicyOptions = {}) {
     this.allow = (opts.allow ?? []).map(parseCidr);
     this.deny = (opts.deny ?? []).map(parseCidr);
   }
 
-  /** null when allowed, else the reason. */
-  check(address: string): string | null {
+  /** null when allowed, else why not. */
+  check(address: string): Refusal | null {
     const { family, value } = toBigInt(address);
     const hit = (list: Cidr[]) => list.find((c) => contains(c, family, value));
     const denied = hit(this.deny);
-    if (denied) return `${address} is in the relay's deny list (${denied.text})`;
+    if (denied) return { reason: 'denied', message: `${address} is in the relay's deny list (${denied.text})` };
     if (hit(this.allow)) return null;
-    const builtin = hit(this.builtin);
-    if (builtin) return `${address} is a loopback/private/link-local address (${builtin.text}); allow it with --allow`;
+    const builtin = this.builtin.find((b) => contains(b.cidr, family, value));
+    if (builtin) return { reason: builtin.reason, message: `${address} is a ${REASON_TEXT[builtin.reason]} (${builtin.cidr.text}); allow it with --allow` };
     return null;
   }
 }

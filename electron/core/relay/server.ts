@@ -11,14 +11,14 @@ import dns from 'node:dns';
 import net from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
-import { BraidError, errorCode, errorMessage } from '../errors';
+import { errorCode, errorMessage } from '../errors';
 import { Dialer, type ResolvedAddress } from '../proxy/dialer';
 import { loadNative } from '../proxy/native';
 import { describeEnd, pump } from '../proxy/pump';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
-import { DestinationPolicy } from './policy';
+import { DestinationPolicy, PolicyRefusal, type Refusal } from './policy';
 import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
 
 export interface RelayServerOptions {
@@ -115,9 +115,20 @@ export class RelayServer {
         server.listen(this.opts.port, this.opts.host, () => resolve());
       }
     });
-    if (this.opts.metrics) this.metricsServer = await this.metrics.serve(this.opts.metrics.host, this.opts.metrics.port);
+    if (this.opts.metrics) {
+      try {
+        this.metricsServer = await this.metrics.serve(this.opts.metrics.host, this.opts.metrics.port);
+      } catch (err) {
+        // The metrics are for the operator, the relay is for its users: a taken metrics port (a
+        // second relay on the same host) must not keep the relay from serving.
+        this.metricsError = err;
+      }
+    }
     return server.address() as net.AddressInfo;
   }
+
+  /** Why the metrics listener did not start (the relay serves anyway), or null. */
+  metricsError: unknown = null;
 
   metricsAddress(): net.AddressInfo | null {
     return (this.metricsServer?.address() as net.AddressInfo | null) ?? null;
@@ -198,8 +209,8 @@ export class RelayServer {
     s.on('data', onData);
   }
 
-  private refuse(s: tls.TLSSocket, status: number, code: string, message: string): void {
-    s.end(relayResponse(status, code, message));
+  private refuse(s: tls.TLSSocket, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+    s.end(relayResponse(status, code, message, headers));
     setTimeout(() => s.destroy(), 2000).unref();
   }
 
@@ -224,8 +235,8 @@ export class RelayServer {
 
     const literal = net.isIP(dest.host);
     if (literal) {
-      const why = this.opts.policy.check(dest.host);
-      if (why) return this.policyRefusal(s, why);
+      const refusal = this.opts.policy.check(dest.host);
+      if (refusal) return this.policyRefusal(s, refusal);
     }
     let upstream: net.Socket;
     try {
@@ -233,7 +244,7 @@ export class RelayServer {
       upstream = result.socket;
     } catch (err) {
       const code = errorCode(err);
-      if (code === 'EPOLICY') return this.policyRefusal(s, errorMessage(err));
+      if (err instanceof PolicyRefusal) return this.policyRefusal(s, { reason: err.reason, message: err.message });
       this.metrics.dialErrors.add(1, { code });
       this.opts.log.debug(`dial ${dest.host}:${dest.port} failed: ${code}`);
       return this.refuse(s, dialStatus(code), code, `cannot reach ${dest.host}:${dest.port}: ${code}`);
@@ -283,23 +294,24 @@ export class RelayServer {
     for (const [n, count] of byCount) this.metrics.subflows.set(count, { subflows: String(n) });
   }
 
-  private policyRefusal(s: tls.TLSSocket, why: string): void {
+  /** The reason travels as a stable code (X-Braid-Reason) so that the client can tell its user why. */
+  private policyRefusal(s: tls.TLSSocket, refusal: Refusal): void {
     this.metrics.refused.add(1, { reason: 'policy' });
-    this.opts.log.warn(`refused destination: ${why}`);
-    this.refuse(s, 403, 'EPOLICY', why);
+    this.opts.log.warn(`refused destination: ${refusal.message}`);
+    this.refuse(s, 403, 'EPOLICY', refusal.message, { 'X-Braid-Reason': refusal.reason });
   }
 
   /** Resolves once and filters, so the addresses checked are the addresses dialled (no rebinding). */
   private async resolveAllowed(host: string): Promise<ResolvedAddress[]> {
     const all = await dns.promises.lookup(host, { all: true, verbatim: true });
     const ok: ResolvedAddress[] = [];
-    let why = '';
+    let refused: Refusal | null = null;
     for (const a of all) {
-      const reason = this.opts.policy.check(a.address);
-      if (reason) why = reason;
+      const refusal = this.opts.policy.check(a.address);
+      if (refusal) refused = refusal;
       else ok.push({ address: a.address, family: a.family === 6 ? 6 : 4 });
     }
-    if (ok.length === 0 && why) throw new BraidError('EPOLICY', `${host}: ${why}`);
+    if (ok.length === 0 && refused) throw new PolicyRefusal(`${host}: ${refused.message}`, refused.reason);
     return ok;
   }
 }

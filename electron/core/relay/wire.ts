@@ -7,7 +7,9 @@
  * Request:  CONNECT host:port HTTP/1.1 / Host / Proxy-Authorization: Basic base64("braid:" + secret)
  * Response: 200 once the relay is connected to the destination; otherwise 4xx/5xx with an
  *           `X-Braid-Error: <code>` header carrying the errno-style reason (ECONNREFUSED, EPOLICY ...)
- *           so the desktop can give the application the precise SOCKS/HTTP failure.
+ *           so the desktop can give the application the precise SOCKS/HTTP failure; with EPOLICY,
+ *           `X-Braid-Reason: <reason>` says which rule refused it (loopback, private, link-local,
+ *           cgnat, multicast, reserved, denied; see policy.ts).
  * Bytes the client sends right after its request (before the 200) are forwarded once connected.
  */
 import net from 'node:net';
@@ -83,10 +85,11 @@ const REASONS: Record<number, string> = {
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
-export function relayResponse(status: number, code?: string, message?: string): string {
+export function relayResponse(status: number, code?: string, message?: string, headers: Record<string, string> = {}): string {
   const lines = [`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}`];
   if (status === 407) lines.push('Proxy-Authenticate: Basic realm="braid"');
   if (code) lines.push(`X-Braid-Error: ${code}`);
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
   if (status !== 200) {
     const body = (message ?? REASONS[status] ?? 'error') + '\n';
     lines.push('Content-Type: text/plain', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', '', body);
