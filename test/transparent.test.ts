@@ -154,9 +154,13 @@ print(len(body), hashlib.sha256(body).hexdigest())
   test('names: the SNI of an HTTPS request and the Host of an HTTP request go into the relay\'s CONNECT line and the connections list', async () => {
     const resolve = (port: number): string[] => ['--resolve', `${NAME}:${port}:${topo.destAddress(4)}`];
     const seen = new Set<string>();
+    const programsSeen = new Set<string>();
     const watch = setInterval(() => {
-      void control<{ destination: string | null; protocol: string }[]>('connections.list').then((list) => {
-        for (const c of list) if (c.protocol === 'transparent' && c.destination) seen.add(c.destination);
+      void control<{ destination: string | null; protocol: string; program: { name: string; pid: number } | null }[]>('connections.list').then((list) => {
+        for (const c of list) if (c.protocol === 'transparent' && c.destination) {
+          seen.add(c.destination);
+          if (c.program) programsSeen.add(`${c.destination} ${c.program.name}`);
+        }
       }).catch(() => {});
     }, 100);
     try {
@@ -170,6 +174,8 @@ print(len(body), hashlib.sha256(body).hexdigest())
     await until(async () => (/CONNECT dest\.braid\.test:8080 /.test(relay.proc.stderr) ? true : undefined), 3000, 'the relay logs CONNECT by Host');
     assert.match(relay.proc.stderr, /CONNECT dest\.braid\.test:9443 /, 'the relay was asked for the SNI name');
     assert.ok(seen.has(`${NAME}:9443`) && seen.has(`${NAME}:8080`), `connections list showed ${[...seen].join(', ')}`);
+    // Which program: the owner of the client's socket, the test's own curl.
+    assert.ok(programsSeen.has(`${NAME}:9443 curl`) && programsSeen.has(`${NAME}:8080 curl`), `programs seen: ${[...programsSeen].join(', ')}`);
     // And the HTTPS body arrived intact through the name the relay resolved.
     const sum = await topo.client.exec(['sh', '-c', `curl -sS -k --max-time 30 ${resolve(9443).join(' ')} https://${NAME}:9443/blob/big | sha256sum`], { timeoutMs: 40_000 });
     assert.equal(sum.stdout.split(' ')[0], httpsSha);

@@ -1,19 +1,22 @@
 /** `braid status`: asks a running `braid up` through its control API. */
 import { defaultStateDir } from '../config/locations';
-import type { StatsTick, StatusView } from '../contract';
+import type { ConnectionView, StatsTick, StatusView } from '../contract';
 import { callControl, readEndpoint } from '../control/discovery';
 import { recoverAtStart, stderrLogger, str, type Command, type Values } from './common';
 
 const mbit = (bytesPerSecond: number): string => `${((bytesPerSecond * 8) / 1e6).toFixed(1)} Mbit/s`;
 const mbytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 
-export function formatStatus(s: StatusView, tick: StatsTick | null = null): string {
+const CONNECTIONS_SHOWN = 15;
+
+export function formatStatus(s: StatusView, tick: StatsTick | null = null, connections: ConnectionView[] = []): string {
   const lines = [
     `braid ${s.version}`,
     `proxy:        ${s.proxy.running ? `on, ${s.proxy.listen}` : 'off'} (dial ${s.proxy.dial}${s.proxy.mptcp.supported ? '' : `; MPTCP unavailable: ${s.proxy.mptcp.reason}`})`,
     `relay:        ${s.relay ? `${s.relay.name ?? s.relay.host}:${s.relay.port} ${s.relay.state}${s.relay.error ? ` (${s.relay.error})` : ''}` : 'none (direct)'}`,
     `connections:  ${s.connections.active} active, ${s.connections.total} since start`,
     `system proxy: ${s.systemProxy.enabled ? `on (${s.systemProxy.backend})` : 'off'}`,
+    `all apps:     ${s.transparent.enabled && s.transparent.active ? `on, every app's TCP through braid (${s.transparent.via === 'helper' ? 'rules by braid helper' : 'rules by braid'})` : s.transparent.error ? `off: ${s.transparent.error}` : 'off'}${s.transparent.scopes ? `; ${s.transparent.scopes} braid run program(s)` : ''}`,
     `paths:        ${s.paths.managed ? 'managed' : `not managed${s.paths.reason ? `: ${s.paths.reason}` : ''}`}`,
   ];
   if (s.systemChanges.length) {
@@ -31,6 +34,14 @@ export function formatStatus(s: StatusView, tick: StatsTick | null = null): stri
         `${p.rttUs !== null ? `  rtt ${(p.rttUs / 1000).toFixed(1)} ms` : ''}  ${p.subflows} subflow${p.subflows === 1 ? '' : 's'}`);
     }
   }
+  if (connections.length) {
+    const shown = [...connections].sort((a, b) => b.bytesDown + b.bytesUp - (a.bytesDown + a.bytesUp)).slice(0, CONNECTIONS_SHOWN);
+    lines.push(`open connections${connections.length > shown.length ? ` (the ${shown.length} busiest of ${connections.length})` : ''}:`);
+    for (const c of shown) {
+      const who = c.program ? `${c.program.name} (${c.program.pid})` : c.client;
+      lines.push(`  ${String(c.id).padStart(5)}  ${who.padEnd(22)} -> ${(c.destination ?? '-').padEnd(28)} ${c.protocol ?? '-'} ${c.transport}  down ${mbytes(c.bytesDown)} up ${mbytes(c.bytesUp)}`);
+    }
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -40,9 +51,10 @@ async function runStatus(values: Values): Promise<number> {
   const ep = readEndpoint(stateDir);
   const status = await callControl<StatusView>(ep, 'status');
   const history = await callControl<StatsTick[]>(ep, 'stats.history', { seconds: 5 });
+  const connections = await callControl<ConnectionView[]>(ep, 'connections.list');
   const last = history[history.length - 1] ?? null;
-  if (values.json === true) process.stdout.write(JSON.stringify({ ...status, stats: last }, null, 2) + '\n');
-  else process.stdout.write(formatStatus(status, last));
+  if (values.json === true) process.stdout.write(JSON.stringify({ ...status, stats: last, connectionsList: connections }, null, 2) + '\n');
+  else process.stdout.write(formatStatus(status, last, connections));
   return 0;
 }
 

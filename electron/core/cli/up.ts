@@ -82,7 +82,8 @@ async function runUp(values: Values): Promise<number> {
   }
   service.proxy!.tracker.on('closed', (c) => {
     const dest = c.destination ? `${c.destination.host}:${c.destination.port}${c.destination.address ? ` (${c.destination.address})` : ''}` : '-';
-    log.info(`connection ${c.id} closed: ${c.protocol ?? 'unknown'} ${c.client.address}:${c.client.port} -> ${dest} transport ${c.transport} up ${c.bytesUp} down ${c.bytesDown}`);
+    const program = c.program ? ` (${c.program.name}, pid ${c.program.pid})` : '';
+    log.info(`connection ${c.id} closed: ${c.protocol ?? 'unknown'} ${c.client.address}:${c.client.port}${program} -> ${dest} transport ${c.transport} up ${c.bytesUp} down ${c.bytesDown}`);
   });
   service.paths?.on('mptcp', (e) => {
     if (e.type === 'overflow' || e.type === 'error' || e.type === 'unknown') return;

@@ -7,7 +7,7 @@
  * Pure TypeScript with type-only imports: the renderer bundles this file.
  */
 import type { BraidConfig, ConfigInput } from '../config/schema';
-import { bool, int, json, obj, oneOf, optional, str, type Check } from './validate';
+import { arrayOf, bool, int, json, obj, oneOf, optional, str, type Check } from './validate';
 
 export * from './validate';
 export type { BraidConfig, ConfigInput };
@@ -63,6 +63,7 @@ export interface SubflowView {
 export interface ConnectionView {
   id: number;
   client: string;
+  program: { name: string; pid: number } | null;  // the local program that opened it (null: unknown, or another host)
   protocol: 'socks5' | 'http-connect' | 'http' | 'transparent' | null;
   destination: string | null;     // host:port as asked
   address: string | null;         // what it connected to (the relay, when one is used)
@@ -167,6 +168,8 @@ export const COMMANDS = {
   ),
   'connections.list': spec<Record<string, never>, ConnectionView[]>(none),
   'connections.close': spec<{ id: number }, { closed: boolean }>(obj({ id: int(0, Number.MAX_SAFE_INTEGER) })),
+  /** Closes several at once (the dashboard's "close the filtered"); ids no longer live are skipped. */
+  'connections.closeMany': spec<{ ids: number[] }, { closed: number }>(obj({ ids: arrayOf(int(0, Number.MAX_SAFE_INTEGER), 10_000) })),
   'config.get': spec<Record<string, never>, BraidConfig>(none),
   'config.set': spec<{ patch: ConfigInput }, BraidConfig>(obj({ patch: json }) as Check<{ patch: ConfigInput }>),
   'relay.import': spec<{ link: string }, RelayView>(obj({ link: str({ min: 1, max: 2048 }) })),

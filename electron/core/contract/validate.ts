@@ -38,6 +38,12 @@ export const oneOf = <T extends string>(values: readonly T[]): Check<T> => (v, f
 
 export const optional = <T>(c: Check<T>): Check<T | undefined> => (v, f) => (v === undefined ? undefined : c(v, f));
 
+export const arrayOf = <T>(item: Check<T>, max: number): Check<T[]> => (v, f) => {
+  if (!Array.isArray(v)) throw new ValidationError(f, `must be a list, got ${describe(v)}`);
+  if (v.length > max) throw new ValidationError(f, `must have at most ${max} entries`);
+  return v.map((x, i) => item(x, `${f}[${i}]`));
+};
+
 /** Anything JSON-shaped (validated deeper by whoever consumes it, e.g. the config schema). */
 export const json: Check<unknown> = (v) => v;
 

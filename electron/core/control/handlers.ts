@@ -80,6 +80,7 @@ export class ControlCore {
     return {
       id: c.id,
       client: `${c.client.address}:${c.client.port}`,
+      program: c.program,
       protocol: c.protocol,
       destination: c.destination ? `${c.destination.host}:${c.destination.port}` : null,
       address: c.destination?.address ?? null,
@@ -148,6 +149,11 @@ export class ControlCore {
         const c = svc.proxy?.tracker.get(id);
         if (!c) throw new BraidError('ENOENT', `no live connection with id ${id}`);
         return { closed: c.kill() };
+      },
+      'connections.closeMany': ({ ids }) => {
+        let closed = 0;
+        for (const id of new Set(ids)) if (svc.proxy?.tracker.get(id)?.kill()) closed++;
+        return { closed };
       },
       'config.get': () => svc.config,
       'config.set': ({ patch }) => {

@@ -14,6 +14,7 @@ import { replyAndClose } from './session';
 import { handleSocks5 } from './socks5';
 import { closeWhenClientGone } from './client-gone';
 import { handleTransparent } from './transparent';
+import { programs } from './program';
 import { ConnectionTracker } from './tracker';
 
 export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
@@ -202,7 +203,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     socket.setNoDelay(true);
     const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     const conn = this.tracker.open(client);
-    conn?.onKill(() => socket.destroy());
+    // Closing from the UI is immediate: a reset, so the client does not first read what was buffered for it.
+    conn?.onKill(() => void socket.resetAndDestroy());
     // Past twice the limit, even the courtesy of an error reply is not worth the memory.
     if (!conn && this.clients > 2 * this.config.limits.maxConnections) {
       socket.destroy();
@@ -246,6 +248,9 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         up.once('close', () => socket.off('close', kill));
       },
     };
+
+    // Which program opened it (a local client's socket owner); a redirected one is looked up by its original destination.
+    if (conn && kind === 'proxy') void programs.lookup(client, { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }).then((p) => void (conn.program = p));
 
     if (kind === 'transparent') {
       handleTransparent(session, { sniffMs: SNIFF_MS, viaRelay: this.opts.upstream !== undefined, isSelf: (a, p) => this.isSelf(a, p), onGone });

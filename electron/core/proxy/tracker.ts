@@ -19,6 +19,8 @@ export interface Destination {
 
 export interface ConnectionSnapshot {
   id: number;
+  /** The local program that opened it (owner of the client's socket), when known. */
+  program: { name: string; pid: number } | null;
   client: { address: string; port: number };
   protocol: ProxyProtocol | null;  // null while the first bytes are still being read
   destination: Destination | null;
@@ -40,6 +42,7 @@ export class TrackedConnection {
   bytesUp = 0;
   bytesDown = 0;
   transport: Transport = 'unknown';
+  program: { name: string; pid: number } | null = null;
   readonly startedAt = Date.now();
   private upstream: net.Socket | null = null;
   private upstreamFd: number | null = null;
@@ -110,6 +113,7 @@ export class TrackedConnection {
   snapshot(): ConnectionSnapshot {
     return {
       id: this.id,
+      program: this.program ? { ...this.program } : null,
       client: { ...this.client },
       protocol: this.protocol,
       destination: this.destination ? { ...this.destination } : null,

@@ -14,6 +14,7 @@ import { originalDestination } from '../native/kernel-socket';
 import { sniffHostname } from '../transparent/sniff';
 import type { DialResult } from './dialer';
 import { closeWhenClientGone } from './client-gone';
+import { programs } from './program';
 import { dialFor, startTunnel, type Session } from './session';
 
 export interface TransparentOptions {
@@ -58,6 +59,7 @@ export function handleTransparent(session: Session, opts: TransparentOptions): v
   conn.protocol = 'transparent';
   conn.destination = { host: dst.address, port: dst.port, address: null };
   closeWhenClientGone(socket, { server: dst, onGone: opts.onGone });
+  void programs.lookup({ address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, dst).then((p) => void (conn.program = p));
 
   let early: Buffer = Buffer.alloc(0);
   let name: string | null = null;
