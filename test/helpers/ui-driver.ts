@@ -175,6 +175,12 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
     return read<string>(`document.querySelector('.relay-state').innerText`);
   },
 
+  /** Clicks a button by its accessible name. */
+  async clickButton(r) {
+    await need().getByRole('button', { name: str(r, 'name'), exact: true }).click();
+    return null;
+  },
+
   async toggleProxy() {
     return toggleSwitch('Proxy');
   },

@@ -110,13 +110,13 @@ async function runDoctorCommand(values: Values): Promise<number> {
     if (errorCode(err) !== 'ENOTRUNNING') throw err;
   }
   if (ep) {
-    if (!json) process.stderr.write(`braid: doctor: asking the running braid (pid ${ep.pid})\n`);
+    process.stderr.write(`braid: doctor: asking the running braid (pid ${ep.pid})\n`);
     report = await runRemote(ep, p, onProgress);
   } else {
     const explicit = str(values, 'config');
     const file = explicit ?? defaultConfigFile();
     const config = loadConfig({ file: explicit !== undefined || fs.existsSync(file) ? file : undefined });
-    if (!json) process.stderr.write('braid: doctor: no braid up is running; checking with the config file and flags\n');
+    process.stderr.write('braid: doctor: no braid up is running; checking with the config file and flags\n');
     report = await runDoctor({ config, stateDir, running: null }, p, onProgress ?? (() => {}));
   }
   if (json) process.stdout.write(JSON.stringify({ ok: report.ok, findings: report.findings, speed: report.speed }, null, 2) + '\n');

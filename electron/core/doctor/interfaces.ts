@@ -228,8 +228,9 @@ export function routeFindings(cands: PathCandidate[], target: Target, f: Finding
     if (otherTable) {
       fix = `sudo ${ip} rule add from ${c.address} table ${otherTable.table}  (${name}'s routes are in table ${otherTable.table}, but no rule sends its traffic there)`;
     } else {
-      const gw = gws[0]?.gateway ?? `<${name}'s gateway>`;
-      fix = `sudo ${ip} route add default via ${gw} dev ${name} metric 600  (a default route for ${name} behind your main one; or policy routing: \`${ip} rule add from ${c.address} table 100\` + \`${ip} route add default via ${gw} dev ${name} table 100\`)`;
+      const gw = gws[0]?.gateway ?? 'GATEWAY';
+      const where = gws.length ? '' : `, where GATEWAY is ${name}'s router (\`ip route show dev ${name}\` on a working setup, or its DHCP lease)`;
+      fix = `sudo ${ip} route add default via ${gw} dev ${name} metric 600${where}: a default route for ${name} behind your main one; or policy routing: \`${ip} rule add from ${c.address} table 100\` and \`${ip} route add default via ${gw} dev ${name} table 100\``;
     }
     f.fail('path.route', name, `${name} has no route to ${target.label}${err ? ` (the kernel answers ${err})` : ''}: a subflow bound to ${name} is sent as if ${c.targetAddress} were on ${name}'s local network, where nothing answers, so ${name} carries nothing.`, fix);
   }

@@ -51,7 +51,7 @@ export function liveFindings(input: LiveInput, f: Findings): void {
   }
   const short = multi.filter((c) => new Set(c.subflows.map((s) => s.interface ?? s.localAddress)).size < usable.length);
   if (short.length === 0) {
-    f.ok('live.paths', null, `All ${multi.length} MPTCP connection${multi.length === 1 ? ' uses' : 's use'} every one of the ${usable.length} paths.`);
+    f.ok('live.paths', null, `${multi.length === 1 ? 'The MPTCP connection uses' : `All ${multi.length} MPTCP connections use`} every one of the ${usable.length} paths.`);
     return;
   }
   const missing = new Set<string>();
