@@ -24,6 +24,17 @@ const RELAY_PORT = 8443;
 const DEST_PORT = 8080;
 const PROXY_PORT = 1080;
 const TABLE = 'braid_doctor_mbx';
+const PORTAL_PORT = 8081;
+const URL_BYTES_PORT = 8082;
+
+/** A captive portal for one client address: redirects it to a login page, answers 204 to everyone else. */
+const PORTAL = (host: string, trapped: string): string => `
+require('http').createServer((req, res) => {
+  const from = req.socket.remoteAddress.replace(/^::ffff:/, '');
+  if (from === '${trapped}') { res.writeHead(302, { Location: 'http://login.portal.example/?from=' + from }); res.end(); }
+  else { res.writeHead(204); res.end(); }
+}).listen(${PORTAL_PORT}, '${host}', () => console.log('listening'));
+`;
 
 const skip = skipUnlessRoot() ?? missingPrerequisite();
 
@@ -206,6 +217,45 @@ describe('braid doctor against a relay over two shaped links', { skip, timeout: 
       assert.equal(find(r, 'path.join', link(2)), undefined, show(r));
     } finally {
       await topo.client.setMptcpLimits(8, 8);
+    }
+  });
+
+  test('a captive portal on one interface is named, with where it wants you to log in', async () => {
+    const portal = topo.relay.spawn([process.execPath, '-e', PORTAL(topo.relayAddress(1), topo.clientAddress(2))], { label: 'captive portal' });
+    try {
+      await portal.waitForLine(/^listening/, 10_000);
+      const url = `http://${topo.relayAddress(1)}:${PORTAL_PORT}/generate_204`;
+      const r = await doctor(['--relay', relay.link, '--portal-url', url]);
+      assert.equal(find(r, 'path.portal', link(1))?.status, 'ok', show(r));
+      const trapped = find(r, 'path.portal', link(2));
+      assert.equal(trapped?.status, 'fail', show(r));
+      assert.match(trapped!.message, new RegExp(`${link(2)} is behind a captive portal: .* redirected to http://login\\.portal\\.example/`));
+      assert.match(trapped!.fix ?? '', /log in/);
+      assert.equal(r.code, 1);
+    } finally {
+      await portal.stop();
+    }
+  });
+
+  test('without a relay, the speed test downloads a URL over each path alone and all together', async () => {
+    const server = topo.relay.spawn([process.execPath, path.resolve(__dirname, 'helpers', 'serve-bytes.js'), '--port', String(URL_BYTES_PORT), '--host', topo.relayAddress(1)], { label: 'serve-bytes for --speed-url' });
+    try {
+      await server.waitForLine(/^listening \d+/, 10_000);
+      const r = await doctor(['--speed-url', `http://${topo.relayAddress(1)}:${URL_BYTES_PORT}/bytes/${400 * 1024 * 1024}`, '--seconds', '3']);
+      const s = r.report.speed!;
+      assert.ok(s, show(r));
+      assert.equal(s.via, 'url');
+      assert.deepEqual(s.paths.map((p) => p.path).sort(), [link(1), link(2)]);
+      for (const p of s.paths) {
+        assert.ok(p.downMbit !== null && Math.abs(p.downMbit - RATE_MBIT) <= 0.1 * RATE_MBIT, `${p.path}: ${p.downMbit} down`);
+        assert.equal(p.upMbit, null, 'a URL download has no upload figure');
+      }
+      // The byte server speaks MPTCP: together, both links carry the download.
+      assert.ok(s.all.downMbit! >= 0.9 * (s.paths[0].downMbit! + s.paths[1].downMbit!), s.summary);
+      assert.equal(find(r, 'relay.configured', null)?.status, 'warn');
+      figures.urlAllDown = s.all.downMbit!;
+    } finally {
+      await server.stop();
     }
   });
 

@@ -43,7 +43,7 @@ export async function portalProbe(url: URL, c: PathCandidate, timeoutMs = 5000):
       resolve(o);
     };
     const req = http.request({
-      host: url.hostname, port, path: `${url.pathname}${url.search}`, method: 'GET', agent: false,
+      host: url.hostname, port, path: `${url.pathname}${url.search}`, method: 'GET',
       headers: { 'User-Agent': 'braid-doctor', Connection: 'close' },
       createConnection: () => socket,
     }, (res) => {

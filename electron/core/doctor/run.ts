@@ -83,7 +83,8 @@ export async function runDoctor(ctx: DoctorContext, params: DoctorRunParams, onP
     }
     if (speedUrl.protocol !== 'http:' && speedUrl.protocol !== 'https:') throw new BraidError('EUSAGE', 'the speed URL must be http:// or https://');
   }
-  const givenTarget = !link && params.target ? parseTarget(params.target) : null;
+  // Without a relay, routes and probes go to the target given, or to the host of the speed URL.
+  const givenTarget = link ? null : params.target ? parseTarget(params.target) : speedUrl ? { host: speedUrl.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(speedUrl.port || (speedUrl.protocol === 'https:' ? 443 : 80)) } : null;
   const portalText = params.portalUrl ?? ctx.config.doctor.portalUrl;
   const portalUrl = portalText ? new URL(portalText) : null;
   const seconds = params.seconds ?? 4;
@@ -132,8 +133,8 @@ export async function runDoctor(ctx: DoctorContext, params: DoctorRunParams, onP
     } catch (err) {
       f.fail('target.resolve', null, `${givenTarget.host} does not resolve (${errorCode(err)}).`);
     }
-  } else {
-    progress('no relay');
+  }
+  if (!link) {
     f.warn('relay.configured', null, 'No relay: only destinations that speak MPTCP themselves (few do) can use more than one path; every other connection falls back to plain TCP on one path.',
       'run `braid relay` on a server, then `braid up --relay LINK` (or import the link in the dashboard); `braid doctor --relay LINK` checks the paths to it');
   }

@@ -147,7 +147,7 @@ async function urlDownload(run: SpeedRun, bind: Bind | null, mptcp: boolean, fam
   return new Promise<number>((resolve, reject) => {
     const mod = secure ? https : http;
     const req = mod.request({
-      host, port, path: `${url.pathname}${url.search}`, method: 'GET', agent: false,
+      host, port, path: `${url.pathname}${url.search}`, method: 'GET',
       headers: { 'User-Agent': 'braid-doctor', Connection: 'close' }, createConnection: () => socket,
     }, (res) => {
       if ((res.statusCode ?? 0) >= 400) {
