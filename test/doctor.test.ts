@@ -17,7 +17,7 @@ import type { DoctorFinding, DoctorReport, StatsTick } from '../electron/core/co
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { BRAID_CLI, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
 import { until } from './helpers/paths-harness';
-import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayProcess, type RelayTopology } from './helpers/relay-topology';
+import { createRelayTopology, metricValue, scrapeMetrics, startRelay, startRelayClient, tempRelayDir, type RelayProcess, type RelayTopology } from './helpers/relay-topology';
 
 const RATE_MBIT = 20;
 const RELAY_PORT = 8443;
@@ -109,6 +109,10 @@ describe('braid doctor against a relay over two shaped links', { skip, timeout: 
     assert.equal(find(r, 'relay.auth', null)?.status, 'ok');
     assert.equal(r.report.speed, null);
     figures.healthyMs = Math.round(r.ms);
+    // The probes look like nothing wrong to the relay's operator: no failed handshakes, no bad secrets.
+    const metrics = await scrapeMetrics(topo, relay.metricsUrl!);
+    assert.doesNotMatch(metrics, /braid_relay_refused_total\{reason="tls"\}/);
+    assert.equal(metricValue(metrics, 'braid_relay_auth_failures_total'), 0);
   });
 
   test('a path whose middlebox strips MPTCP is named as stripping it; the other path is fine', async () => {

@@ -33,6 +33,7 @@ export interface PathProbe {
 
 export interface ProbeOptions {
   link: RelayLink | null;        // null: a plain target, TCP only
+  mptcp: boolean;                // probe MPTCP too (the relay speaks it and this kernel can)
   port: number;
   mptcpBudgetMs: number;         // see kernel.ts mptcpProbeBudgetMs: never long enough to trip blackhole detection
   tcpTimeoutMs?: number;
@@ -52,11 +53,21 @@ export async function probePath(c: PathCandidate, opts: ProbeOptions): Promise<P
   try {
     const raw = await connectRaw(address, opts.port, { bind, mptcp: false, timeoutMs: opts.tcpTimeoutMs ?? 3000 });
     result.tcp = { ok: true, ms: raw.ms };
+    if (opts.link) {
+      // TLS here too: the relay's identity is checked even where MPTCP does not get through.
+      try {
+        const t = await tlsToRelay(raw.socket, opts.link, opts.tlsTimeoutMs ?? 5000);
+        result.tls = { ok: true, pinOk: t.pinOk, pin: t.pin };
+        t.socket.destroy();
+      } catch (err) {
+        result.tls = { ok: false, code: errorCode(err) };
+      }
+    }
     raw.socket.destroy();
   } catch (err) {
     result.tcp = { ok: false, code: errorCode(err) };
   }
-  if (!opts.link || !result.tcp.ok) return result;
+  if (!opts.link || !opts.mptcp || !result.tcp.ok) return result;
 
   let raw: net.Socket | null = null;
   let tlsSocket: tls.TLSSocket | null = null;

@@ -161,7 +161,10 @@ export async function runDoctor(ctx: DoctorContext, params: DoctorRunParams, onP
     const joiners = (c: PathCandidate): string[] =>
       usable.filter((o) => o !== c && o.route !== false && o.endpoints.some((e) => e.flagNames.includes('subflow'))).map((o) => o.iface.name);
     probes = await Promise.all(usable.filter((c) => c.targetAddress).map(async (c) => {
-      const p = await probePath(c, { link: target!.isRelay ? link : null, port: target!.port, mptcpBudgetMs: budget, expectJoins: kernel.limits?.subflows === 0 ? [] : joiners(c) });
+      const p = await probePath(c, {
+        link: target!.isRelay ? link : null, mptcp: kernel.socketOk, port: target!.port, mptcpBudgetMs: budget,
+        expectJoins: kernel.limits?.subflows === 0 ? [] : joiners(c),
+      });
       progress(`${c.iface.name}: probed`);
       return p;
     }));
