@@ -107,4 +107,32 @@ describe('the Diagnose panel', { skip, timeout: 180_000 }, () => {
     assert.ok(status.doctor!.failing >= 1);
     assert.equal(status.doctor!.firstFailing?.status, 'fail');
   });
+
+  test('with the speed test: a bar per path, their sum, and together', async () => {
+    const [eth0, wwan0] = [topo.ifname[1], topo.ifname[2]];
+    await ui.request('clickButton', { role: 'checkbox', name: 'Speed test' });
+    await ui.request('clickButton', { name: 'Diagnose' });
+    await ui.request('waitFor', { expr: `document.querySelector('.diagnose [role=status] progress') !== null`, timeoutMs: 5000 });
+    const rows = await ui.request<Record<string, { text: string; widths: number[] }>>('waitFor', {
+      timeoutMs: 90_000,
+      expr: `(() => {
+        if (document.querySelector('.diagnose [role=status] progress')) return null;
+        const rows = [...document.querySelectorAll('.diagnose tr[data-speed]')];
+        if (rows.length === 0) return null;
+        return Object.fromEntries(rows.map((tr) => [tr.dataset.speed, {
+          text: tr.innerText, widths: [...tr.querySelectorAll('.bar span')].map((b) => b.getBoundingClientRect().width),
+        }]));
+      })()`,
+    });
+    assert.deepEqual(Object.keys(rows).sort(), ['all', eth0, 'sum', wwan0].sort());
+    for (const k of [eth0, wwan0]) {
+      const rates = [...rows[k].text.matchAll(/(\d+\.\d) Mbit\/s/g)].map((m) => Number(m[1]));
+      assert.equal(rates.length, 2, rows[k].text);
+      for (const v of rates) assert.ok(v > 15 && v < 22, `${k}: ${rows[k].text}`);
+      assert.ok(rows[k].widths.every((w) => w > 10), `${k}'s bars are not drawn: ${rows[k].widths}`);
+    }
+    // MPTCP is stripped on eth0, where every connection starts: together is one path's worth, half the sum's bar.
+    assert.ok(rows.all.widths[0] < 0.7 * rows.sum.widths[0], `together ${rows.all.widths[0]} px against the sum's ${rows.sum.widths[0]} px`);
+    await ui.request('screenshot', { path: path.join(ARTIFACTS, 'diagnose-speed-1600x1200-light.png'), fullPage: true }).catch(() => {});
+  });
 });

@@ -175,9 +175,10 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
     return read<string>(`document.querySelector('.relay-state').innerText`);
   },
 
-  /** Clicks a button by its accessible name. */
+  /** Clicks a control by its accessible name: a button, or another role (checkbox, …) when given. */
   async clickButton(r) {
-    await need().getByRole('button', { name: str(r, 'name'), exact: true }).click();
+    const role = (typeof r.role === 'string' ? r.role : 'button') as 'button' | 'checkbox';
+    await need().getByRole(role, { name: str(r, 'name'), exact: true }).click();
     return null;
   },
 
