@@ -51,7 +51,7 @@ export const DEFAULT_SPEED_LIMITS: SpeedLimits = {
 
 /** The slow-start part of an upload that the reported rate leaves out. */
 export function warmupMs(grantedMs: number): number {
-  return Math.min(500, Math.floor(grantedMs / 4));
+  return Math.min(1000, Math.floor(grantedMs / 4));
 }
 
 interface Budget {
