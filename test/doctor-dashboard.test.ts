@@ -20,7 +20,8 @@ import { createUiTopology, killAllIn, missingBrowser, poll, UiDriver, type UiTop
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts', 'doctor-dashboard');
 const RELAY_PORT = 8443;
 const CONTROL_PORT = 9797;
-const skip = skipUnlessRoot() ?? missingPrerequisite() ?? missingBrowser();
+const skip = skipUnlessRoot() ?? missingPrerequisite() ?? missingBrowser()
+  ?? (['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some((f) => fs.existsSync(f)) ? undefined : 'needs nftables (nft) for the middlebox');
 
 interface PanelFinding { check: string; status: string; subject: string; text: string }
 interface Panel { verdict: string | null; progress: boolean; findings: PanelFinding[] }

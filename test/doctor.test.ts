@@ -36,7 +36,8 @@ require('http').createServer((req, res) => {
 }).listen(${PORTAL_PORT}, '${host}', () => console.log('listening'));
 `;
 
-const skip = skipUnlessRoot() ?? missingPrerequisite();
+const skip = skipUnlessRoot() ?? missingPrerequisite()
+  ?? (['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some((f) => fs.existsSync(f)) ? undefined : 'needs nftables (nft) for the middleboxes');
 
 interface Run {
   code: number | null;

@@ -142,7 +142,7 @@ export function kernelFindings(input: KernelCheckInput, f: Findings): void {
     } else if (addAddrAccepted === 0 && input.usablePaths > 1) {
       f.warn('kernel.limits', null, `The kernel's MPTCP limits (${text}) accept no address the relay announces: a relay with more than one address is used through one of them only.`, fix);
     } else {
-      f.ok('kernel.limits', null, `The kernel's MPTCP limits (${text}) allow every one of the ${input.usablePaths} usable path${input.usablePaths === 1 ? '' : 's'}.`);
+      f.ok('kernel.limits', null, `The kernel's MPTCP limits (${text}) ${input.usablePaths > 1 ? `allow every one of the ${input.usablePaths} usable paths` : 'are enough: there is one usable path'}.`);
     }
   }
 }
