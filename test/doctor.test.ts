@@ -265,7 +265,9 @@ describe('braid doctor against a relay over two shaped links', { skip, timeout: 
   });
 
   test(`speed on 2 × ${RATE_MBIT} Mbit/s: each path within 10 % of its rate, together at least 0.9 × the sum, both directions`, async () => {
-    const r = await doctor(['--relay', relay.link, '--speed', '--seconds', '4']);
+    // 6 s per direction: an aggregated MPTCP download arrives in bursts (one subflow's data waits for
+    // the other's), so its rate is averaged over longer than a single path's.
+    const r = await doctor(['--relay', relay.link, '--speed', '--seconds', '6']);
     assert.equal(r.code, 0, show(r));
     const s = r.report.speed!;
     assert.ok(s, 'no speed result');

@@ -130,7 +130,7 @@ export const doctor: Command = {
   details: [
     'With a running braid up it asks that instance (its config, relay and live connections); otherwise it uses the',
     'config file and these flags. --speed measures each path alone and all together, both directions, through the',
-    "relay's speed test (or by downloading --speed-url without a relay), --seconds per direction and path (default 4).",
+    "relay's speed test (or by downloading --speed-url without a relay), --seconds per direction and path (default 6).",
     'Exit status: 0 when nothing keeps Braid from using every path, 1 when something does, 2 for a usage error.',
   ],
   options: {

@@ -205,7 +205,7 @@ export interface DoctorRunParams {
   speedUrl?: string;           // without a relay: a URL to download from for the speed test
   target?: string;             // without a relay: HOST[:PORT] whose route and reachability each path is checked for
   portalUrl?: string;          // overrides doctor.portalUrl for this run
-  seconds?: number;            // per direction and path for the speed test (default 4)
+  seconds?: number;            // per direction and path for the speed test (default 6)
 }
 
 interface Spec<P, R> {

@@ -87,7 +87,8 @@ export async function runDoctor(ctx: DoctorContext, params: DoctorRunParams, onP
   const givenTarget = link ? null : params.target ? parseTarget(params.target) : speedUrl ? { host: speedUrl.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(speedUrl.port || (speedUrl.protocol === 'https:' ? 443 : 80)) } : null;
   const portalText = params.portalUrl ?? ctx.config.doctor.portalUrl;
   const portalUrl = portalText ? new URL(portalText) : null;
-  const seconds = params.seconds ?? 4;
+  // Long enough to average out the bursts in which an aggregated MPTCP transfer arrives.
+  const seconds = params.seconds ?? 6;
 
   let done = 0;
   let total = 6;

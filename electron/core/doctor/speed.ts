@@ -55,7 +55,10 @@ function receiveRate(s: Readable, early: Buffer, warm: number, limitMs: number):
         warmTime = t;
       }
     };
+    let finished = false;
     const finish = (): void => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       s.destroy();
       resolve({ bytes, mbit: warmAt < 0 ? mbit(bytes, last - first) : mbit(bytes - warmAt, last - warmTime) });
