@@ -91,7 +91,7 @@ describe('the Diagnose panel', { skip, timeout: 180_000 }, () => {
     // The MPTCP probes keep a connection open for the joins: the run lasts seconds, progress shows.
     await ui.request('waitFor', { expr: `document.querySelector('.diagnose [role=status] progress') !== null`, timeoutMs: 5000 });
     await ui.request('screenshot', { path: path.join(ARTIFACTS, 'diagnose-running-1600x1200-light.png') }).catch(() => {});
-    const done = await ui.request<Panel>('waitFor', { expr: `(() => { const v = ${READ_PANEL}; return v && v.verdict ? v : null; })()`, timeoutMs: 60_000 });
+    const done = await ui.request<Panel>('waitFor', { expr: `(() => { const v = ${READ_PANEL}; return v && v.verdict ? v : null; })()`, timeoutMs: 60_000 }, 70_000);
     const strip = done.findings.find((f) => f.check === 'path.mptcp' && f.subject === eth0);
     assert.ok(strip, `no MPTCP finding under ${eth0}: ${JSON.stringify(done.findings)}`);
     assert.equal(strip.status, 'fail');
@@ -124,7 +124,7 @@ describe('the Diagnose panel', { skip, timeout: 180_000 }, () => {
           text: tr.innerText, widths: [...tr.querySelectorAll('.bar span')].map((b) => b.getBoundingClientRect().width),
         }]));
       })()`,
-    });
+    }, 120_000);
     assert.deepEqual(Object.keys(rows).sort(), ['all', eth0, 'sum', wwan0].sort());
     for (const k of [eth0, wwan0]) {
       const rates = [...rows[k].text.matchAll(/(\d+\.\d) Mbit\/s/g)].map((m) => Number(m[1]));
