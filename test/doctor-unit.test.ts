@@ -153,7 +153,7 @@ describe('the kernel', () => {
 
 function conn(id: number, transport: ConnectionView['transport'], ifaces: string[], destination = `example.org:${id}`): ConnectionView {
   const subflows: SubflowView[] = ifaces.map((i) => ({ localAddress: '192.0.2.1', remoteAddress: '203.0.113.5', interface: i, bytesSent: 1, bytesReceived: 1, rttUs: 1, backup: false }));
-  return { id, client: '127.0.0.1:5000', protocol: 'socks5', destination, address: null, startedAt: 0, bytesUp: 0, bytesDown: 0, transport, paths: ifaces, subflows };
+  return { id, client: '127.0.0.1:5000', program: null, protocol: 'socks5', destination, address: null, startedAt: 0, bytesUp: 0, bytesDown: 0, transport, paths: ifaces, subflows };
 }
 
 describe('live connections', () => {
