@@ -72,6 +72,10 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     return this.opts.log;
   }
 
+  get stateDir(): string | null {
+    return this.opts.stateDir;
+  }
+
   async start(): Promise<net.AddressInfo> {
     this.paths?.start();
     this.stats.start();
@@ -139,7 +143,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
 
   /** Takes a config that changed outside (the file was edited, `braid paths set`). */
   async adoptConfig(next: BraidConfig): Promise<void> {
-    const proxyChanged = JSON.stringify({ ...next, paths: null, control: null, transparent: null }) !== JSON.stringify({ ...this.config, paths: null, control: null, transparent: null });
+    const proxyChanged = JSON.stringify({ ...next, paths: null, control: null, transparent: null, doctor: null }) !== JSON.stringify({ ...this.config, paths: null, control: null, transparent: null, doctor: null });
     this.config = next;
     this.emit('config.changed', next);
     if (proxyChanged && this.proxy) {

@@ -21,6 +21,7 @@ Napi::Value RtLinkWatch(const Napi::CallbackInfo& info);
 Napi::Value RtListLinks(const Napi::CallbackInfo& info);
 Napi::Value RtListAddresses(const Napi::CallbackInfo& info);
 Napi::Value RtListRoutes(const Napi::CallbackInfo& info);
+Napi::Value RtRouteGet(const Napi::CallbackInfo& info);
 
 // Registers all of the above on the addon's exports.
 void RegisterNetlink(Napi::Env env, Napi::Object exports);

@@ -20,6 +20,7 @@ void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   add("rtListLinks", RtListLinks);
   add("rtListAddresses", RtListAddresses);
   add("rtListRoutes", RtListRoutes);
+  add("rtRouteGet", RtRouteGet);
 }
 
 }  // namespace braid

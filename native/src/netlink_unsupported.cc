@@ -7,7 +7,7 @@ namespace braid {
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   const char* names[] = {"pmFamily", "pmListEndpoints", "pmAddEndpoint", "pmRemoveEndpoint", "pmSetFlags",
                          "pmFlushEndpoints", "pmGetLimits", "pmSetLimits", "pmEvents", "rtLinkWatch",
-                         "rtListLinks", "rtListAddresses", "rtListRoutes"};
+                         "rtListLinks", "rtListAddresses", "rtListRoutes", "rtRouteGet"};
   for (const char* name : names) {
     exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
       Napi::Error e = Napi::Error::New(info.Env(), "netlink path management is only available on Linux");

@@ -171,7 +171,7 @@ Napi::Value DecodeAddr(Napi::Env env, const nlmsghdr* h, NameCache& names, bool 
   return o;
 }
 
-Napi::Value DecodeRoute(Napi::Env env, const nlmsghdr* h, NameCache& names, bool with_action) {
+Napi::Value DecodeRouteImpl(Napi::Env env, const nlmsghdr* h, NameCache& names, bool with_action, bool keep_all) {
   if ((h->nlmsg_type != RTM_NEWROUTE && h->nlmsg_type != RTM_DELROUTE) || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return Napi::Value();
   const auto* rt = static_cast<const rtmsg*>(NLMSG_DATA(h));
   int family = FamilyNumber(rt->rtm_family);
@@ -218,7 +218,7 @@ Napi::Value DecodeRoute(Napi::Env env, const nlmsghdr* h, NameCache& names, bool
   });
   // The local table mirrors the address list (already reported as addr events) and cloned
   // routes are a cache: neither says anything about where traffic can go.
-  if (table == RT_TABLE_LOCAL || (rt->rtm_flags & RTM_F_CLONED)) return Napi::Value();
+  if (!keep_all && (table == RT_TABLE_LOCAL || (rt->rtm_flags & RTM_F_CLONED))) return Napi::Value();
   Napi::Object o = Napi::Object::New(env);
   o.Set("kind", "route");
   SetAction(o, h, RTM_DELROUTE, with_action);
@@ -237,6 +237,15 @@ Napi::Value DecodeRoute(Napi::Env env, const nlmsghdr* h, NameCache& names, bool
   o.Set("priority", priority < 0 ? env.Null() : Napi::Value(Napi::Number::New(env, static_cast<double>(priority))));
   if (!nexthops.IsEmpty()) o.Set("nexthops", nexthops);
   return o;
+}
+
+Napi::Value DecodeRoute(Napi::Env env, const nlmsghdr* h, NameCache& names, bool with_action) {
+  return DecodeRouteImpl(env, h, names, with_action, false);
+}
+
+// A route-get answer: a cache entry (RTM_F_CLONED) or, asked with RTM_F_FIB_MATCH, the table's own.
+Napi::Value DecodeRouteAny(Napi::Env env, const nlmsghdr* h, NameCache& names) {
+  return DecodeRouteImpl(env, h, names, false, true);
 }
 
 template <typename Header>
@@ -282,6 +291,55 @@ Napi::Value RtListRoutes(const Napi::CallbackInfo& info) {
   rtmsg hdr{};
   hdr.rtm_family = AF_UNSPEC;
   return Dump(info, RTM_GETROUTE, hdr, false, DecodeRoute, "rtnl.getroute");
+}
+
+// rtRouteGet({dst, src?, oif?, fibMatch?}) -> the route the kernel picks for dst (RTM_GETROUTE,
+// what `ip route get` asks). With fibMatch the answer is the routing-table entry that matched, and
+// a lookup that matched none fails (EHOSTUNREACH/ENETUNREACH) instead of returning the "treat it
+// as on-link" result the kernel falls back to for sockets bound to an interface.
+Napi::Value RtRouteGet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw nl::ArgError(env, "routeGet(options) needs an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::string dst = nl::OptString(o, "dst");
+  std::string src = nl::OptString(o, "src");
+  int64_t oif = nl::OptInt(o, "oif", 0, 0, 0x7fffffff);
+  bool fib_match = false;
+  if (nl::Has(o, "fibMatch")) {
+    Napi::Value v = o.Get("fibMatch");
+    if (!v.IsBoolean()) throw nl::ArgError(env, "option 'fibMatch' must be a boolean");
+    fib_match = v.As<Napi::Boolean>().Value();
+  }
+  uint8_t dbuf[16], sbuf[16];
+  int dfam = nl::ParseAddr(dst, dbuf);
+  if (!dfam) throw nl::ArgError(env, "option 'dst' must be a numeric IPv4 or IPv6 address, got '" + dst + "'", false);
+  int sfam = 0;
+  if (!src.empty()) {
+    sfam = nl::ParseAddr(src, sbuf);
+    if (sfam != dfam) throw nl::ArgError(env, "option 'src' must be a numeric address of the same family as 'dst', got '" + src + "'", false);
+  }
+  nl::Socket sock;
+  if (Failure f = sock.Open(NETLINK_ROUTE)) throw nl::FailureError(env, f);
+  rtmsg hdr{};
+  hdr.rtm_family = dfam == 4 ? AF_INET : AF_INET6;
+  hdr.rtm_dst_len = dfam == 4 ? 32 : 128;
+  hdr.rtm_src_len = sfam ? hdr.rtm_dst_len : 0;
+  if (fib_match) hdr.rtm_flags |= RTM_F_FIB_MATCH;
+  nl::Message msg(RTM_GETROUTE, 0);
+  msg.PutHeader(hdr);
+  size_t alen = dfam == 4 ? 4 : 16;
+  msg.Put(RTA_DST, dbuf, alen);
+  if (sfam) msg.Put(RTA_SRC, sbuf, alen);
+  if (oif) msg.PutU32(RTA_OIF, static_cast<uint32_t>(oif));
+  NameCache names;
+  Napi::Value out = env.Null();
+  Failure f = sock.Request(msg, [&](const nlmsghdr* h) {
+    if (!out.IsNull()) return;
+    Napi::Value v = DecodeRouteAny(env, h, names);
+    if (!v.IsEmpty()) out = v;
+  }, "rtnl.getroute");
+  if (f) throw nl::FailureError(env, f);
+  return out;
 }
 
 // rtLinkWatch(callback, {routes?: boolean = true}) -> watch handle (see nlwatch.h). Reading

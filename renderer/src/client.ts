@@ -41,6 +41,9 @@ export class BraidApiError extends Error {
 }
 
 export const REQUEST_TIMEOUT_MS = 10_000;
+/** Commands that take longer by design: a diagnosis with its speed test runs for a minute or more. */
+const LONG_COMMANDS: Partial<Record<CommandName, number>> = { 'doctor.run': 10 * 60_000 };
+const timeoutFor = (command: CommandName, base: number): number => Math.max(base, LONG_COMMANDS[command] ?? 0);
 
 type Listener = (data: never) => void;
 
@@ -218,7 +221,7 @@ export class WebSocketClient extends Base {
     }
     const id = this.nextId++;
     const frame: RequestFrame = { id, command, params: params[0] ?? {} };
-    const timeoutMs = this.opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
+    const timeoutMs = timeoutFor(command, this.opts.timeoutMs ?? REQUEST_TIMEOUT_MS);
     return new Promise<ResponseFrame | ErrorFrame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -261,10 +264,11 @@ export class IpcClient extends Base {
   }
 
   call<C extends CommandName>(command: C, ...params: ParamsArg<C>): Promise<ResultOf<C>> {
+    const timeoutMs = timeoutFor(command, this.timeoutMs);
     return new Promise<ResultOf<C>>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new BraidApiError('ETIMEDOUT', `'${command}' got no answer from Braid within ${this.timeoutMs / 1000} s`, command)),
-        this.timeoutMs,
+        () => reject(new BraidApiError('ETIMEDOUT', `'${command}' got no answer from Braid within ${timeoutMs / 1000} s`, command)),
+        timeoutMs,
       );
       this.api.call(command, (params[0] ?? {}) as ParamsOf<C>).then(
         (result) => {

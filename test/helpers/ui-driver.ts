@@ -175,6 +175,13 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
     return read<string>(`document.querySelector('.relay-state').innerText`);
   },
 
+  /** Clicks a control by its accessible name: a button, or another role (checkbox, …) when given. */
+  async clickButton(r) {
+    const role = (typeof r.role === 'string' ? r.role : 'button') as 'button' | 'checkbox';
+    await need().getByRole(role, { name: str(r, 'name'), exact: true }).click();
+    return null;
+  },
+
   async toggleProxy() {
     return toggleSwitch('Proxy');
   },

@@ -10,11 +10,12 @@ import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
 import { run } from './run';
+import { doctor } from './doctor';
 import { helper } from './helper';
 import { status } from './status';
 import { up } from './up';
 
-const COMMANDS: Record<string, Command> = { up, status, paths, relay, run, helper };
+const COMMANDS: Record<string, Command> = { up, status, paths, relay, run, helper, doctor };
 
 function helpText(): string {
   const lines = ['usage: braid <command> [options]', '', 'commands:'];

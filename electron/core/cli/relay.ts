@@ -28,6 +28,15 @@ function guessPublicHost(listenHost: string): string {
   return (listenHost === '::' ? v6 ?? v4 : v4)?.address ?? listenHost;
 }
 
+/** `--speed-test on|off` and `--speed-test-budget MB` (per client address and 10 minutes). */
+function speedTestOption(values: Values): false | { budgetBytes: number } | undefined {
+  const mode = str(values, 'speed-test') ?? 'on';
+  if (mode !== 'on' && mode !== 'off') throw usageError(`--speed-test must be 'on' or 'off', got '${mode}'`);
+  if (mode === 'off') return false;
+  const budget = str(values, 'speed-test-budget');
+  return budget === undefined ? undefined : { budgetBytes: count(values, 'speed-test-budget', 1024, 1_000_000) * 1024 * 1024 };
+}
+
 async function runRelay(values: Values): Promise<number> {
   const listen = parseHostPort(str(values, 'listen') ?? '[::]:8443', 'listen');
   if (net.isIP(listen.host) === 0) throw usageError(`--listen needs a numeric address, got '${listen.host}'`);
@@ -52,6 +61,7 @@ async function runRelay(values: Values): Promise<number> {
     requestWaitMs: count(values, 'request-timeout', 60_000, 3_600_000),
     idleMs: count(values, 'idle-timeout', 300_000, 86_400_000),
     connectMs: count(values, 'connect-timeout', 10_000, 600_000),
+    speedTest: speedTestOption(values),
   };
   const log = stderrLogger(values.verbose === true);
   const secret = relaySecretFromFlags(values, log);
@@ -85,9 +95,13 @@ export const relay: Command = {
     '                     works too but shows the secret to every local user (ps), so it warns.',
     '--metrics HOST:PORT  Prometheus metrics (default 127.0.0.1:9464; off: none). When the address cannot be',
     '                     bound (a second relay on this host), the relay warns and serves without metrics.',
+    '--speed-test on|off  the speed test of `braid doctor --speed`, through the same authenticated tunnel (nothing',
+    '                     without the secret), capped at 10 s and 256 MiB per test, 2 tests at once and 1024 MiB',
+    '                     per 10 minutes per client address, and 8 tests at once in all (default on).',
+    '--speed-test-budget MB  the per-client budget per 10 minutes (default 1024).',
   ],
   usage:
-    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--verbose]',
+    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--speed-test on|off] [--speed-test-budget MB] [--verbose]',
   options: {
     listen: { type: 'string' },
     'public-host': { type: 'string' },
@@ -107,6 +121,8 @@ export const relay: Command = {
     'connect-timeout': { type: 'string' },
     dial: { type: 'string' },
     name: { type: 'string' },
+    'speed-test': { type: 'string' },
+    'speed-test-budget': { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
   },

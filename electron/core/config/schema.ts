@@ -59,6 +59,12 @@ export interface TransparentConfig {
   blockQuic: boolean;
 }
 
+/** `braid doctor` (electron/core/doctor/). */
+export interface DoctorConfig {
+  /** Fetched over each interface to spot a captive portal (an answer other than 204 or plain 2xx); null = no probe. */
+  portalUrl: string | null;
+}
+
 export interface BraidConfig {
   proxy: ProxyConfig;
   timeouts: TimeoutsConfig;
@@ -67,6 +73,7 @@ export interface BraidConfig {
   paths: PathsConfig;
   control: ControlConfig;
   transparent: TransparentConfig;
+  doctor: DoctorConfig;
 }
 
 /** A partial config as found in a file or assembled from flags, before defaults. */
@@ -78,6 +85,7 @@ export type ConfigInput = {
   paths?: Partial<PathsConfig>;
   control?: Partial<ControlConfig>;
   transparent?: Partial<TransparentConfig>;
+  doctor?: Partial<DoctorConfig>;
 };
 
 export function defaultConfig(): BraidConfig {
@@ -89,6 +97,7 @@ export function defaultConfig(): BraidConfig {
     paths: defaultPathsConfig(),
     control: { enabled: true, host: '127.0.0.1', port: 9797, token: null },
     transparent: { enabled: false, bypass: null, blockQuic: true },
+    doctor: { portalUrl: null },
   };
 }
 
@@ -148,7 +157,7 @@ function section(input: Record<string, unknown>, name: string): Record<string, u
  */
 export function validateConfig(input: unknown): BraidConfig {
   if (!isPlainObject(input)) throw new BraidError('ECONFIG', 'config must be a JSON object');
-  checkKeys(input, '', ['proxy', 'timeouts', 'limits', 'relay', 'paths', 'control', 'transparent']);
+  checkKeys(input, '', ['proxy', 'timeouts', 'limits', 'relay', 'paths', 'control', 'transparent', 'doctor']);
   const out = defaultConfig();
 
   const proxy = section(input, 'proxy');
@@ -245,6 +254,15 @@ export function validateConfig(input: unknown): BraidConfig {
       }
     });
     out.transparent.bypass = [...(transparent.bypass as string[])];
+  }
+
+  const doctor = section(input, 'doctor');
+  checkKeys(doctor, 'doctor', ['portalUrl']);
+  if (doctor.portalUrl !== undefined && doctor.portalUrl !== null) {
+    const url = nonEmptyString(doctor.portalUrl, 'doctor.portalUrl', 2048);
+    // A portal intercepts plain HTTP; over HTTPS it would only show as a certificate error.
+    if (!/^http:\/\/[^/\s]+/.test(url)) fail('doctor.portalUrl', `must be an http:// URL, got ${JSON.stringify(url)}`);
+    out.doctor.portalUrl = url;
   }
 
   return out;

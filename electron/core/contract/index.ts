@@ -146,9 +146,67 @@ export interface StatusView {
   systemProxy: SystemProxyView;
   systemChanges: SystemChangeView[];
   transparent: TransparentView;
+  /** The last `doctor.run` here, if any. */
+  doctor?: DoctorSummaryView | null;
+}
+
+/** `braid doctor`: one finding, in plain words with a fix (electron/core/doctor/). */
+export type FindingStatus = 'ok' | 'warn' | 'fail';
+export interface DoctorFinding {
+  check: string;               // stable dotted name: kernel.limits, path.mptcp, path.route, live.fallback, …
+  subject: string | null;      // the interface, for checks about one path; null otherwise
+  status: FindingStatus;       // fail: it keeps Braid from using every path
+  message: string;
+  fix: string | null;
+}
+
+export interface SpeedPathView {
+  path: string;                // interface name
+  downMbit: number | null;     // null: not measured (it failed, or a URL test has no upload)
+  upMbit: number | null;
+}
+
+export interface SpeedView {
+  via: 'relay' | 'url';
+  paths: SpeedPathView[];      // each path alone
+  all: { downMbit: number | null; upMbit: number | null };  // every path together, one MPTCP connection
+  summary: string;             // "link1 18.9 + link2 19.0 Mbit/s; together 37.2, 98 % of the sum"
+}
+
+export interface DoctorReport {
+  ok: boolean;                 // no finding fails: nothing found that keeps aggregation from working
+  findings: DoctorFinding[];
+  speed: SpeedView | null;
+  startedAt: number;
+  finishedAt: number;
+}
+
+export interface DoctorProgressView {
+  runId: number;
+  step: string;                // what it is doing now, in words
+  done: number;
+  total: number;
+  finding: DoctorFinding | null;  // a finding made by this step, as it comes
+}
+
+/** The last diagnosis, as status carries it (the tray names its first failing finding). */
+export interface DoctorSummaryView {
+  at: number;
+  ok: boolean;
+  failing: number;
+  firstFailing: DoctorFinding | null;
 }
 
 // ---- commands ---------------------------------------------------------------------------------
+
+export interface DoctorRunParams {
+  speed?: boolean;             // also measure each path and all together (through the relay, or speedUrl)
+  relay?: string;              // a braid:// link to diagnose instead of the configured relay
+  speedUrl?: string;           // without a relay: a URL to download from for the speed test
+  target?: string;             // without a relay: HOST[:PORT] whose route and reachability each path is checked for
+  portalUrl?: string;          // overrides doctor.portalUrl for this run
+  seconds?: number;            // per direction and path for the speed test (default 6)
+}
 
 interface Spec<P, R> {
   params: Check<P>;
@@ -182,6 +240,18 @@ export const COMMANDS = {
     obj({ cgroup: str({ min: 1, max: 512, pattern: /^[A-Za-z0-9_.@:+\-/]+$/ }), level: int(1, 32), pid: int(1, 4_194_304) }),
   ),
   'run.detach': spec<{ id: number }, { detached: boolean }>(obj({ id: int(1, Number.MAX_SAFE_INTEGER) })),
+  /** Runs the diagnosis (progress as `doctor.progress` events); `relay` overrides the configured one for this run. */
+  'doctor.run': spec<DoctorRunParams, DoctorReport>(
+    obj({
+      speed: optional(bool),
+      relay: optional(str({ min: 1, max: 2048 })),
+      speedUrl: optional(str({ min: 1, max: 2048, pattern: /^https?:\/\// })),
+      target: optional(str({ min: 1, max: 300 })),
+      portalUrl: optional(str({ min: 1, max: 2048, pattern: /^http:\/\// })),
+      seconds: optional(int(1, 10)),
+    }),
+  ),
+  'doctor.last': spec<Record<string, never>, DoctorReport | null>(none),
 } as const;
 
 export type CommandName = keyof typeof COMMANDS;
@@ -213,10 +283,12 @@ export interface Events {
   'paths.changed': PathsView;
   'mptcp.event': PmEventView;
   'status.changed': StatusView;
+  'doctor.progress': DoctorProgressView;
+  'doctor.finished': DoctorReport;
   error: { code: string; message: string; source: string };
 }
 export type EventName = keyof Events;
-export const EVENT_NAMES: readonly EventName[] = ['stats', 'connection.opened', 'connection.closed', 'paths.changed', 'mptcp.event', 'status.changed', 'error'];
+export const EVENT_NAMES: readonly EventName[] = ['stats', 'connection.opened', 'connection.closed', 'paths.changed', 'mptcp.event', 'status.changed', 'doctor.progress', 'doctor.finished', 'error'];
 
 // ---- wire frames (WebSocket and IPC carry the same shapes) -----------------------------------
 

@@ -10,6 +10,7 @@ import { ValidationError } from '../contract';
 import type {
   ConnectionView, EventName, Events, Handlers, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView,
 } from '../contract';
+import { DoctorRunner } from '../doctor/runner';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { loadNative, mptcpUnavailableReason } from '../proxy/native';
 import type { ConnectionSnapshot } from '../proxy/tracker';
@@ -60,6 +61,7 @@ export class ControlCore {
   readonly bus: EventBus = new EventEmitter() as EventBus;
   readonly handlers: Handlers;
   systemProxy: SystemProxyControl | null = null;
+  readonly doctor: DoctorRunner;
   private unhook: (() => void)[] = [];
 
   constructor(private readonly service: BraidService) {
@@ -67,6 +69,8 @@ export class ControlCore {
     // The contract's 'error' event is a report for whoever listens; an EventEmitter would throw it
     // when no one does (braid up --control off), which took braid up down on a busy port.
     this.bus.on('error', () => {});
+    // The tray and `braid status` show the last diagnosis: its end changes the status.
+    this.doctor = new DoctorRunner(service, this.bus, (c) => this.connectionView(c), () => void this.bus.emit('status.changed', this.status()));
     this.handlers = this.makeHandlers();
     this.wire();
   }
@@ -124,6 +128,7 @@ export class ControlCore {
       systemProxy: this.systemProxy?.view() ?? { enabled: false, backend: null, error: 'not available in this mode (use braid up --system-proxy, or the desktop app)' },
       systemChanges: this.service.systemChanges(),
       transparent: this.service.transparent.view(),
+      doctor: this.doctor.summary(),
     };
   }
 
@@ -192,6 +197,8 @@ export class ControlCore {
         return { id };
       },
       'run.detach': async ({ id }) => ({ detached: await svc.transparent.detach(id) }),
+      'doctor.run': (params) => this.doctor.run(params),
+      'doctor.last': () => this.doctor.lastReport,
       'systemProxy.set': async ({ enabled }) => {
         if (!this.systemProxy) throw new BraidError('ENOTSUP', 'system proxy control is not available in this mode (use braid up --system-proxy, or the desktop app)');
         return this.systemProxy.set(enabled);
@@ -250,6 +257,7 @@ export function statusForError(err: unknown): number {
   if (code === 'EBADPARAMS' || code === 'ECONFIG' || code === 'EBADLINK' || code === 'EUSAGE' || code === 'EBADCGROUP') return 400;
   if (code === 'ENOENT') return 404;
   if (code === 'ENOTSUP') return 501;
+  if (code === 'EBUSY') return 409;
   return 500;
 }
 

@@ -139,7 +139,15 @@ export function trayProblems(status: StatusView): string[] {
   if (sp.error !== null && sp.backend !== null) out.push(`System proxy: ${sp.error}`);
   if (!proxy.mptcp.supported) out.push(`No multipath: ${proxy.mptcp.reason ?? 'MPTCP is not available'}; one path, plain TCP`);
   if (paths.interfaces.length > 0 && paths.interfaces.every((i) => i.state === 'down' || i.state === 'no-address')) out.push('No network link is up');
+  // The last diagnosis (braid doctor, the dashboard's Diagnose) stays named until the next one.
+  const first = status.doctor?.firstFailing;
+  if (first) out.push(`Diagnosis: ${firstSentence(first.message)}${status.doctor!.failing > 1 ? ` (+${status.doctor!.failing - 1} more)` : ''}`);
   return out;
+}
+
+function firstSentence(text: string): string {
+  const m = /^(.+?[.!?])(\s|$)/.exec(text);
+  return m ? m[1] : text;
 }
 
 export function trayModel(status: StatusView, lastTick: StatsTick | null, opts: TrayModelOptions = {}): MenuModel {

@@ -302,6 +302,21 @@ export const listAddresses = (): AddressInfo[] => binding.rtListAddresses();
 /** Routes of every table but `local`, without the route cache. */
 export const listRoutes = (): RouteInfo[] => binding.rtListRoutes();
 
+export interface RouteQuery {
+  dst: string;                  // numeric address
+  src?: string;                 // as if sent from this local address (rules that match on it apply)
+  oif?: number;                 // as if the socket were bound to this interface
+  /**
+   * Answer with the routing-table entry that matched; a lookup that matched none then fails
+   * (EHOSTUNREACH or ENETUNREACH) instead of the kernel's "assume it is on the link" answer for an
+   * interface-bound socket, which is what a subflow bound to an interface with no route gets.
+   */
+  fibMatch?: boolean;
+}
+
+/** The route the kernel picks for a destination (`ip route get [fibmatch] DST from SRC oif DEV`). */
+export const routeGet = (q: RouteQuery): RouteInfo | null => binding.rtRouteGet(q);
+
 // ---- the native interface (binding.ts includes it in NativeBinding) ----------------------------
 
 export interface NetlinkBinding {
@@ -318,4 +333,5 @@ export interface NetlinkBinding {
   rtListLinks(): LinkInfo[];
   rtListAddresses(): AddressInfo[];
   rtListRoutes(): RouteInfo[];
+  rtRouteGet(q: RouteQuery): RouteInfo | null;
 }

@@ -44,13 +44,14 @@ export class RelayMetrics {
   readonly dialErrors = new Family('braid_relay_dial_errors_total', 'counter', 'Destination dials that failed, by reason.');
   readonly refused = new Family('braid_relay_refused_total', 'counter', 'Connections refused before dialling, by reason (limit, policy, handshake).');
   readonly subflows = new Family('braid_relay_connection_subflows', 'gauge', 'Active tunnels by how many MPTCP subflows their client connection has (0 = plain TCP or fallback).');
+  readonly speedBytes = new Family('braid_relay_speedtest_bytes_total', 'counter', 'Bytes moved by speed tests (braid doctor --speed), by direction (up = client to relay).');
 
   /** Called before each scrape, to refresh gauges that are cheaper to compute on demand. */
   beforeRender: (() => void) | null = null;
 
   render(): string {
     this.beforeRender?.();
-    return [this.connections, this.active, this.tunnels, this.bytes, this.authFailures, this.dialErrors, this.refused, this.subflows]
+    return [this.connections, this.active, this.tunnels, this.bytes, this.authFailures, this.dialErrors, this.refused, this.subflows, this.speedBytes]
       .map((f) => f.render())
       .join('\n') + '\n';
   }

@@ -19,6 +19,7 @@ import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
 import { DestinationPolicy, PolicyRefusal, type Refusal } from './policy';
+import { isSpeedTarget, SpeedEndpoint, type SpeedLimits } from './speed';
 import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
 
 export interface RelayServerOptions {
@@ -41,6 +42,8 @@ export interface RelayServerOptions {
   connectMs: number;
   metrics?: { host: string; port: number } | null;
   log: Logger;
+  /** The speed-test endpoint (relay/speed.ts) and its limits; false turns it off. */
+  speedTest?: Partial<SpeedLimits> | false;
 }
 
 const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
@@ -67,9 +70,11 @@ export class RelayServer {
   // the TLSSocket, and the fd is what the addon needs to count subflows.
   private readonly fdByPeer = new Map<string, number>();
   private readonly activeTunnels = new Set<number>();
+  readonly speed: SpeedEndpoint | null;
 
   constructor(private readonly opts: RelayServerOptions) {
     this.expectedAuth = Buffer.from(basicAuth(opts.credentials.secret));
+    this.speed = opts.speedTest === false ? null : new SpeedEndpoint({ limits: opts.speedTest, metrics: this.metrics, log: opts.log });
     const native = loadNative().mod;
     this.metrics.beforeRender = () => this.countSubflows();
     this.dialer = new Dialer({
@@ -232,6 +237,10 @@ export class RelayServer {
     }
     const dest = parseAuthority(target ?? '');
     if (!dest) return this.refuse(s, 400, 'EBADDEST', `bad CONNECT target '${target}'`);
+    if (isSpeedTarget(dest.host, dest.port)) {
+      if (!this.speed) return this.refuse(s, 403, 'ESPEEDOFF', 'speed tests are turned off on this relay (braid relay --speed-test off)');
+      return this.speed.serve(s, (s.remoteAddress ?? '?').replace(/^::ffff:/i, ''), head.rest);
+    }
 
     const literal = net.isIP(dest.host);
     if (literal) {

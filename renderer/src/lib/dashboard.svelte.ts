@@ -4,7 +4,7 @@
  * Views read it and call its actions; nothing else talks to the client.
  */
 import type {
-  ConnectionView, PathPolicy, PathsView, StatsTick, StatusView,
+  ConnectionView, DoctorFinding, DoctorProgressView, DoctorReport, PathPolicy, PathsView, StatsTick, StatusView,
 } from '../../../electron/core/contract/index';
 import { BraidApiError, type BraidClient, type LinkState } from '../client';
 import { StatsRing } from './ring';
@@ -35,6 +35,10 @@ export class Dashboard {
   /** Bumped per tick pushed into `ring`; the chart redraws on it. */
   ringVersion = $state(0);
   busy = $state<Record<string, boolean>>({});
+  /** The last diagnosis, and one under way (started here or by `braid doctor`): its progress and findings so far. */
+  doctor = $state.raw<DoctorReport | null>(null);
+  doctorProgress = $state.raw<DoctorProgressView | null>(null);
+  doctorLive = $state.raw<DoctorFinding[]>([]);
   readonly ring = new StatsRing(RING_CAPACITY);
 
   private nextErrorId = 1;
@@ -60,6 +64,16 @@ export class Dashboard {
       }),
       client.on('connection.closed', (c) => (this.connections = this.connections.filter((x) => x.id !== c.id))),
       client.on('error', (e) => this.report(e.code, e.message, e.source)),
+      client.on('doctor.progress', (p) => {
+        if (this.doctorProgress?.runId !== p.runId) this.doctorLive = [];
+        this.doctorProgress = p;
+        if (p.finding) this.doctorLive = [...this.doctorLive, p.finding];
+      }),
+      client.on('doctor.finished', (r) => {
+        this.doctor = r;
+        this.doctorProgress = null;
+        this.doctorLive = [];
+      }),
     );
     this.poll = setInterval(() => void this.pollConnections(), CONNECTIONS_POLL_MS);
   }
@@ -82,6 +96,7 @@ export class Dashboard {
       // The detailed list (with SSID and signal) is slower than status; it replaces status' view.
       this.attempt('paths.list', async () => (this.paths = await this.client.call('paths.list'))),
       this.attempt('connections.list', async () => (this.connections = await this.client.call('connections.list'))),
+      this.attempt('doctor.last', async () => (this.doctor ??= await this.client.call('doctor.last'))),
       this.attempt('stats.history', async () => {
         const history = await this.client.call('stats.history', { seconds: WINDOW_SECONDS });
         for (const t of history) this.ring.push(t);
@@ -163,6 +178,19 @@ export class Dashboard {
     } finally {
       delete this.busy.relay;
     }
+  }
+
+  /** Runs a diagnosis; its progress and result arrive as events (also when `braid doctor` started it). */
+  async diagnose(speed: boolean): Promise<void> {
+    await this.attempt('doctor', async () => {
+      this.doctorLive = [];
+      this.doctorProgress = { runId: -1, step: 'starting', done: 0, total: 1, finding: null };
+      try {
+        this.doctor = await this.client.call('doctor.run', { speed });
+      } finally {
+        this.doctorProgress = null;
+      }
+    });
   }
 
   async clearRelay(): Promise<void> {

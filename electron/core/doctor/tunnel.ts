@@ -1,0 +1,154 @@
+/**
+ * The doctor's own connections: a TCP or MPTCP socket bound to one interface (SO_BINDTODEVICE and
+ * its address, as a subflow over that interface is), TLS to the relay checked against the link's
+ * pin, and a CONNECT to the relay's speed-test target inside it.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { BraidError, errorCode, errorMessage } from '../errors';
+import { loadNative } from '../proxy/native';
+import { certificatePin, type RelayLink } from '../relay/share-link';
+import { SPEED_TARGET_HOST, SPEED_TARGET_PORT } from '../relay/speed';
+import { connectRequest, HeadReader, statusOf, type Head } from '../relay/wire';
+
+export interface Bind {
+  device?: string;
+  localAddress?: string;
+}
+
+export interface RawConnection {
+  socket: net.Socket;
+  fd: number;
+  ms: number;          // connect() to established: one round trip (SYN to SYN/ACK) plus a little
+}
+
+/** A connected socket, bound to an interface when asked; rejects with the errno as code. */
+export async function connectRaw(address: string, port: number, opts: { bind?: Bind; mptcp: boolean; timeoutMs: number }): Promise<RawConnection> {
+  const native = loadNative().mod;
+  if (!native) throw new BraidError('ENOADDON', 'the native addon is not loaded: probes bound to an interface need it');
+  const t0 = performance.now();
+  const fd = await native.connectFd({
+    address, port, mptcp: opts.mptcp, timeoutMs: opts.timeoutMs,
+    ...(opts.bind?.device ? { device: opts.bind.device } : {}),
+    ...(opts.bind?.localAddress ? { localAddress: opts.bind.localAddress } : {}),
+  });
+  const ms = performance.now() - t0;
+  const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  socket.setNoDelay(true);
+  socket.on('error', () => {});
+  return { socket, fd, ms };
+}
+
+export interface RelayTls {
+  socket: tls.TLSSocket;
+  pin: string;
+  pinOk: boolean;
+}
+
+/** TLS 1.3 over `raw`, and the certificate's pin (checked, not trusted: a mismatch is reported). */
+export function tlsToRelay(raw: net.Socket, link: RelayLink, timeoutMs: number): Promise<RelayTls> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      socket: raw,
+      servername: net.isIP(link.host) ? undefined : link.host,
+      minVersion: 'TLSv1.3',
+      rejectUnauthorized: false,
+    });
+    const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', `no TLS handshake within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', (err) => fail(new BraidError('ERELAYTLS', `TLS with the relay failed: ${errorMessage(err)}`)));
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.on('error', () => {});
+      const der = socket.getPeerCertificate(false)?.raw;
+      const pin = der ? certificatePin(der) : '';
+      resolve({ socket, pin, pinOk: pin === link.pin });
+    });
+  });
+}
+
+export interface Answer {
+  status: number;
+  code: string | null;     // X-Braid-Error
+  message: string;
+  rest: Buffer;
+}
+
+/** Sends CONNECT to the speed-test target and reads the relay's answer head. */
+export function connectSpeedTarget(s: tls.TLSSocket, link: RelayLink, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const reader = new HeadReader();
+    const done = (err: Error | null, a?: Answer): void => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.off('close', onClose);
+      if (err) reject(err);
+      else resolve(a!);
+    };
+    const timer = setTimeout(() => done(new BraidError('ETIMEDOUT', `the relay did not answer within ${timeoutMs} ms`)), timeoutMs);
+    const onClose = (): void => done(new BraidError('ERELAYCLOSED', 'the relay closed the connection before answering'));
+    const onData = (chunk: Buffer): void => {
+      let head: Head | null;
+      try {
+        head = reader.push(chunk);
+      } catch (err) {
+        return done(new BraidError('EPROTO', `bad answer from the relay: ${errorMessage(err)}`));
+      }
+      if (!head) return;
+      s.pause();
+      let status: number;
+      try {
+        status = statusOf(head);
+      } catch (err) {
+        return done(err as Error);
+      }
+      const body = status === 200 ? '' : head.rest.toString('utf8').trim();
+      done(null, { status, code: head.headers.get('x-braid-error') ?? null, message: body || head.startLine.slice(13), rest: head.rest });
+    };
+    s.on('data', onData);
+    s.once('close', onClose);
+    s.write(connectRequest(SPEED_TARGET_HOST, SPEED_TARGET_PORT, link.secret));
+    s.resume();
+  });
+}
+
+/** Reads one "\n"-terminated line, keeping what follows it; null when the peer closes first. */
+export function readLine(s: net.Socket, early: Buffer, timeoutMs: number): Promise<{ line: string; rest: Buffer } | null> {
+  return new Promise((resolve, reject) => {
+    let buf = early;
+    const finish = (v: { line: string; rest: Buffer } | null, err?: Error): void => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('close', onEnd);
+      s.pause();
+      if (err) reject(err);
+      else resolve(v);
+    };
+    const check = (): boolean => {
+      const nl = buf.indexOf(10);
+      if (nl < 0) return false;
+      finish({ line: buf.subarray(0, nl).toString('utf8'), rest: buf.subarray(nl + 1) });
+      return true;
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!check() && buf.length > 64 * 1024) finish(null, new BraidError('EPROTO', 'the relay sent a line longer than 64 KiB'));
+    };
+    const onEnd = (): void => finish(null);
+    const timer = setTimeout(() => finish(null, new BraidError('ETIMEDOUT', `no answer within ${timeoutMs} ms`)), timeoutMs);
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('close', onEnd);
+    if (check()) return;
+    s.resume();
+  });
+}
+
+/** The code of an error from a connect: the errno name (ETIMEDOUT, EHOSTUNREACH, …). */
+export const codeOf = (err: unknown): string => errorCode(err);
