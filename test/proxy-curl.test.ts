@@ -54,7 +54,8 @@ function transfers(stdout: Buffer): { status: number; connects: number }[] {
 
 /** Waits (bounded) for the proxy's verbose log to report `n` closed connections to `port`. */
 async function closedTransports(proxy: BraidProxy, port: number, atLeast: number): Promise<string[]> {
-  const re = new RegExp(`connection \\d+ closed: \\S+ \\S+ -> \\S+:${port} \\(\\S+\\) transport (\\w+)`, 'g');
+  // "connection N closed: PROTO CLIENT [(PROGRAM, pid N)] -> HOST:PORT (ADDRESS) transport T"
+  const re = new RegExp(`connection \\d+ closed: \\S+ \\S+(?: \\([^)]*\\))? -> \\S+:${port} \\(\\S+\\) transport (\\w+)`, 'g');
   let found: string[] = [];
   for (let i = 0; i < 50; i++) {
     found = [...proxy.stderr().matchAll(re)].map((m) => m[1]);

@@ -146,7 +146,7 @@ describe('braid relay --cert --key --secret', () => {
     assert.match(only.stderr, /--cert and --key go together/);
     const short = await runBraid(['relay', '--listen', '127.0.0.1:0', '--secret', 'short'], { timeoutMs: 15_000 });
     assert.equal(short.code, 2, short.stderr);
-    assert.match(short.stderr, /--secret must be 16-128 characters/);
+    assert.match(short.stderr, /--secret: the secret must be 16-128 characters/);
   });
 });
 

@@ -80,6 +80,8 @@ describe("the README's run command", { skip: skipUnlessRoot(), timeout: 60_000 }
     const left = await run(['ip', 'netns', 'pids', offline.name], { allowFailure: true });
     for (const pid of left.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
     assert.equal(left.stdout.trim(), '', 'a process outlived the run command after SIGTERM');
+    // 'exit' can come before the last of the pipe has been read.
+    for (let i = 0; i < 40 && !/SIGTERM: shutting down/.test(p.stderr()); i++) await new Promise((r) => setTimeout(r, 50));
     assert.match(p.stderr(), /SIGTERM: shutting down/);
     assert.equal(stopped.signal ?? stopped.code, 0, `the run command ended with ${JSON.stringify(stopped)}`);
     assert.deepEqual(snapshot(path.join(NATIVE, 'build')), before, 'native/build changed: something rebuilt the addon');

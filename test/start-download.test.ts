@@ -138,7 +138,7 @@ describe('npm start: the one-time Electron download, from a stand-in mirror', ()
     assert.equal(mirror.requests.length, from + 1, 'the mirror was not asked');
     assert.match(r.stderr, /checksum/i, 'the failure does not say why');
     assert.match(r.stderr, /Electron's binary is not installed/);
-    assert.match(r.stderr, /npx braid up/);
+    assert.match(r.stderr, /npm run braid -- up/);
     assert.equal(fs.existsSync(path.join(dir, 'node_modules', 'electron', 'path.txt')), false, 'a download that failed its check was installed');
   });
 
@@ -152,7 +152,7 @@ describe('npm start: the one-time Electron download, from a stand-in mirror', ()
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /ECONNREFUSED/);
     assert.match(r.stderr, /Electron's binary is not installed/);
-    assert.match(r.stderr, /npx braid up/);
+    assert.match(r.stderr, /npm run braid -- up/);
   });
 
   test('ELECTRON_SKIP_BINARY_DOWNLOAD: nothing is asked of the mirror', async () => {

@@ -30,7 +30,7 @@ export interface ProxyServerOptions {
 }
 
 /** How long a redirected connection's CONNECT through a relay waits for the client to name its host. */
-export const SNIFF_MS = 5;
+export const SNIFF_MS = 10;
 
 export interface ProxyServerEvents {
   warning: [string];

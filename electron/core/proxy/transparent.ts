@@ -120,7 +120,9 @@ export function handleTransparent(session: Session, opts: TransparentOptions): v
     );
   };
 
-  const timer = opts.viaRelay ? setTimeout(finishSniff, opts.sniffMs) : undefined;
+  // When the time is up, bytes that arrived meanwhile are read first: timers run before the loop
+  // polls for I/O, so a late loop must not take its own lateness for a silent client.
+  const timer = opts.viaRelay ? setTimeout(() => setImmediate(finishSniff), opts.sniffMs) : undefined;
   socket.on('data', onData);
   socket.once('end', finishSniff);
   socket.resume();
