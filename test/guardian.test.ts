@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { claim, guardianDir, ownedByThisProcess, ownerAlive, writeRecord } from '../electron/core/guardian/record';
 import { recoverLeftovers } from '../electron/core/guardian/recover';
-import { runBraid, runProcess, startBraid, type BraidProxy } from './helpers/proc';
+import { runBraid, runProcess, startBraid, within, type BraidProxy } from './helpers/proc';
 
 const ROOT = 'org.gnome.system.proxy';
 let tmp: string;
@@ -45,14 +45,6 @@ async function up(extra: string[] = [], envOver: NodeJS.ProcessEnv = {}): Promis
   return b;
 }
 
-async function within(ms: number, probe: () => Promise<boolean>): Promise<number | null> {
-  const t0 = Date.now();
-  while (Date.now() - t0 <= ms) {
-    if (await probe()) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return null;
-}
 
 function guardianLog(): string {
   try {

@@ -32,7 +32,7 @@ interface Snapshot {
   link: string | null;
   legend: { path: string; down: number; up: number }[];
   cards: { name: string; state: string; down: number; up: number; policy: string | null; stateText: string | null; text: string }[];
-  connections: { id: number; destination: string; transport: string; paths: string[] }[];
+  connections: { id: number; destination: string; transport: string; paths: string[]; program: string | null; programText: string | null }[];
   errors: string[];
   charts: { width: number; height: number }[];
   scroll: { width: number; client: number };
@@ -161,6 +161,16 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
     assert.deepEqual((await snap()).errors, []);
   });
 
+  test('the download\'s program is shown; a filter by program or host keeps only matching rows', async () => {
+    const row = await poll(async () => (await snap()).connections.find((c) => c.destination === destination() && c.program), 10_000, 'the program of the download');
+    assert.equal(row.program, 'curl');
+    assert.equal(row.programText, `curl (${download!.pid})`);
+    assert.deepEqual(await ui.request('filterConnections', { text: 'no-such-program' }), []);
+    assert.deepEqual(await ui.request('filterConnections', { text: 'CURL' }), [destination()]);
+    assert.deepEqual(await ui.request('filterConnections', { text: topo.serverAddress(1) }), [destination()]);
+    await ui.request('filterConnections', { text: '' });
+  });
+
   test('the close button in the connections table ends the download', async () => {
     assert.ok(download?.running, 'the download ended before the UI closed it');
     await ui.request('closeConnection', { destination: destination() });
@@ -169,6 +179,23 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
     assert.notEqual(end.code, 0, 'curl exited successfully: the connection was not cut');
     await poll(async () => ((await snap()).connections.some((c) => c.destination === destination()) ? undefined : true), 5000, 'the row leaving the table');
     assert.deepEqual((await snap()).errors, []);
+  });
+
+  test('"close the filtered" closes every connection of the filtered program', async () => {
+    const second = topo.client.spawn([
+      'curl', '--silent', '--max-time', '60', '--socks5-hostname', `127.0.0.1:${PROXY_PORT}`,
+      '--output', '/dev/null', `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/${DOWNLOAD_BYTES}`,
+    ], { label: 'curl download 2' });
+    try {
+      await poll(async () => (await snap()).connections.find((c) => c.program === 'curl'), 10_000, 'the second download listed with its program');
+      await ui.request('filterConnections', { text: 'curl' });
+      assert.equal(await ui.request('closeFiltered'), 'Close the 1 shown');
+      const end = await Promise.race([second.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000).unref())]);
+      assert.ok(end && end.code !== 0, 'curl was not cut by "close the filtered"');
+    } finally {
+      await second.stop();
+      await ui.request('filterConnections', { text: '' });
+    }
   });
 
   test('an invalid relay link is refused plainly, next to the field', async () => {

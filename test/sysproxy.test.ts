@@ -14,7 +14,7 @@ import { runTool } from '../electron/core/sysproxy/exec';
 import { GnomeBackend } from '../electron/core/sysproxy/gnome';
 import { JOURNAL_FILE, JournalRecord, readJournal, writeJournal } from '../electron/core/sysproxy/journal';
 import { SystemProxyManager } from '../electron/core/sysproxy/manager';
-import { Running, runProcess, startProcess } from './helpers/proc';
+import { Running, runProcess, startProcess, within } from './helpers/proc';
 
 const CHILD = path.join(__dirname, 'helpers', 'sysproxy-child.js');
 const ROOT = 'org.gnome.system.proxy';
@@ -84,15 +84,6 @@ function child(mode: string, extra: string[] = [], opts: { guardian?: boolean } 
   });
 }
 
-/** Polls until `probe` holds, at most `ms`; returns how long it took (or null when it never held). */
-async function within(ms: number, probe: () => Promise<boolean>): Promise<number | null> {
-  const t0 = Date.now();
-  while (Date.now() - t0 <= ms) {
-    if (await probe()) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return null;
-}
 
 async function recoverInChild(): Promise<string> {
   const r = await runProcess(process.execPath, [CHILD, '--state', stateDir, '--mode', 'recover'], { env, timeoutMs: 20_000 });

@@ -113,6 +113,32 @@ describe('transparent mode for an unprivileged braid, through braid helper', { s
     assert.equal(await total(), before + 1, 'root\'s connection must not be redirected');
   });
 
+  test('braid run as the user, transparent mode off: only the program under braid run goes through braid', async () => {
+    const ep = JSON.parse(fs.readFileSync(path.join(userHome, 'state', 'control.json'), 'utf8')) as { host: string; port: number; token: string };
+    const call = async (command: string, params: unknown): Promise<void> => {
+      const r = await client.exec(['curl', '-sS', '--max-time', '5', '-H', `Authorization: Bearer ${ep.token}`, '-X', 'POST', '--data', JSON.stringify(params), `http://${ep.host}:${ep.port}/api/${command}`]);
+      assert.match(r.stdout, /"ok":true/, r.stdout);
+    };
+    await call('transparent.set', { enabled: false });
+    await until(async () => (/table inet braid/.test(await table()) ? undefined : true), 3000, 'the user\'s rules removed');
+    try {
+      const before = await total();
+      const argv = ['sh', '-c', `echo $$ > ${deleg}/cgroup.procs && exec "$@"`, 'run',
+        ...asUser([process.execPath, BRAID_CLI, 'run', '--', 'sh', '-c', `curl -sS --max-time 10 http://${serverAddr}:8080/bytes/500000 | sha256sum`])];
+      const r = await runProcess(nsenter()[0]!, [...nsenter().slice(1), ...argv], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString().split(' ')[0], expectedSha256(500_000));
+      assert.equal(await total(), before + 1, 'the program under braid run went through braid (via the helper)');
+      const plain = await curl(true, 100_000);
+      assert.equal(plain.out, expectedSha256(100_000));
+      assert.equal(await total(), before + 1, 'a program of the same user not under braid run is not redirected');
+      assert.doesNotMatch(await table(), /table inet braid/, 'the scope\'s rule is gone with the program');
+    } finally {
+      await call('transparent.set', { enabled: true });
+      await until(async () => (/table inet braid/.test(await table()) ? true : undefined), 5000, 'applied again');
+    }
+  });
+
   test('the helper refuses a cgroup holding another user\'s process, and a port that is not the caller\'s', async () => {
     // The caller (the user) asks from a cgroup of its own, once with a root process beside it.
     const shared = path.join(deleg, 'ask-shared');

@@ -11,6 +11,9 @@
  * shadowsocks-libev chain; unshaped Gbit/s and CPU s/GB of client and relay vs that chain; TTFB.
  * `--relay-only` runs just that part.
  *
+ * Transparent mode (test/bench/transparent-bench.ts): redirected vs explicit SOCKS5, same Braid,
+ * same run. `--transparent-only` runs just that part.
+ *
  * Results go to stdout as a table and to test-artifacts/bench.json.
  */
 import fs from 'node:fs';
@@ -23,6 +26,7 @@ import {
 } from '../helpers/multipath-harness';
 import { clockTicks, cpuTicks } from './cpu';
 import { median, relayBench, type RelayBenchResult } from './relay-bench';
+import { printTransparent, transparentBench } from './transparent-bench';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -139,6 +143,12 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   const log = (s: string): void => { process.stdout.write(s + '\n'); };
+  if (process.argv.includes('--transparent-only')) {
+    const only = await transparentBench(log);
+    printTransparent(only, log);
+    writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, transparent: only }, log);
+    return;
+  }
   if (process.argv.includes('--relay-only')) {
     const only = await relayBench(log);
     printRelay(only, log);
@@ -150,6 +160,7 @@ async function main(): Promise<void> {
   log(`bench: unshaped two-link topology, ${UNSHAPED_BYTES / 1e9} GB x ${UNSHAPED_REPS} (median)`);
   const u = await unshaped(log);
   const rb = await relayBench(log);
+  const tb = await transparentBench(log);
 
   const med = (k: string): number => median(s[k]!.map((x) => x.mbit));
   const medSplit = (k: string, link: number): number => median(s[k]!.map((x) => x.split?.[link] ?? 0));
@@ -182,6 +193,7 @@ async function main(): Promise<void> {
   line('ratio proxy / direct (median of pairs)', pairedRatio.toFixed(2));
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
   printRelay(rb, log);
+  printTransparent(tb, log);
   const seconds = (Date.now() - started) / 1000;
   log(`\nbench took ${seconds.toFixed(0)} s`);
 
@@ -205,6 +217,7 @@ async function main(): Promise<void> {
       samples: u,
     },
     relay: rb,
+    transparent: tb,
   };
   writeResult(result, log);
   log(''); await (await import('./stats-bench.js')).statsBench(log);

@@ -181,3 +181,13 @@ export function runProcess(
 export function runBraid(args: string[], opts: { prefix?: string[]; timeoutMs?: number } = {}) {
   return runProcess(process.execPath, [CLI_PATH, ...rootSafe(args, opts.prefix)], opts);
 }
+
+/** Polls until `probe` holds, at most `ms`; returns how long it took, or null when it never held. */
+export async function within(ms: number, probe: () => Promise<boolean>, everyMs = 25): Promise<number | null> {
+  const t0 = Date.now();
+  while (Date.now() - t0 <= ms) {
+    if (await probe()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return null;
+}

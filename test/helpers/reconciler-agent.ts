@@ -12,21 +12,12 @@
  * Answers: {ok: true, value} or {ok: false, code, message}. Exits when stdin closes.
  */
 import readline from 'node:readline';
-import * as netlink from '../../electron/core/native/netlink';
+import { netlinkApi as kernel } from '../../electron/core/paths/endpoint-api';
 import { snapshot } from '../../electron/core/paths/inventory';
 import { defaultPathsConfig, type PathsConfig } from '../../electron/core/paths/policy';
-import { Reconciler, type EndpointApi } from '../../electron/core/paths/reconcile';
+import { Reconciler } from '../../electron/core/paths/reconcile';
 
-// The same calls PathManager makes (electron/core/paths/manager.ts).
-const kernel: EndpointApi = {
-  listEndpoints: netlink.listEndpoints,
-  addEndpoint: (o) => netlink.addEndpoint(o),
-  removeEndpoint: (s) => netlink.removeEndpoint(s),
-  setEndpointFlags: (s, f) => netlink.setEndpointFlags(s, f),
-  getLimits: netlink.getLimits,
-  setLimits: netlink.setLimits,
-};
-
+// The same calls PathManager makes (electron/core/paths/endpoint-api.ts).
 let reconciler: Reconciler | null = null;
 
 function handle(req: Record<string, unknown>): unknown {

@@ -137,7 +137,8 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
       })),
       connections: [...document.querySelectorAll('tr[data-connection]')].map((tr) => ({
         id: Number(tr.dataset.connection), destination: tr.dataset.destination, transport: tr.dataset.transport,
-        paths: (tr.dataset.paths || '').split(' ').filter(Boolean),
+        paths: (tr.dataset.paths || '').split(' ').filter(Boolean), program: tr.dataset.program || null,
+        programText: tr.querySelector('.prog')?.textContent?.trim() ?? null,
       })),
       errors: [...document.querySelectorAll('.errors .error')].map((e) => e.innerText),
       charts: [...document.querySelectorAll('.chart canvas')].map((c) => ({ width: c.width, height: c.height })),
@@ -150,6 +151,20 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
     const select = need().getByLabel(`Policy for ${str(r, 'iface')}`, { exact: true });
     await select.selectOption(str(r, 'value'));
     return select.inputValue();
+  },
+
+  /** Types into the connections filter; returns the rows' destinations shown then. */
+  async filterConnections(r) {
+    await need().getByLabel('Filter connections by program or host').fill(str(r, 'text'));
+    return read<string[]>(`[...document.querySelectorAll('tr[data-connection]')].map((tr) => tr.dataset.destination)`);
+  },
+
+  /** "Close the N shown" under a filter; returns the button's label. */
+  async closeFiltered() {
+    const button = need().getByRole('button', { name: /^Close the \d+ shown$/ });
+    const label = await button.innerText();
+    await button.click();
+    return label;
   },
 
   async closeConnection(r) {

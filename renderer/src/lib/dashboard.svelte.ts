@@ -166,6 +166,14 @@ export class Dashboard {
   }
 
   /** Resolves with an error message to show next to the field (not repeated above), or null on success. */
+  async closeConnections(ids: number[]): Promise<void> {
+    await this.attempt('closeMany', async () => {
+      await this.client.call('connections.closeMany', { ids });
+      const gone = new Set(ids);
+      this.connections = this.connections.filter((c) => !gone.has(c.id));
+    });
+  }
+
   async importRelay(link: string): Promise<string | null> {
     this.busy.relay = true;
     try {
