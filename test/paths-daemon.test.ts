@@ -17,9 +17,9 @@ import { missingPrerequisite } from './helpers/multipath-harness';
 import { Namespace, skipUnlessRoot } from './helpers/netns';
 import { flagsOf, ip, ipEndpoints, ipLimits, killOnSignal, until, type IpEndpoint } from './helpers/paths-harness';
 import { requireFor } from './helpers/prerequisites';
-import { CLI_PATH, runProcess, startProcess, type Running } from './helpers/proc';
+import { runProcess, startProcess, type Running } from './helpers/proc';
+import { cliForUser, NOBODY, repoForUser } from './helpers/as-user';
 
-const NOBODY = 65534;
 const POLICY_MS = 3000;
 const tag = crypto.randomBytes(2).toString('hex');
 const octet = (process.pid % 200) + 20;
@@ -34,9 +34,11 @@ function missingSetpriv(): string | undefined {
 const skip = requireFor('braid paths daemon with only CAP_NET_ADMIN (paths-daemon.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingSetpriv());
 
 /** setpriv: user nobody, no supplementary groups, no new privileges, and exactly the capabilities given. */
+const repo = repoForUser();
+const CLI_PATH = cliForUser(repo);
 const asNobody = (caps: string[]): string[] => {
   const set = ['-all', ...caps.map((c) => `+${c}`)].join(',');
-  return ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--no-new-privs',
+  return [...repo.prefix, 'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--no-new-privs',
     `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`];
 };
 

@@ -14,13 +14,13 @@ import { skipUnlessRoot, Topology, type Namespace, type NsProcess } from './help
 import { BRAID_CLI, DIST, missingPrerequisite } from './helpers/multipath-harness';
 import { killOnSignal, until } from './helpers/paths-harness';
 import { runProcess, startProcess, type Running } from './helpers/proc';
+import { cliForUser, NOBODY, repoForUser } from './helpers/as-user';
 
 const CGROUP2 = fs.existsSync('/sys/fs/cgroup/unified/cgroup.procs') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
 const skip = requireFor('transparent mode for an unprivileged braid through braid helper (transparent-helper.test.ts)', skipUnlessRoot() ?? missingPrerequisite()
   ?? (fs.existsSync('/usr/sbin/nft') ? undefined : 'needs nft (apt-get install nftables)')
   ?? (fs.existsSync(path.join(CGROUP2, 'cgroup.procs')) ? undefined : 'needs a cgroup v2 tree under /sys/fs/cgroup'));
 const SERVE_BYTES = path.join(DIST, 'test', 'helpers', 'serve-bytes.js');
-const NOBODY = 65534;
 
 describe('transparent mode for an unprivileged braid, through braid helper', { skip, timeout: 120_000 }, () => {
   let topo: Topology;
@@ -37,7 +37,9 @@ describe('transparent mode for an unprivileged braid, through braid helper', { s
   const deleg = path.join(CGROUP2, `braid-test-deleg-${process.pid}`);
 
   const nsenter = (): string[] => ['nsenter', `--net=/run/netns/${client.name}`];
-  const asUser = (argv: string[]): string[] => ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all',
+  const repo = repoForUser();
+  const USER_CLI = cliForUser(repo);
+  const asUser = (argv: string[]): string[] => [...repo.prefix, 'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all',
     'env', `HOME=${userHome}`, `BRAID_HELPER_SOCKET=${socket}`, `BRAID_STATE_DIR=${userHome}/state`, `BRAID_CONFIG=${userHome}/config.json`, ...argv];
   const curl = async (user: boolean, bytes: number): Promise<{ code: number | null; out: string }> => {
     const argv = ['sh', '-c', `curl -sS --max-time 10 http://${serverAddr}:8080/bytes/${bytes} | sha256sum`];
@@ -53,7 +55,7 @@ describe('transparent mode for an unprivileged braid, through braid helper', { s
   const startUserBraid = async (): Promise<Running> => {
     // Into the delegated cgroup first (as a terminal's shell is), then drop to the user.
     const argv = ['sh', '-c', `echo $$ > ${deleg}/cgroup.procs && exec "$@"`, 'braid',
-      ...asUser([process.execPath, BRAID_CLI, 'up', '-v', '--port', '0'])];
+      ...asUser([process.execPath, USER_CLI, 'up', '-v', '--port', '0'])];
     return killOnSignal(await startProcess(nsenter()[0]!, [...nsenter().slice(1), ...argv], { ready: /braid: proxy listening on/, timeoutMs: 20_000 }));
   };
 
@@ -124,7 +126,7 @@ describe('transparent mode for an unprivileged braid, through braid helper', { s
     try {
       const before = await total();
       const argv = ['sh', '-c', `echo $$ > ${deleg}/cgroup.procs && exec "$@"`, 'run',
-        ...asUser([process.execPath, BRAID_CLI, 'run', '--', 'sh', '-c', `curl -sS --max-time 10 http://${serverAddr}:8080/bytes/500000 | sha256sum`])];
+        ...asUser([process.execPath, USER_CLI, 'run', '--', 'sh', '-c', `curl -sS --max-time 10 http://${serverAddr}:8080/bytes/500000 | sha256sum`])];
       const r = await runProcess(nsenter()[0]!, [...nsenter().slice(1), ...argv], { timeoutMs: 30_000 });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.toString().split(' ')[0], expectedSha256(500_000));
