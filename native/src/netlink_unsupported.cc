@@ -6,7 +6,8 @@ namespace braid {
 
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   const char* names[] = {"pmFamily", "pmListEndpoints", "pmAddEndpoint", "pmRemoveEndpoint", "pmSetFlags",
-                         "pmFlushEndpoints", "pmGetLimits", "pmSetLimits", "pmEvents", "rtLinkWatch",
+                         "pmFlushEndpoints", "pmGetLimits", "pmSetLimits", "pmEvents", "pmSubflowCreate",
+                         "pmSubflowDestroy", "pmSubflowPriority", "rtLinkWatch",
                          "rtListLinks", "rtListAddresses", "rtListRoutes"};
   for (const char* name : names) {
     exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
