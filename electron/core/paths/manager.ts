@@ -15,13 +15,23 @@ import { errorCode, errorMessage } from '../errors';
 import { guardianDir } from '../guardian/record';
 import type { Logger } from '../proxy/session';
 import { snapshot, withWifiDetails, type InterfaceState } from './inventory';
-import { policyFor, type PathPolicy, type PathsConfig } from './policy';
+import type { PathPolicy, PathsConfig, PathManagerKind } from './policy';
 import { netlinkApi } from './endpoint-api';
-import { interfaceOutcome } from './outcome';
-import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+import { PolicyBoard, type EffectivePolicy } from './effective';
+import { interfaceOutcome, userspaceOutcome } from './outcome';
+import { PathManagerSysctl, pmSysctlRecordFile } from './pm-sysctl';
+import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type PolicyOf, type ReconcileReport } from './reconcile';
+import { RouteChooser } from './route-choice';
+import { UserspacePm, type SubflowApi } from './userspace-pm';
 import type { InterfaceState as Iface } from './inventory';
 
-export type PathState = 'active' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
+export type PathState = 'active' | 'secondary' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
+
+const netlinkSubflows: SubflowApi = {
+  create: (o) => netlink.subflowCreate(o),
+  destroy: (o) => netlink.subflowDestroy(o),
+  priority: (o) => netlink.subflowPriority(o),
+};
 
 export interface EndpointView {
   id: number;
@@ -31,8 +41,12 @@ export interface EndpointView {
 }
 
 export interface PathView extends InterfaceState {
+  /** the configured policy (or the default for its kind) */
   policy: PathPolicy;
   policyExplicit: boolean;
+  /** what it may carry now: the policy, lowered by a demotion (effective.ts) */
+  effective: PathPolicy;
+  demotion: EffectivePolicy['demotion'];
   state: PathState;
   endpoints: EndpointView[];
   /** What path management last did for this interface, in words (see outcome.ts); null before. */
@@ -42,6 +56,10 @@ export interface PathView extends InterfaceState {
 export interface PathStatus {
   managed: boolean;            // we can and do change endpoints
   reason: string | null;       // why not, in words a user can act on
+  /** whose path manager makes the subflows: Braid's, per connection, or the kernel's from endpoints */
+  manager: PathManagerKind;
+  /** why the configured path manager is not the one in use, if it is not */
+  managerNote: string | null;
   interfaces: PathView[];
   foreign: PmEndpoint[];       // endpoints on this host that Braid did not create
   limits: PmLimits | null;
@@ -74,6 +92,8 @@ export interface ManagerRecord {
   configStamp?: string;
   /** Per interface: the policy applied and what it did, in words. */
   interfaces?: Record<string, { policy: PathPolicy; note: string }>;
+  manager?: PathManagerKind;
+  managerNote?: string | null;
 }
 
 /** Identifies a paths policy, so that `braid paths set` knows when a running manager applied it. */
@@ -127,6 +147,10 @@ export interface PathManagerOptions {
   log: Logger;
   api?: EndpointApi;
   debounceMs?: number;
+  /** the effective policies (shared with the dialer); one is made when not given */
+  board?: PolicyBoard;
+  chooser?: RouteChooser;
+  subflows?: SubflowApi;
 }
 
 export class PathManager extends EventEmitter<PathManagerEvents> {
@@ -141,11 +165,87 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   private started = false;
   private verifyTimer: NodeJS.Timeout | null = null;
   private readonly notes = new Map<string, { policy: PathPolicy; note: string }>();
+  readonly board: PolicyBoard;
+  readonly chooser: RouteChooser;
+  private readonly sysctl: PathManagerSysctl;
+  /** Braid's own path manager, while it is the namespace's (mode 'userspace') */
+  upm: UserspacePm | null = null;
+  private mode: PathManagerKind = 'kernel';
+  private modeNote: string | null = null;
 
   constructor(private readonly opts: PathManagerOptions) {
     super();
     this.api = opts.api ?? netlinkApi;
-    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null, { guard: this.api === netlinkApi });
+    const real = this.api === netlinkApi;
+    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null, { guard: real });
+    this.board = opts.board ?? new PolicyBoard(() => opts.config());
+    this.chooser = opts.chooser ?? new RouteChooser({ board: this.board, config: () => opts.config() });
+    // A stand-in endpoint API means a test driving this without the real kernel: never the real sysctl.
+    this.sysctl = new PathManagerSysctl(real && opts.stateDir ? pmSysctlRecordFile(opts.stateDir) : null, { guard: real });
+    this.board.on('changed', () => this.schedule());
+  }
+
+  get pathManager(): PathManagerKind {
+    return this.mode;
+  }
+
+  /**
+   * Whose path manager runs: Braid's (userspace, per connection) when configured and possible,
+   * else the kernel's. Called before every reconcile, so a config change switches it.
+   */
+  private selectMode(): void {
+    const cfg = this.opts.config();
+    const wantUserspace = cfg.enabled && cfg.manager === 'userspace' && this.api === netlinkApi;
+    if (!wantUserspace) {
+      this.leaveUserspace(cfg.manager === 'userspace' && cfg.enabled && this.api !== netlinkApi ? 'not with a stand-in kernel' : null);
+      return;
+    }
+    if (this.mode === 'userspace' && this.sysctl.holding) return;
+    if (!this.pmWatch) {
+      this.leaveUserspace('no MPTCP events here (they need CAP_NET_ADMIN)');
+      return;
+    }
+    try {
+      this.sysctl.take();
+      this.mode = 'userspace';
+      this.modeNote = null;
+      this.upm ??= new UserspacePm({
+        api: this.opts.subflows ?? netlinkSubflows,
+        paths: () => this.chooser.paths(),
+        maxSubflows: () => this.opts.config().maxSubflows,
+        log: this.opts.log,
+      });
+      this.opts.log.info('paths: Braid is the MPTCP path manager here (net.mptcp.path_manager = userspace): subflows per connection');
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'EPERM' || code === 'EACCES') this.leaveUserspace(`cannot select the userspace path manager: ${errorMessage(err)}`);
+      else if (code === 'EBUSY' || code === 'EEXIST') {
+        this.leaveUserspace(null);
+        this.foreignPm = errorMessage(err);
+      } else this.leaveUserspace(`the userspace path manager is not available (${errorMessage(err)}); using the kernel's: secondary paths act as backup on every connection and rules choose only the first subflow`);
+    }
+  }
+
+  /** Another userspace path manager owns this namespace (mptcpd, another Braid): hands off. */
+  private foreignPm: string | null = null;
+
+  private leaveUserspace(note: string | null): void {
+    if (this.sysctl.holding) {
+      try {
+        this.sysctl.release();
+      } catch (err) {
+        this.opts.log.warn(`paths: could not put net.mptcp.path_manager back: ${errorMessage(err)}`);
+      }
+    }
+    this.upm?.stop();
+    this.upm = null;
+    this.mode = 'kernel';
+    this.modeNote = note;
+  }
+
+  private policyOf(): PolicyOf {
+    // With Braid's own path manager the kernel's endpoints would do nothing: none are kept.
+    return this.mode === 'userspace' ? () => 'off' : (i) => this.board.policyOf(i).policy;
   }
 
   start(): void {
@@ -157,11 +257,16 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     this.watch = netlink.linkWatch((ev) => {
       if (ev.kind === 'error') this.opts.log.warn(`link watch failed: ${ev.message}`);
+      this.chooser.invalidate();
       this.schedule();
     });
     this.watch.unref();
     try {
-      this.pmWatch = netlink.pmEvents((ev) => this.emit('mptcp', ev));
+      this.pmWatch = netlink.pmEvents((ev) => {
+        if (ev.type === 'overflow') this.opts.log.warn('paths: MPTCP events were lost (queue overflow); connections opened meanwhile may miss subflows');
+        this.upm?.onEvent(ev);
+        this.emit('mptcp', ev);
+      });
       this.pmWatch.unref();
     } catch (err) {
       // Without CAP_NET_ADMIN there are no MPTCP events; the rest of path status still works.
@@ -181,8 +286,14 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     const cfg = this.opts.config();
     if (!cfg.enabled || !this.managed) return;
     try {
-      const p = plan(desiredEndpoints(snapshot(), cfg), this.api.listEndpoints(), this.reconciler.owned);
+      if (this.mode === 'userspace' && this.sysctl.stillOurs() === false) {
+        this.opts.log.warn('paths: net.mptcp.path_manager was changed by someone else; Braid no longer opens subflows per connection');
+        this.sysctl.forget();
+        this.leaveUserspace('net.mptcp.path_manager was changed by someone else while Braid ran');
+      }
+      const p = plan(desiredEndpoints(snapshot(), cfg, this.policyOf()), this.api.listEndpoints(), this.reconciler.owned);
       if (p.steps.length > 0 || p.forget.length > 0) this.reconcileNow();
+      else this.upm?.refresh();
     } catch (err) {
       this.opts.log.debug(`paths check: ${errorMessage(err)}`);
     }
@@ -195,7 +306,10 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       this.timer = null;
     }
     const cfg = this.opts.config();
-    if (!cfg.enabled) {
+    this.chooser.invalidate();
+    this.foreignPm = null;
+    if (this.started) this.selectMode();
+    if (!cfg.enabled || this.foreignPm) {
       // Switched off while running (the config file changed): what we created goes, as at shutdown.
       if (this.reconciler.owned.size > 0) {
         const r = this.reconciler.cleanup();
@@ -203,14 +317,14 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
         if (r.error) this.opts.log.warn(`paths cleanup: ${r.error.message}`);
       }
       this.managed = false;
-      this.reason = DISABLED_REASON;
+      this.reason = this.foreignPm ?? DISABLED_REASON;
       this.noteOutcomes(snapshot(), cfg, null);
       this.writeRecord();
       this.emit('changed', this.status());
       return null;
     }
     const ifaces = snapshot();
-    const report = this.reconciler.apply(ifaces, cfg);
+    const report = this.reconciler.apply(ifaces, cfg, this.policyOf(), { limits: this.mode === 'kernel' });
     this.lastReport = report;
     if (report.error) {
       if (report.error.code === 'EPERM') {
@@ -227,6 +341,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     this.noteOutcomes(ifaces, cfg, report);
     this.writeRecord();
+    this.upm?.refresh();
     for (const o of report.added) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} added${o.backup ? ' (backup)' : ''}`);
     for (const o of report.removed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} removed`);
     for (const o of report.changed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} now ${o.backup ? 'backup' : 'in use'}`);
@@ -243,10 +358,13 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       /* the outcomes then say "not added" with the reconcile's error */
     }
     this.notes.clear();
-    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.managed ? null : this.reason;
+    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.foreignPm ?? (this.managed ? null : this.reason);
     for (const iface of ifaces) {
-      const { policy } = policyFor(cfg, iface.name, iface.kind);
-      this.notes.set(iface.name, { policy, note: interfaceOutcome({ iface, policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) });
+      const eff = this.board.policyOf(iface);
+      const note = this.mode === 'userspace' && !unmanagedReason
+        ? userspaceOutcome(iface, eff)
+        : interfaceOutcome({ iface, policy: eff.policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) + (this.modeNote && eff.policy === 'secondary' ? ' (acts as backup: the kernel path manager applies it to every connection)' : '');
+      this.notes.set(iface.name, { policy: eff.configured, note });
     }
     this.configStamp = pathsStamp(cfg);
   }
@@ -265,7 +383,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     const ours = this.reconciler.braidIds();
     const views = snapshot().map((i): PathView => {
-      const { policy, explicit } = policyFor(cfg, i.name, i.kind);
+      const eff = this.board.policyOf(i);
+      const { configured: policy, explicit, policy: effective } = eff;
       const eps = endpoints
         .filter((e) => e.ifindex === i.ifindex || i.addresses.some((a) => a.address === e.address))
         .map((e): EndpointView => ({ id: e.id, address: e.address, flags: e.flagNames, owner: ours.has(e.id) ? 'braid' : 'elsewhere' }));
@@ -273,14 +392,16 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       if (!i.up) state = 'down';
       else if (i.addresses.length === 0) state = 'no-address';
       else if (eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
-      else if (policy === 'off') state = 'off';
+      else if (effective === 'off') state = 'off';
       else if (!this.managed || !cfg.enabled) state = 'unmanaged';
-      else state = policy === 'backup' ? 'backup' : 'active';
-      return { ...i, policy, policyExplicit: explicit, state, endpoints: eps, note: this.notes.get(i.name)?.note ?? null };
+      else state = effective === 'backup' ? 'backup' : effective === 'secondary' ? 'secondary' : 'active';
+      return { ...i, policy, policyExplicit: explicit, effective, demotion: eff.demotion, state, endpoints: eps, note: this.notes.get(i.name)?.note ?? null };
     });
     return {
       managed: this.managed && cfg.enabled,
       reason: this.reason,
+      manager: this.mode,
+      managerNote: this.modeNote,
       interfaces: views,
       foreign: endpoints.filter((e) => !ours.has(e.id)),
       limits,
@@ -306,6 +427,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.pmWatch?.close();
     this.pmWatch = null;
     this.started = false;
+    this.leaveUserspace(null);
     const report = this.reconciler.cleanup();
     if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);
     if (this.opts.stateDir) fs.rmSync(managerRecordFile(this.opts.stateDir), { force: true });
@@ -321,6 +443,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       at: new Date().toISOString(),
       configStamp: this.configStamp ?? undefined,
       interfaces: Object.fromEntries(this.notes),
+      manager: this.mode,
+      managerNote: this.modeNote,
     };
     try {
       fs.mkdirSync(this.opts.stateDir, { recursive: true });

@@ -4,7 +4,7 @@
  * Views read it and call its actions; nothing else talks to the client.
  */
 import type {
-  ConnectionView, PathPolicy, PathsView, StatsTick, StatusView,
+  ConnectionView, PathPolicy, PathRuleView, PathsView, StatsTick, StatusView,
 } from '../../../electron/core/contract/index';
 import { BraidApiError, type BraidClient, type LinkState } from '../client';
 import { StatsRing } from './ring';
@@ -141,6 +141,20 @@ export class Dashboard {
     return this.attempt(`policy:${iface}`, async () => {
       this.paths = await this.client.call('paths.setPolicy', { interface: iface, policy });
     });
+  }
+
+  /** Replaces the per-destination rules; resolves with the error to show next to the editor, or null. */
+  async setRules(rules: PathRuleView[]): Promise<string | null> {
+    this.busy.rules = true;
+    try {
+      this.paths = await this.client.call('paths.setRules', { rules });
+      return null;
+    } catch (err) {
+      if (!(err instanceof BraidApiError)) this.reportError(err, 'paths.setRules');
+      return err instanceof BraidApiError ? err.message : String(err);
+    } finally {
+      delete this.busy.rules;
+    }
   }
 
   async closeConnection(id: number): Promise<void> {
