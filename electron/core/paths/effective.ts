@@ -27,6 +27,12 @@ export interface EffectivePolicy {
   /** what the user configured (or the default for its kind) */
   configured: PathPolicy;
   explicit: boolean;
+  /**
+   * Whether Braid steers this interface: a kind it knows (WiFi, Ethernet, cellular), one the user
+   * set a policy for, or one another program gave an MPTCP endpoint. An unconfigured tunnel or
+   * bridge is not: connections the routing table sends there are left alone.
+   */
+  managed: boolean;
   /** the demotion in force, if it lowered the configured policy */
   demotion: (Demotion & { source: string }) | null;
 }
@@ -34,6 +40,7 @@ export interface EffectivePolicy {
 export class PolicyBoard extends EventEmitter<{ changed: [] }> {
   /** source -> interface -> demotion */
   private readonly demotions = new Map<string, Map<string, Demotion>>();
+  private adoption: ((iface: { name: string; kind: InterfaceKind }) => PathPolicy | null) | null = null;
 
   constructor(private readonly config: () => PathsConfig) {
     super();
@@ -62,8 +69,21 @@ export class PolicyBoard extends EventEmitter<{ changed: [] }> {
     return out;
   }
 
+  /**
+   * While Braid is the path manager, the kernel's endpoints do nothing; an endpoint another program
+   * (NetworkManager, an administrator) made on an interface Braid has no policy for (kind `other`,
+   * not configured) is then taken as that interface's policy: `use`, or `backup` if flagged so.
+   */
+  setAdoption(fn: ((iface: { name: string; kind: InterfaceKind }) => PathPolicy | null) | null): void {
+    this.adoption = fn;
+  }
+
   policyOf(iface: { name: string; kind: InterfaceKind }): EffectivePolicy {
-    const { policy: configured, explicit } = policyFor(this.config(), iface.name, iface.kind);
+    const found = policyFor(this.config(), iface.name, iface.kind);
+    const adopted = !found.explicit && iface.kind === 'other' ? this.adoption?.(iface) ?? null : null;
+    const configured = adopted ?? found.policy;
+    const explicit = found.explicit;
+    const managed = explicit || iface.kind !== 'other' || adopted !== null;
     let policy = configured;
     let demotion: EffectivePolicy['demotion'] = null;
     for (const [source, m] of this.demotions) {
@@ -73,6 +93,6 @@ export class PolicyBoard extends EventEmitter<{ changed: [] }> {
         demotion = { ...d, source };
       }
     }
-    return { policy, configured, explicit, demotion };
+    return { policy, configured, explicit, managed, demotion };
   }
 }

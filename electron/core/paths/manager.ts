@@ -20,7 +20,7 @@ import { netlinkApi } from './endpoint-api';
 import { PolicyBoard, type EffectivePolicy } from './effective';
 import { interfaceOutcome, userspaceOutcome } from './outcome';
 import { PathManagerSysctl, pmSysctlRecordFile } from './pm-sysctl';
-import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type PolicyOf, type ReconcileReport } from './reconcile';
+import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, isImplicit, plan, Reconciler, type EndpointApi, type PolicyOf, type ReconcileReport } from './reconcile';
 import { RouteChooser } from './route-choice';
 import { UserspacePm, type SubflowApi } from './userspace-pm';
 import type { InterfaceState as Iface } from './inventory';
@@ -243,6 +243,33 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.modeNote = note;
   }
 
+  /** Policies taken from other programs' endpoints, by interface (see PolicyBoard.setAdoption). */
+  private adopted = new Map<string, PathPolicy>();
+
+  private refreshAdoption(ifaces: Iface[]): void {
+    if (this.mode !== 'userspace') {
+      this.adopted.clear();
+      this.board.setAdoption(null);
+      return;
+    }
+    let eps: PmEndpoint[] = [];
+    try {
+      eps = this.api.listEndpoints();
+    } catch {
+      /* keep what was known */
+      return;
+    }
+    const ours = this.reconciler.braidIds();
+    const next = new Map<string, PathPolicy>();
+    for (const i of ifaces) {
+      const theirs = eps.filter((e) => !ours.has(e.id) && !isImplicit(e) && e.flagNames.includes('subflow') &&
+        (e.ifindex === i.ifindex || i.addresses.some((a) => a.address === e.address)));
+      if (theirs.length) next.set(i.name, theirs.every((e) => e.flagNames.includes('backup')) ? 'backup' : 'use');
+    }
+    this.adopted = next;
+    this.board.setAdoption((iface) => this.adopted.get(iface.name) ?? null);
+  }
+
   private policyOf(): PolicyOf {
     // With Braid's own path manager the kernel's endpoints would do nothing: none are kept.
     return this.mode === 'userspace' ? () => 'off' : (i) => this.board.policyOf(i).policy;
@@ -291,8 +318,11 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
         this.sysctl.forget();
         this.leaveUserspace('net.mptcp.path_manager was changed by someone else while Braid ran');
       }
-      const p = plan(desiredEndpoints(snapshot(), cfg, this.policyOf()), this.api.listEndpoints(), this.reconciler.owned);
-      if (p.steps.length > 0 || p.forget.length > 0) this.reconcileNow();
+      const ifaces = snapshot();
+      const adoptedBefore = JSON.stringify([...this.adopted]);
+      this.refreshAdoption(ifaces);
+      const p = plan(desiredEndpoints(ifaces, cfg, this.policyOf()), this.api.listEndpoints(), this.reconciler.owned);
+      if (p.steps.length > 0 || p.forget.length > 0 || JSON.stringify([...this.adopted]) !== adoptedBefore) this.reconcileNow();
       else this.upm?.refresh();
     } catch (err) {
       this.opts.log.debug(`paths check: ${errorMessage(err)}`);
@@ -324,6 +354,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       return null;
     }
     const ifaces = snapshot();
+    this.refreshAdoption(ifaces);
     const report = this.reconciler.apply(ifaces, cfg, this.policyOf(), { limits: this.mode === 'kernel' });
     this.lastReport = report;
     if (report.error) {
@@ -362,7 +393,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     for (const iface of ifaces) {
       const eff = this.board.policyOf(iface);
       const note = this.mode === 'userspace' && !unmanagedReason
-        ? userspaceOutcome(iface, eff)
+        ? userspaceOutcome(iface, eff, this.adopted.has(iface.name))
         : interfaceOutcome({ iface, policy: eff.policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) + (this.modeNote && eff.policy === 'secondary' ? ' (acts as backup: the kernel path manager applies it to every connection)' : '');
       this.notes.set(iface.name, { policy: eff.configured, note });
     }
@@ -391,7 +422,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       let state: PathState;
       if (!i.up) state = 'down';
       else if (i.addresses.length === 0) state = 'no-address';
-      else if (eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
+      // With Braid as the path manager, endpoints are inert: its policy (or one adopted from them) rules.
+      else if (this.mode === 'kernel' && eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
       else if (effective === 'off') state = 'off';
       else if (!this.managed || !cfg.enabled) state = 'unmanaged';
       else state = effective === 'backup' ? 'backup' : effective === 'secondary' ? 'secondary' : 'active';

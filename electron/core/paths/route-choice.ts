@@ -12,7 +12,8 @@
  * (its rule, per path) and, when the choice is not the obvious one, a note for the connections list.
  */
 import net from 'node:net';
-import { BraidError } from '../errors';
+import type { BraidError } from '../errors';
+import { ExplainedDialError } from '../proxy/dial-errors';
 import { listRoutes, type RouteInfo } from '../native/netlink';
 import type { PolicyBoard } from './effective';
 import { snapshot, type InterfaceState } from './inventory';
@@ -103,6 +104,7 @@ export class RouteChooser {
       name: i.name, ifindex: i.ifindex, kind: i.kind, up: i.up,
       addresses: i.addresses.map((a) => ({ address: a.address, family: a.family })),
       policy: this.opts.board.policyOf(i).policy,
+      managed: this.opts.board.policyOf(i).managed,
     }));
   }
 
@@ -146,7 +148,7 @@ export class RouteChooser {
     const best = Math.max(...[...reach.values()].map((v) => v.len));
     const alternatives = ifaces.filter((i) => reach.get(i.name)?.len === best);
     const kernelChoice = alternatives.sort((a, b) => reach.get(a.name)!.metric - reach.get(b.name)!.metric)[0]!;
-    const managed = (i: InterfaceState): boolean => i.kind !== 'other' || cfg.interfaces[i.name] !== undefined;
+    const managed = (i: InterfaceState): boolean => infos.get(i.name)?.managed ?? false;
     if (!managed(kernelChoice)) return { ...base, candidates: null };
 
     const candidates: FirstCandidate[] = [];
@@ -157,7 +159,7 @@ export class RouteChooser {
       const tier = tierOn(info, wish);
       const local = i.addresses.find((a) => a.family === family);
       if (tier === 'off' || !i.up || !local) {
-        excluded.push(`${i.name} ${!i.up ? 'is down' : !local ? `has no IPv${family} address` : info.policy === 'off' ? 'is off' : `is not allowed by ${wish.rule}`}`);
+        excluded.push(`${i.name} ${!i.up ? 'is down' : !local ? `has no IPv${family} address` : info.policy === 'off' ? 'is off' : `is not allowed by rule "${wish.rule}"`}`);
         continue;
       }
       candidates.push({ iface: i.name, ifindex: i.ifindex, tier, localAddress: local.address });
@@ -174,7 +176,7 @@ export class RouteChooser {
     const dest = `${t.ruleTarget ? `${rt.host ?? rt.address}:${rt.port} (via ${t.address})` : `${t.host && t.host !== t.address ? `${t.host} (${t.address})` : t.address}`}`;
     if (candidates.length === 0) {
       const why = excluded.length ? excluded.join('; ') : 'no path has a route to it';
-      return { ...base, candidates: [], error: new BraidError('ENOPATH', `no allowed path reaches ${dest}: ${why}`) };
+      return { ...base, candidates: [], error: new ExplainedDialError('ENOPATH', `no allowed path reaches ${dest}: ${why}`) };
     }
     let note: string | null = null;
     if (candidates[0]!.tier !== 'use') {

@@ -25,6 +25,8 @@ export interface PathInfo {
   addresses: { address: string; family: 4 | 6 }[];
   /** effective policy (configured, overlaid with demotions) */
   policy: PathPolicy;
+  /** false: not a path Braid steers (an unconfigured tunnel or bridge); its first subflows are left alone */
+  managed: boolean;
 }
 
 export type SecondaryState = 'idle' | 'active' | 'standby';
@@ -86,7 +88,9 @@ export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWis
     return p && p.up ? tierOn(p, wish) : 'off';
   };
   // Is some `use` path carrying it? If not, secondary paths stand in.
-  const useAlive = conn.subflows.some((s) => tier(s.iface) === 'use');
+  // A first subflow on an interface Braid does not steer (or does not know) carries as it is.
+  const unsteered = (name: string | null): boolean => !name || byName.get(name)?.managed === false;
+  const useAlive = conn.subflows.some((s) => tier(s.iface) === 'use' || (s.initial && unsteered(s.iface)));
   const useWanted = paths.some((p) => usable(p) && tier(p.name) === 'use' && !opts.hold.has(subflowKey(p.name, conn.remoteAddress)));
   const secondaryMode: SecondaryState | 'rescue' = !useAlive && !useWanted ? 'rescue' : (wish?.secondary ?? 'idle');
 
@@ -117,7 +121,7 @@ export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWis
       if (s.backup !== (w === 'backup')) actions.push({ op: 'priority', subflow: s, backup: w === 'backup', why: w === 'backup' ? `${s.iface} only as backup now` : `${s.iface} carries again` });
     }
   }
-  const initialWant = initial ? want(tier(initial.iface), true) : 'none';
+  const initialWant = !initial ? 'none' : unsteered(initial.iface) ? 'carry' : want(tier(initial.iface), true);
   if (initial && initialWant === 'carry') willCarry.add(initial.iface ?? initial.localAddress);
 
   // New subflows: one per wanted path and remote address that has none.

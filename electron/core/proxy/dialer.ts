@@ -12,6 +12,7 @@ import net from 'node:net';
 import { BraidError, errorCode } from '../errors';
 import type { DialMode } from '../config/schema';
 import type { FirstCandidate, RoutePlan, RouteTarget } from '../paths/route-choice';
+import { ExplainedDialError } from './dial-errors';
 import type { NativeModule } from './native';
 
 export interface DialTarget {
@@ -112,7 +113,7 @@ export function planAttempts(addrs: ResolvedAddress[], routing: DialRouting | nu
       for (const p of per) if (p.c[i]) out.push({ ...p.a, plan: p.plan, via: p.c[i]!, rank: TIER_RANK[tier]! });
     }
   }
-  if (out.length === 0) throw plans.find((p) => p.plan.error)?.plan.error ?? new BraidError('ENOPATH', `no path reaches ${target.host}`);
+  if (out.length === 0) throw plans.find((p) => p.plan.error)?.plan.error ?? new ExplainedDialError('ENOPATH', `no path reaches ${target.host}`);
   return out;
 }
 
