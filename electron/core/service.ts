@@ -12,7 +12,8 @@ import { BraidError, errorCode, errorMessage } from './errors';
 import { guardianDir } from './guardian/record';
 import { describeLiveChanges, type SystemChange } from './guardian/restorers';
 import { PolicyBoard } from './paths/effective';
-import { PathManager } from './paths/manager';
+import { hasNetAdmin, PathManager } from './paths/manager';
+import { HelperSink } from './paths/helper-sink';
 import { PathMeter } from './paths/path-meter';
 import { RouteChooser } from './paths/route-choice';
 import { PathRouting, type ConnectionSink } from './paths/routing';
@@ -53,7 +54,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
   readonly routing: PathRouting;
   readonly secondary: SecondaryController;
   /** Where connections' wishes go when no path manager runs in this process (the privileged helper's). */
-  externalSink: ConnectionSink | null = null;
+  externalSink: (ConnectionSink & { close?(): void }) | null = null;
   readonly transparent: TransparentMode;
   /** Connections since start, including closed ones. */
   connectionsTotal = 0;
@@ -70,7 +71,13 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       : null;
     this.stats = new StatsEngine(() => this.proxy?.tracker ?? null);
     this.stats.on('tick', (t) => meter.feed(t));
-    const sink = (): ConnectionSink | null => this.paths?.upm ?? this.externalSink;
+    // Without CAP_NET_ADMIN, Braid's own path manager cannot run here: the helper's takes its wishes.
+    const privileged = hasNetAdmin();
+    const sink = (): ConnectionSink | null => {
+      if (this.paths?.upm) return this.paths.upm;
+      if (this.externalSink || privileged || !this.paths || this.config.paths.manager !== 'userspace') return this.externalSink;
+      return (this.externalSink = new HelperSink(opts.log));
+    };
     this.routing = new PathRouting(chooser, sink);
     this.secondary = new SecondaryController({
       tracker: () => this.proxy?.tracker ?? null,
@@ -121,6 +128,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     await this.stopProxy();
     this.stats.stop();
     this.paths?.stop();
+    this.externalSink?.close?.();
   }
 
   async startProxy(): Promise<net.AddressInfo> {

@@ -63,10 +63,11 @@ export function formatRules(rules: PathRule[]): string {
  * Path management on its own, from the policy in `file` (followed as it changes): `braid paths
  * daemon`, and `braid helper --paths-config`. Returns the function that stops it (removing endpoints).
  */
-export function startPathsDaemon(file: string, stateDir: string, log: Logger): () => void {
+export function startPathsDaemon(file: string, stateDir: string, log: Logger, onManager?: (m: PathManager) => void): () => void {
   let cfg = readConfig(file);
   const manager = new PathManager({ config: () => cfg.paths, stateDir, log });
   manager.start();
+  onManager?.(manager);
   const s = manager.status();
   if (!s.managed && s.reason) log.warn(s.reason);
   process.stdout.write(`braid: managing MPTCP endpoints (policy from ${file})\n`);

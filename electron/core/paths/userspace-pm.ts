@@ -12,7 +12,7 @@
  * some process does).
  */
 import { EventEmitter } from 'node:events';
-import { errorCode, errorMessage } from '../errors';
+import { BraidError, errorCode, errorMessage } from '../errors';
 import type { PmEvent, SubflowCreateOptions, SubflowSelector } from '../native/netlink';
 import type { Logger } from '../proxy/session';
 import { planConnection, subflowKey, type ConnState, type ConnWish, type PathInfo, type SubflowAction, type SubflowState } from './subflow-plan';
@@ -78,8 +78,8 @@ export interface PmConnectionView {
 
 export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[]] }> {
   private readonly conns = new Map<number, Conn>();
-  /** wishes registered before the connection's 'created' event reached us */
-  private readonly early = new Map<number, ConnWish>();
+  /** wishes registered before the connection's 'created' event reached us (with the first subflow's port, when it must match) */
+  private readonly early = new Map<number, { wish: ConnWish; port: number | null }>();
   private readonly ids = new LocalIds();
   private readonly now: () => number;
 
@@ -93,15 +93,17 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
   }
 
   /** Braid's own connection: what it wants. Applied at once when the connection is established. */
-  register(token: number, wish: ConnWish, known?: { family: 4 | 6; localAddress: string; localPort: number; remoteAddress: string; remotePort: number; iface: string | null }): void {
+  register(token: number, wish: ConnWish, known?: { family: 4 | 6; localAddress: string; localPort: number; remoteAddress: string; remotePort: number; iface: string | null }, expectLocalPort?: number): void {
     let c = this.conns.get(token);
+    // For another process's wish (through the helper): the token must be the connection it named.
+    if (c && expectLocalPort !== undefined && c.localPort !== expectLocalPort) throw new BraidError('EACCES', `connection ${token} is not the one on local port ${expectLocalPort}`);
     if (!c && known) {
       // Its 'created' event may still be queued (or was lost to an overflow): start from the socket.
       c = this.newConn(token, known.family, known.localAddress, known.localPort, known.remoteAddress, known.remotePort, false);
       c.subflows[0]!.iface = known.iface;
     }
     if (!c) {
-      this.early.set(token, wish);
+      this.early.set(token, { wish, port: expectLocalPort ?? null });
       return;
     }
     c.wish = wish;
@@ -119,7 +121,7 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
   }
 
   wishOf(token: number): ConnWish | null {
-    return this.conns.get(token)?.wish ?? this.early.get(token) ?? null;
+    return this.conns.get(token)?.wish ?? this.early.get(token)?.wish ?? null;
   }
 
   view(token: number): PmConnectionView | null {
@@ -151,10 +153,11 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
         if (this.conns.has(ev.token)) return;
         const serverSide = ev.serverSide === true || ((ev.flags ?? 0) & 2) !== 0;
         const c = this.newConn(ev.token, ev.family, ev.saddr, ev.sport, ev.daddr, ev.dport, serverSide);
-        const wish = this.early.get(ev.token);
-        if (wish) {
+        const early = this.early.get(ev.token);
+        if (early) {
           this.early.delete(ev.token);
-          c.wish = wish;
+          if (early.port === null || early.port === ev.sport) c.wish = early.wish;
+          else this.opts.log.warn(`path manager: a wish for connection ${ev.token} named local port ${early.port}, not its ${ev.sport}; ignored`);
         }
         return;
       }
