@@ -22,6 +22,7 @@ import type { TrackedConnection } from '../electron/core/proxy/tracker';
 import { UserspacePm, type SubflowApi } from '../electron/core/paths/userspace-pm';
 import { PathManagerSysctl, currentPathManager } from '../electron/core/paths/pm-sysctl';
 import type { PmEvent } from '../electron/core/native/netlink';
+import { desiredEndpoints } from '../electron/core/paths/reconcile';
 
 const cfg = (over: Partial<PathsConfig> = {}): PathsConfig => ({ ...defaultPathsConfig(), ...over });
 
@@ -93,6 +94,16 @@ describe('effective policy', () => {
     board.demote('x', 'wwan0', { to: 'backup', reason: 'r' });
     assert.equal(board.policyOf(wwan).policy, 'backup');
     assert.equal(board.list().length, 3);
+  });
+
+  test('with the kernel path manager a secondary path is a backup endpoint on every connection; a demoted one follows its demotion', () => {
+    const c = cfg({ interfaces: { wlan0: 'use', wwan0: 'secondary' } });
+    const board = new PolicyBoard(() => c);
+    const ifs = [iface('wlan0', 2, 'wifi', '10.0.1.1'), iface('wwan0', 3, 'cellular', '10.0.2.1')];
+    const of = (i: InterfaceState) => board.policyOf(i).policy;
+    assert.deepEqual(desiredEndpoints(ifs, c, of).map((d) => `${d.ifname}${d.backup ? ' backup' : ''}`), ['wlan0', 'wwan0 backup']);
+    board.demote('cap', 'wlan0', { to: 'off', reason: 'cap' });
+    assert.deepEqual(desiredEndpoints(ifs, c, of).map((d) => d.ifname), ['wwan0']);
   });
 
   test('an unconfigured virtual link takes its policy from another program\'s endpoint only while adopted', () => {

@@ -40,7 +40,8 @@ export class HelperSink implements ConnectionSink {
     const code = errorCode(err);
     if (code === 'ENOHELPER' || code === 'ENOTSUP') {
       this.pausedUntil = Date.now() + RETRY_MS;
-      if (!this.told) this.log.info(`paths: rules and secondary paths choose only the first subflow here: ${errorMessage(err)}`);
+      const why = code === 'ENOTSUP' ? errorMessage(err) : 'no braid helper with --paths-config runs here (see build/linux/braid-helper.service), and this process lacks CAP_NET_ADMIN';
+      if (!this.told) this.log.info(`paths: rules and secondary paths choose only the first subflow: ${why}`);
       this.told = true;
       return;
     }

@@ -20,18 +20,14 @@ import { netlinkApi } from './endpoint-api';
 import { PolicyBoard, type EffectivePolicy } from './effective';
 import { interfaceOutcome, userspaceOutcome } from './outcome';
 import { PathManagerSysctl, pmSysctlRecordFile } from './pm-sysctl';
-import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, isImplicit, plan, Reconciler, type EndpointApi, type PolicyOf, type ReconcileReport } from './reconcile';
+import { PmMode } from './pm-mode';
+import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
 import { RouteChooser } from './route-choice';
-import { UserspacePm, type SubflowApi } from './userspace-pm';
+import type { SubflowApi, UserspacePm } from './userspace-pm';
 import type { InterfaceState as Iface } from './inventory';
 
 export type PathState = 'active' | 'secondary' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
 
-const netlinkSubflows: SubflowApi = {
-  create: (o) => netlink.subflowCreate(o),
-  destroy: (o) => netlink.subflowDestroy(o),
-  priority: (o) => netlink.subflowPriority(o),
-};
 
 export interface EndpointView {
   id: number;
@@ -167,11 +163,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   private readonly notes = new Map<string, { policy: PathPolicy; note: string }>();
   readonly board: PolicyBoard;
   readonly chooser: RouteChooser;
-  private readonly sysctl: PathManagerSysctl;
-  /** Braid's own path manager, while it is the namespace's (mode 'userspace') */
-  upm: UserspacePm | null = null;
-  private mode: PathManagerKind = 'kernel';
-  private modeNote: string | null = null;
+  private readonly pm: PmMode;
 
   constructor(private readonly opts: PathManagerOptions) {
     super();
@@ -181,98 +173,21 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.board = opts.board ?? new PolicyBoard(() => opts.config());
     this.chooser = opts.chooser ?? new RouteChooser({ board: this.board, config: () => opts.config() });
     // A stand-in endpoint API means a test driving this without the real kernel: never the real sysctl.
-    this.sysctl = new PathManagerSysctl(real && opts.stateDir ? pmSysctlRecordFile(opts.stateDir) : null, { guard: real });
+    const sysctl = new PathManagerSysctl(real && opts.stateDir ? pmSysctlRecordFile(opts.stateDir) : null, { guard: real });
+    this.pm = new PmMode({
+      config: opts.config, real, sysctl, board: this.board, chooser: this.chooser, api: this.api,
+      braidIds: () => this.reconciler.braidIds(), subflows: opts.subflows, log: opts.log,
+    });
     this.board.on('changed', () => this.schedule());
   }
 
   get pathManager(): PathManagerKind {
-    return this.mode;
+    return this.pm.mode;
   }
 
-  /**
-   * Whose path manager runs: Braid's (userspace, per connection) when configured and possible,
-   * else the kernel's. Called before every reconcile, so a config change switches it.
-   */
-  private selectMode(): void {
-    const cfg = this.opts.config();
-    const wantUserspace = cfg.enabled && cfg.manager === 'userspace' && this.api === netlinkApi;
-    if (!wantUserspace) {
-      this.leaveUserspace(cfg.manager === 'userspace' && cfg.enabled && this.api !== netlinkApi ? 'not with a stand-in kernel' : null);
-      return;
-    }
-    if (this.mode === 'userspace' && this.sysctl.holding) return;
-    if (!this.pmWatch) {
-      this.leaveUserspace('no MPTCP events here (they need CAP_NET_ADMIN)');
-      return;
-    }
-    try {
-      this.sysctl.take();
-      this.mode = 'userspace';
-      this.modeNote = null;
-      this.upm ??= new UserspacePm({
-        api: this.opts.subflows ?? netlinkSubflows,
-        paths: () => this.chooser.paths(),
-        maxSubflows: () => this.opts.config().maxSubflows,
-        log: this.opts.log,
-      });
-      this.opts.log.info('paths: Braid is the MPTCP path manager here (net.mptcp.path_manager = userspace): subflows per connection');
-    } catch (err) {
-      const code = errorCode(err);
-      if (code === 'EPERM' || code === 'EACCES') this.leaveUserspace(`cannot select the userspace path manager: ${errorMessage(err)}`);
-      else if (code === 'EBUSY' || code === 'EEXIST') {
-        this.leaveUserspace(null);
-        this.foreignPm = errorMessage(err);
-      } else this.leaveUserspace(`the userspace path manager is not available (${errorMessage(err)}); using the kernel's: secondary paths act as backup on every connection and rules choose only the first subflow`);
-    }
-  }
-
-  /** Another userspace path manager owns this namespace (mptcpd, another Braid): hands off. */
-  private foreignPm: string | null = null;
-
-  private leaveUserspace(note: string | null): void {
-    if (this.sysctl.holding) {
-      try {
-        this.sysctl.release();
-      } catch (err) {
-        this.opts.log.warn(`paths: could not put net.mptcp.path_manager back: ${errorMessage(err)}`);
-      }
-    }
-    this.upm?.stop();
-    this.upm = null;
-    this.mode = 'kernel';
-    this.modeNote = note;
-  }
-
-  /** Policies taken from other programs' endpoints, by interface (see PolicyBoard.setAdoption). */
-  private adopted = new Map<string, PathPolicy>();
-
-  private refreshAdoption(ifaces: Iface[]): void {
-    if (this.mode !== 'userspace') {
-      this.adopted.clear();
-      this.board.setAdoption(null);
-      return;
-    }
-    let eps: PmEndpoint[] = [];
-    try {
-      eps = this.api.listEndpoints();
-    } catch {
-      /* keep what was known */
-      return;
-    }
-    const ours = this.reconciler.braidIds();
-    const next = new Map<string, PathPolicy>();
-    for (const i of ifaces) {
-      const theirs = eps.filter((e) => !ours.has(e.id) && !isImplicit(e) && e.flagNames.includes('subflow') &&
-        (e.ifindex === i.ifindex || i.addresses.some((a) => a.address === e.address)));
-      if (theirs.length) next.set(i.name, theirs.every((e) => e.flagNames.includes('backup')) ? 'backup' : 'use');
-    }
-    this.adopted = next;
-    this.board.setAdoption((iface) => this.adopted.get(iface.name) ?? null);
-  }
-
-  private policyOf(): PolicyOf {
-    // With Braid's own path manager the kernel's endpoints would do nothing: none are kept.
-    return this.mode === 'userspace' ? () => 'off' : (i) => this.board.policyOf(i).policy;
+  /** Braid's own path manager, while it is the namespace's (mode 'userspace') */
+  get upm(): UserspacePm | null {
+    return this.pm.upm;
   }
 
   start(): void {
@@ -313,16 +228,11 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     const cfg = this.opts.config();
     if (!cfg.enabled || !this.managed) return;
     try {
-      if (this.mode === 'userspace' && this.sysctl.stillOurs() === false) {
-        this.opts.log.warn('paths: net.mptcp.path_manager was changed by someone else; Braid no longer opens subflows per connection');
-        this.sysctl.forget();
-        this.leaveUserspace('net.mptcp.path_manager was changed by someone else while Braid ran');
-      }
+      this.pm.checkStillOurs();
       const ifaces = snapshot();
-      const adoptedBefore = JSON.stringify([...this.adopted]);
-      this.refreshAdoption(ifaces);
-      const p = plan(desiredEndpoints(ifaces, cfg, this.policyOf()), this.api.listEndpoints(), this.reconciler.owned);
-      if (p.steps.length > 0 || p.forget.length > 0 || JSON.stringify([...this.adopted]) !== adoptedBefore) this.reconcileNow();
+      const adoptionChanged = this.pm.refreshAdoption(ifaces);
+      const p = plan(desiredEndpoints(ifaces, cfg, this.pm.policyOf()), this.api.listEndpoints(), this.reconciler.owned);
+      if (p.steps.length > 0 || p.forget.length > 0 || adoptionChanged) this.reconcileNow();
       else this.upm?.refresh();
     } catch (err) {
       this.opts.log.debug(`paths check: ${errorMessage(err)}`);
@@ -337,9 +247,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     const cfg = this.opts.config();
     this.chooser.invalidate();
-    this.foreignPm = null;
-    if (this.started) this.selectMode();
-    if (!cfg.enabled || this.foreignPm) {
+    if (this.started) this.pm.select(this.pmWatch !== null);
+    if (!cfg.enabled || this.pm.foreign) {
       // Switched off while running (the config file changed): what we created goes, as at shutdown.
       if (this.reconciler.owned.size > 0) {
         const r = this.reconciler.cleanup();
@@ -347,15 +256,15 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
         if (r.error) this.opts.log.warn(`paths cleanup: ${r.error.message}`);
       }
       this.managed = false;
-      this.reason = this.foreignPm ?? DISABLED_REASON;
+      this.reason = this.pm.foreign ?? DISABLED_REASON;
       this.noteOutcomes(snapshot(), cfg, null);
       this.writeRecord();
       this.emit('changed', this.status());
       return null;
     }
     const ifaces = snapshot();
-    this.refreshAdoption(ifaces);
-    const report = this.reconciler.apply(ifaces, cfg, this.policyOf(), { limits: this.mode === 'kernel' });
+    this.pm.refreshAdoption(ifaces);
+    const report = this.reconciler.apply(ifaces, cfg, this.pm.policyOf(), { limits: this.pm.mode === 'kernel' });
     this.lastReport = report;
     if (report.error) {
       if (report.error.code === 'EPERM') {
@@ -389,12 +298,12 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       /* the outcomes then say "not added" with the reconcile's error */
     }
     this.notes.clear();
-    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.foreignPm ?? (this.managed ? null : this.reason);
+    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.pm.foreign ?? (this.managed ? null : this.reason);
     for (const iface of ifaces) {
       const eff = this.board.policyOf(iface);
-      const note = this.mode === 'userspace' && !unmanagedReason
-        ? userspaceOutcome(iface, eff, this.adopted.has(iface.name))
-        : interfaceOutcome({ iface, policy: eff.policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) + (this.modeNote && eff.policy === 'secondary' ? ' (acts as backup: the kernel path manager applies it to every connection)' : '');
+      const note = this.pm.mode === 'userspace' && !unmanagedReason
+        ? userspaceOutcome(iface, eff, this.pm.adoptedOn(iface.name))
+        : interfaceOutcome({ iface, policy: eff.policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) + (eff.policy === 'secondary' ? ' (acts as backup: the kernel path manager applies it to every connection)' : '');
       this.notes.set(iface.name, { policy: eff.configured, note });
     }
     this.configStamp = pathsStamp(cfg);
@@ -423,7 +332,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       if (!i.up) state = 'down';
       else if (i.addresses.length === 0) state = 'no-address';
       // With Braid as the path manager, endpoints are inert: its policy (or one adopted from them) rules.
-      else if (this.mode === 'kernel' && eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
+      else if (this.pm.mode === 'kernel' && eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
       else if (effective === 'off') state = 'off';
       else if (!this.managed || !cfg.enabled) state = 'unmanaged';
       else state = effective === 'backup' ? 'backup' : effective === 'secondary' ? 'secondary' : 'active';
@@ -432,8 +341,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     return {
       managed: this.managed && cfg.enabled,
       reason: this.reason,
-      manager: this.mode,
-      managerNote: this.modeNote,
+      manager: this.pm.mode,
+      managerNote: this.pm.note,
       interfaces: views,
       foreign: endpoints.filter((e) => !ours.has(e.id)),
       limits,
@@ -459,7 +368,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.pmWatch?.close();
     this.pmWatch = null;
     this.started = false;
-    this.leaveUserspace(null);
+    this.pm.leave(null);
     const report = this.reconciler.cleanup();
     if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);
     if (this.opts.stateDir) fs.rmSync(managerRecordFile(this.opts.stateDir), { force: true });
@@ -475,8 +384,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       at: new Date().toISOString(),
       configStamp: this.configStamp ?? undefined,
       interfaces: Object.fromEntries(this.notes),
-      manager: this.mode,
-      managerNote: this.modeNote,
+      manager: this.pm.mode,
+      managerNote: this.pm.note,
     };
     try {
       fs.mkdirSync(this.opts.stateDir, { recursive: true });
