@@ -21,7 +21,7 @@ import { startBraid, type BraidProxy } from '../helpers/proc';
 import { median } from './relay-bench';
 
 const RATE_MBIT = 20;
-const BYTES = 16 * 1000 * 1000;
+const BYTES = 32 * 1000 * 1000;
 const ROUNDS = 7;
 const PORT = 8080;
 const MAX_SECONDS = 30;

@@ -49,6 +49,7 @@ export interface UserspacePmOptions {
 }
 
 const PENDING_MS = 10_000;
+const MAX_CONNECTIONS = 65_536;
 const RETRY_NOT_ESTABLISHED_MS = 200;
 
 /** Per-address subflow ids: the kernel wants the same id for the same address on a connection. */
@@ -137,7 +138,8 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
 
   /** Paths or policies changed: every connection is brought in line. */
   refresh(): void {
-    for (const c of this.conns.values()) this.apply(c);
+    const paths = this.opts.paths();
+    for (const c of this.conns.values()) this.apply(c, paths);
   }
 
   stop(): void {
@@ -202,13 +204,12 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
         const was = c.subflows.find((x) => x.localAddress === ev.saddr && x.localPort === ev.sport && x.remoteAddress === ev.daddr);
         c.subflows = c.subflows.filter((x) => x !== was);
         if (iface) {
+          // Not reopened at once, whatever closed it: a subflow that never came up, a path that
+          // went away, or a connection that is closing (its own 'closed' event follows).
           const key = subflowKey(iface, ev.daddr);
-          const pending = c.pending.delete(key);
-          // A subflow that never came up, or that died with an error, is not retried at once.
-          if (pending || (ev.error ?? 0) !== 0 || !was) {
-            const f = c.failures.get(key);
-            c.failures.set(key, { count: (f?.count ?? 0) + 1, at: this.now() });
-          }
+          c.pending.delete(key);
+          const f = c.failures.get(key);
+          c.failures.set(key, { count: (f?.count ?? 0) + 1, at: this.now() });
         }
         this.apply(c);
         return;
@@ -241,6 +242,13 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
   }
 
   private newConn(token: number, family: 4 | 6, saddr: string, sport: number, daddr: string, dport: number, serverSide: boolean): Conn {
+    // Bounded even if 'closed' events were lost (an event queue overflow): the oldest go first.
+    if (this.conns.size >= MAX_CONNECTIONS) {
+      const oldest = this.conns.keys().next().value as number;
+      const o = this.conns.get(oldest);
+      if (o?.foreignTimer) clearTimeout(o.foreignTimer);
+      this.conns.delete(oldest);
+    }
     const c: Conn = {
       token, family, localAddress: saddr, localPort: sport, remoteAddress: daddr, remotePort: dport, serverSide,
       established: false, wish: null, foreignTimer: null, pending: new Map(), failures: new Map(), unmanageable: null, retries: 0,
@@ -273,9 +281,9 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
     return out;
   }
 
-  private apply(c: Conn): void {
+  private apply(c: Conn, paths?: PathInfo[]): void {
     if (!c.established || c.serverSide || c.unmanageable || this.conns.get(c.token) !== c) return;
-    const actions = planConnection(c, this.opts.paths(), c.wish, { maxSubflows: this.opts.maxSubflows(), hold: this.hold(c) });
+    const actions = planConnection(c, paths ?? this.opts.paths(), c.wish, { maxSubflows: this.opts.maxSubflows(), hold: this.hold(c) });
     if (actions.length === 0) return;
     const done: SubflowAction[] = [];
     for (const a of actions) {
