@@ -25,6 +25,9 @@ import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
 import { createPolicyTopology, type PolicyTopology } from './helpers/policy-topology';
 import type { ResponseReport } from './helpers/mptcp-server';
 import { requireFor } from './helpers/prerequisites';
+import { BRAID_CLI } from './helpers/multipath-harness';
+import { tempRelayDir } from './helpers/relay-topology';
+import fs from 'node:fs';
 import type { ConfigInput } from '../electron/core/config/schema';
 
 const skip = requireFor('the path policy end to end (paths-policy.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
@@ -200,6 +203,34 @@ describe('the path policy governs every byte', { skip, timeout: 420_000 }, () =>
     const free = await counted(() => curlDownload(topo.client, `http://${topo.dest2}:${PORT}/bytes/${20 * MB}`, { socksPort: braid!.port, maxSeconds: 60 }));
     t.diagnostic(`not matched: wlan0 ${free.wlan0} B, wwan0 ${free.wwan0} B`);
     assert.ok(free.wwan0 > 0.3 * 20 * MB && free.wlan0 > 0.3 * 20 * MB, 'a destination no rule matches uses both paths');
+  });
+
+  test('through a relay, a rule steers the connection to the relay: pinned on its own, others on warm ones over both links', async (t) => {
+    const dir = tempRelayDir();
+    const second = await startByteServer(topo.server, { port: PORT + 1 });
+    const relay = topo.server.spawn([process.execPath, BRAID_CLI, 'relay', '--listen', '[::]:8443', '--allow', '198.51.100.0/24', '--dir', dir,
+      '--metrics', 'off', '--public-host', topo.dest], { label: 'braid relay' });
+    try {
+      const link = (await relay.waitForLine(/^braid: share link: /, 15_000)).line.slice('braid: share link: '.length).trim();
+      await braid?.stop('SIGTERM', 5000);
+      files.write({ relay: { link }, paths: { interfaces: { wlan0: 'use', wwan0: 'use' }, rules: [{ name: 'pin to wifi', match: { port: PORT }, paths: ['wifi'], backup: [] }] },
+        control: { host: '127.0.0.1', port: CONTROL_PORT, token: TOKEN } });
+      braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
+        { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
+      let row: ConnRow | undefined;
+      const watch = setInterval(() => void api<ConnRow[]>('connections.list').then((l) => (row ??= l.find((c) => c.route?.rule))).catch(() => {}), 200);
+      const pinned = await counted(() => socksGet(20 * MB)).finally(() => clearInterval(watch));
+      const free = await counted(() => curlDownload(topo.client, `http://${topo.dest}:${PORT + 1}/bytes/${20 * MB}`, { socksPort: braid!.port, maxSeconds: 60 }));
+      t.diagnostic(`through the relay, pinned: wlan0 ${pinned.wlan0} B wwan0 ${pinned.wwan0} B (route ${JSON.stringify(row?.route)}); not pinned: wlan0 ${free.wlan0} B wwan0 ${free.wwan0} B`);
+      assert.equal(pinned.result.sha256, expectedSha256(20 * MB));
+      assert.ok(pinned.wlan0 / (pinned.wlan0 + pinned.wwan0) >= 0.99, 'the pinned connection to the relay used the other link');
+      assert.equal(row?.route?.rule, 'pin to wifi');
+      assert.ok(free.wwan0 > 0.3 * 20 * MB && free.wlan0 > 0.3 * 20 * MB, 'an unpinned connection through the relay did not use both links');
+    } finally {
+      await relay.stop();
+      await second.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('another program\'s MPTCP connection gets the same policies; the setting is put back on exit and after kill -9', async (t) => {
