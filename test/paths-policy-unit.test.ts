@@ -171,6 +171,14 @@ describe('subflow plan', () => {
     assert.deepEqual(ops(planConnection(c, paths, w, opts)), ['backup wwan0', 'destroy wlan1']);
   });
 
+  test('no subflow on a path that would route around the peer\'s more specific route (a VPN, a LAN)', () => {
+    const c = conn(sub('tun0', 9, { initial: true }));
+    const paths = [P('tun0', 'off', 9, { managed: false }), P('wlan0', 'use', 1), P('wwan0', 'use', 2)];
+    assert.deepEqual(ops(planConnection(c, paths, null, { ...opts, reaches: () => new Set(['tun0']) })), []);
+    assert.deepEqual(ops(planConnection(c, paths, null, { ...opts, reaches: () => new Set(['tun0', 'wwan0']) })), ['create wwan0']);
+    assert.deepEqual(ops(planConnection(c, paths, null, { ...opts, reaches: () => null })), ['create wlan0', 'create wwan0'], 'no route known: nothing ruled out');
+  });
+
   test('limits: at most maxSubflows extra, none where a create is pending or failed lately', () => {
     const paths = [P('wlan0', 'use', 1), P('wwan0', 'use', 2), P('wlan1', 'use', 3)];
     const c = conn(sub('wlan0', 1, { initial: true }));
@@ -222,6 +230,8 @@ describe('first subflow', () => {
     const tun = iface('tun0', 9, 'other', '10.8.0.2');
     const vpn = [...defaults, route(9, '0.0.0.0', 1, 0), route(9, '128.0.0.0', 1, 0)];
     assert.equal(chooser(cfg(), [wlan, wwan, tun], vpn).plan(target).candidates, null);
+    assert.deepEqual([...chooser(cfg(), [wlan, wwan, tun], vpn).alternatives(target.address)!], ['tun0'], 'only the tunnel reaches it as well as its best route');
+    assert.deepEqual([...chooser(cfg(), [wlan, wwan], defaults).alternatives(target.address)!].sort(), ['wlan0', 'wwan0']);
     assert.equal(chooser(cfg(), [wlan, wwan], defaults).plan({ ...target, address: '127.0.0.1' }).candidates, null);
   });
 

@@ -44,7 +44,7 @@ export function formatPaths(s: PathStatus): string {
   lines.push(s.manager === 'userspace'
     ? 'subflows: opened per connection by Braid (it is the MPTCP path manager here)'
     : `subflows: the kernel's path manager, from endpoints${s.managerNote ? ` (${s.managerNote})` : ''}`);
-  if (s.limits) lines.push(`kernel limits: ${s.limits.subflows} extra subflows, ${s.limits.addAddrAccepted} accepted ADD_ADDR per connection`);
+  if (s.limits && s.manager === 'kernel') lines.push(`kernel limits: ${s.limits.subflows} extra subflows, ${s.limits.addAddrAccepted} accepted ADD_ADDR per connection`);
   if (s.foreign.length) lines.push(`endpoints Braid did not create (left alone): ${s.foreign.map((e) => `${e.id}:${e.address}`).join(' ')}`);
   if (s.reason) lines.push(`note: ${s.reason}`);
   return lines.join('\n') + '\n';

@@ -65,6 +65,7 @@ export class PmMode {
       this.upm ??= new UserspacePm({
         api: this.opts.subflows ?? netlinkSubflows,
         paths: () => this.opts.chooser.paths(),
+        reaches: (a) => this.opts.chooser.alternatives(a),
         maxSubflows: () => this.opts.config().maxSubflows,
         log: this.opts.log,
       });

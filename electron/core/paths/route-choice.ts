@@ -88,11 +88,15 @@ export class RouteChooser {
   /** Links, addresses or routes changed: the next plan reads them again. */
   invalidate(): void {
     this.cache = null;
+    this.reachCache.clear();
   }
+
+  private readonly reachCache = new Map<string, Map<string, { len: number; metric: number }>>();
 
   private state(): { ifaces: InterfaceState[]; routes: RouteInfo[] } {
     const now = Date.now();
     if (!this.cache || now - this.cache.at > CACHE_MS) {
+      this.reachCache.clear();
       this.cache = { at: now, ifaces: (this.opts.interfaces ?? snapshot)(), routes: (this.opts.routes ?? listRoutes)() };
     }
     return this.cache;
@@ -106,6 +110,42 @@ export class RouteChooser {
       policy: this.opts.board.policyOf(i).policy,
       managed: this.opts.board.policyOf(i).managed,
     }));
+  }
+
+  /**
+   * The interfaces whose routes reach `address` as well as the best route does (the longest
+   * prefix), with their best metric. A path outside this set would route around a more specific
+   * route (a VPN's, a LAN's): neither the first subflow nor any other is opened there.
+   */
+  reach(address: string, family = net.isIP(address) as 0 | 4 | 6): Map<string, { len: number; metric: number }> {
+    const out = new Map<string, { len: number; metric: number }>();
+    if (family === 0) return out;
+    const { ifaces, routes } = this.state();
+    const cached = this.reachCache.get(address);
+    if (cached) return cached;
+    if (this.reachCache.size > 4096) this.reachCache.clear();
+    this.reachCache.set(address, out);
+    const byIfindex = new Map(ifaces.map((i) => [i.ifindex, i]));
+    for (const r of routes) {
+      if (r.type !== 1 || !prefixCovers(r, address, family)) continue;
+      const idxs = r.nexthops?.length ? r.nexthops.map((n) => n.ifindex) : [r.ifindex];
+      for (const idx of idxs) {
+        const i = byIfindex.get(idx);
+        if (!i) continue;
+        const cur = out.get(i.name);
+        const metric = r.priority ?? 0;
+        if (!cur || r.dstLen > cur.len || (r.dstLen === cur.len && metric < cur.metric)) out.set(i.name, { len: r.dstLen, metric });
+      }
+    }
+    const best = Math.max(-1, ...[...out.values()].map((v) => v.len));
+    for (const [k, v] of out) if (v.len !== best) out.delete(k);
+    return out;
+  }
+
+  /** The names of reach(address), or null when no route reaches it at all (then nothing is ruled out). */
+  alternatives(address: string): Set<string> | null {
+    const r = this.reach(address);
+    return r.size ? new Set(r.keys()) : null;
   }
 
   plan(t: RouteTarget): RoutePlan {
@@ -130,23 +170,9 @@ export class RouteChooser {
     const ip = new net.SocketAddress({ address: t.address, family: family === 4 ? 'ipv4' : 'ipv6' });
     if (ip.address.startsWith('127.') || ip.address === '::1' || /^fe80:/i.test(ip.address)) return { ...base, candidates: null };
 
-    // The routes that reach it, and the best prefix length among them.
-    const byIfindex = new Map(ifaces.map((i) => [i.ifindex, i]));
-    const reach = new Map<string, { len: number; metric: number }>();
-    for (const r of routes) {
-      if (r.type !== 1 || !prefixCovers(r, t.address, family)) continue;
-      const idxs = r.nexthops?.length ? r.nexthops.map((n) => n.ifindex) : [r.ifindex];
-      for (const idx of idxs) {
-        const i = byIfindex.get(idx);
-        if (!i) continue;
-        const cur = reach.get(i.name);
-        const metric = r.priority ?? 0;
-        if (!cur || r.dstLen > cur.len || (r.dstLen === cur.len && metric < cur.metric)) reach.set(i.name, { len: r.dstLen, metric });
-      }
-    }
+    const reach = this.reach(t.address, family);
     if (reach.size === 0) return { ...base, candidates: null };
-    const best = Math.max(...[...reach.values()].map((v) => v.len));
-    const alternatives = ifaces.filter((i) => reach.get(i.name)?.len === best);
+    const alternatives = ifaces.filter((i) => reach.has(i.name));
     const kernelChoice = alternatives.sort((a, b) => reach.get(a.name)!.metric - reach.get(b.name)!.metric)[0]!;
     const managed = (i: InterfaceState): boolean => infos.get(i.name)?.managed ?? false;
     if (!managed(kernelChoice)) return { ...base, candidates: null };

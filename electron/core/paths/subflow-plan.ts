@@ -68,6 +68,8 @@ export interface PlanOptions {
   maxSubflows: number;
   /** `iface|remoteAddress` keys not to create now: a create is in flight or failed recently */
   hold: ReadonlySet<string>;
+  /** the interfaces whose routes reach an address as well as its best route does (null: no route known, none ruled out) */
+  reaches?: (address: string) => ReadonlySet<string> | null;
 }
 
 /** What a path is on this connection, before secondary needs are looked at. */
@@ -83,6 +85,15 @@ export const subflowKey = (iface: string, remote: string): string => `${iface}|$
 export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWish | null, opts: PlanOptions): SubflowAction[] {
   const byName = new Map(paths.map((p) => [p.name, p]));
   const usable = (p: PathInfo | undefined): p is PathInfo => !!p && p.up && p.addresses.some((a) => a.family === conn.family);
+  // A path whose routes reach the peer less specifically than the best route would route around
+  // that route (a VPN's, a LAN's): no subflow there.
+  const reachSets = new Map<string, ReadonlySet<string> | null>();
+  const routed = (p: PathInfo, address: string): boolean => {
+    if (!opts.reaches) return true;
+    if (!reachSets.has(address)) reachSets.set(address, opts.reaches(address));
+    const set = reachSets.get(address);
+    return !set || set.has(p.name);
+  };
   const tier = (name: string | null): PathPolicy => {
     const p = name ? byName.get(name) : undefined;
     return p && p.up ? tierOn(p, wish) : 'off';
@@ -91,7 +102,7 @@ export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWis
   // A first subflow on an interface Braid does not steer (or does not know) carries as it is.
   const unsteered = (name: string | null): boolean => !name || byName.get(name)?.managed === false;
   const useAlive = conn.subflows.some((s) => tier(s.iface) === 'use' || (s.initial && unsteered(s.iface)));
-  const useWanted = paths.some((p) => usable(p) && tier(p.name) === 'use' && !opts.hold.has(subflowKey(p.name, conn.remoteAddress)));
+  const useWanted = paths.some((p) => usable(p) && routed(p, conn.remoteAddress) && tier(p.name) === 'use' && !opts.hold.has(subflowKey(p.name, conn.remoteAddress)));
   const secondaryMode: SecondaryState | 'rescue' = !useAlive && !useWanted ? 'rescue' : (wish?.secondary ?? 'idle');
 
   /** What a subflow on a path of this tier should be: carrying, backup, or absent. */
@@ -134,7 +145,7 @@ export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWis
     const local = p.addresses.find((a) => a.family === conn.family)!;
     for (const r of remotes) {
       const has = conn.subflows.some((s) => s.iface === p.name && s.remoteAddress === r.address);
-      if (has) continue;
+      if (has || !routed(p, r.address)) continue;
       // Toward an announced address, one subflow is enough (as the kernel's own path manager does).
       if (r !== remotes[0] && conn.subflows.some((s) => s.remoteAddress === r.address)) continue;
       if (r !== remotes[0] && w !== 'carry') continue;

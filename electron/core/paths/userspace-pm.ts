@@ -41,6 +41,8 @@ interface Conn extends ConnState {
 export interface UserspacePmOptions {
   api: SubflowApi;
   paths: () => PathInfo[];
+  /** interfaces whose routes reach an address as well as its best route (route-choice.ts) */
+  reaches?: (address: string) => ReadonlySet<string> | null;
   maxSubflows: () => number;
   log: Logger;
   /** how long a client connection nobody registered waits before it is handled as another program's */
@@ -283,7 +285,7 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
 
   private apply(c: Conn, paths?: PathInfo[]): void {
     if (!c.established || c.serverSide || c.unmanageable || this.conns.get(c.token) !== c) return;
-    const actions = planConnection(c, paths ?? this.opts.paths(), c.wish, { maxSubflows: this.opts.maxSubflows(), hold: this.hold(c) });
+    const actions = planConnection(c, paths ?? this.opts.paths(), c.wish, { maxSubflows: this.opts.maxSubflows(), hold: this.hold(c), reaches: this.opts.reaches });
     if (actions.length === 0) return;
     const done: SubflowAction[] = [];
     for (const a of actions) {
