@@ -5,9 +5,8 @@
 namespace braid {
 
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
-  const char* names[] = {"pmFamily", "pmListEndpoints", "pmAddEndpoint", "pmRemoveEndpoint", "pmSetFlags",
-                         "pmFlushEndpoints", "pmGetLimits", "pmSetLimits", "pmEvents", "pmSubflowCreate",
-                         "pmSubflowDestroy", "pmSubflowPriority", "rtLinkWatch",
+  const char* names[] = {"pmSubflowCreate", "pmSubflowDestroy", "pmSubflowPriority", "pmFamily", "pmListEndpoints", "pmAddEndpoint", "pmRemoveEndpoint", "pmSetFlags",
+                         "pmFlushEndpoints", "pmGetLimits", "pmSetLimits", "pmEvents", "rtLinkWatch",
                          "rtListLinks", "rtListAddresses", "rtListRoutes"};
   for (const char* name : names) {
     exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

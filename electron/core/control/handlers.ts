@@ -10,11 +10,11 @@ import { ValidationError } from '../contract';
 import type {
   ConnectionView, EventName, Events, Handlers, PathRuleView, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView,
 } from '../contract';
-import { validateRules } from '../config/schema';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { loadNative, mptcpUnavailableReason } from '../proxy/native';
 import type { ConnectionSnapshot } from '../proxy/tracker';
 import type { PathStatus } from '../paths/manager';
+import { validateRules } from '../config/schema';
 import { parseRelayLink } from '../relay/share-link';
 import type { BraidService } from '../service';
 import { pathKey } from '../stats/engine';

@@ -4,8 +4,9 @@
  * Views read it and call its actions; nothing else talks to the client.
  */
 import type {
-  ConnectionView, PathPolicy, PathRuleView, PathsView, StatsTick, StatusView,
+  ConnectionView, PathPolicy, PathsView, StatsTick, StatusView,
 } from '../../../electron/core/contract/index';
+import type { PathRuleView } from '../../../electron/core/contract/index';
 import { BraidApiError, type BraidClient, type LinkState } from '../client';
 import { StatsRing } from './ring';
 
