@@ -209,7 +209,7 @@ describe('control API over HTTP', () => {
 
   test('paths.setPolicy with a bad policy or interface: 400 naming the field', async () => {
     const cases: [unknown, RegExp][] = [
-      [{ interface: 'eth0', policy: 'sometimes' }, /'policy' must be one of use, backup, off/],
+      [{ interface: 'eth0', policy: 'sometimes' }, /'policy' must be one of use, secondary, backup, off/],
       [{ interface: 'eth0' }, /'policy'/],
       [{ interface: 'a/b', policy: 'use' }, /'interface'/],
       [{ interface: 'x'.repeat(16), policy: 'use' }, /'interface'/],

@@ -7,11 +7,11 @@ import { PathNotifier, pathNotifications } from '../electron/core/desktop/path-n
 function iface(name: string, over: Partial<InterfaceView> = {}): InterfaceView {
   return {
     name, kind: 'ethernet', up: true, addresses: [{ address: '10.0.0.2', family: 4, prefixlen: 24 }], defaultRoute: false, ssid: null, signal: null,
-    policy: 'use', policyExplicit: false, state: 'active', endpoints: [], note: null, ...over,
+    policy: 'use', policyExplicit: false, effective: over.effective ?? over.policy ?? 'use', demotion: null, state: 'active', endpoints: [], note: null, ...over,
   };
 }
 
-const view = (...interfaces: InterfaceView[]): PathsView => ({ managed: true, reason: null, interfaces, foreign: [], limits: null });
+const view = (...interfaces: InterfaceView[]): PathsView => ({ managed: true, reason: null, manager: 'userspace', managerNote: null, rules: [], interfaces, foreign: [], limits: null });
 
 const wlan = (over: Partial<InterfaceView> = {}): InterfaceView =>
   iface('wlan0', { kind: 'wifi', ssid: 'Home', addresses: [{ address: 'fe80::1', family: 6, prefixlen: 64 }, { address: '192.168.1.20', family: 4, prefixlen: 24 }], ...over });

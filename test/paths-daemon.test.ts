@@ -61,7 +61,7 @@ describe('braid paths daemon as an unprivileged user with CAP_NET_ADMIN only', {
     fs.chownSync(dir, NOBODY, NOBODY);
     config = path.join(dir, 'config.json');
     state = path.join(dir, 'state');
-    fs.writeFileSync(config, JSON.stringify({ paths: { interfaces: { pd0: 'use' } } }));
+    fs.writeFileSync(config, JSON.stringify({ paths: { manager: 'kernel', interfaces: { pd0: 'use' } } }));
     fs.chownSync(config, NOBODY, NOBODY);
   });
 

@@ -37,7 +37,8 @@ describe('backup path and MPTCP events through braid up', { skip, timeout: 80_00
   before(async () => {
     topo = await createPathsTopology({ rateMbit: RATE_MBIT });
     server = await startByteServer(topo.server, { port: SERVER_PORT });
-    files.write({ paths: { interfaces: { link1: 'use', link2: 'backup' } } });
+    // The kernel path manager's endpoints (paths-policy.test.ts covers the same failover with Braid's own).
+    files.write({ paths: { manager: 'kernel', interfaces: { link1: 'use', link2: 'backup' } } });
     braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
       { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
     // the endpoints Braid made: link1's addresses plain subflow, link2's flagged backup

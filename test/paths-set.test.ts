@@ -43,7 +43,8 @@ describe('braid paths set reports what happened, and endpoints converge', { skip
     await ip(topo.client, 'link', 'set', 'adm0', 'up');
     await ip(topo.client, 'mptcp', 'endpoint', 'add', '192.0.2.7', 'dev', 'adm0', 'id', String(ADMIN_ID), 'subflow');
     // Veths are 'other' (off by default); link 1 is used from the start, link 2 is left to the kernel.
-    files.write({ paths: { interfaces: { [topo.l1.a.dev]: 'use' } } });
+    // Endpoints are the kernel path manager's: pinned here (Braid's own, per connection, is the default).
+    files.write({ paths: { manager: 'kernel', interfaces: { [topo.l1.a.dev]: 'use' } } });
     braid = killOnSignal(await startBraid(['up', '--port', '0', '--config', files.config, '--state-dir', files.state, '--control', '127.0.0.1:0'], { prefix: inNs(), timeoutMs: START_MS }));
   });
 

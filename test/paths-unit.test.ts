@@ -233,14 +233,14 @@ describe('braid paths set', () => {
     const r = await runBraid(['paths', 'set', 'wlan0', 'sometimes', '--config', file], { timeoutMs: 15_000 });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /'sometimes'/);
-    assert.match(r.stderr, /use, backup, off/);
+    assert.match(r.stderr, /use, secondary, backup, off/);
     assert.equal(fs.readFileSync(file, 'utf8'), before);
   });
 
   test('missing arguments and a bad interface name: exit 2 with a reason', async () => {
     const r = await runBraid(['paths', 'set', 'wlan0', '--config', file], { timeoutMs: 15_000 });
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /usage: braid paths set IFACE use\|backup\|off/);
+    assert.match(r.stderr, /usage: braid paths set IFACE use\|secondary\|backup\|off/);
     const bad = await runBraid(['paths', 'set', 'not/an/iface', 'use', '--config', file], { timeoutMs: 15_000 });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /paths\.interfaces\.not\/an\/iface/);

@@ -86,7 +86,8 @@ describe('path management in a namespace', { skip, timeout: 90_000 }, () => {
     foreignBefore = (await ipEndpoints(ns))[0]!;
     limitsBefore = await ipLimits(ns);
     // veths are 'other' (off by default): this namespace's links are all to be used
-    files.write({ paths: { defaults: { wifi: 'use', ethernet: 'use', cellular: 'backup', other: 'use' } } });
+    // Endpoints are the kernel path manager's: this suite pins it (Braid's own, per connection, is the default).
+    files.write({ paths: { manager: 'kernel', defaults: { wifi: 'use', ethernet: 'use', cellular: 'backup', other: 'use' } } });
   });
 
   after(async () => {

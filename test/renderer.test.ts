@@ -62,7 +62,8 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
     const config = (configFile = path.join(scratch, 'config.json'));
     fs.writeFileSync(config, JSON.stringify({
       proxy: { host: '127.0.0.1', port: PROXY_PORT, dial: 'mptcp' },
-      paths: { interfaces: { [topo.ifname[1]]: 'use', [topo.ifname[2]]: 'use' } },
+      // The cards' policy is checked against kernel endpoints: the kernel path manager, pinned.
+      paths: { manager: 'kernel', interfaces: { [topo.ifname[1]]: 'use', [topo.ifname[2]]: 'use' } },
       // Fixed, so that the page's link stays valid across the restart in the reconnect test.
       control: { host: '127.0.0.1', port: CONTROL_PORT, token: `ui-test-${process.pid}-${Date.now()}` },
     }));

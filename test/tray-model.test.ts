@@ -15,7 +15,7 @@ const NOW = 1_700_000_000_000;
 function iface(name: string, over: Partial<InterfaceView> = {}): InterfaceView {
   return {
     name, kind: 'wifi', up: true, addresses: [{ address: '192.168.1.20', family: 4, prefixlen: 24 }], defaultRoute: false, ssid: null, signal: null,
-    policy: 'use', policyExplicit: false, state: 'active', endpoints: [], note: null, ...over,
+    policy: 'use', policyExplicit: false, effective: over.effective ?? over.policy ?? 'use', demotion: null, state: 'active', endpoints: [], note: null, ...over,
   };
 }
 
@@ -26,7 +26,7 @@ function status(over: { running?: boolean; dial?: 'mptcp' | 'tcp'; managed?: boo
     pid: 1,
     proxy: { running, listen: running ? '127.0.0.1:1080' : null, dial: over.dial ?? 'mptcp', mptcp: { supported: true, reason: null } },
     relay: over.relay ?? null,
-    paths: { managed: over.managed ?? true, reason: over.reason ?? null, interfaces: over.interfaces ?? [iface('wlan0'), iface('wwan0', { kind: 'cellular', policy: 'backup', state: 'backup' })], foreign: [], limits: null },
+    paths: { managed: over.managed ?? true, reason: over.reason ?? null, manager: 'userspace', managerNote: null, rules: [], interfaces: over.interfaces ?? [iface('wlan0'), iface('wwan0', { kind: 'cellular', policy: 'backup', state: 'backup' })], foreign: [], limits: null },
     connections: { active: 0, total: 0 },
     systemProxy: { enabled: false, backend: 'gnome', error: null, ...over.sp },
     systemChanges: [],
@@ -192,7 +192,8 @@ describe('tray model', () => {
     assert.equal(paths.label, 'Paths');
     const wlan = item(paths.submenu!, 'paths.wlan0');
     assert.equal(wlan.label, 'wlan0 (wifi “Home”) — in use');
-    assert.deepEqual(wlan.submenu!.map((i) => [i.type, i.checked, i.enabled]), [['radio', true, true], ['radio', false, true], ['radio', false, true]]);
+    assert.deepEqual(wlan.submenu!.map((i) => [i.type, i.checked, i.enabled]), [['radio', true, true], ['radio', false, true], ['radio', false, true], ['radio', false, true]]);
+    assert.deepEqual(item(m.items, 'paths.wlan0.secondary').action, { command: 'paths.setPolicy', params: { interface: 'wlan0', policy: 'secondary' } });
     const wwan = item(paths.submenu!, 'paths.wwan0');
     assert.deepEqual(wwan.submenu!.filter((i) => i.checked).map((i) => i.id), ['paths.wwan0.backup']);
     assert.deepEqual(item(m.items, 'paths.wwan0.off').action, { command: 'paths.setPolicy', params: { interface: 'wwan0', policy: 'off' } });

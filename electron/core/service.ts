@@ -11,14 +11,20 @@ import { updateConfigFile } from './config/load';
 import { BraidError, errorCode, errorMessage } from './errors';
 import { guardianDir } from './guardian/record';
 import { describeLiveChanges, type SystemChange } from './guardian/restorers';
-import { PathManager } from './paths/manager';
+import { PolicyBoard } from './paths/effective';
+import { hasNetAdmin, PathManager } from './paths/manager';
+import { HelperSink } from './paths/helper-sink';
+import { PathMeter } from './paths/path-meter';
+import { RouteChooser } from './paths/route-choice';
+import { PathRouting, type ConnectionSink } from './paths/routing';
+import { SecondaryController } from './paths/secondary';
 import type { Dialer } from './proxy/dialer';
 import { loadNative } from './proxy/native';
 import { ProxyServer } from './proxy/server';
 import type { Logger } from './proxy/session';
 import { RelayDialer } from './relay/client';
 import { parseRelayLink } from './relay/share-link';
-import { StatsEngine } from './stats/engine';
+import { pathKey, StatsEngine } from './stats/engine';
 import { TransparentMode } from './transparent/mode';
 
 export interface ServiceOptions {
@@ -43,6 +49,12 @@ export class BraidService extends EventEmitter<ServiceEvents> {
   relay: RelayDialer | null = null;
   readonly paths: PathManager | null;
   readonly stats: StatsEngine;
+  /** what each interface may carry now (configured policy overlaid with demotions) */
+  readonly board: PolicyBoard;
+  readonly routing: PathRouting;
+  readonly secondary: SecondaryController;
+  /** Where connections' wishes go when no path manager runs in this process (the privileged helper's). */
+  externalSink: (ConnectionSink & { close?(): void }) | null = null;
   readonly transparent: TransparentMode;
   /** Connections since start, including closed ones. */
   connectionsTotal = 0;
@@ -51,10 +63,43 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     super();
     this.config = opts.config;
     const manage = opts.managePaths ?? opts.config.paths.enabled;
+    this.board = new PolicyBoard(() => this.config.paths);
+    const meter = new PathMeter();
+    const chooser = new RouteChooser({ board: this.board, config: () => this.config.paths, measure: (n) => meter.measure(n) });
     this.paths = manage && loadNative().mod
-      ? new PathManager({ config: () => this.config.paths, stateDir: opts.stateDir, log: opts.log })
+      ? new PathManager({ config: () => this.config.paths, stateDir: opts.stateDir, log: opts.log, board: this.board, chooser })
       : null;
     this.stats = new StatsEngine(() => this.proxy?.tracker ?? null);
+    this.stats.on('tick', (t) => meter.feed(t));
+    // Without CAP_NET_ADMIN, Braid's own path manager cannot run here: the helper's takes its wishes.
+    const privileged = hasNetAdmin();
+    const sink = (): ConnectionSink | null => {
+      if (this.paths?.upm) return this.paths.upm;
+      if (this.externalSink || privileged || !this.paths || this.config.paths.manager !== 'userspace') return this.externalSink;
+      return (this.externalSink = new HelperSink(opts.log));
+    };
+    this.routing = new PathRouting(chooser, sink);
+    this.secondary = new SecondaryController({
+      tracker: () => this.proxy?.tracker ?? null,
+      meter,
+      sink,
+      pathsOf: (id) => [...new Set(this.stats.subflowsOf(id).map(pathKey))],
+      clientState: (fd) => {
+        try {
+          return loadNative().mod?.sendState(fd) ?? null;
+        } catch {
+          return null;
+        }
+      },
+      log: opts.log,
+      read: (fd) => {
+        try {
+          return loadNative().mod?.socketInfo(fd, false) ?? null;
+        } catch {
+          return null;
+        }
+      },
+    });
     this.transparent = new TransparentMode({
       config: () => this.config.transparent,
       relayHost: () => (this.config.relay.link ? parseRelayLink(this.config.relay.link).host : null),
@@ -87,6 +132,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     await this.stopProxy();
     this.stats.stop();
     this.paths?.stop();
+    this.externalSink?.close?.();
   }
 
   async startProxy(): Promise<net.AddressInfo> {
@@ -96,12 +142,15 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       logger: this.opts.log,
       upstream: cfg.relay.link ? (direct) => this.relayUpstream(direct) : undefined,
       mark: () => this.transparent.mark(),
+      routing: () => this.dialRouting(),
     });
     proxy.on('warning', (message) => this.emit('problem', { code: 'EWARNING', message, source: 'proxy' }));
     const addr = await proxy.start();
     proxy.tracker.on('opened', () => this.connectionsTotal++);
     this.stats.track(proxy.tracker);
     this.proxy = proxy;
+    // Secondary paths are per connection of this proxy: watched while it runs.
+    this.secondary.start();
     this.emit('proxy.started', addr);
     // Transparent mode follows the proxy: its listener and rules come back with it.
     await this.transparent.sync();
@@ -114,6 +163,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     // Never redirect TCP to a listener that is going away: the rules go first (`braid run` scopes are kept).
     await this.transparent.suspend();
     this.proxy = null;
+    this.secondary.stop();
     this.relay?.close();
     this.relay = null;
     await proxy.stop();
@@ -167,10 +217,16 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       poolIdleMs: this.config.relay.poolIdleMs,
       log: this.opts.log,
       mark: () => this.transparent.mark(),
+      routing: () => this.dialRouting(),
     });
     relay.start();
     this.relay = relay;
     return relay;
+  }
+
+  /** The policy chooses each connection's first path while path management is on (not `--paths off`). */
+  private dialRouting(): PathRouting | null {
+    return this.paths && this.config.paths.enabled ? this.routing : null;
   }
 
   /** What running Braid processes (this one included) have changed on the system, in words. */

@@ -2,6 +2,7 @@
 
 #include "netlink_api.h"
 #include "sockets.h"
+#include "tcpstate.h"
 #include "transparent.h"
 
 namespace {
@@ -14,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, braid::Close, "close"));
   exports.Set("originalDst", Napi::Function::New(env, braid::OriginalDst, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, braid::PeerCred, "peerCred"));
+  exports.Set("sendState", Napi::Function::New(env, braid::SendState, "sendState"));
   braid::RegisterNetlink(env, exports);
   return exports;
 }

@@ -16,6 +16,11 @@ Napi::Value PmGetLimits(const Napi::CallbackInfo& info);
 Napi::Value PmSetLimits(const Napi::CallbackInfo& info);
 Napi::Value PmEvents(const Napi::CallbackInfo& info);
 
+// userspace path manager, per connection (pm_userspace.cc)
+Napi::Value PmSubflowCreate(const Napi::CallbackInfo& info);
+Napi::Value PmSubflowDestroy(const Napi::CallbackInfo& info);
+Napi::Value PmSubflowPriority(const Napi::CallbackInfo& info);
+
 // rtnetlink (rtnl.cc)
 Napi::Value RtLinkWatch(const Napi::CallbackInfo& info);
 Napi::Value RtListLinks(const Napi::CallbackInfo& info);

@@ -16,6 +16,9 @@ void RegisterNetlink(Napi::Env env, Napi::Object exports) {
   add("pmGetLimits", PmGetLimits);
   add("pmSetLimits", PmSetLimits);
   add("pmEvents", PmEvents);
+  add("pmSubflowCreate", PmSubflowCreate);
+  add("pmSubflowDestroy", PmSubflowDestroy);
+  add("pmSubflowPriority", PmSubflowPriority);
   add("rtLinkWatch", RtLinkWatch);
   add("rtListLinks", RtListLinks);
   add("rtListAddresses", RtListAddresses);

@@ -23,11 +23,16 @@ constexpr uint8_t kCmdFlushAddrs = 4;
 constexpr uint8_t kCmdSetLimits = 5;
 constexpr uint8_t kCmdGetLimits = 6;
 constexpr uint8_t kCmdSetFlags = 7;
+constexpr uint8_t kCmdSubflowCreate = 10;   // userspace path manager, per connection token
+constexpr uint8_t kCmdSubflowDestroy = 11;
 
 // MPTCP_PM_ATTR_* (top level of a command)
 constexpr uint16_t kAttrAddr = 1;  // nested MPTCP_PM_ADDR_ATTR_*
 constexpr uint16_t kAttrRcvAddAddrs = 2;
 constexpr uint16_t kAttrSubflows = 3;
+constexpr uint16_t kAttrToken = 4;        // u32: the connection (userspace path manager commands)
+constexpr uint16_t kAttrLocId = 5;        // u8
+constexpr uint16_t kAttrAddrRemote = 6;   // nested MPTCP_PM_ADDR_ATTR_*: the peer's address
 
 // MPTCP_PM_ADDR_ATTR_* (inside kAttrAddr)
 constexpr uint16_t kAddrFamily = 1;  // u16
@@ -37,6 +42,7 @@ constexpr uint16_t kAddrAddr6 = 4;   // in6_addr
 constexpr uint16_t kAddrPort = 5;    // u16, host order
 constexpr uint16_t kAddrFlags = 6;   // u32
 constexpr uint16_t kAddrIfIdx = 7;   // s32
+constexpr uint32_t kAddrFlagBackup = 1 << 2;
 
 // MPTCP_EVENT_* (genl command of a message on the events group)
 constexpr uint8_t kEventCreated = 1;

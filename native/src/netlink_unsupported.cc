@@ -5,7 +5,7 @@
 namespace braid {
 
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
-  const char* names[] = {"pmFamily", "pmListEndpoints", "pmAddEndpoint", "pmRemoveEndpoint", "pmSetFlags",
+  const char* names[] = {"pmSubflowCreate", "pmSubflowDestroy", "pmSubflowPriority", "pmFamily", "pmListEndpoints", "pmAddEndpoint", "pmRemoveEndpoint", "pmSetFlags",
                          "pmFlushEndpoints", "pmGetLimits", "pmSetLimits", "pmEvents", "rtLinkWatch",
                          "rtListLinks", "rtListAddresses", "rtListRoutes", "rtRouteGet"};
   for (const char* name : names) {

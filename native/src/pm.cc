@@ -18,6 +18,7 @@
 #include "netlink.h"
 #include "netlink_uapi.h"
 #include "nlwatch.h"
+#include "pm_session.h"
 
 namespace braid {
 namespace {
@@ -25,11 +26,7 @@ namespace {
 using nl::Attr;
 using nl::Failure;
 
-struct Family {
-  uint16_t id = 0;
-  uint32_t version = 0;
-  uint32_t events_group = 0;  // 0 = the kernel has no such group
-};
+using Family = PmFamilyIds;
 
 // Generic-netlink family ids are global (not per namespace) and MPTCP cannot be a module, so a
 // successful lookup stays valid for the life of the process.
@@ -80,25 +77,9 @@ Failure ResolveFamily(Family* out) {
   return {};
 }
 
-// An open generic-netlink socket plus the resolved family, or a thrown JS error.
-struct PmSession {
-  nl::Socket sock;
-  Family fam;
-};
+void OpenSession(Napi::Env env, PmSession* s) { OpenPmSession(env, s); }
 
-void OpenSession(Napi::Env env, PmSession* s) {
-  if (Failure f = ResolveFamily(&s->fam)) throw nl::FailureError(env, f);
-  if (Failure f = s->sock.Open(NETLINK_GENERIC)) throw nl::FailureError(env, f);
-}
-
-nl::Message PmMessage(const Family& fam, uint8_t cmd, uint16_t flags) {
-  nl::Message msg(fam.id, flags);
-  genlmsghdr g{};
-  g.cmd = cmd;
-  g.version = pm::kFamilyVersion;
-  msg.PutHeader(g);
-  return msg;
-}
+nl::Message PmMessage(const Family& fam, uint8_t cmd, uint16_t flags) { return NewPmMessage(fam, cmd, flags); }
 
 std::string IfName(int ifindex) {
   char buf[IF_NAMESIZE] = {0};
@@ -162,23 +143,10 @@ Napi::Object EndpointToJs(Napi::Env env, const Endpoint& e) {
 
 // The address attribute nest shared by ADD/DEL_ADDR and SET_FLAGS.
 void PutAddress(nl::Message& msg, int id, int family, const uint8_t* addr, int port, int64_t flags, int ifindex) {
-  size_t nest = msg.BeginNest(pm::kAttrAddr);
-  if (family) {
-    msg.PutU16(pm::kAddrFamily, family == 4 ? AF_INET : AF_INET6);
-    msg.Put(family == 4 ? pm::kAddrAddr4 : pm::kAddrAddr6, addr, family == 4 ? 4 : 16);
-  }
-  if (id > 0) msg.PutU8(pm::kAddrId, static_cast<uint8_t>(id));
-  if (port > 0) msg.PutU16(pm::kAddrPort, static_cast<uint16_t>(port));
-  if (flags >= 0) msg.PutU32(pm::kAddrFlags, static_cast<uint32_t>(flags));
-  if (ifindex > 0) msg.PutS32(pm::kAddrIfIdx, ifindex);
-  msg.EndNest(nest);
+  PutPmAddress(msg, pm::kAttrAddr, id, family, addr, port, flags, ifindex);
 }
 
-// Kernel failures name the command and the endpoint, plus the kernel's own explanation.
-Napi::Error PmError(Napi::Env env, Failure f, const std::string& what) {
-  f.detail = f.detail.empty() ? what : what + ": " + f.detail;
-  return nl::FailureError(env, f);
-}
+Napi::Error PmError(Napi::Env env, Failure f, const std::string& what) { return PmFailure(env, f, what); }
 
 // {id?, address?} -> the endpoint's address (and id when known); address wins for parsing.
 struct Selector {
@@ -272,6 +240,39 @@ Napi::Value DecodeEvent(Napi::Env env, uint16_t family_id, const nlmsghdr* h) {
 }
 
 }  // namespace
+
+void OpenPmSession(Napi::Env env, PmSession* s) {
+  if (Failure f = ResolveFamily(&s->fam)) throw nl::FailureError(env, f);
+  if (Failure f = s->sock.Open(NETLINK_GENERIC)) throw nl::FailureError(env, f);
+}
+
+nl::Message NewPmMessage(const PmFamilyIds& fam, uint8_t cmd, uint16_t flags) {
+  nl::Message msg(fam.id, flags);
+  genlmsghdr g{};
+  g.cmd = cmd;
+  g.version = pm::kFamilyVersion;
+  msg.PutHeader(g);
+  return msg;
+}
+
+void PutPmAddress(nl::Message& msg, uint16_t attr, int id, int family, const uint8_t* addr, int port, int64_t flags, int ifindex) {
+  size_t nest = msg.BeginNest(attr);
+  if (family) {
+    msg.PutU16(pm::kAddrFamily, family == 4 ? AF_INET : AF_INET6);
+    msg.Put(family == 4 ? pm::kAddrAddr4 : pm::kAddrAddr6, addr, family == 4 ? 4 : 16);
+  }
+  if (id > 0) msg.PutU8(pm::kAddrId, static_cast<uint8_t>(id));
+  if (port > 0) msg.PutU16(pm::kAddrPort, static_cast<uint16_t>(port));
+  if (flags >= 0) msg.PutU32(pm::kAddrFlags, static_cast<uint32_t>(flags));
+  if (ifindex > 0) msg.PutS32(pm::kAddrIfIdx, ifindex);
+  msg.EndNest(nest);
+}
+
+// Kernel failures name the command and the endpoint, plus the kernel's own explanation.
+Napi::Error PmFailure(Napi::Env env, Failure f, const std::string& what) {
+  f.detail = f.detail.empty() ? what : what + ": " + f.detail;
+  return nl::FailureError(env, f);
+}
 
 // pmFamily() -> {id, version, eventsGroup}: throws ENOENT when the kernel has no MPTCP PM.
 Napi::Value PmFamily(const Napi::CallbackInfo& info) {

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "sockets.h"
+#include "tcpstate.h"
 #include "transparent.h"
 
 namespace braid {
@@ -26,5 +27,6 @@ Napi::Value Close(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value Info(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value OriginalDst(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value PeerCred(const Napi::CallbackInfo& info) { return NotSupported(info); }
+Napi::Value SendState(const Napi::CallbackInfo& info) { return NotSupported(info); }
 
 }  // namespace braid

@@ -7,6 +7,8 @@
  * Unshaped (same two-link topology, no tbf): Gbit/s through the proxy and the proxy's CPU seconds per
  * GB, against a direct MPTCP download with no proxy.
  *
+ * Path policy (test/bench/policy-bench.ts): Braid as the path manager against `--paths off`.
+ *
  * Relay (test/bench/relay-bench.ts): through `braid relay` vs raw kernel MPTCP, one link and the
  * shadowsocks-libev chain; unshaped Gbit/s and CPU s/GB of client and relay vs that chain; TTFB.
  * `--relay-only` runs just that part.
@@ -221,6 +223,7 @@ async function main(): Promise<void> {
   };
   writeResult(result, log);
   log(''); await (await import('./stats-bench.js')).statsBench(log);
+  log(''); await (await import('./policy-bench.js')).policyBench(log);
 }
 
 function writeResult(result: unknown, log: (s: string) => void): void {

@@ -220,6 +220,43 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
     return out;
   },
 
+  /**
+   * Adds a per-destination rule with the dashboard's rule editor: `kind` host|cidr|port, `value`,
+   * the paths it may use and those allowed as backup (checkbox labels). Returns the rules listed
+   * afterwards and the editor's error, if it showed one.
+   */
+  async addRule(r) {
+    const p = need();
+    const form = p.getByRole('form', { name: 'Add a rule' });
+    await form.getByLabel('Name').fill(str(r, 'name'));
+    await form.getByLabel('What to match').selectOption(str(r, 'kind'));
+    await form.getByLabel('Value to match').fill(str(r, 'value'));
+    const want = (k: string): string[] => (Array.isArray(r[k]) ? (r[k] as string[]) : []);
+    for (const [group, key] of [['May use', 'paths'], ['Backup only', 'backup']] as const) {
+      const boxes = form.getByRole('group', { name: group }).getByRole('checkbox');
+      for (let i = 0; i < (await boxes.count()); i++) {
+        const box = boxes.nth(i);
+        if (await box.isDisabled()) continue;
+        const label = ((await box.locator('xpath=..').textContent()) ?? '').trim();
+        await box.setChecked(want(key).includes(label));
+      }
+    }
+    const before = await read<number>(`document.querySelectorAll('li[data-rule]').length`);
+    await form.getByRole('button', { name: 'Add rule' }).click();
+    await until(`document.querySelectorAll('li[data-rule]').length !== ${before} || document.querySelector('form[aria-label="Add a rule"] .error-text')`);
+    return {
+      rules: await read<string[]>(`[...document.querySelectorAll('li[data-rule]')].map((l) => l.dataset.rule)`),
+      problem: await read<string | null>(`document.querySelector('form[aria-label="Add a rule"] .error-text')?.textContent ?? null`),
+    };
+  },
+
+  async removeRule(r) {
+    const before = await read<number>(`document.querySelectorAll('li[data-rule]').length`);
+    await need().getByRole('button', { name: `Remove ${str(r, 'name')}`, exact: true }).click();
+    await until(`document.querySelectorAll('li[data-rule]').length !== ${before}`);
+    return read<string[]>(`[...document.querySelectorAll('li[data-rule]')].map((l) => l.dataset.rule)`);
+  },
+
   async key(r) {
     await need().keyboard.press(str(r, 'key'));
     return null;

@@ -6,7 +6,7 @@
  */
 import { defaultStateDir } from '../config/locations';
 import { BraidError } from '../errors';
-import { hasNetAdmin } from '../paths/manager';
+import { hasNetAdmin, type PathManager } from '../paths/manager';
 import { helperSocketPath } from '../privileged/protocol';
 import { HelperServer } from '../privileged/server';
 import { recoverAtStart, stderrLogger, str, untilSignal, type Command, type Values } from './common';
@@ -18,11 +18,13 @@ async function runHelper(values: Values): Promise<number> {
   const stateDir = str(values, 'state-dir') ?? defaultStateDir();
   await recoverAtStart(stateDir, log);
   const socketPath = str(values, 'socket') ?? helperSocketPath();
-  const server = new HelperServer({ socketPath, stateDir, log });
+  let paths: PathManager | null = null;
+  // Per-connection wishes of unprivileged Braids go to the path manager of --paths-config.
+  const server = new HelperServer({ socketPath, stateDir, log, paths: () => paths?.upm ?? null });
   await server.start();
   process.stdout.write(`braid: helper listening on ${socketPath} (transparent-mode rules for local users, each for their own traffic)\n`);
   const pathsConfig = str(values, 'paths-config');
-  const stopPaths = pathsConfig ? startPathsDaemon(pathsConfig, stateDir, log) : () => {};
+  const stopPaths = pathsConfig ? startPathsDaemon(pathsConfig, stateDir, log, (m) => (paths = m)) : () => {};
   return untilSignal(async () => {
     stopPaths();
     await server.stop();

@@ -10,6 +10,7 @@ import type { BraidConfig, PathPolicy } from '../config/schema';
 import { errorMessage } from '../errors';
 import type { Logger } from '../proxy/session';
 import { PATH_POLICIES } from '../paths/policy';
+import { ruleLabel, type PathRule } from '../paths/rules';
 import { hasNetAdmin, PathManager, pathsStamp, PRIVILEGE_HELP, readManagerRecord, type PathStatus } from '../paths/manager';
 import { snapshot } from '../paths/inventory';
 import type { PathsConfig } from '../paths/policy';
@@ -30,30 +31,43 @@ export function formatPaths(s: PathStatus): string {
       i.name + (i.defaultRoute ? ' *' : ''),
       i.kind + (i.ssid ? ` (${i.ssid}${i.signal !== null ? ` ${i.signal}` : ''})` : ''),
       i.state,
-      i.policy + (i.policyExplicit ? '' : ' (default)'),
+      i.policy + (i.policyExplicit ? '' : ' (default)') + (i.effective !== i.policy ? ` → ${i.effective}` : ''),
       i.addresses.map((a) => a.address).join(',') || '-',
       i.endpoints.map((e) => `${e.id}:${e.address}[${e.flags.join(',')}]${e.owner === 'braid' ? '' : ' elsewhere'}`).join(' ') || '-',
     ]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  '));
-  const notes = s.interfaces.filter((i) => i.note);
-  if (notes.length) lines.push('', ...notes.map((i) => `${i.name}: ${i.note}`));
+  const notes = s.interfaces.filter((i) => i.note || i.demotion);
+  if (notes.length) lines.push('', ...notes.map((i) => `${i.name}: ${i.note ?? ''}${i.demotion ? `${i.note ? '; ' : ''}demoted to ${i.effective}: ${i.demotion.reason}` : ''}`));
   lines.push('', '* carries a default route');
-  if (s.limits) lines.push(`kernel limits: ${s.limits.subflows} extra subflows, ${s.limits.addAddrAccepted} accepted ADD_ADDR per connection`);
+  lines.push(s.manager === 'userspace'
+    ? 'subflows: opened per connection by Braid (it is the MPTCP path manager here)'
+    : `subflows: the kernel's path manager, from endpoints${s.managerNote ? ` (${s.managerNote})` : ''}`);
+  if (s.limits && s.manager === 'kernel') lines.push(`kernel limits: ${s.limits.subflows} extra subflows, ${s.limits.addAddrAccepted} accepted ADD_ADDR per connection`);
   if (s.foreign.length) lines.push(`endpoints Braid did not create (left alone): ${s.foreign.map((e) => `${e.id}:${e.address}`).join(' ')}`);
   if (s.reason) lines.push(`note: ${s.reason}`);
   return lines.join('\n') + '\n';
+}
+
+export function formatRules(rules: PathRule[]): string {
+  if (rules.length === 0) return 'no per-destination rules (paths.rules): every connection may use every path its policy allows\n';
+  const lines = rules.map((r, i) => {
+    const m = [r.match.host && `host *.${r.match.host}`, r.match.cidr && `address ${r.match.cidr}`, r.match.port !== undefined && `port ${Array.isArray(r.match.port) ? r.match.port.join('-') : r.match.port}`].filter(Boolean).join(', ');
+    return `${i + 1}. ${ruleLabel(r, i)}: ${m} → ${r.paths.join(', ')}${r.backup.length ? `; backup ${r.backup.join(', ')}` : ''}`;
+  });
+  return lines.join('\n') + '\n(the first rule that matches a connection decides; other paths carry none of it)\n';
 }
 
 /**
  * Path management on its own, from the policy in `file` (followed as it changes): `braid paths
  * daemon`, and `braid helper --paths-config`. Returns the function that stops it (removing endpoints).
  */
-export function startPathsDaemon(file: string, stateDir: string, log: Logger): () => void {
+export function startPathsDaemon(file: string, stateDir: string, log: Logger, onManager?: (m: PathManager) => void): () => void {
   let cfg = readConfig(file);
   const manager = new PathManager({ config: () => cfg.paths, stateDir, log });
   manager.start();
+  onManager?.(manager);
   const s = manager.status();
   if (!s.managed && s.reason) log.warn(s.reason);
   process.stdout.write(`braid: managing MPTCP endpoints (policy from ${file})\n`);
@@ -112,7 +126,7 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     // This process only looks; whether endpoints are managed is up to the braid that runs (if any).
     const running = readManagerRecord(stateDir);
     const status: PathStatus = running
-      ? { ...own, managed: running.managed, reason: running.reason, interfaces: own.interfaces.map((i) => ({ ...i, note: running.interfaces?.[i.name]?.note ?? null })) }
+      ? { ...own, managed: running.managed, reason: running.reason, manager: running.manager ?? own.manager, managerNote: running.managerNote ?? null, interfaces: own.interfaces.map((i) => ({ ...i, note: running.interfaces?.[i.name]?.note ?? null })) }
       : {
           ...own,
           managed: false,
@@ -130,7 +144,7 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
   }
   if (sub === 'set') {
     const [iface, policy] = args;
-    if (!iface || !policy || args.length !== 2) throw usageError('usage: braid paths set IFACE use|backup|off');
+    if (!iface || !policy || args.length !== 2) throw usageError(`usage: braid paths set IFACE ${PATH_POLICIES.join('|')}`);
     if (!PATH_POLICIES.includes(policy as PathPolicy)) throw usageError(`policy must be one of ${PATH_POLICIES.join(', ')}, got '${policy}'`);
     const since = Date.now();
     const saved = updateConfigFile(file, (cur) => ({ ...cur, paths: { ...cur.paths, interfaces: { ...(cur.paths?.interfaces ?? {}), [iface]: policy as PathPolicy } } }));
@@ -140,16 +154,23 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
 `);
     return 0;
   }
+  if (sub === 'rules') {
+    if (args.length) throw usageError(`'braid paths rules' takes no arguments (edit them in the dashboard or in paths.rules of ${file})`);
+    const rules = readConfig(file).paths.rules;
+    if (values.json === true) process.stdout.write(JSON.stringify(rules, null, 2) + '\n');
+    else process.stdout.write(formatRules(rules));
+    return 0;
+  }
   if (sub === 'daemon') {
     const stop = startPathsDaemon(file, stateDir, log);
     return untilSignal(async () => stop(), log);
   }
-  throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, daemon)`);
+  throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, rules, daemon)`);
 }
 
 export const paths: Command = {
   summary: 'list interfaces and MPTCP endpoints; set a per-interface policy; run path management alone',
-  usage: 'braid paths [list] [--json] | braid paths set IFACE use|backup|off | braid paths daemon   [--config FILE] [--state-dir DIR] [--verbose]',
+  usage: `braid paths [list] [--json] | braid paths set IFACE ${PATH_POLICIES.join('|')} | braid paths rules [--json] | braid paths daemon   [--config FILE] [--state-dir DIR] [--verbose]`,
   options: {
     json: { type: 'boolean' },
     config: { type: 'string' },

@@ -24,7 +24,7 @@ export function formatStatus(s: StatusView, tick: StatsTick | null = null, conne
     for (const c of s.systemChanges) lines.push(`  ${c.description}${c.pid !== s.pid ? ` (braid pid ${c.pid})` : ''}`);
   }
   for (const i of s.paths.interfaces) {
-    lines.push(`  ${i.name.padEnd(12)} ${i.kind.padEnd(9)} ${i.state.padEnd(18)} policy ${i.policy}${i.addresses.length ? `  ${i.addresses.map((a) => a.address).join(', ')}` : ''}`);
+    lines.push(`  ${i.name.padEnd(12)} ${i.kind.padEnd(9)} ${i.state.padEnd(18)} policy ${i.policy}${i.demotion ? ` → ${i.effective} (${i.demotion.reason})` : ''}${i.addresses.length ? `  ${i.addresses.map((a) => a.address).join(', ')}` : ''}`);
   }
   if (tick) {
     const system = tick.system.mptcpSockets === null ? '' : ` (MPTCP sockets on this host: ${tick.system.mptcpSockets})`;

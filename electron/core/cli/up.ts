@@ -96,7 +96,8 @@ async function runUp(values: Values): Promise<number> {
   if (changes.length) {
     process.stdout.write(`braid: changed on this system (all put back on exit, by a guardian process if braid is killed):\n`);
     for (const c of changes) process.stdout.write(`braid:   ${c.description}\n`);
-    if (changes.some((c) => c.kind === 'mptcp-endpoints')) process.stdout.write('braid:   (`--paths off` leaves MPTCP endpoints and limits alone)\n');
+    if (changes.some((c) => c.kind === 'mptcp-path-manager')) process.stdout.write('braid:   (`--paths off` leaves MPTCP path management alone; paths.manager = "kernel" keeps the kernel\'s path manager)\n');
+    else if (changes.some((c) => c.kind === 'mptcp-endpoints')) process.stdout.write('braid:   (`--paths off` leaves MPTCP endpoints and limits alone)\n');
   }
   const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const link = service.config.relay.link;

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { BraidError } from '../errors';
 import { defaultPathsConfig, PATH_POLICIES, type PathPolicy, type PathsConfig } from '../paths/policy';
+import { MAX_RULES, RuleError, validateRule } from '../paths/rules';
 import { parseRelayLink } from '../relay/share-link';
 import { parseBypass } from '../transparent/ruleset';
 
@@ -203,7 +204,7 @@ export function validateConfig(input: unknown): BraidConfig {
   if (relay.poolIdleMs !== undefined) out.relay.poolIdleMs = integer(relay.poolIdleMs, 'relay.poolIdleMs', 1000, day);
 
   const paths = section(input, 'paths');
-  checkKeys(paths, 'paths', ['enabled', 'defaults', 'interfaces', 'maxSubflows']);
+  checkKeys(paths, 'paths', ['enabled', 'manager', 'defaults', 'interfaces', 'maxSubflows', 'rules']);
   if (paths.enabled !== undefined) {
     if (typeof paths.enabled !== 'boolean') fail('paths.enabled', 'must be true or false');
     out.paths.enabled = paths.enabled;
@@ -225,6 +226,11 @@ export function validateConfig(input: unknown): BraidConfig {
     }
   }
   if (paths.maxSubflows !== undefined) out.paths.maxSubflows = integer(paths.maxSubflows, 'paths.maxSubflows', 1, 8);
+  if (paths.manager !== undefined) {
+    if (paths.manager !== 'userspace' && paths.manager !== 'kernel') fail('paths.manager', `must be 'userspace' or 'kernel', got ${JSON.stringify(paths.manager)}`);
+    out.paths.manager = paths.manager;
+  }
+  if (paths.rules !== undefined) out.paths.rules = validateRules(paths.rules, 'paths.rules');
 
   const control = section(input, 'control');
   checkKeys(control, 'control', ['enabled', 'host', 'port', 'token']);
@@ -266,6 +272,20 @@ export function validateConfig(input: unknown): BraidConfig {
   }
 
   return out;
+}
+
+/** The per-destination rules (paths/rules.ts), every problem named by its place in the list. */
+export function validateRules(v: unknown, field: string): PathsConfig['rules'] {
+  if (!Array.isArray(v)) fail(field, 'must be a list of rules {name?, match: {host?, cidr?, port?}, paths, backup?}');
+  if (v.length > MAX_RULES) fail(field, `must have at most ${MAX_RULES} rules`);
+  return v.map((r, i) => {
+    try {
+      return validateRule(r);
+    } catch (err) {
+      if (err instanceof RuleError) fail(err.field ? `${field}[${i}].${err.field}` : `${field}[${i}]`, err.problem);
+      throw err;
+    }
+  });
 }
 
 /** Deep-merges `over` onto `base` section by section; undefined values in `over` keep `base`. */

@@ -15,9 +15,9 @@ export type { BraidConfig, ConfigInput };
 // ---- data ------------------------------------------------------------------------------------
 
 export type InterfaceKind = 'wifi' | 'cellular' | 'ethernet' | 'other';
-export type PathPolicy = 'use' | 'backup' | 'off';
-export const PATH_POLICIES: readonly PathPolicy[] = ['use', 'backup', 'off'];
-export type PathState = 'active' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
+export type PathPolicy = 'use' | 'secondary' | 'backup' | 'off';
+export const PATH_POLICIES: readonly PathPolicy[] = ['use', 'secondary', 'backup', 'off'];
+export type PathState = 'active' | 'secondary' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
 export type Transport = 'mptcp' | 'fallback' | 'tcp' | 'unknown';
 
 export interface EndpointView {
@@ -37,14 +37,29 @@ export interface InterfaceView {
   signal: number | null;
   policy: PathPolicy;
   policyExplicit: boolean;
+  /** what it may carry now: `policy` lowered by a demotion (a data cap, poor quality), if any */
+  effective: PathPolicy;
+  demotion: { source: string; to: PathPolicy; reason: string } | null;
   state: PathState;
   endpoints: EndpointView[];
   note: string | null;  // what path management last did here, in words ("endpoint added (id 3, subflow)", "blocked: …")
 }
 
+/** A per-destination rule (config `paths.rules`): which paths a matching connection may use. */
+export interface PathRuleView {
+  name: string | null;
+  match: { host?: string; cidr?: string; port?: number | [number, number] };
+  paths: string[];     // interface names, kinds (wifi, cellular, ethernet, other) or "*"
+  backup: string[];    // allowed as backup only
+}
+
 export interface PathsView {
   managed: boolean;
   reason: string | null;
+  /** whose path manager makes subflows: Braid's per connection ('userspace') or the kernel's ('kernel') */
+  manager: 'userspace' | 'kernel' | null;
+  managerNote: string | null;
+  rules: PathRuleView[];
   interfaces: InterfaceView[];
   foreign: { id: number; address: string; flagNames: string[]; ifname: string | null }[];
   limits: { subflows: number; addAddrAccepted: number } | null;
@@ -73,6 +88,16 @@ export interface ConnectionView {
   transport: Transport;
   paths: string[];                // path keys its subflows use
   subflows: SubflowView[];
+  /** how its paths were chosen: the rule that matched, the first subflow's path, why (null: not dialled yet) */
+  route: RouteView | null;
+}
+
+export interface RouteView {
+  rule: string | null;
+  via: string | null;             // first subflow's interface (null: left to the routing table)
+  note: string | null;            // e.g. "no use path reaches …; first subflow on backup path wwan0"
+  /** its secondary paths: not needed, on trial, carrying, or kept as backup after the need ended */
+  secondary: 'idle' | 'trial' | 'active' | 'standby' | null;
 }
 
 /** One path's numbers at one tick. A path is an interface (or a local address without one). */
@@ -224,6 +249,8 @@ export const COMMANDS = {
   'paths.setPolicy': spec<{ interface: string; policy: PathPolicy }, PathsView>(
     obj({ interface: str({ min: 1, max: 15, pattern: /^[^\s/]+$/ }), policy: oneOf(PATH_POLICIES) }) as Check<{ interface: string; policy: PathPolicy }>,
   ),
+  /** Replaces the per-destination rules (checked as the config file's `paths.rules`). */
+  'paths.setRules': spec<{ rules: PathRuleView[] }, PathsView>(obj({ rules: json }) as Check<{ rules: PathRuleView[] }>),
   'connections.list': spec<Record<string, never>, ConnectionView[]>(none),
   'connections.close': spec<{ id: number }, { closed: boolean }>(obj({ id: int(0, Number.MAX_SAFE_INTEGER) })),
   /** Closes several at once (the dashboard's "close the filtered"); ids no longer live are skipped. */

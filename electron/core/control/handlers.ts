@@ -8,13 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ValidationError } from '../contract';
 import type {
-  ConnectionView, EventName, Events, Handlers, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView,
+  ConnectionView, EventName, Events, Handlers, PathRuleView, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView,
 } from '../contract';
 import { DoctorRunner } from '../doctor/runner';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { loadNative, mptcpUnavailableReason } from '../proxy/native';
 import type { ConnectionSnapshot } from '../proxy/tracker';
 import type { PathStatus } from '../paths/manager';
+import { validateRules } from '../config/schema';
 import { parseRelayLink } from '../relay/share-link';
 import type { BraidService } from '../service';
 import { pathKey } from '../stats/engine';
@@ -41,16 +42,19 @@ const VERSION: string = (() => {
   return '0.0.0';
 })();
 
-function pathsView(s: PathStatus | null): PathsView {
+function pathsView(s: PathStatus | null, rules: PathRuleView[]): PathsView {
   if (!s) {
-    return { managed: false, reason: 'path management is off (braid up --paths off, or no native addon)', interfaces: [], foreign: [], limits: null };
+    return { managed: false, reason: 'path management is off (braid up --paths off, or no native addon)', manager: null, managerNote: null, rules, interfaces: [], foreign: [], limits: null };
   }
   return {
     managed: s.managed,
     reason: s.reason,
+    manager: s.manager,
+    managerNote: s.managerNote,
+    rules,
     interfaces: s.interfaces.map((i) => ({
       name: i.name, kind: i.kind, up: i.up, addresses: i.addresses, defaultRoute: i.defaultRoute, ssid: i.ssid, signal: i.signal,
-      policy: i.policy, policyExplicit: i.policyExplicit, state: i.state, endpoints: i.endpoints, note: i.note,
+      policy: i.policy, policyExplicit: i.policyExplicit, effective: i.effective, demotion: i.demotion, state: i.state, endpoints: i.endpoints, note: i.note,
     })),
     foreign: s.foreign.map((e) => ({ id: e.id, address: e.address, flagNames: e.flagNames, ifname: e.ifname })),
     limits: s.limits,
@@ -94,6 +98,7 @@ export class ControlCore {
       transport: c.transport,
       paths: [...new Set(subflows.map(pathKey))],
       subflows,
+      route: c.route ? { rule: c.route.rule, via: c.route.via, note: c.route.note, secondary: c.route.state } : null,
     };
   }
 
@@ -123,7 +128,7 @@ export class ControlCore {
       pid: process.pid,
       proxy: this.proxyView(),
       relay: this.relayView(),
-      paths: pathsView(this.service.paths?.status() ?? null),
+      paths: pathsView(this.service.paths?.status() ?? null, this.service.config.paths.rules),
       connections: { active: this.service.proxy?.tracker.size ?? 0, total: this.service.connectionsTotal },
       systemProxy: this.systemProxy?.view() ?? { enabled: false, backend: null, error: 'not available in this mode (use braid up --system-proxy, or the desktop app)' },
       systemChanges: this.service.systemChanges(),
@@ -144,10 +149,16 @@ export class ControlCore {
         await svc.stopProxy();
         return this.proxyView();
       },
-      'paths.list': async () => pathsView(svc.paths ? await svc.paths.detailedStatus() : null),
+      'paths.list': async () => pathsView(svc.paths ? await svc.paths.detailedStatus() : null, svc.config.paths.rules),
       'paths.setPolicy': async ({ interface: iface, policy }) => {
         await svc.updateConfig({ paths: { interfaces: { ...svc.config.paths.interfaces, [iface]: policy } } });
-        return pathsView(svc.paths?.status() ?? null);
+        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules);
+      },
+      'paths.setRules': async ({ rules }) => {
+        // Checked before anything is saved: a bad rule is refused naming its place (rules[2].match.cidr).
+        const checked = validateRules(rules, 'rules');
+        await svc.updateConfig({ paths: { rules: checked } });
+        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules);
       },
       'connections.list': () => (svc.proxy?.tracker.list() ?? []).map((c) => this.connectionView(c)),
       'connections.close': ({ id }) => {
@@ -233,7 +244,7 @@ export class ControlCore {
     this.on(svc, 'config.changed', statusChanged);
     this.on(svc, 'problem', (e) => bus.emit('error', e));
     if (svc.paths) {
-      this.on(svc.paths, 'changed', (s: PathStatus) => bus.emit('paths.changed', pathsView(s)));
+      this.on(svc.paths, 'changed', (s: PathStatus) => bus.emit('paths.changed', pathsView(s, svc.config.paths.rules)));
       this.on(svc.paths, 'mptcp', (e: Record<string, unknown> & { type: string }) => {
         const view: PmEventView = {
           type: e.type,

@@ -53,7 +53,7 @@ export function pathNotifications(prev: PathsView | null, next: PathsView): Path
       });
     } else if (!usable(a) && usable(b) && counts(b)) {
       const addr = b!.addresses.find((x) => x.family === 4) ?? b!.addresses[0];
-      const role = b!.policy === 'backup' ? ' as a backup path' : '';
+      const role = b!.policy === 'backup' ? ' as a backup path' : b!.policy === 'secondary' ? ' as a secondary path' : '';
       out.push({
         interface: name,
         change: 'up',

@@ -48,10 +48,11 @@ export interface TrayModelOptions {
 const REASON_WIDTH = 60;
 const POLICY_LABELS: Record<PathPolicy, string> = {
   use: 'Use — carries traffic',
+  secondary: 'Secondary — joins big transfers when the others are full',
   backup: 'Backup — only when the others fail',
   off: 'Off — not used by Braid',
 };
-const POLICY_ORDER: PathPolicy[] = ['use', 'backup', 'off'];
+const POLICY_ORDER: PathPolicy[] = ['use', 'secondary', 'backup', 'off'];
 
 const separator = (id: string): MenuItemModel => ({ id, label: '', type: 'separator' });
 const info = (id: string, label: string): MenuItemModel => ({ id, label, type: 'normal', enabled: false });
@@ -84,6 +85,8 @@ function stateLabel(i: InterfaceView): string {
   switch (i.state) {
     case 'active':
       return 'in use';
+    case 'secondary':
+      return 'secondary';
     case 'backup':
       return 'backup';
     case 'off':
@@ -110,6 +113,10 @@ function interfaceSubmenu(i: InterfaceView, managed: boolean, busy: boolean): Me
     action: { command: 'paths.setPolicy', params: { interface: i.name, policy } },
   }));
   if (elsewhere) items.unshift(info(`paths.${i.name}.reason`, 'Its MPTCP endpoints belong to another program'), separator(`paths.${i.name}.sep`));
+  if (i.demotion) {
+    const lines = wrapText(`${i.policy} → ${i.effective}: ${i.demotion.reason}`, REASON_WIDTH, 2);
+    items.unshift(...lines.map((l, n) => info(`paths.${i.name}.demotion.${n}`, l)), separator(`paths.${i.name}.demotion.sep`));
+  }
   const what = i.ssid ? `${i.kind} “${i.ssid}”` : i.kind;
   return { id: `paths.${i.name}`, label: `${i.name} (${what}) — ${stateLabel(i)}`, type: 'submenu', submenu: items };
 }

@@ -40,6 +40,7 @@ export interface Restorer {
 const KINDS: Record<string, () => Restorer> = {
   'system-proxy': () => (require('../sysproxy/restorer') as typeof import('../sysproxy/restorer')).systemProxyRestorer,
   'mptcp-endpoints': () => (require('../paths/restorer') as typeof import('../paths/restorer')).endpointsRestorer,
+  'mptcp-path-manager': () => (require('../paths/pm-sysctl') as typeof import('../paths/pm-sysctl')).pmSysctlRestorer,
   'nft-table': () => (require('../transparent/restorer') as typeof import('../transparent/restorer')).nftRestorer,
 };
 /* eslint-enable @typescript-eslint/no-require-imports */

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport } from './mptcp';
+import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport, SendState } from './mptcp';
 import type { NetlinkBinding } from './netlink';
 
 export interface SocketBinding {
@@ -16,6 +16,7 @@ export interface SocketBinding {
   close(fd: number): void;
   originalDst(fd: number): { address: string; port: number; family: 4 | 6 };
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  sendState(fd: number): SendState;
 }
 
 function findPackageRoot(start: string): string {

@@ -96,3 +96,11 @@ function interfaceNames(): Map<string, string> {
   return map;
 }
 export const closeFd = (fd: number): void => binding.close(fd);
+
+/** The sending side of a TCP socket: bytes queued in the kernel, time held back by the peer's window. */
+export interface SendState {
+  queued: number;                 // SIOCOUTQ: sent but unacknowledged, plus not yet sent
+  rwndLimitedUs: number | null;   // tcpi_rwnd_limited (null: kernel too old to say)
+  busyUs: number | null;          // tcpi_busy_time
+}
+export const sendState = (fd: number): SendState => binding.sendState(fd);

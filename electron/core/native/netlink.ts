@@ -156,6 +156,42 @@ export const getLimits = (): PmLimits => binding.pmGetLimits();
 /** Sets the given limits (an absent one is left as is) and returns the limits now in force. */
 export const setLimits = (limits: Partial<PmLimits>): PmLimits => binding.pmSetLimits(limits);
 
+// ---- the userspace path manager: one connection's subflows ---------------------------------
+
+/**
+ * A subflow of one connection (named by its MPTCP token), for the kernel's userspace path manager
+ * (`net.mptcp.path_manager = userspace`, set when the connection was created). Needs CAP_NET_ADMIN.
+ * The kernel refuses with EINVAL for a connection the in-kernel path manager owns.
+ */
+export interface SubflowCreateOptions {
+  token: number;
+  localAddress: string;
+  /** 1..255, the same for the same address on one connection (the kernel checks the pair). */
+  localId: number;
+  /** bind the subflow to this interface (its routes are then used) */
+  ifindex?: number;
+  /** flag it backup in its MP_JOIN: the peer's scheduler uses it only when no other subflow works */
+  backup?: boolean;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+export interface SubflowSelector {
+  token: number;
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** Opens a subflow; the outcome comes later as a sub_established or sub_closed event. */
+export const subflowCreate = (o: SubflowCreateOptions): void => binding.pmSubflowCreate(o);
+/** Closes one subflow of a connection (ESRCH when there is no such subflow). */
+export const subflowDestroy = (o: SubflowSelector): void => binding.pmSubflowDestroy(o);
+/** MP_PRIO on one subflow: backup (used only when no other works) or not. Ports may be 0 = any. */
+export const subflowPriority = (o: Omit<SubflowSelector, 'localPort' | 'remotePort'> & { localPort?: number; remotePort?: number; backup: boolean }): void =>
+  binding.pmSubflowPriority(o);
+
 // ---- watches ---------------------------------------------------------------------------------
 
 /**
@@ -329,6 +365,9 @@ export interface NetlinkBinding {
   pmGetLimits(): PmLimits;
   pmSetLimits(limits: Partial<PmLimits>): PmLimits;
   pmEvents(callback: (event: PmEvent) => void): WatchHandle;
+  pmSubflowCreate(o: SubflowCreateOptions): void;
+  pmSubflowDestroy(o: SubflowSelector): void;
+  pmSubflowPriority(o: { token: number; localAddress: string; localPort?: number; remoteAddress: string; remotePort?: number; backup: boolean }): void;
   rtLinkWatch(callback: (event: LinkEvent) => void, opts?: LinkWatchOptions): WatchHandle;
   rtListLinks(): LinkInfo[];
   rtListAddresses(): AddressInfo[];

@@ -15,13 +15,19 @@ import { errorCode, errorMessage } from '../errors';
 import { guardianDir } from '../guardian/record';
 import type { Logger } from '../proxy/session';
 import { snapshot, withWifiDetails, type InterfaceState } from './inventory';
-import { policyFor, type PathPolicy, type PathsConfig } from './policy';
+import type { PathPolicy, PathsConfig, PathManagerKind } from './policy';
 import { netlinkApi } from './endpoint-api';
-import { interfaceOutcome } from './outcome';
+import { PolicyBoard, type EffectivePolicy } from './effective';
+import { interfaceOutcome, userspaceOutcome } from './outcome';
+import { PathManagerSysctl, pmSysctlRecordFile } from './pm-sysctl';
+import { PmMode } from './pm-mode';
 import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+import { RouteChooser } from './route-choice';
+import type { SubflowApi, UserspacePm } from './userspace-pm';
 import type { InterfaceState as Iface } from './inventory';
 
-export type PathState = 'active' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
+export type PathState = 'active' | 'secondary' | 'backup' | 'off' | 'down' | 'no-address' | 'managed-elsewhere' | 'unmanaged';
+
 
 export interface EndpointView {
   id: number;
@@ -31,8 +37,12 @@ export interface EndpointView {
 }
 
 export interface PathView extends InterfaceState {
+  /** the configured policy (or the default for its kind) */
   policy: PathPolicy;
   policyExplicit: boolean;
+  /** what it may carry now: the policy, lowered by a demotion (effective.ts) */
+  effective: PathPolicy;
+  demotion: EffectivePolicy['demotion'];
   state: PathState;
   endpoints: EndpointView[];
   /** What path management last did for this interface, in words (see outcome.ts); null before. */
@@ -42,6 +52,10 @@ export interface PathView extends InterfaceState {
 export interface PathStatus {
   managed: boolean;            // we can and do change endpoints
   reason: string | null;       // why not, in words a user can act on
+  /** whose path manager makes the subflows: Braid's, per connection, or the kernel's from endpoints */
+  manager: PathManagerKind;
+  /** why the configured path manager is not the one in use, if it is not */
+  managerNote: string | null;
   interfaces: PathView[];
   foreign: PmEndpoint[];       // endpoints on this host that Braid did not create
   limits: PmLimits | null;
@@ -74,6 +88,8 @@ export interface ManagerRecord {
   configStamp?: string;
   /** Per interface: the policy applied and what it did, in words. */
   interfaces?: Record<string, { policy: PathPolicy; note: string }>;
+  manager?: PathManagerKind;
+  managerNote?: string | null;
 }
 
 /** Identifies a paths policy, so that `braid paths set` knows when a running manager applied it. */
@@ -127,6 +143,10 @@ export interface PathManagerOptions {
   log: Logger;
   api?: EndpointApi;
   debounceMs?: number;
+  /** the effective policies (shared with the dialer); one is made when not given */
+  board?: PolicyBoard;
+  chooser?: RouteChooser;
+  subflows?: SubflowApi;
 }
 
 export class PathManager extends EventEmitter<PathManagerEvents> {
@@ -141,11 +161,33 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   private started = false;
   private verifyTimer: NodeJS.Timeout | null = null;
   private readonly notes = new Map<string, { policy: PathPolicy; note: string }>();
+  readonly board: PolicyBoard;
+  readonly chooser: RouteChooser;
+  private readonly pm: PmMode;
 
   constructor(private readonly opts: PathManagerOptions) {
     super();
     this.api = opts.api ?? netlinkApi;
-    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null, { guard: this.api === netlinkApi });
+    const real = this.api === netlinkApi;
+    this.reconciler = new Reconciler(this.api, opts.stateDir ? endpointsRecordFile(opts.stateDir) : null, { guard: real });
+    this.board = opts.board ?? new PolicyBoard(() => opts.config());
+    this.chooser = opts.chooser ?? new RouteChooser({ board: this.board, config: () => opts.config() });
+    // A stand-in endpoint API means a test driving this without the real kernel: never the real sysctl.
+    const sysctl = new PathManagerSysctl(real && opts.stateDir ? pmSysctlRecordFile(opts.stateDir) : null, { guard: real });
+    this.pm = new PmMode({
+      config: opts.config, real, sysctl, board: this.board, chooser: this.chooser, api: this.api,
+      braidIds: () => this.reconciler.braidIds(), subflows: opts.subflows, log: opts.log,
+    });
+    this.board.on('changed', () => this.schedule());
+  }
+
+  get pathManager(): PathManagerKind {
+    return this.pm.mode;
+  }
+
+  /** Braid's own path manager, while it is the namespace's (mode 'userspace') */
+  get upm(): UserspacePm | null {
+    return this.pm.upm;
   }
 
   start(): void {
@@ -157,11 +199,16 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     this.watch = netlink.linkWatch((ev) => {
       if (ev.kind === 'error') this.opts.log.warn(`link watch failed: ${ev.message}`);
+      this.chooser.invalidate();
       this.schedule();
     });
     this.watch.unref();
     try {
-      this.pmWatch = netlink.pmEvents((ev) => this.emit('mptcp', ev));
+      this.pmWatch = netlink.pmEvents((ev) => {
+        if (ev.type === 'overflow') this.opts.log.warn('paths: MPTCP events were lost (queue overflow); connections opened meanwhile may miss subflows');
+        this.upm?.onEvent(ev);
+        this.emit('mptcp', ev);
+      });
       this.pmWatch.unref();
     } catch (err) {
       // Without CAP_NET_ADMIN there are no MPTCP events; the rest of path status still works.
@@ -181,8 +228,12 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     const cfg = this.opts.config();
     if (!cfg.enabled || !this.managed) return;
     try {
-      const p = plan(desiredEndpoints(snapshot(), cfg), this.api.listEndpoints(), this.reconciler.owned);
-      if (p.steps.length > 0 || p.forget.length > 0) this.reconcileNow();
+      this.pm.checkStillOurs();
+      const ifaces = snapshot();
+      const adoptionChanged = this.pm.refreshAdoption(ifaces);
+      const p = plan(desiredEndpoints(ifaces, cfg, this.pm.policyOf()), this.api.listEndpoints(), this.reconciler.owned);
+      if (p.steps.length > 0 || p.forget.length > 0 || adoptionChanged) this.reconcileNow();
+      else this.upm?.refresh();
     } catch (err) {
       this.opts.log.debug(`paths check: ${errorMessage(err)}`);
     }
@@ -195,7 +246,9 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       this.timer = null;
     }
     const cfg = this.opts.config();
-    if (!cfg.enabled) {
+    this.chooser.invalidate();
+    if (this.started) this.pm.select(this.pmWatch !== null);
+    if (!cfg.enabled || this.pm.foreign) {
       // Switched off while running (the config file changed): what we created goes, as at shutdown.
       if (this.reconciler.owned.size > 0) {
         const r = this.reconciler.cleanup();
@@ -203,14 +256,15 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
         if (r.error) this.opts.log.warn(`paths cleanup: ${r.error.message}`);
       }
       this.managed = false;
-      this.reason = DISABLED_REASON;
+      this.reason = this.pm.foreign ?? DISABLED_REASON;
       this.noteOutcomes(snapshot(), cfg, null);
       this.writeRecord();
       this.emit('changed', this.status());
       return null;
     }
     const ifaces = snapshot();
-    const report = this.reconciler.apply(ifaces, cfg);
+    this.pm.refreshAdoption(ifaces);
+    const report = this.reconciler.apply(ifaces, cfg, this.pm.policyOf(), { limits: this.pm.mode === 'kernel' });
     this.lastReport = report;
     if (report.error) {
       if (report.error.code === 'EPERM') {
@@ -227,6 +281,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     this.noteOutcomes(ifaces, cfg, report);
     this.writeRecord();
+    this.upm?.refresh();
     for (const o of report.added) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} added${o.backup ? ' (backup)' : ''}`);
     for (const o of report.removed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} removed`);
     for (const o of report.changed) this.opts.log.info(`paths: endpoint ${o.address} id ${o.id} now ${o.backup ? 'backup' : 'in use'}`);
@@ -243,10 +298,13 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       /* the outcomes then say "not added" with the reconcile's error */
     }
     this.notes.clear();
-    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.managed ? null : this.reason;
+    const unmanagedReason = !cfg.enabled ? DISABLED_REASON : this.pm.foreign ?? (this.managed ? null : this.reason);
     for (const iface of ifaces) {
-      const { policy } = policyFor(cfg, iface.name, iface.kind);
-      this.notes.set(iface.name, { policy, note: interfaceOutcome({ iface, policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) });
+      const eff = this.board.policyOf(iface);
+      const note = this.pm.mode === 'userspace' && !unmanagedReason
+        ? userspaceOutcome(iface, eff, this.pm.adoptedOn(iface.name))
+        : interfaceOutcome({ iface, policy: eff.policy, endpoints, owned: this.reconciler.owned, report, unmanagedReason }) + (eff.policy === 'secondary' ? ' (acts as backup: the kernel path manager applies it to every connection)' : '');
+      this.notes.set(iface.name, { policy: eff.configured, note });
     }
     this.configStamp = pathsStamp(cfg);
   }
@@ -265,22 +323,26 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     }
     const ours = this.reconciler.braidIds();
     const views = snapshot().map((i): PathView => {
-      const { policy, explicit } = policyFor(cfg, i.name, i.kind);
+      const eff = this.board.policyOf(i);
+      const { configured: policy, explicit, policy: effective } = eff;
       const eps = endpoints
         .filter((e) => e.ifindex === i.ifindex || i.addresses.some((a) => a.address === e.address))
         .map((e): EndpointView => ({ id: e.id, address: e.address, flags: e.flagNames, owner: ours.has(e.id) ? 'braid' : 'elsewhere' }));
       let state: PathState;
       if (!i.up) state = 'down';
       else if (i.addresses.length === 0) state = 'no-address';
-      else if (eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
-      else if (policy === 'off') state = 'off';
+      // With Braid as the path manager, endpoints are inert: its policy (or one adopted from them) rules.
+      else if (this.pm.mode === 'kernel' && eps.some((e) => e.owner === 'elsewhere') && !eps.some((e) => e.owner === 'braid')) state = 'managed-elsewhere';
+      else if (effective === 'off') state = 'off';
       else if (!this.managed || !cfg.enabled) state = 'unmanaged';
-      else state = policy === 'backup' ? 'backup' : 'active';
-      return { ...i, policy, policyExplicit: explicit, state, endpoints: eps, note: this.notes.get(i.name)?.note ?? null };
+      else state = effective === 'backup' ? 'backup' : effective === 'secondary' ? 'secondary' : 'active';
+      return { ...i, policy, policyExplicit: explicit, effective, demotion: eff.demotion, state, endpoints: eps, note: this.notes.get(i.name)?.note ?? null };
     });
     return {
       managed: this.managed && cfg.enabled,
       reason: this.reason,
+      manager: this.pm.mode,
+      managerNote: this.pm.note,
       interfaces: views,
       foreign: endpoints.filter((e) => !ours.has(e.id)),
       limits,
@@ -306,6 +368,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.pmWatch?.close();
     this.pmWatch = null;
     this.started = false;
+    this.pm.leave(null);
     const report = this.reconciler.cleanup();
     if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);
     if (this.opts.stateDir) fs.rmSync(managerRecordFile(this.opts.stateDir), { force: true });
@@ -321,6 +384,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       at: new Date().toISOString(),
       configStamp: this.configStamp ?? undefined,
       interfaces: Object.fromEntries(this.notes),
+      manager: this.pm.mode,
+      managerNote: this.pm.note,
     };
     try {
       fs.mkdirSync(this.opts.stateDir, { recursive: true });

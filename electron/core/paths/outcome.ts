@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import type { PmEndpoint } from '../native/netlink';
+import type { EffectivePolicy } from './effective';
 import type { InterfaceState } from './inventory';
 import type { PathPolicy } from './policy';
 import { isImplicit, type OwnedEndpoint, type ReconcileReport } from './reconcile';
@@ -74,4 +75,19 @@ export function interfaceOutcome(o: OutcomeInput): string {
     }
   }
   return parts.join('; ');
+}
+
+/** What a policy means while Braid is the path manager (no endpoints: subflows per connection). */
+export function userspaceOutcome(iface: InterfaceState, eff: EffectivePolicy, adopted = false): string {
+  const { policy } = eff;
+  if (!eff.managed) return `not steered by Braid (no policy set for this ${iface.kind === 'other' ? 'tunnel, bridge or virtual link' : 'link'}): connections the routing table sends here are left alone`;
+  if (!iface.up) return `interface is down; the policy '${policy}' applies when it comes up`;
+  if (iface.addresses.length === 0) return `no usable address; the policy '${policy}' applies when it gets one`;
+  const demoted = (eff.demotion ? ` (${eff.configured}, demoted: ${eff.demotion.reason})` : '') + (adopted ? ' (as another program\'s MPTCP endpoint on it says)' : '');
+  switch (policy) {
+    case 'use': return `in use: first subflows and a subflow on every connection${demoted}`;
+    case 'secondary': return `secondary: joins a connection only while it needs more than the use paths carry${demoted}`;
+    case 'backup': return `backup: a standby subflow on every connection, carrying data only when no use path works${demoted}`;
+    default: return `off: carries nothing${demoted}`;
+  }
 }

@@ -61,12 +61,19 @@ export interface Plan {
   elsewhere: PmEndpoint[];        // foreign endpoints on addresses we would have managed
 }
 
-export function desiredEndpoints(interfaces: InterfaceState[], cfg: PathsConfig): DesiredEndpoint[] {
+/** What an interface may carry now (effective.ts); by default the configured policy alone. */
+export type PolicyOf = (iface: InterfaceState) => PathPolicy;
+
+/**
+ * The endpoints the in-kernel path manager needs for the policy. It applies them to every
+ * connection alike, so a `secondary` path (needed only by some connections) is a backup endpoint.
+ */
+export function desiredEndpoints(interfaces: InterfaceState[], cfg: PathsConfig, policyOf?: PolicyOf): DesiredEndpoint[] {
   const out: DesiredEndpoint[] = [];
   for (const i of interfaces) {
-    const { policy } = policyFor(cfg, i.name, i.kind);
+    const policy = policyOf ? policyOf(i) : policyFor(cfg, i.name, i.kind).policy;
     if (policy === 'off' || !i.up) continue;
-    for (const a of i.addresses) out.push({ address: a.address, ifindex: i.ifindex, ifname: i.name, backup: policy === 'backup' });
+    for (const a of i.addresses) out.push({ address: a.address, ifindex: i.ifindex, ifname: i.name, backup: policy !== 'use' });
   }
   return out;
 }
@@ -145,10 +152,11 @@ export class Reconciler {
     this.adoptLeftovers();
   }
 
-  apply(interfaces: InterfaceState[], cfg: PathsConfig): ReconcileReport {
+  /** `limits: false`: leave the kernel path manager's limits alone (Braid's own path manager has none). */
+  apply(interfaces: InterfaceState[], cfg: PathsConfig, policyOf?: PolicyOf, opts: { limits?: boolean } = {}): ReconcileReport {
     const report: ReconcileReport = { added: [], removed: [], changed: [], elsewhere: [], limits: null, error: null };
     try {
-      const p = plan(desiredEndpoints(interfaces, cfg), this.api.listEndpoints(), this.owned);
+      const p = plan(desiredEndpoints(interfaces, cfg, policyOf), this.api.listEndpoints(), this.owned);
       report.elsewhere = p.elsewhere;
       for (const o of p.forget) this.owned.delete(o.address);
       // One step the kernel refuses (an address that vanished meanwhile, a full endpoint table) must
@@ -192,7 +200,7 @@ export class Reconciler {
           this.save();
         });
       }
-      report.limits = this.ensureLimits(cfg);
+      report.limits = opts.limits === false ? null : this.ensureLimits(cfg);
     } catch (err) {
       report.error = { code: errorCode(err), message: errorMessage(err) };
     } finally {

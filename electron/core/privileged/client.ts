@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { BraidError, errorCode, errorMessage } from '../errors';
-import { helperSocketPath, MAX_LINE, type TransparentRequest } from './protocol';
+import { helperSocketPath, MAX_LINE, type PathsConnectionRequest, type PathsSecondaryRequest, type TransparentRequest } from './protocol';
 
 const ANSWER_MS = 10_000;
 
@@ -93,6 +93,20 @@ export class HelperClient {
 
   apply(req: TransparentRequest): Promise<unknown> {
     return this.call('transparent.apply', req);
+  }
+
+  pathsConnection(req: PathsConnectionRequest): Promise<unknown> {
+    return this.call('paths.connection', req);
+  }
+
+  pathsSecondary(req: PathsSecondaryRequest): Promise<unknown> {
+    return this.call('paths.secondary', req);
+  }
+
+  /** Drops the connection (and with it whatever the helper holds for this process). */
+  close(): void {
+    this.socket?.destroy();
+    this.socket = null;
   }
 
   /** Takes this process's rules out and drops the lifeline. */

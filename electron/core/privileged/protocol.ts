@@ -26,10 +26,31 @@ export interface TransparentRequest {
   blockQuic: boolean;
 }
 
+/**
+ * What an unprivileged Braid wants for one of its own MPTCP connections, from the helper's path
+ * manager: which paths its rule allows, and later whether its secondary paths are needed. The
+ * connection is named by its token and the local port of its first subflow; the helper checks in
+ * the kernel's socket table that this port is a connection of the caller's uid.
+ */
+export interface PathsConnectionRequest {
+  token: number;
+  localPort: number;
+  /** per interface what the rule lets it be; null = no rule */
+  allowed: { name: string; as: 'allowed' | 'backup' }[] | null;
+  rule: string | null;
+}
+
+export interface PathsSecondaryRequest {
+  token: number;
+  state: 'idle' | 'active' | 'standby';
+}
+
 export type HelperRequest =
   | { id: number; op: 'hello' }
   | { id: number; op: 'transparent.apply'; params: TransparentRequest }
-  | { id: number; op: 'transparent.clear' };
+  | { id: number; op: 'transparent.clear' }
+  | { id: number; op: 'paths.connection'; params: PathsConnectionRequest }
+  | { id: number; op: 'paths.secondary'; params: PathsSecondaryRequest };
 
 export type HelperAnswer = { id: number; ok: true; result: unknown } | { id: number | null; ok: false; error: { code: string; message: string } };
 
@@ -53,6 +74,7 @@ export function parseRequest(line: string): HelperRequest {
   if (!isObj(v) || !Number.isInteger(v.id)) throw new BraidError('EBADREQUEST', 'a request needs an integer id');
   const id = v.id as number;
   if (v.op === 'hello' || v.op === 'transparent.clear') return { id, op: v.op };
+  if (v.op === 'paths.connection' || v.op === 'paths.secondary') return parsePathsRequest(id, v.op, v.params);
   if (v.op !== 'transparent.apply') throw new BraidError('EBADREQUEST', `unknown op ${JSON.stringify(v.op)}`);
   const p = v.params;
   if (!isObj(p)) throw new BraidError('EBADREQUEST', 'params must be an object');
@@ -82,4 +104,30 @@ export function parseRequest(line: string): HelperRequest {
       blockQuic: p.blockQuic as boolean,
     },
   };
+}
+
+const IFNAME = /^[^\s/]{1,15}$/;
+
+function parsePathsRequest(id: number, op: 'paths.connection' | 'paths.secondary', p: unknown): HelperRequest {
+  if (!isObj(p)) throw new BraidError('EBADREQUEST', 'params must be an object');
+  const bad = (f: string, m: string): never => {
+    throw new BraidError('EBADREQUEST', `params.${f} ${m}`);
+  };
+  if (!Number.isInteger(p.token) || (p.token as number) < 1 || (p.token as number) > 0xffffffff) bad('token', 'must be an MPTCP token (1 to 2^32-1)');
+  const token = p.token as number;
+  if (op === 'paths.secondary') {
+    if (p.state !== 'idle' && p.state !== 'active' && p.state !== 'standby') bad('state', 'must be idle, active or standby');
+    return { id, op, params: { token, state: p.state as PathsSecondaryRequest['state'] } };
+  }
+  if (!Number.isInteger(p.localPort) || (p.localPort as number) < 1 || (p.localPort as number) > 65535) bad('localPort', 'must be 1-65535');
+  let allowed: PathsConnectionRequest['allowed'] = null;
+  if (p.allowed !== null) {
+    if (!Array.isArray(p.allowed) || p.allowed.length > 64) bad('allowed', 'must be null or a list of at most 64 {name, as}');
+    allowed = (p.allowed as unknown[]).map((a, i) => {
+      if (!isObj(a) || typeof a.name !== 'string' || !IFNAME.test(a.name) || (a.as !== 'allowed' && a.as !== 'backup')) bad(`allowed[${i}]`, 'must be {name: interface, as: allowed|backup}');
+      return { name: (a as { name: string }).name, as: (a as { as: 'allowed' | 'backup' }).as };
+    });
+  }
+  if (p.rule !== null && (typeof p.rule !== 'string' || p.rule.length === 0 || p.rule.length > 64)) bad('rule', 'must be null or a name of 1 to 64 characters');
+  return { id, op, params: { token, localPort: p.localPort as number, allowed, rule: p.rule as string | null } };
 }

@@ -19,20 +19,28 @@ import type { Logger } from '../proxy/session';
 import { applyTable, removeTable } from '../transparent/nft';
 import { NFT_KIND, nftRecordFile, type NftRecord } from '../transparent/restorer';
 import { parseBypass, renderRuleset, TABLE_FAMILY, TABLE_NAME, type RulesetSpec } from '../transparent/ruleset';
-import { MAX_LINE, parseRequest, type HelperAnswer, type TransparentRequest } from './protocol';
-import { checkCgroupOwnedBy, checkListenerOwnedBy } from './verify';
+import type { UserspacePm } from '../paths/userspace-pm';
+import { MAX_LINE, parseRequest, type HelperAnswer, type HelperRequest, type TransparentRequest } from './protocol';
+import { checkCgroupOwnedBy, checkListenerOwnedBy, connectionUid } from './verify';
 
 interface Caller {
   uid: number;
   pid: number;
   spec: RulesetSpec | null;
+  /** MPTCP connections of the caller's whose paths it may steer */
+  tokens: Set<number>;
 }
 
 export interface HelperServerOptions {
   socketPath: string;
   stateDir: string | null;
   log: Logger;
+  /** The path manager of `--paths-config`, while it is this namespace's (userspace) one. */
+  paths?: () => UserspacePm | null;
 }
+
+/** At most this many connections steered per caller at once (they are forgotten when they close). */
+const MAX_TOKENS = 65_536;
 
 export class HelperServer {
   private server: net.Server | null = null;
@@ -82,7 +90,7 @@ export class HelperServer {
       s.destroy();
       return;
     }
-    const caller: Caller = { uid: cred.uid, pid: cred.pid, spec: null };
+    const caller: Caller = { uid: cred.uid, pid: cred.pid, spec: null, tokens: new Set() };
     this.callers.set(s, caller);
     this.opts.log.info(`helper: uid ${cred.uid} (pid ${cred.pid}) connected`);
     let buf = '';
@@ -118,6 +126,7 @@ export class HelperServer {
       const req = parseRequest(line);
       id = req.id;
       if (req.op === 'hello') return answer({ id, ok: true, result: { uid: caller.uid, pid: caller.pid } });
+      if (req.op === 'paths.connection' || req.op === 'paths.secondary') return answer({ id, ok: true, result: this.paths(caller, req) });
       if (req.op === 'transparent.clear') {
         caller.spec = null;
         await this.serial(() => this.render());
@@ -137,6 +146,29 @@ export class HelperServer {
     } catch (err) {
       answer({ id, ok: false, error: { code: errorCode(err), message: errorMessage(err) } });
     }
+  }
+
+  /**
+   * A caller's wish for one of its own connections: only a connection whose first subflow the
+   * kernel lists as the caller's (uid of the socket on that local port), and later only a token it
+   * named before.
+   */
+  private paths(caller: Caller, req: Extract<HelperRequest, { op: 'paths.connection' | 'paths.secondary' }>): null {
+    const pm = this.opts.paths?.() ?? null;
+    if (!pm) throw new BraidError('ENOTSUP', 'this braid helper does not manage paths per connection (start it with --paths-config FILE, with paths.manager "userspace")');
+    if (req.op === 'paths.secondary') {
+      if (!caller.tokens.has(req.params.token)) throw new BraidError('EACCES', `connection ${req.params.token} was not registered by you`);
+      pm.update(req.params.token, { secondary: req.params.state });
+      return null;
+    }
+    const p = req.params;
+    const owner = connectionUid(p.localPort);
+    if (owner !== caller.uid) throw new BraidError('EACCES', `no connection of yours on local port ${p.localPort}${owner === null ? '' : ` (it is uid ${owner}'s)`}`);
+    if (caller.tokens.size >= MAX_TOKENS) caller.tokens.clear();
+    const allowed = p.allowed ? new Map(p.allowed.map((a) => [a.name, a.as] as const)) : null;
+    pm.register(p.token, { allowed, secondary: 'idle', rule: p.rule }, undefined, p.localPort);
+    caller.tokens.add(p.token);
+    return null;
   }
 
   /** The caller's rules, built here from checked values: only its uid's sockets, only to its own listener. */

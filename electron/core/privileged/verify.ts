@@ -64,3 +64,24 @@ export function checkListenerOwnedBy(port: number, ipv6: boolean, uid: number): 
     }
   }
 }
+
+/**
+ * The uid owning the established TCP socket whose local port is `port` (an MPTCP connection's
+ * first subflow is listed there with its owner's uid), or null when there is none.
+ */
+export function connectionUid(port: number, procNet = '/proc/net'): number | null {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(procNet, file), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f[1]?.endsWith(hexPort) && f[3] === '01') return Number(f[7]);
+    }
+  }
+  return null;
+}

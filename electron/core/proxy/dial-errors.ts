@@ -43,6 +43,7 @@ const TABLE: Record<string, DialFailureReply> = {
   EPERM: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 502, reason: 'connection not permitted' },
   EPROXYLOOP: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 403, reason: 'destination is this proxy' },
   EPOLICY: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 403, reason: "refused by the relay's policy" },
+  ENOPATH: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 502, reason: 'no path the policy allows reaches the destination' },
   EBADPORT: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 400, reason: 'destination port 0 is not allowed' },
   ELIMIT: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'too many connections' },
   ESHUTDOWN: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'proxy is shutting down' },

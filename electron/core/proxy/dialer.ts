@@ -11,12 +11,37 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { BraidError, errorCode } from '../errors';
 import type { DialMode } from '../config/schema';
+import type { FirstCandidate, RoutePlan, RouteTarget } from '../paths/route-choice';
+import { ExplainedDialError } from './dial-errors';
 import type { NativeModule } from './native';
 
 export interface DialTarget {
   host: string;     // as the client asked: a name or a numeric address (no brackets)
   port: number;
   signal?: AbortSignal;
+  /** the destination per-destination rules match, when it is not what is dialled (through a relay) */
+  ruleTarget?: RouteTarget['ruleTarget'];
+}
+
+/** How the connection's paths were chosen, for the connections list and the secondary controller. */
+export interface DialRoute {
+  rule: string | null;
+  /** the interface of the first subflow (null: left to the routing table) */
+  via: string | null;
+  note: string | null;
+  /** paths that are `secondary` on this connection */
+  secondary: string[];
+  /** paths that are `use` on this connection */
+  use: string[];
+  /** the MPTCP token the path manager knows it by, when it has one */
+  token: number | null;
+}
+
+/** The policy's say in dialling: which interface each attempt leaves by (paths/routing.ts). */
+export interface DialRouting {
+  plan(t: RouteTarget): RoutePlan;
+  /** The connection is up: hand it to the path manager; returns its MPTCP token, or null. */
+  attach(fd: number, plan: RoutePlan, via: FirstCandidate | null): number | null;
 }
 
 export interface DialResult {
@@ -32,6 +57,7 @@ export interface DialResult {
   family: 4 | 6;
   /** The MPTCP socket's fd when `socket` is layered on top of it (TLS to a relay). */
   fd?: number | null;
+  route?: DialRoute;
 }
 
 /** Where the proxy sends a connection: straight to the destination, or through a relay. */
@@ -55,6 +81,40 @@ export interface DialerOptions {
   isSelf?: (address: string, port: number) => boolean;
   /** SO_MARK for every socket it makes (read at each dial: transparent mode comes and goes); 0 = none. */
   mark?: () => number;
+  /** Which path each attempt leaves by (read at each dial: path management comes and goes); null = the routing table's. */
+  routing?: () => DialRouting | null;
+  /** How long attempts on `use` paths have before a lower tier (secondary, backup) is tried too. */
+  tierDelayMs?: number;
+}
+
+interface PlannedAttempt extends ResolvedAddress {
+  plan: RoutePlan | null;
+  via: FirstCandidate | null;
+  rank: number;
+}
+
+const TIER_RANK: Record<string, number> = { use: 0, secondary: 1, backup: 2 };
+
+/**
+ * The attempts for a dial, best first: per tier (use, secondary, backup), each candidate path in
+ * order, the addresses interleaved by family. Throws the plan's error (ENOPATH) when no allowed
+ * path reaches any of the addresses.
+ */
+export function planAttempts(addrs: ResolvedAddress[], routing: DialRouting | null, target: DialTarget): PlannedAttempt[] {
+  if (!routing) return addrs.map((a) => ({ ...a, plan: null, via: null, rank: 0 }));
+  const plans = addrs.map((a) => ({ a, plan: routing.plan({ host: target.host, address: a.address, port: target.port, ruleTarget: target.ruleTarget }) }));
+  const out: PlannedAttempt[] = [];
+  for (const { a, plan } of plans) if (plan.candidates === null) out.push({ ...a, plan, via: null, rank: 0 });
+  const bound = plans.filter((p) => p.plan.candidates && p.plan.candidates.length > 0);
+  for (const tier of ['use', 'secondary', 'backup'] as const) {
+    const per = bound.map((p) => ({ ...p, c: p.plan.candidates!.filter((c) => c.tier === tier) }));
+    const depth = Math.max(0, ...per.map((p) => p.c.length));
+    for (let i = 0; i < depth; i++) {
+      for (const p of per) if (p.c[i]) out.push({ ...p.a, plan: p.plan, via: p.c[i]!, rank: TIER_RANK[tier]! });
+    }
+  }
+  if (out.length === 0) throw plans.find((p) => p.plan.error)?.plan.error ?? new ExplainedDialError('ENOPATH', `no path reaches ${target.host}`);
+  return out;
 }
 
 export async function lookupAll(host: string): Promise<ResolvedAddress[]> {
@@ -90,6 +150,7 @@ interface Attempt {
 
 export class Dialer implements Upstream {
   private readonly attemptDelayMs: number;
+  private readonly tierDelayMs: number;
   private readonly lookup: (host: string) => Promise<ResolvedAddress[]>;
 
   constructor(private readonly opts: DialerOptions) {
@@ -97,6 +158,7 @@ export class Dialer implements Upstream {
       throw new BraidError('ENOMPTCP', 'MPTCP dialling needs the native addon, which is not loaded');
     }
     this.attemptDelayMs = opts.attemptDelayMs ?? 250;
+    this.tierDelayMs = opts.tierDelayMs ?? 2000;
     this.lookup = opts.lookup ?? lookupAll;
   }
 
@@ -116,7 +178,9 @@ export class Dialer implements Upstream {
       let done = false;
       const attempts: Attempt[] = [];
       const errors: unknown[] = [];
-      let queue: ResolvedAddress[] = [];
+      let queue: PlannedAttempt[] = [];
+      let routing: DialRouting | null = null;
+      let maxRankStarted = -1;
       let pending = 0;
       let staggerTimer: NodeJS.Timeout | undefined;
 
@@ -142,8 +206,9 @@ export class Dialer implements Upstream {
         if (done) return;
         const next = queue.shift();
         if (!next) return;
+        maxRankStarted = Math.max(maxRankStarted, next.rank);
         const remaining = Math.max(1, deadline - Date.now());
-        const attempt = this.attempt(next.address, port, remaining);
+        const attempt = this.attempt(next.address, port, remaining, next.via);
         attempts.push(attempt);
         pending++;
         attempt.promise.then(
@@ -153,7 +218,19 @@ export class Dialer implements Upstream {
               socket.destroy();
               return;
             }
-            finish(null, { socket, address: next.address, port, family: next.family });
+            const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+            let token: number | null = null;
+            if (routing && next.plan && typeof fd === 'number' && this.opts.mode === 'mptcp') {
+              try {
+                token = routing.attach(fd, next.plan, next.via);
+              } catch {
+                /* the connection works without its extra subflows; nothing to fail for */
+              }
+            }
+            const route: DialRoute | undefined = next.plan
+              ? { rule: next.plan.rule, via: next.via?.iface ?? null, note: next.plan.note, secondary: next.plan.secondary, use: next.plan.use, token }
+              : undefined;
+            finish(null, { socket, address: next.address, port, family: next.family, route });
           },
           (err) => {
             pending--;
@@ -163,7 +240,8 @@ export class Dialer implements Upstream {
             else if (pending === 0) finish(pickError(errors));
           },
         );
-        if (queue.length > 0) staggerTimer = setTimeout(startNext, this.attemptDelayMs);
+        // A lower tier (secondary, backup) only gets its turn when the better paths failed or are slow.
+        if (queue.length > 0) staggerTimer = setTimeout(startNext, queue[0]!.rank > maxRankStarted ? this.tierDelayMs : this.attemptDelayMs);
       };
 
       const literal = net.isIP(host);
@@ -178,7 +256,12 @@ export class Dialer implements Upstream {
           if (this.opts.isSelf && addrs.some((a) => this.opts.isSelf!(a.address, port))) {
             return finish(new BraidError('EPROXYLOOP', `${host}:${port} is this proxy's own listener`));
           }
-          queue = interleaveFamilies(addrs);
+          routing = this.opts.routing?.() ?? null;
+          try {
+            queue = planAttempts(interleaveFamilies(addrs), routing, target);
+          } catch (err) {
+            return finish(err);
+          }
           startNext();
         },
         (err) => {
@@ -191,13 +274,15 @@ export class Dialer implements Upstream {
     });
   }
 
-  private attempt(address: string, port: number, timeoutMs: number): Attempt {
+  private attempt(address: string, port: number, timeoutMs: number, via: FirstCandidate | null): Attempt {
     const native = this.opts.native;
+    // Bound to the path's interface and address: its routes (and policy routing by source) apply.
+    const bind = via ? { device: via.iface, localAddress: via.localAddress } : {};
     if (native) {
       let cancelled = false;
       // Through a then() so that a synchronous throw from the addon becomes this attempt's failure.
       const promise = Promise.resolve()
-        .then(() => native.connectFd({ address, port, timeoutMs, mptcp: this.opts.mode === 'mptcp', mark: this.opts.mark?.() ?? 0 }))
+        .then(() => native.connectFd({ address, port, timeoutMs, mptcp: this.opts.mode === 'mptcp', mark: this.opts.mark?.() ?? 0, ...bind }))
         .then((fd) => {
           // The native connect cannot be interrupted; a loser that completes late is closed here.
           if (cancelled) {
@@ -214,7 +299,7 @@ export class Dialer implements Upstream {
     }
     let socket: net.Socket | undefined;
     const promise = new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: address, port, allowHalfOpen: true, timeout: timeoutMs });
+      const s = net.connect({ host: address, port, allowHalfOpen: true, timeout: timeoutMs, ...(via ? { localAddress: via.localAddress } : {}) });
       socket = s;
       const onError = (err: Error): void => {
         s.destroy();

@@ -51,6 +51,7 @@ class HttpProxySession {
     c.on('end', () => this.onClientEnd());
     c.on('close', () => this.teardown());
     c.on('drain', () => {
+      this.session.conn?.hold('down', false);
       if (this.up && !this.up.gone) this.up.socket.resume();
     });
     // Between requests and during slow exchanges; a tunnel uses the relay's own idle timer.
@@ -371,7 +372,10 @@ class HttpProxySession {
     if (this.client.destroyed) return;
     if (this.ex) this.ex.sentToClient = true;
     if (this.session.conn) this.session.conn.bytesDown += data.length;
-    if (!this.client.write(data) && this.up) this.up.socket.pause();
+    if (!this.client.write(data) && this.up) {
+      this.up.socket.pause();
+      this.session.conn?.hold('down', true);
+    }
   }
 
   private fail(status: number, message: string, extra: string[] = []): void {

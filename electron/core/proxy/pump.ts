@@ -12,6 +12,11 @@ export interface PumpOptions {
   maxQueued?: number;
   onUp?: (bytes: number) => void;    // client -> destination
   onDown?: (bytes: number) => void;  // destination -> client
+  /**
+   * Reading from one side held back because the other side does not take the bytes fast enough
+   * ('down': the client reads slower than the destination sends), and released again.
+   */
+  onHold?: (direction: 'up' | 'down', held: boolean) => void;
 }
 
 export interface PumpResult {
@@ -53,8 +58,9 @@ export function pump(client: net.Socket, upstream: net.Socket, opts: PumpOptions
 
     let ends = 0;
     const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
-    const flow = (src: net.Socket, dst: net.Socket, count?: (n: number) => void): void => {
+    const flow = (src: net.Socket, dst: net.Socket, direction: 'up' | 'down', count?: (n: number) => void): void => {
       let corked = false;
+      let held = false;
       const uncork = (): void => {
         corked = false;
         dst.uncork();
@@ -74,11 +80,21 @@ export function pump(client: net.Socket, upstream: net.Socket, opts: PumpOptions
           setImmediate(uncork);
         }
         dst.write(chunk);
-        if (dst.writableLength >= maxQueued) src.pause();
+        if (dst.writableLength >= maxQueued) {
+          src.pause();
+          if (!held) {
+            held = true;
+            opts.onHold?.(direction, true);
+          }
+        }
       });
       dst.on('drain', () => {
         last = Date.now();
         src.resume();
+        if (held) {
+          held = false;
+          opts.onHold?.(direction, false);
+        }
       });
       src.on('end', () => {
         dst.end();
@@ -98,8 +114,8 @@ export function pump(client: net.Socket, upstream: net.Socket, opts: PumpOptions
       s.on('close', () => (ends === 2 ? maybeDone() : finish({ reason: 'closed' })));
     }
 
-    flow(client, upstream, opts.onUp);
-    flow(upstream, client, opts.onDown);
+    flow(client, upstream, 'up', opts.onUp);
+    flow(upstream, client, 'down', opts.onDown);
     // An EOF that arrived before the pump took over (client sent its request, data and FIN at
     // once) would otherwise never be passed on.
     for (const [src, dst] of [[client, upstream], [upstream, client]] as const) {

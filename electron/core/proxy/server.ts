@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { BraidConfig, DialMode } from '../config/schema';
 import { BraidError, errorMessage } from '../errors';
-import { Dialer, type Upstream } from './dialer';
+import { Dialer, type DialRouting, type Upstream } from './dialer';
 import { handleHttp } from './http-proxy';
 import { loadNative, mptcpUnavailableReason } from './native';
 import type { Logger, Session } from './session';
@@ -27,6 +27,8 @@ export interface ProxyServerOptions {
   upstream?: (direct: Dialer) => Upstream;
   /** SO_MARK for outbound sockets (transparent mode lets Braid's own connections through by it); 0 = none. */
   mark?: () => number;
+  /** The path policy's say in dialling (paths/routing.ts); null = the routing table decides. */
+  routing?: () => DialRouting | null;
 }
 
 /** How long a redirected connection's CONNECT through a relay waits for the client to name its host. */
@@ -86,6 +88,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       attemptDelayMs: this.opts.attemptDelayMs,
       isSelf: (address, port) => this.isSelf(address, port),
       mark: this.opts.mark,
+      routing: this.opts.routing,
     });
     this.dialer = this.opts.upstream ? this.opts.upstream(direct) : direct;
 

@@ -53,6 +53,7 @@ export async function dialFor(session: Session, host: string, port: number): Pro
   session.adoptUpstream(result.socket);
   result.socket.on('error', () => {}); // the relay or handler reports; never an uncaught 'error'
   session.conn?.setUpstream(result.socket, { host, port, address: result.address }, session.dialer.mode === 'mptcp', result.fd);
+  if (session.conn && result.route) session.conn.route = { ...result.route, state: result.route.secondary.length ? 'idle' : null };
   return result;
 }
 
@@ -65,12 +66,15 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
   }
   session.socket.removeAllListeners('data');
   session.socket.removeAllListeners('end');
+  const clientFd = (session.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (conn && typeof clientFd === 'number' && clientFd >= 0) conn.clientFd = clientFd;
   // Its 'end' listener went with the handler's.
   closeWhenClientGone(session.socket, { onGone: () => session.log.debug(`connection ${conn?.id ?? '-'}: client closed its socket; closing`) });
   void pump(session.socket, upstream, {
     idleMs: session.config.timeouts.idleMs,
     onUp: (n) => conn && (conn.bytesUp += n),
     onDown: (n) => conn && (conn.bytesDown += n),
+    onHold: (direction, held) => conn?.hold(direction, held),
   }).then((r) => {
     if (r.reason === 'idle') session.log.debug(`connection ${conn?.id ?? '-'} closed after ${session.config.timeouts.idleMs} ms idle`);
     else if (r.reason !== 'done') session.log.debug(`connection ${conn?.id ?? '-'} ended before both sides finished (${describeEnd(r)})`);

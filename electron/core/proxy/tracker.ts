@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { MptcpInfo } from '../native/mptcp';
+import type { DialRoute } from './dialer';
 import { loadNative, type NativeModule } from './native';
 
 export type ProxyProtocol = 'socks5' | 'http-connect' | 'http' | 'transparent';
@@ -15,6 +16,11 @@ export interface Destination {
   host: string;             // as the client asked
   port: number;
   address: string | null;   // resolved address that connected, null until connected
+}
+
+/** How a connection's paths were chosen, and where its secondary paths stand (paths/secondary.ts). */
+export interface ConnectionRoute extends DialRoute {
+  state: 'idle' | 'trial' | 'active' | 'standby' | null;
 }
 
 export interface ConnectionSnapshot {
@@ -28,6 +34,7 @@ export interface ConnectionSnapshot {
   bytesUp: number;
   bytesDown: number;
   transport: Transport;
+  route: ConnectionRoute | null;
 }
 
 function socketFd(socket: net.Socket): number | null {
@@ -43,7 +50,13 @@ export class TrackedConnection {
   bytesDown = 0;
   transport: Transport = 'unknown';
   program: { name: string; pid: number } | null = null;
+  route: ConnectionRoute | null = null;
+  /** the socket toward the client (whether it keeps up shows in the kernel's queue for it) */
+  clientFd: number | null = null;
   readonly startedAt = Date.now();
+  /** ms during which reading from the side was held back for the other side (pump backpressure) */
+  private readonly heldMs = { up: 0, down: 0 };
+  private readonly heldSince: { up: number | null; down: number | null } = { up: null, down: null };
   private upstream: net.Socket | null = null;
   private upstreamFd: number | null = null;
   private killer: (() => void) | null = null;
@@ -89,6 +102,29 @@ export class TrackedConnection {
     }
   }
 
+  hold(direction: 'up' | 'down', held: boolean): void {
+    const now = Date.now();
+    if (held) this.heldSince[direction] ??= now;
+    else if (this.heldSince[direction] !== null) {
+      this.heldMs[direction] += now - this.heldSince[direction]!;
+      this.heldSince[direction] = null;
+    }
+  }
+
+  /**
+   * Total ms the direction was held back so far. 'down' held: the client reads slower than the
+   * destination sends (the application, not the network, sets the pace).
+   */
+  heldTime(direction: 'up' | 'down', now = Date.now()): number {
+    const since = this.heldSince[direction];
+    return this.heldMs[direction] + (since === null ? 0 : now - since);
+  }
+
+  /** The outbound MPTCP socket's fd (for the path manager's per-connection view), or null. */
+  get fd(): number | null {
+    return this.upstream && !this.upstream.destroyed ? this.upstreamFd : null;
+  }
+
   /** How to end this connection from outside (the UI's close button); set by the proxy server. */
   onKill(killer: () => void): void {
     this.killer = killer;
@@ -104,6 +140,7 @@ export class TrackedConnection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.clientFd = null;
     this.upstream = null;
     this.upstreamFd = null;
     this.killer = null;
@@ -121,6 +158,7 @@ export class TrackedConnection {
       bytesUp: this.bytesUp,
       bytesDown: this.bytesDown,
       transport: this.transport,
+      route: this.route ? { ...this.route, secondary: [...this.route.secondary], use: [...this.route.use] } : null,
     };
   }
 }

@@ -12,7 +12,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { ExplainedDialError } from '../proxy/dial-errors';
-import { Dialer, type DialResult, type DialTarget } from '../proxy/dialer';
+import { Dialer, type DialResult, type DialRoute, type DialRouting, type DialTarget } from '../proxy/dialer';
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
@@ -29,6 +29,8 @@ export interface RelayClientOptions {
   log: Logger;
   /** SO_MARK for connections to the relay (transparent mode lets them through by it). */
   mark?: () => number;
+  /** The path policy's say in dialling the relay (paths/routing.ts). */
+  routing?: () => DialRouting | null;
 }
 
 interface Warm {
@@ -36,6 +38,7 @@ interface Warm {
   raw: net.Socket;
   fd: number | null;  // of the MPTCP socket under TLS, for subflow statistics
   born: number;
+  route: DialRoute | undefined;
 }
 
 export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null };
@@ -63,7 +66,7 @@ export class RelayDialer {
   private readonly refusalsLogged = new Set<string>();
 
   constructor(private readonly opts: RelayClientOptions) {
-    this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native, mark: opts.mark });
+    this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native, mark: opts.mark, routing: opts.routing });
   }
 
   get mode(): 'mptcp' | 'tcp' {
@@ -89,9 +92,13 @@ export class RelayDialer {
   async dial(target: DialTarget): Promise<RelayDialResult> {
     // One retry: a pooled connection can be dead without our knowing (relay restarted).
     // The retry opens a fresh connection: the rest of the pool is likely just as dead.
+    // Per-destination rules match the destination, not the relay: a warm connection serves only if
+    // its first subflow is on a path the destination's rule lets carry it; else one is dialled for it.
+    const ruleTarget = { host: net.isIP(target.host) ? null : target.host, address: net.isIP(target.host) ? target.host : null, port: target.port };
+    const ruled = this.ruled(ruleTarget);
     for (let attempt = 0; ; attempt++) {
-      const fromPool = attempt === 0 ? this.takeWarm() : null;
-      const warm = fromPool ?? (await this.open(target.signal));
+      const fromPool = attempt === 0 && !ruled ? this.takeWarm() : null;
+      const warm = fromPool ?? (await this.open(target.signal, ruled ? ruleTarget : undefined));
       try {
         return await this.request(warm, target);
       } catch (err) {
@@ -101,6 +108,15 @@ export class RelayDialer {
         this.refillSoon();
       }
     }
+  }
+
+  /** Whether a rule matches this destination (its connection to the relay is then its own). */
+  private ruled(t: { host: string | null; address: string | null; port: number }): boolean {
+    const routing = this.opts.routing?.();
+    if (!routing) return false;
+    const relay = this.opts.link.host;
+    if (!net.isIP(relay)) return routing.plan({ host: relay, address: '0.0.0.0', port: this.opts.link.port, ruleTarget: t }).rule !== null;
+    return routing.plan({ host: null, address: relay, port: this.opts.link.port, ruleTarget: t }).rule !== null;
   }
 
   private takeWarm(): Warm | null {
@@ -161,12 +177,14 @@ export class RelayDialer {
   }
 
   /** A verified TLS connection to the relay. */
-  private async open(signal?: AbortSignal): Promise<Warm> {
+  private async open(signal?: AbortSignal, ruleTarget?: DialTarget['ruleTarget']): Promise<Warm> {
     const { link } = this.opts;
     let dialed: DialResult;
     try {
-      dialed = await this.transport.dial({ host: link.host, port: link.port, signal });
+      dialed = await this.transport.dial({ host: link.host, port: link.port, signal, ruleTarget });
     } catch (err) {
+      // No allowed path to it for this destination's rule: a fact about the rule, not the relay.
+      if (errorCode(err) === 'ENOPATH') throw err;
       this.fail(`relay ${link.host}:${link.port} unreachable: ${errorCode(err)}`);
       throw new BraidError('ERELAYDOWN', `relay ${link.host}:${link.port} is unreachable (${errorCode(err)})`, { cause: err });
     }
@@ -203,11 +221,11 @@ export class RelayDialer {
         resolve();
       });
     });
-    return { socket, raw, fd, born: Date.now() };
+    return { socket, raw, fd, born: Date.now(), route: dialed.route };
   }
 
   private request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
-    const { socket, raw, fd } = warm;
+    const { socket, raw, fd, route } = warm;
     return new Promise((resolve, reject) => {
       const reader = new HeadReader();
       const cleanup = (): void => {
@@ -253,7 +271,7 @@ export class RelayDialer {
         socket.pause();
         if (head.rest.length) socket.unshift(head.rest);
         const remote = raw.remoteAddress ?? this.opts.link.host;
-        resolve({ socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4 });
+        resolve({ socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route });
       };
       if (target.signal?.aborted) return onAbort();
       target.signal?.addEventListener('abort', onAbort, { once: true });

@@ -6,6 +6,7 @@
 import type {
   ConnectionView, DoctorFinding, DoctorProgressView, DoctorReport, PathPolicy, PathsView, StatsTick, StatusView,
 } from '../../../electron/core/contract/index';
+import type { PathRuleView } from '../../../electron/core/contract/index';
 import { BraidApiError, type BraidClient, type LinkState } from '../client';
 import { StatsRing } from './ring';
 
@@ -156,6 +157,20 @@ export class Dashboard {
     return this.attempt(`policy:${iface}`, async () => {
       this.paths = await this.client.call('paths.setPolicy', { interface: iface, policy });
     });
+  }
+
+  /** Replaces the per-destination rules; resolves with the error to show next to the editor, or null. */
+  async setRules(rules: PathRuleView[]): Promise<string | null> {
+    this.busy.rules = true;
+    try {
+      this.paths = await this.client.call('paths.setRules', { rules });
+      return null;
+    } catch (err) {
+      if (!(err instanceof BraidApiError)) this.reportError(err, 'paths.setRules');
+      return err instanceof BraidApiError ? err.message : String(err);
+    } finally {
+      delete this.busy.rules;
+    }
   }
 
   async closeConnection(id: number): Promise<void> {
