@@ -120,22 +120,30 @@ describe('the kernel', () => {
 
   test('limits: 0 subflows with two usable paths fails with the command that raises them; enough is fine', () => {
     let f = new Findings();
-    kernelFindings({ readings: readings({ limits: { subflows: 0, addAddrAccepted: 0 } }), usablePaths: 2, braidManagesLimits: false }, f);
+    kernelFindings({ readings: readings({ limits: { subflows: 0, addAddrAccepted: 0 } }), usablePaths: 2, braidManagesLimits: false, braidIsPathManager: false }, f);
     const l = get(f, 'kernel.limits', null)!;
     assert.equal(l.status, 'fail');
     assert.match(l.message, /no connection may open a second subflow/);
     assert.match(l.fix!, /^sudo ip mptcp limits set subflows 1 add_addr_accepted 1/);
     f = new Findings();
-    kernelFindings({ readings: readings({ limits: { subflows: 1, addAddrAccepted: 1 } }), usablePaths: 3, braidManagesLimits: false }, f);
+    kernelFindings({ readings: readings({ limits: { subflows: 1, addAddrAccepted: 1 } }), usablePaths: 3, braidManagesLimits: false, braidIsPathManager: false }, f);
     assert.match(get(f, 'kernel.limits', null)!.message, /only 1 more subflow, so 1 of the 3 paths stay unused/);
     f = new Findings();
-    kernelFindings({ readings: readings(), usablePaths: 3, braidManagesLimits: true }, f);
+    kernelFindings({ readings: readings(), usablePaths: 3, braidManagesLimits: true, braidIsPathManager: false }, f);
+    assert.equal(get(f, 'kernel.limits', null)!.status, 'ok');
+  });
+
+  test('Braid as the userspace path manager: the mode is fine, and the in-kernel limits are not judged', () => {
+    const f = new Findings();
+    kernelFindings({ readings: readings({ pathManager: 'userspace', limits: { subflows: 0, addAddrAccepted: 0 } }), usablePaths: 2, braidManagesLimits: true, braidIsPathManager: true }, f);
+    assert.equal(get(f, 'kernel.pm', null)!.status, 'ok');
+    assert.match(get(f, 'kernel.pm', null)!.message, /Braid is the path manager here/);
     assert.equal(get(f, 'kernel.limits', null)!.status, 'ok');
   });
 
   test('MPTCP off, and the userspace path manager with nobody to use it, fail', () => {
     const f = new Findings();
-    kernelFindings({ readings: readings({ enabled: '0', socketOk: false, pathManager: 'userspace' }), usablePaths: 2, braidManagesLimits: false }, f);
+    kernelFindings({ readings: readings({ enabled: '0', socketOk: false, pathManager: 'userspace' }), usablePaths: 2, braidManagesLimits: false, braidIsPathManager: false }, f);
     assert.match(get(f, 'kernel.mptcp', null)!.fix!, /sysctl -w net\.mptcp\.enabled=1/);
     assert.equal(get(f, 'kernel.pm', null)!.status, 'fail');
   });
@@ -153,7 +161,7 @@ describe('the kernel', () => {
 
 function conn(id: number, transport: ConnectionView['transport'], ifaces: string[], destination = `example.org:${id}`): ConnectionView {
   const subflows: SubflowView[] = ifaces.map((i) => ({ localAddress: '192.0.2.1', remoteAddress: '203.0.113.5', interface: i, bytesSent: 1, bytesReceived: 1, rttUs: 1, backup: false }));
-  return { id, client: '127.0.0.1:5000', program: null, protocol: 'socks5', destination, address: null, startedAt: 0, bytesUp: 0, bytesDown: 0, transport, paths: ifaces, subflows };
+  return { id, client: '127.0.0.1:5000', program: null, protocol: 'socks5', destination, address: null, startedAt: 0, bytesUp: 0, bytesDown: 0, transport, paths: ifaces, subflows, route: null };
 }
 
 describe('live connections', () => {
@@ -215,7 +223,7 @@ describe('the tray names the first failing finding of the last diagnosis', () =>
   const base: StatusView = {
     version: '0.1.0', pid: 1,
     proxy: { running: true, listen: '127.0.0.1:1080', dial: 'mptcp', mptcp: { supported: true, reason: null } },
-    relay: null, paths: { managed: true, reason: null, interfaces: [], foreign: [], limits: null }, connections: { active: 0, total: 0 },
+    relay: null, paths: { managed: true, reason: null, interfaces: [], foreign: [], limits: null, manager: 'kernel', managerNote: null, rules: [] }, connections: { active: 0, total: 0 },
     systemProxy: { enabled: false, backend: null, error: null }, systemChanges: [],
     transparent: { enabled: false, active: false, via: null, listen: null, bypass: [], blockQuic: true, scopes: 0, error: null },
   };

@@ -53,6 +53,8 @@ export interface InterfaceInput {
   braidIds: Set<number>;
   /** Braid manages endpoints now (a running braid up with path management). */
   managed: boolean;
+  /** Braid is the (userspace) path manager: subflows come from it per connection, not from endpoints. */
+  braidIsPathManager?: boolean;
   notes: Map<string, string | null>;
   target: Target | null;
 }
@@ -126,6 +128,10 @@ export function interfaceFindings(cands: PathCandidate[], input: InterfaceInput,
       continue;
     }
     f.ok('iface.up', name, `${name} is up with ${c.iface.addresses.map((a) => a.address).join(', ')}.`);
+    if (input.braidIsPathManager) {
+      f.ok('iface.endpoint', name, `Braid opens subflows over ${name} per connection (policy ${c.policy}); no MPTCP endpoint is needed.`);
+      continue;
+    }
     endpointFinding(c, input, f);
   }
   // Endpoints on no interface of this host are leftovers: they make the kernel try addresses that do not exist.

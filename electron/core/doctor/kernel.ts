@@ -104,6 +104,8 @@ export interface KernelCheckInput {
   usablePaths: number;
   /** Braid raises the limits itself while it manages paths here. */
   braidManagesLimits: boolean;
+  /** A running Braid is this namespace's (userspace) path manager: it opens subflows per connection. */
+  braidIsPathManager: boolean;
 }
 
 export function kernelFindings(input: KernelCheckInput, f: Findings): void {
@@ -118,6 +120,12 @@ export function kernelFindings(input: KernelCheckInput, f: Findings): void {
     f.ok('kernel.mptcp', null, 'MPTCP is enabled (net.mptcp.enabled = 1).');
   }
 
+  if (r.pathManager === 'userspace' && input.braidIsPathManager) {
+    f.ok('kernel.pm', null, 'Braid is the path manager here (net.mptcp.path_manager = userspace): it opens each connection\'s subflows itself, by the paths\' policies and rules.');
+    // The per-connection limits and endpoints are the in-kernel path manager's: not used now.
+    f.ok('kernel.limits', null, 'The kernel\'s MPTCP limits and endpoints do not apply while Braid is the path manager.');
+    return;
+  }
   if (r.pathManager === 'userspace') {
     const daemons = endpointManagersRunning().filter((d) => d === 'mptcpd');
     if (daemons.length) f.warn('kernel.pm', null, 'The userspace path manager is selected and mptcpd runs: it, not the kernel, decides which subflows to open; Braid\'s endpoints only help if mptcpd uses them.');

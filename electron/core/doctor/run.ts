@@ -23,6 +23,7 @@ import { pathFindings } from './path-findings';
 import { portalFinding, portalProbe } from './portal';
 import { probePath, type PathProbe } from './probe';
 import { measureSpeed } from './speed';
+import { braidIsPathManager } from '../paths/pm-sysctl';
 import { connectRaw, connectSpeedTarget, readLine, tlsToRelay } from './tunnel';
 
 export interface DoctorContext {
@@ -145,6 +146,7 @@ export async function runDoctor(ctx: DoctorContext, params: DoctorRunParams, onP
     interfaces, endpoints, paths: ctx.config.paths,
     braidIds: running?.braidIds ?? recordedBraidIds(ctx.stateDir),
     managed: running?.managed ?? false,
+    braidIsPathManager: kernel.pathManager === 'userspace' && braidIsPathManager(ctx.stateDir),
     notes: running?.notes ?? new Map<string, string | null>(),
     target: target ?? NOWHERE,
   };
@@ -152,7 +154,7 @@ export async function runDoctor(ctx: DoctorContext, params: DoctorRunParams, onP
   const usable = cands.filter((c) => c.usable);
   total += usable.length * (target ? 1 : 0) + (portalUrl ? usable.length : 0) + (params.speed ? 2 * (usable.length + 1) : 0);
 
-  kernelFindings({ readings: kernel, usablePaths: usable.length, braidManagesLimits: input.managed }, f);
+  kernelFindings({ readings: kernel, usablePaths: usable.length, braidManagesLimits: input.managed, braidIsPathManager: input.braidIsPathManager }, f);
   interfaceFindings(cands, input, f);
   routeFindings(cands, target ?? NOWHERE, f);
 

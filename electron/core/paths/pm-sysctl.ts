@@ -179,3 +179,19 @@ export const pmSysctlRestorer: Restorer = {
     return now === r.set ? `net.mptcp.path_manager is ${r.original} again` : `net.mptcp.path_manager was already changed to ${now ?? 'unknown'} meanwhile; left as it is`;
   },
 };
+
+/**
+ * Whether a running Braid has made itself this namespace's path manager (userspace), by its guardian
+ * record: then subflows come from Braid per connection, not from endpoints and limits.
+ */
+export function braidIsPathManager(stateDir: string | null): boolean {
+  if (!stateDir) return false;
+  /* eslint-disable-next-line @typescript-eslint/no-require-imports */
+  const { guardianDir, listRecords, ownerAlive } = require('../guardian/record') as typeof import('../guardian/record');
+  /* eslint-disable-next-line @typescript-eslint/no-require-imports */
+  const { currentNetns } = require('./reconcile') as typeof import('./reconcile');
+  return listRecords(guardianDir(stateDir)).some(({ record }) => {
+    const r = record as (PmSysctlRecord & Record<string, unknown>) | null;
+    return !!r && r.kind === PM_SYSCTL_KIND && r.set === 'userspace' && (r.netns === null || r.netns === currentNetns()) && ownerAlive(r);
+  });
+}
