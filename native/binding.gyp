@@ -7,6 +7,7 @@
         "src/errors.cc",
         "src/sockets.cc",
         "src/info.cc",
+        "src/rlimit.cc",
         "src/netlink.cc",
         "src/nlwatch.cc",
         "src/pm.cc",

@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, braid::Connect, "connect"));
   exports.Set("info", Napi::Function::New(env, braid::Info, "info"));
   exports.Set("close", Napi::Function::New(env, braid::Close, "close"));
+  exports.Set("nofileLimit", Napi::Function::New(env, braid::NofileLimit, "nofileLimit"));
   braid::RegisterNetlink(env, exports);
   return exports;
 }

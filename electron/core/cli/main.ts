@@ -5,7 +5,9 @@
  */
 import { parseArgs } from 'node:util';
 import { errorCode, errorMessage } from '../errors';
-import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
+import { raiseFdLimit } from '../fd-limit';
+import { routeProcessWarnings } from '../process-warnings';
+import { EXIT_FAILURE, EXIT_USAGE, stderrLogger, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
 import { status } from './status';
@@ -56,6 +58,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n`);
     return 0;
   }
+  // Before any config is read: the default connection limit follows the raised open-file limit.
+  const log = stderrLogger(values.verbose === true);
+  routeProcessWarnings(log);
+  const fds = raiseFdLimit();
+  if (fds.error) log.warn(`${fds.error}; keeping ${fds.soft}`);
+  else if (fds.raisedFrom !== null) log.debug(`open-file limit raised from ${fds.raisedFrom} to ${fds.soft}`);
   try {
     return await cmd.run(values, positionals);
   } catch (err) {

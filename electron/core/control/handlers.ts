@@ -63,6 +63,9 @@ export class ControlCore {
 
   constructor(private readonly service: BraidService) {
     this.bus.setMaxListeners(0);
+    // The contract's 'error' event is a report for whoever listens; an EventEmitter throws an
+    // unheard 'error', which with no API client (--control off) took the process down.
+    this.bus.on('error', () => {});
     this.handlers = this.makeHandlers();
     this.wire();
   }

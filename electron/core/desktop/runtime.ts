@@ -10,6 +10,8 @@ import type { ConfigInput } from '../config/schema';
 import { ControlCore } from '../control/handlers';
 import { startControl, type RunningControl } from '../control/start';
 import { errorMessage } from '../errors';
+import { raiseFdLimit } from '../fd-limit';
+import { routeProcessWarnings } from '../process-warnings';
 import type { Logger } from '../proxy/session';
 import { BraidService } from '../service';
 import type { SystemProxyBackend } from '../sysproxy/backend';
@@ -53,6 +55,9 @@ export interface DesktopRuntime {
 export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<DesktopRuntime> {
   const { log, stateDir, configFile } = opts;
   const problems: string[] = [];
+  // The desktop app's entry; `braid up` did both already (each is done once per process).
+  routeProcessWarnings(log);
+  raiseFdLimit();
   const fileExists = fs.existsSync(configFile);
   const config = loadConfig({ file: fileExists ? configFile : undefined, overrides: opts.overrides });
 

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { BraidConfig, DialMode } from '../config/schema';
 import { BraidError, errorMessage } from '../errors';
+import { connectionsForFds, currentFdLimit, isFdExhaustion } from '../fd-limit';
 import { Dialer, type Upstream } from './dialer';
 import { handleHttp } from './http-proxy';
 import { loadNative, mptcpUnavailableReason } from './native';
@@ -30,6 +31,17 @@ export interface ProxyServerEvents {
 
 /** SOCKS4 request rejected (RFC-less but universal): VN=0, CD=0x5B, port and address unused. */
 const SOCKS4_REJECT = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+/**
+ * Clients over the connection limit that still get a "too many connections" reply; past that they
+ * are closed at once. Bounded so that the descriptors fd-limit.ts reserves cover them.
+ */
+const REFUSED_WITH_REPLY = 64;
+/**
+ * Descriptors the process holds besides its proxied sockets (listeners, epoll, netlink, stdio, ...).
+ * An accept that fails with EMFILE is handled inside libuv (it accepts and closes the client) and
+ * never reaches JavaScript, so running out is noticed when the sockets come this close to the limit.
+ */
+const FD_MARGIN = 32;
 
 export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   readonly tracker: ConnectionTracker;
@@ -37,8 +49,10 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private dialer: Upstream | null = null;
   private readonly sockets = new Set<net.Socket>();
   private clients = 0;
-  private readonly stopController = new AbortController();
   private readonly log: Logger;
+  /** Limits already reported: each is logged once per server, not once per refused client. */
+  private readonly limitsReported = new Set<'connections' | 'fds'>();
+  private fdSoftLimit = Infinity;
   private bound: net.AddressInfo | null = null;
   private effectiveDial: DialMode;
 
@@ -77,7 +91,17 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       attemptDelayMs: this.opts.attemptDelayMs,
       isSelf: (address, port) => this.isSelf(address, port),
     });
-    this.dialer = this.opts.upstream ? this.opts.upstream(direct) : direct;
+    const upstream = this.opts.upstream ? this.opts.upstream(direct) : direct;
+    this.dialer = {
+      get mode() {
+        return upstream.mode;
+      },
+      dial: (target) =>
+        upstream.dial(target).catch((err: unknown) => {
+          if (isFdExhaustion(err)) this.reportFdExhaustion('EMFILE on connect');
+          throw err;
+        }),
+    };
 
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.server = server;
@@ -93,15 +117,24 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       });
     });
     // Later listener errors (EMFILE on accept) are logged; they must not crash the process.
-    server.on('error', (err) => this.log.warn(`listener error: ${errorMessage(err)}`));
+    server.on('error', (err) => {
+      if (isFdExhaustion(err)) this.reportFdExhaustion('EMFILE on accept');
+      else this.log.warn(`listener error: ${errorMessage(err)}`);
+    });
     this.bound = server.address() as net.AddressInfo;
+    this.fdSoftLimit = currentFdLimit().soft;
+    const max = this.config.limits.maxConnections;
+    this.log.debug(`limits: up to ${max} connections (limits.maxConnections), open-file limit ${this.fdSoftLimit}`);
+    if (max > connectionsForFds(this.fdSoftLimit)) {
+      this.log.warn(`limits.maxConnections is ${max} but the open-file limit (${this.fdSoftLimit}) allows about ${connectionsForFds(this.fdSoftLimit)}: ` +
+        'connections past that will fail; raise the limit (ulimit -n, LimitNOFILE=) or lower the setting');
+    }
     return this.bound;
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
-    this.stopController.abort();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every socket still in the set has not emitted 'close' yet (the set drops it on 'close').
     const live = [...this.sockets].map((s) => {
@@ -111,6 +144,19 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     });
     await Promise.all([closed, ...live]);
     this.server = null;
+  }
+
+  private reportLimit(kind: 'connections' | 'fds', message: string): void {
+    if (this.limitsReported.has(kind)) return;
+    this.limitsReported.add(kind);
+    this.log.warn(message);
+    this.emit('warning', message);
+  }
+
+  private reportFdExhaustion(detail: string): void {
+    const max = this.config.limits.maxConnections;
+    this.reportLimit('fds', `out of file descriptors (${detail}, open-file limit ${currentFdLimit().soft}): new connections fail; ` +
+      `raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) or lower limits.maxConnections (now ${max})`);
   }
 
   private isSelf(address: string, port: number): boolean {
@@ -126,6 +172,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
 
   private track(socket: net.Socket): void {
     this.sockets.add(socket);
+    if (this.sockets.size + FD_MARGIN >= this.fdSoftLimit) this.reportFdExhaustion(`${this.sockets.size} sockets open`);
     socket.once('close', () => this.sockets.delete(socket));
   }
 
@@ -138,17 +185,29 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     const conn = this.tracker.open(client);
     conn?.onKill(() => socket.destroy());
-    // Past twice the limit, even the courtesy of an error reply is not worth the memory.
-    if (!conn && this.clients > 2 * this.config.limits.maxConnections) {
-      socket.destroy();
-      return;
+    if (!conn) {
+      const max = this.config.limits.maxConnections;
+      this.reportLimit('connections', `connection limit reached: ${max} concurrent connections; new clients are refused until some close ` +
+        `(setting: limits.maxConnections; its default is sized from the open-file limit, now ${currentFdLimit().soft})`);
+      // Past a few over the limit, even the courtesy of an error reply is not worth a descriptor.
+      if (this.clients > max + REFUSED_WITH_REPLY) {
+        socket.destroy();
+        return;
+      }
     }
-    const clientGone = new AbortController();
-    const onStop = (): void => clientGone.abort();
-    this.stopController.signal.addEventListener('abort', onStop, { once: true });
+    // Made only when a dial asks for it (most of a connection's life has no pending dial), and
+    // aborted when the client goes: stop() destroys every socket, so it covers shutdown too. One
+    // per connection, never a listener per connection on a signal they all share.
+    let clientGone: AbortController | null = null;
+    const signal = (): AbortSignal => {
+      if (!clientGone) {
+        clientGone = new AbortController();
+        if (socket.destroyed) clientGone.abort();
+      }
+      return clientGone.signal;
+    };
     socket.once('close', () => {
-      clientGone.abort();
-      this.stopController.signal.removeEventListener('abort', onStop);
+      clientGone?.abort();
       clearTimeout(handshakeTimer);
       conn?.close();
     });
@@ -164,7 +223,9 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       config: this.config,
       dialer: this.dialer!,
       log: this.log,
-      signal: clientGone.signal,
+      get signal() {
+        return signal();
+      },
       handshakeDone: () => clearTimeout(handshakeTimer),
       adoptUpstream: (up) => {
         if (socket.destroyed) {
