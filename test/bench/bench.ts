@@ -11,6 +11,10 @@
  * shadowsocks-libev chain; unshaped Gbit/s and CPU s/GB of client and relay vs that chain; TTFB.
  * `--relay-only` runs just that part.
  *
+ * Scale (test/bench/scale-bench.ts): 1,000 and 5,000 idle connections through `braid up`, RSS per
+ * connection, idle CPU and the stats sampler's cost, against a bare Node process holding as many
+ * socket pairs. `--scale-only` runs just that part.
+ *
  * Results go to stdout as a table and to test-artifacts/bench.json.
  */
 import fs from 'node:fs';
@@ -139,6 +143,10 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   const log = (s: string): void => { process.stdout.write(s + '\n'); };
+  if (process.argv.includes('--scale-only')) {
+    await (await import('./scale-bench.js')).scaleBench(log);
+    return;
+  }
   if (process.argv.includes('--relay-only')) {
     const only = await relayBench(log);
     printRelay(only, log);
@@ -208,6 +216,7 @@ async function main(): Promise<void> {
   };
   writeResult(result, log);
   log(''); await (await import('./stats-bench.js')).statsBench(log);
+  log(''); await (await import('./scale-bench.js')).scaleBench(log);
 }
 
 function writeResult(result: unknown, log: (s: string) => void): void {

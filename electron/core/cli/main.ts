@@ -5,8 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { errorCode, errorMessage } from '../errors';
-import { raiseFdLimit } from '../fd-limit';
-import { routeProcessWarnings } from '../process-warnings';
+import { prepareLongRunningProcess } from '../process-setup';
 import { EXIT_FAILURE, EXIT_USAGE, stderrLogger, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
@@ -60,8 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   // Before any config is read: the default connection limit follows the raised open-file limit.
   const log = stderrLogger(values.verbose === true);
-  routeProcessWarnings(log);
-  const fds = raiseFdLimit();
+  const fds = prepareLongRunningProcess(log);
   if (fds.error) log.warn(`${fds.error}; keeping ${fds.soft}`);
   else if (fds.raisedFrom !== null) log.debug(`open-file limit raised from ${fds.raisedFrom} to ${fds.soft}`);
   try {

@@ -10,8 +10,7 @@ import type { ConfigInput } from '../config/schema';
 import { ControlCore } from '../control/handlers';
 import { startControl, type RunningControl } from '../control/start';
 import { errorMessage } from '../errors';
-import { raiseFdLimit } from '../fd-limit';
-import { routeProcessWarnings } from '../process-warnings';
+import { prepareLongRunningProcess } from '../process-setup';
 import type { Logger } from '../proxy/session';
 import { BraidService } from '../service';
 import type { SystemProxyBackend } from '../sysproxy/backend';
@@ -56,8 +55,7 @@ export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<
   const { log, stateDir, configFile } = opts;
   const problems: string[] = [];
   // The desktop app's entry; `braid up` did both already (each is done once per process).
-  routeProcessWarnings(log);
-  raiseFdLimit();
+  prepareLongRunningProcess(log);
   const fileExists = fs.existsSync(configFile);
   const config = loadConfig({ file: fileExists ? configFile : undefined, overrides: opts.overrides });
 

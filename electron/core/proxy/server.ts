@@ -7,12 +7,10 @@ import net from 'node:net';
 import type { BraidConfig, DialMode } from '../config/schema';
 import { BraidError, errorMessage } from '../errors';
 import { connectionsForFds, currentFdLimit, isFdExhaustion } from '../fd-limit';
+import { ClientSession, type SessionHost } from './client-session';
 import { Dialer, type Upstream } from './dialer';
-import { handleHttp } from './http-proxy';
 import { loadNative, mptcpUnavailableReason } from './native';
-import type { Logger, Session } from './session';
-import { replyAndClose } from './session';
-import { handleSocks5 } from './socks5';
+import type { Logger } from './session';
 import { ConnectionTracker } from './tracker';
 
 export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
@@ -29,8 +27,6 @@ export interface ProxyServerEvents {
   warning: [string];
 }
 
-/** SOCKS4 request rejected (RFC-less but universal): VN=0, CD=0x5B, port and address unused. */
-const SOCKS4_REJECT = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
 /**
  * Clients over the connection limit that still get a "too many connections" reply; past that they
  * are closed at once. Bounded so that the descriptors fd-limit.ts reserves cover them.
@@ -55,12 +51,31 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private fdSoftLimit = Infinity;
   private bound: net.AddressInfo | null = null;
   private effectiveDial: DialMode;
+  /** What every ClientSession uses of this server; one object, and one copy of each listener. */
+  private readonly host: SessionHost;
+  private readonly untrack: (this: net.Socket) => void;
+  private readonly onClientError: (err: Error) => void;
 
   constructor(readonly config: BraidConfig, private readonly opts: ProxyServerOptions = {}) {
     super();
     this.log = opts.logger ?? silentLogger;
     this.tracker = new ConnectionTracker(config.limits.maxConnections);
     this.effectiveDial = config.proxy.dial;
+    const sockets = this.sockets;
+    this.untrack = function (this: net.Socket) {
+      sockets.delete(this);
+    };
+    this.onClientError = (err) => this.log.debug(`client socket: ${errorMessage(err)}`);
+    const server = this;
+    this.host = {
+      config,
+      get dialer() {
+        return server.dialer!;
+      },
+      log: this.log,
+      track: (socket) => this.track(socket),
+      clientClosed: () => void this.clients--,
+    };
   }
 
   /** The dial mode in force: 'tcp' when MPTCP was asked for but is not available here. */
@@ -173,88 +188,27 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private track(socket: net.Socket): void {
     this.sockets.add(socket);
     if (this.sockets.size + FD_MARGIN >= this.fdSoftLimit) this.reportFdExhaustion(`${this.sockets.size} sockets open`);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', this.untrack);
   }
 
   private onConnection(socket: net.Socket): void {
     this.track(socket);
     this.clients++;
-    socket.once('close', () => this.clients--);
-    socket.on('error', (err) => this.log.debug(`client socket: ${errorMessage(err)}`));
+    socket.on('error', this.onClientError);
     socket.setNoDelay(true);
-    const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-    const conn = this.tracker.open(client);
-    conn?.onKill(() => socket.destroy());
+    const conn = this.tracker.open({ address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 });
+    conn?.onKill(socket);
     if (!conn) {
       const max = this.config.limits.maxConnections;
       this.reportLimit('connections', `connection limit reached: ${max} concurrent connections; new clients are refused until some close ` +
         `(setting: limits.maxConnections; its default is sized from the open-file limit, now ${currentFdLimit().soft})`);
       // Past a few over the limit, even the courtesy of an error reply is not worth a descriptor.
       if (this.clients > max + REFUSED_WITH_REPLY) {
+        socket.once('close', this.host.clientClosed);
         socket.destroy();
         return;
       }
     }
-    // Made only when a dial asks for it (most of a connection's life has no pending dial), and
-    // aborted when the client goes: stop() destroys every socket, so it covers shutdown too. One
-    // per connection, never a listener per connection on a signal they all share.
-    let clientGone: AbortController | null = null;
-    const signal = (): AbortSignal => {
-      if (!clientGone) {
-        clientGone = new AbortController();
-        if (socket.destroyed) clientGone.abort();
-      }
-      return clientGone.signal;
-    };
-    socket.once('close', () => {
-      clientGone?.abort();
-      clearTimeout(handshakeTimer);
-      conn?.close();
-    });
-
-    const handshakeTimer = setTimeout(() => {
-      this.log.debug(`${client.address}:${client.port}: handshake timeout`);
-      socket.destroy();
-    }, this.config.timeouts.handshakeMs);
-
-    const session: Session = {
-      socket,
-      conn,
-      config: this.config,
-      dialer: this.dialer!,
-      log: this.log,
-      get signal() {
-        return signal();
-      },
-      handshakeDone: () => clearTimeout(handshakeTimer),
-      adoptUpstream: (up) => {
-        if (socket.destroyed) {
-          up.destroy();
-          return;
-        }
-        this.track(up);
-        // The client's end is the connection's end; no outbound socket outlives it.
-        const kill = (): void => void up.destroy();
-        socket.once('close', kill);
-        up.once('close', () => socket.off('close', kill));
-      },
-    };
-
-    // EOF before the first byte: nothing to answer, and a half-open socket would linger.
-    const onEarlyEnd = (): void => void socket.destroy();
-    socket.once('end', onEarlyEnd);
-    socket.once('data', (first: Buffer) => {
-      socket.off('end', onEarlyEnd);
-      try {
-        const b = first[0];
-        if (b === 0x05) return handleSocks5(session, first);
-        if (b >= 0x41 && b <= 0x5a) return handleHttp(session, first);
-        if (b === 0x04) return replyAndClose(socket, SOCKS4_REJECT);
-        replyAndClose(socket);
-      } catch (err) {
-        this.log.warn(`internal error on new connection: ${errorMessage(err)}`);
-        socket.destroy();
-      }
-    });
+    new ClientSession(this.host, socket, conn);
   }
 }

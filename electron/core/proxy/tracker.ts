@@ -43,7 +43,7 @@ export class TrackedConnection {
   readonly startedAt = Date.now();
   private upstream: net.Socket | null = null;
   private upstreamFd: number | null = null;
-  private killer: (() => void) | null = null;
+  private killer: { destroy(): unknown } | null = null;
   private closed = false;
 
   constructor(
@@ -86,15 +86,15 @@ export class TrackedConnection {
     }
   }
 
-  /** How to end this connection from outside (the UI's close button); set by the proxy server. */
-  onKill(killer: () => void): void {
+  /** What to destroy to end this connection from outside (the UI's close button): the client's socket. */
+  onKill(killer: { destroy(): unknown }): void {
     this.killer = killer;
   }
 
   /** Ends the connection: both sockets are destroyed, and close() follows from the client's close. */
   kill(): boolean {
     if (this.closed || !this.killer) return false;
-    this.killer();
+    this.killer.destroy();
     return true;
   }
 
