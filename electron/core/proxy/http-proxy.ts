@@ -380,6 +380,9 @@ class HttpProxySession {
     up.socket.on('drain', () => this.resume('up-drain'));
     up.socket.on('end', () => this.guard(() => this.onUpstreamGone(up)));
     up.socket.on('close', () => this.guard(() => this.onUpstreamGone(up)));
+    // A relay's connection comes paused (its first bytes held back until someone reads); a 'data'
+    // listener alone does not restart a stream that was paused explicitly.
+    up.socket.resume();
     return { up, reused: false };
   }
 
