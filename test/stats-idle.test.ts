@@ -20,14 +20,32 @@ function subflow(iface: string, received: number, rttUs: number, port: number): 
   };
 }
 
+/** What the engine uses of a ConnectionTracker; moved connections found by comparing counts. */
 class FakeTracker extends EventEmitter {
   readonly live = new Map<number, FakeConn>();
+  private readonly seen = new Map<number, string>();
+  get size(): number {
+    return this.live.size;
+  }
   connections(): IterableIterator<FakeConn> {
     return this.live.values();
+  }
+  get(id: number): FakeConn | undefined {
+    return this.live.get(id);
+  }
+  takeMoved(): Set<FakeConn> {
+    const out = new Set<FakeConn>();
+    for (const c of this.live.values()) {
+      const k = `${c.bytesUp}:${c.bytesDown}`;
+      if (this.seen.get(c.id) !== k) out.add(c);
+      this.seen.set(c.id, k);
+    }
+    return out;
   }
   close(id: number): void {
     const c = this.live.get(id)!;
     this.live.delete(id);
+    this.seen.delete(id);
     const snap: ConnectionSnapshot = { id, client: { address: '', port: 0 }, protocol: 'socks5', destination: null, startedAt: 0, bytesUp: c.bytesUp, bytesDown: c.bytesDown, transport: 'mptcp' };
     this.emit('closed', snap);
   }
@@ -48,7 +66,7 @@ function setup(n: number) {
   return { tracker, engine, reads, tick };
 }
 
-test('idle connections are read about once per 60 ticks; a moving one every tick', () => {
+test('idle connections are read once per 60 ticks, a slice each tick; a moving one every tick', () => {
   const { tracker, reads, tick } = setup(600);
   for (let i = 0; i < 10; i++) tick(); // first reads, then quiet
   reads.clear();

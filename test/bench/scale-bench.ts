@@ -8,8 +8,9 @@
  *     opened (V8's heap still sized for the burst) and once settled;
  *   - idle CPU, % of one core (utime + stime from /proc, all threads), the median of a few windows
  *     after the connections have settled;
- *   - the stats sampler's cost per connection per tick (from the ticks' system.sampleUs), against
- *     one bare socketInfo() per connection in the reference (what reading every connection costs).
+ *   - the stats sampler's CPU time per connection per tick (from the ticks' system.sampleUs),
+ *     against one bare socketInfo() per connection in the reference (what reading every connection
+ *     costs).
  *
  * Every process runs fresh per count. They inherit this process's hard open-file limit, which must
  * allow the count (Braid's default connection limit follows it; it is checked before starting).

@@ -10,9 +10,9 @@
  *       idle until SIGTERM (or S seconds).
  *   ref-proxy --port P --dest ADDR:PORT
  *       the reference: a bare Node process that, for each accepted connection, dials DEST over
- *       MPTCP with the same addon call as Braid and pipes the two sockets. On SIGUSR2 it times one
- *       socketInfo() per upstream connection (what sampling every connection costs at the least)
- *       and prints `sample {...}`.
+ *       MPTCP with the same addon call as Braid and pipes the two sockets. On SIGUSR2 it measures the
+ *       CPU time of one socketInfo() per upstream connection (what sampling every connection costs
+ *       at the least) and prints `sample {...}`.
  */
 import net from 'node:net';
 import { connectFd, listenFd, socketInfo } from '../../electron/core/native/mptcp';
@@ -133,14 +133,15 @@ async function refProxy(argv: string[]): Promise<void> {
   process.on('SIGUSR2', () => {
     const per: number[] = [];
     for (let pass = 0; pass < 5; pass++) {
-      const t0 = process.hrtime.bigint();
+      const t0 = process.cpuUsage();
       let n = 0;
       for (const fd of upstreamFds) {
         try {
           n += socketInfo(fd, false).subflows.length;
         } catch { /* closed meanwhile */ }
       }
-      per.push(Number(process.hrtime.bigint() - t0) / 1000 / Math.max(1, upstreamFds.size));
+      const spent = process.cpuUsage(t0);
+      per.push((spent.user + spent.system) / Math.max(1, upstreamFds.size));
       if (n < 0) throw new Error('unreachable');
     }
     per.sort((a, b) => a - b);

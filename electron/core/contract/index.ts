@@ -92,7 +92,7 @@ export interface StatsTick {
   totalDown: number;
   system: {
     mptcpSockets: number | null;  // MPTCP sockets in this network namespace, not only Braid's (listeners too)
-    sampleUs?: number;            // what computing this tick cost the proxy, µs (the bench reads it)
+    sampleUs?: number;            // CPU time computing this tick cost the proxy, µs (the bench reads it)
   };
 }
 

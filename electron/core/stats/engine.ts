@@ -8,14 +8,15 @@
  * bytes of a connection that closed between two ticks (split like its last known share).
  * A connection that fell back to TCP has one subflow and so one path.
  *
- * Reading a connection's subflows costs a few getsockopt calls and some allocation (~20 µs), and a
- * proxy holds thousands of connections that are mostly idle. Subflows only decide how a
- * connection's new bytes are split, so a connection whose byte counts have not moved for a few
- * ticks (its send buffer has drained by then) is read only every IDLE_REFRESH_TICKS, staggered by
- * id, to keep its subflow list current for the dashboard; its bytes, when they move again, are
- * split by the counters read on that tick, measured from the last read. Per-path subflow counts and
- * RTTs are sums kept up to date as connections are read, so an idle connection costs a comparison
- * of two numbers per tick.
+ * Reading a connection's subflows costs a few getsockopt calls and some allocation (10-20 µs), and
+ * a proxy holds thousands of connections that are mostly idle. Subflows only decide how a
+ * connection's new bytes are split, so a tick visits only the connections that are active: those
+ * whose byte counts moved since the last tick (the tracker hands them over), new ones, and those
+ * that moved within the last QUIET_TICKS (their send buffers drain after the proxy's counts stop).
+ * Idle connections are refreshed a slice per tick, each once every IDLE_REFRESH_TICKS, to keep their
+ * subflow lists current for the dashboard; when their bytes move again they are split by the
+ * counters read then, measured from the last read. Per-path subflow counts and RTTs are sums kept up
+ * to date as connections are read. An idle connection costs nothing per tick.
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -36,10 +37,9 @@ interface SubflowMark {
 }
 
 interface ConnState {
-  lastUp: number;                       // proxy-counted bytes at the last tick
+  lastUp: number;                       // proxy-counted bytes when last visited
   lastDown: number;
-  quiet: number;                        // consecutive ticks in which they did not move
-  read: boolean;                        // its subflows were read at least once
+  quiet: number;                        // consecutive visits in which they did not move
   counted: boolean;                     // `latest` is in the per-path subflow and RTT sums
   subflows: Map<string, SubflowMark> | null;   // subflow key -> its counters at the last read
   shareUp: Map<string, number> | null;         // path -> bytes attributed up so far (for residual splits)
@@ -66,7 +66,7 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, read: false, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS });
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS });
 
 /** Live subflows and the sum of their RTTs on one path, kept up to date as connections are read. */
 interface PathAgg {
@@ -110,17 +110,27 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private readonly pathAgg = new Map<string, PathAgg>();
   private timer: NodeJS.Timeout | null = null;
   private lastAt = 0;
-  private ticks = 0;
+  /** Connections visited every tick: moved lately, or new. */
+  private readonly active = new Map<number, TrackedConnection>();
+  /** New connections, read on the next tick. */
+  private fresh: number[] = [];
+  /** Where the slice-per-tick refresh of idle connections has got to (a Map iterator survives changes). */
+  private cursor: Iterator<TrackedConnection> | null = null;
+  private readonly onOpened = (snap: ConnectionSnapshot): void => void this.fresh.push(snap.id);
   private pendingClosed: { snapshot: ConnectionSnapshot; state: ConnState }[] = [];
   private readonly onClosed = (snap: ConnectionSnapshot): void => {
     // A connection that opened and closed between two ticks was never sampled: its bytes still
     // count (on the 'unknown' path, since no subflow of it was ever seen).
     const state = this.conns.get(snap.id) ?? newState();
     this.conns.delete(snap.id);
+    this.active.delete(snap.id);
     this.account(state, false);
     this.pendingClosed.push({ snapshot: snap, state });
   };
-  /** Cost of the last sample, for the bench. */
+  /**
+   * CPU time the last sample took, ms (the process's, so GC threads count; wall time would count
+   * the waits of a busy machine instead).
+   */
   lastSampleMs = 0;
 
   constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
@@ -169,17 +179,24 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private attach(t: ConnectionTracker | null): void {
     if (t === this.attached) return;
     this.attached?.off('closed', this.onClosed);
+    this.attached?.off('opened', this.onOpened);
     // A new tracker (the proxy restarted) numbers its connections from 1 again: state kept for the
     // old one's ids would be taken for the new connections' and swallow their first bytes.
     this.conns.clear();
     this.pathAgg.clear();
+    this.active.clear();
+    this.fresh = [];
+    this.cursor = null;
     this.attached = t;
     t?.on('closed', this.onClosed);
+    t?.on('opened', this.onOpened);
+    // Connections that were there before we looked are read on the first tick.
+    for (const c of t?.connections() ?? []) this.active.set(c.id, c);
   }
 
   /** One sample; public so tests and the bench can drive it without timers. */
   tick(now = Date.now()): StatsTick {
-    const started = process.hrtime.bigint();
+    const started = process.cpuUsage();
     const tracker = this.tracker();
     this.attach(tracker);
     const seconds = Math.max(0.001, (now - this.lastAt) / 1000);
@@ -187,53 +204,28 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     const up = new Map<string, number>();
     const down = new Map<string, number>();
     const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false)?.subflows ?? null);
-    const tickNo = this.ticks++;
 
-    let live = 0;
-    for (const c of tracker?.connections() ?? []) {
-      live++;
-      let state = this.conns.get(c.id);
-      if (!state) {
-        state = newState();
-        this.conns.set(c.id, state);
+    if (tracker) {
+      for (const c of tracker.takeMoved()) this.active.set(c.id, c);
+      for (const id of this.fresh.splice(0)) {
+        const c = tracker.get(id);
+        if (c) this.active.set(id, c);
       }
-      const dUp = c.bytesUp - state.lastUp;
-      const dDown = c.bytesDown - state.lastDown;
-      state.quiet = dUp !== 0 || dDown !== 0 ? 0 : state.quiet + 1;
-      const due = !state.read || state.quiet < QUIET_TICKS || (tickNo + c.id) % IDLE_REFRESH_TICKS === 0;
-      const subflows = due ? read(c) : null;
-      let weightsUp: Map<string, number> | null = null;
-      let weightsDown: Map<string, number> | null = null;
-      if (subflows) {
-        state.read = true;
-        weightsUp = new Map();
-        weightsDown = new Map();
-        const seen = new Map<string, SubflowMark>();
-        for (const s of subflows) {
-          const key = subflowKey(s);
-          const p = pathKey(s);
-          const before = state.subflows?.get(key) ?? { sent: 0, received: 0 };
-          // Counters only grow; a smaller value means a new socket reused the 4-tuple.
-          const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
-          const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
-          add(weightsUp, p, dSent);
-          add(weightsDown, p, dRecv);
-          seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
+      // A slice of the idle connections, so that each is read once every IDLE_REFRESH_TICKS.
+      const slice = Math.ceil(tracker.size / IDLE_REFRESH_TICKS);
+      for (let i = 0; i < slice; i++) {
+        let next = this.cursor?.next();
+        if (!next || next.done) {
+          this.cursor = tracker.connections();
+          if (i > 0) break;
+          next = this.cursor.next();
+          if (next.done) break;
         }
-        state.subflows = seen;
-        this.account(state, false);
-        state.latest = subflows.map((s) => ({
-          localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
-          bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
-        }));
-        this.account(state, true);
-      } else if (due) {
-        // Nothing to read (no outbound socket yet, or it is gone): its subflows no longer count.
-        this.account(state, false);
+        if (!this.active.has(next.value.id)) this.visit(next.value, read, up, down, true);
       }
-      if (dUp !== 0 || dDown !== 0) this.attribute(state, dUp, dDown, weightsUp, weightsDown, up, down);
-      state.lastUp = c.bytesUp;
-      state.lastDown = c.bytesDown;
+      for (const c of this.active.values()) {
+        if (this.visit(c, read, up, down, false) >= QUIET_TICKS) this.active.delete(c.id);
+      }
     }
     // Connections that ended since the last tick: their final bytes, split like they were carried.
     for (const { snapshot, state } of this.pendingClosed.splice(0)) {
@@ -266,19 +258,73 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     }
     paths.sort((a, b) => a.path.localeCompare(b.path));
     const system = { mptcpSockets: systemMptcpSockets(), sampleUs: 0 };
-    const tick: StatsTick = { t: now, paths, connections: live, totalUp, totalDown, system };
+    const tick: StatsTick = { t: now, paths, connections: tracker?.size ?? 0, totalUp, totalDown, system };
     this.history.push(tick);
     if (this.history.length > this.capacity) this.history.splice(0, this.history.length - this.capacity);
-    this.lastSampleMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const spent = process.cpuUsage(started);
+    this.lastSampleMs = (spent.user + spent.system) / 1000;
     system.sampleUs = Math.round(this.lastSampleMs * 1000);
     this.emit('tick', tick);
     return tick;
+  }
+
+  /**
+   * Reads a connection's subflows and splits its new bytes over them; returns for how many visits
+   * in a row its bytes have not moved. `refresh`: an idle connection's periodic read, no bytes expected.
+   */
+  private visit(c: TrackedConnection, read: (c: TrackedConnection) => SubflowInfo[] | null, up: Map<string, number>, down: Map<string, number>, refresh: boolean): number {
+    let state = this.conns.get(c.id);
+    if (!state) {
+      state = newState();
+      this.conns.set(c.id, state);
+    }
+    const dUp = c.bytesUp - state.lastUp;
+    const dDown = c.bytesDown - state.lastDown;
+    const moved = dUp !== 0 || dDown !== 0;
+    if (!refresh) state.quiet = moved ? 0 : state.quiet + 1;
+    const subflows = read(c);
+    let weightsUp: Map<string, number> | null = null;
+    let weightsDown: Map<string, number> | null = null;
+    if (subflows) {
+      weightsUp = new Map();
+      weightsDown = new Map();
+      const seen = new Map<string, SubflowMark>();
+      for (const s of subflows) {
+        const key = subflowKey(s);
+        const p = pathKey(s);
+        const before = state.subflows?.get(key) ?? { sent: 0, received: 0 };
+        // Counters only grow; a smaller value means a new socket reused the 4-tuple.
+        const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
+        const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
+        add(weightsUp, p, dSent);
+        add(weightsDown, p, dRecv);
+        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
+      }
+      state.subflows = seen;
+      this.account(state, false);
+      state.latest = subflows.map((s) => ({
+        localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
+        bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
+      }));
+      this.account(state, true);
+    } else {
+      // Nothing to read (no outbound socket yet, or it is gone): its subflows no longer count.
+      this.account(state, false);
+    }
+    if (moved) this.attribute(state, dUp, dDown, weightsUp, weightsDown, up, down);
+    state.lastUp = c.bytesUp;
+    state.lastDown = c.bytesDown;
+    return state.quiet;
   }
 
   /** Adds a connection's last-read subflows to the per-path sums, or takes them out. */
   private account(state: ConnState, counted: boolean): void {
     if (state.counted === counted) return;
     state.counted = counted;
+    // Not iterated when empty: NO_SUBFLOWS is an array of another elements kind than the read ones,
+    // and meeting both here sent tick() into an endless deoptimise/reoptimise loop (--trace-deopt:
+    // "wrong map"), which cost ten times the sampling itself.
+    if (state.latest.length === 0) return;
     const sign = counted ? 1 : -1;
     for (const s of state.latest) {
       const p = pathKey(s);
