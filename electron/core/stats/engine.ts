@@ -21,6 +21,36 @@ export interface StatsOptions {
   read?: (c: TrackedConnection) => SubflowInfo[] | null;
 }
 
+/**
+ * What accounting beyond the engine's own sees of each read: data caps count every byte a subflow
+ * moved on its interface (paths/usage.ts), path quality reads RTT and retransmissions
+ * (paths/quality.ts). Called in the tick, in the order: subflow and residual calls, then tick.
+ */
+export interface SubflowObserver {
+  /** A subflow as read, and how far its bytes_acked / bytes_received moved since the connection's previous read. */
+  subflow(path: string, s: SubflowInfo, dAcked: number, dReceived: number): void;
+  /**
+   * Bytes of a connection that closed after its last read and that no subflow read accounted for
+   * (its final counters died with the socket): the proxy's count beyond what the subflows showed,
+   * split like the connection's traffic.
+   */
+  residual(path: string, up: number, down: number): void;
+  tick(now: number, seconds: number): void;
+}
+
+/** Bytes a program's connections moved on one path since start (proxy-counted, split by subflow). */
+export interface ProgramPathTotals {
+  program: string;
+  path: string;
+  up: number;
+  down: number;
+}
+
+/** Programs kept apart in the per-program totals; beyond this the rest are summed as one. */
+const MAX_PROGRAMS = 256;
+const OTHER_PROGRAMS = '(others)';
+const NO_PROGRAM = '(unknown)';
+
 interface SubflowMark {
   sent: number;
   received: number;
@@ -33,6 +63,9 @@ interface ConnState {
   shareUp: Map<string, number>;         // path -> bytes attributed up so far (for residual splits)
   shareDown: Map<string, number>;
   latest: SubflowView[];
+  wireUp: number;                       // bytes_acked deltas of its subflows, summed over reads
+  wireDown: number;                     // bytes_received deltas
+  program: string;
 }
 
 interface PathTotals {
@@ -44,7 +77,7 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [] });
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [], wireUp: 0, wireDown: 0, program: NO_PROGRAM });
 
 const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
@@ -87,6 +120,9 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     this.conns.delete(snap.id);
     this.pendingClosed.push({ snapshot: snap, state });
   };
+  private readonly observers: SubflowObserver[] = [];
+  /** program -> path -> bytes */
+  private readonly programs = new Map<string, Map<string, PathTotals>>();
   /** Cost of the last sample, for the bench. */
   lastSampleMs = 0;
 
@@ -109,6 +145,18 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.attach(null);
+  }
+
+  /** Adds an observer of every subflow read (data caps, path quality). */
+  observe(o: SubflowObserver): void {
+    this.observers.push(o);
+  }
+
+  /** Bytes per program per path since start, biggest first. */
+  byProgram(): ProgramPathTotals[] {
+    const out: ProgramPathTotals[] = [];
+    for (const [program, m] of this.programs) for (const [path, t] of m) out.push({ program, path, up: t.up, down: t.down });
+    return out.sort((a, b) => b.up + b.down - (a.up + a.down));
   }
 
   /** The ticks of the last `seconds` (all kept history by default), oldest first. */
@@ -164,6 +212,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
         state = newState();
         this.conns.set(c.id, state);
       }
+      if (c.program) state.program = c.program.name;
       const subflows = read(c);
       const weightsUp = new Map<string, number>();
       const weightsDown = new Map<string, number>();
@@ -178,6 +227,9 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
           const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
           add(weightsUp, p, dSent);
           add(weightsDown, p, dRecv);
+          state.wireUp += dSent;
+          state.wireDown += dRecv;
+          for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
           seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
           subflowCount.set(p, (subflowCount.get(p) ?? 0) + 1);
           const r = rttSum.get(p) ?? { sum: 0, n: 0 };
@@ -195,8 +247,11 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     }
     // Connections that ended since the last tick: their final bytes, split like they were carried.
     for (const { snapshot, state } of this.pendingClosed.splice(0)) {
+      if (snapshot.program) state.program = snapshot.program.name;
       this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, new Map(), new Map(), up, down);
+      if (this.observers.length) this.residual(state, snapshot);
     }
+    for (const o of this.observers) o.tick(now, seconds);
 
     const paths: PathSample[] = [];
     const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...subflowCount.keys()]);
@@ -246,11 +301,40 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     for (const [k, n] of splitByWeight(dUp, pick(weightsUp, state.shareUp))) {
       add(up, k, n);
       add(state.shareUp, k, n);
+      this.addProgram(state.program, k, n, 0);
     }
     for (const [k, n] of splitByWeight(dDown, pick(weightsDown, state.shareDown))) {
       add(down, k, n);
       add(state.shareDown, k, n);
+      this.addProgram(state.program, k, 0, n);
     }
+  }
+
+  private addProgram(program: string, path: string, up: number, down: number): void {
+    let m = this.programs.get(program);
+    if (!m) {
+      if (this.programs.size >= MAX_PROGRAMS) return this.addProgram(OTHER_PROGRAMS, path, up, down);
+      this.programs.set(program, (m = new Map()));
+    }
+    const t = m.get(path);
+    if (t) {
+      t.up += up;
+      t.down += down;
+    } else m.set(path, { up, down });
+  }
+
+  /**
+   * A closed connection's bytes that its subflows never showed: what the proxy counted beyond the
+   * subflows' own counters, for the observers (a download's last bytes after the last read).
+   */
+  private residual(state: ConnState, snap: ConnectionSnapshot): void {
+    const restUp = Math.max(0, snap.bytesUp - state.wireUp);
+    const restDown = Math.max(0, snap.bytesDown - state.wireDown);
+    if (restUp === 0 && restDown === 0) return;
+    const fallback = new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
+    const ups = splitByWeight(restUp, state.shareUp.size ? state.shareUp : fallback);
+    const downs = splitByWeight(restDown, state.shareDown.size ? state.shareDown : fallback);
+    for (const k of new Set([...ups.keys(), ...downs.keys()])) for (const o of this.observers) o.residual(k, ups.get(k) ?? 0, downs.get(k) ?? 0);
   }
 }
 
