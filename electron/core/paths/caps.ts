@@ -6,8 +6,9 @@
  * A cap is enforced a little early rather than late: the usage count moves once per stats tick, and
  * taking a path out of every connection takes a moment more (the path manager's reconcile, bytes
  * already in flight). So the path is demoted when the usage plus what it would carry in the next
- * LOOKAHEAD_S at its current rate reaches the cap. At 20 Mbit/s that stops it ~1-2 MB short of
- * the cap; a cap of gigabytes loses nothing a user would notice, and none is overrun.
+ * LOOKAHEAD_S at its current rate (the higher of the last two ticks') reaches the cap. At 20 Mbit/s
+ * that stops it ~1-3 MB short of the cap; a cap of gigabytes loses nothing a user would notice, and
+ * none is overrun.
  */
 import { EventEmitter } from 'node:events';
 import type { PolicyBoard } from './effective';
@@ -25,7 +26,13 @@ export interface DataCap {
 }
 
 /** One stats tick plus the reaction to a demotion (path manager debounce, a round trip, queued bytes). */
-export const LOOKAHEAD_S = 1.0;
+export const LOOKAHEAD_S = 1.5;
+/**
+ * A path capped to `off` is first made backup for this long: the far end stops sending on it, the
+ * bytes already on their way arrive on a live subflow (counted, not lost and sent again), and only
+ * then are its subflows closed.
+ */
+export const DRAIN_MS = 1000;
 
 const UNITS: Record<string, number> = {
   b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
@@ -100,14 +107,19 @@ export interface CapEvents {
 
 /** Watches usage against caps each tick and demotes/lifts through the policy board. */
 export class CapController extends EventEmitter<CapEvents> {
-  private readonly rate = new Map<string, number>();
+  /** iface -> bytes/s in the last two ticks */
+  private readonly rate = new Map<string, [number, number]>();
   /** iface -> the cap in force when it was reached (a changed cap is judged afresh) */
   private readonly latched = new Map<string, string>();
+  /** iface -> when a path being capped to off may go from backup to off (real time) */
+  private readonly draining = new Map<string, number>();
 
   constructor(private readonly opts: { usage: UsageMeter; board: PolicyBoard; caps: () => Record<string, DataCap> }) {
     super();
     opts.usage.on('tick', (moved, seconds) => {
-      for (const iface of new Set([...moved.keys(), ...this.rate.keys()])) this.rate.set(iface, (moved.get(iface) ?? 0) / Math.max(0.05, seconds));
+      for (const iface of new Set([...moved.keys(), ...this.rate.keys()])) {
+        this.rate.set(iface, [this.rate.get(iface)?.[1] ?? 0, (moved.get(iface) ?? 0) / Math.max(0.05, seconds)]);
+      }
       this.evaluate();
     });
   }
@@ -130,12 +142,16 @@ export class CapController extends EventEmitter<CapEvents> {
     for (const [iface, cap] of Object.entries(caps)) {
       const s = this.state(iface, cap);
       const key = this.latchKey(cap, s.from);
-      const projected = s.used + (this.rate.get(iface) ?? 0) * LOOKAHEAD_S;
+      const projected = s.used + Math.max(...(this.rate.get(iface) ?? [0])) * LOOKAHEAD_S;
       if (s.reached || projected >= cap.bytes) {
-        const first = !this.latched.has(iface) || this.latched.get(iface) !== key;
+        const first = !s.reached;
         this.latched.set(iface, key);
         this.opts.usage.markReached(iface, key);
-        this.opts.board.demote('cap', iface, { to: cap.atCap, reason: `${iface} reached its cap ${formatCap(cap)} (${cap.atCap} until ${s.until})` });
+        if (first && cap.atCap === 'off') this.draining.set(iface, Date.now() + DRAIN_MS);
+        const drained = (this.draining.get(iface) ?? 0) <= Date.now();
+        if (drained) this.draining.delete(iface);
+        const to = cap.atCap === 'off' && !drained ? 'backup' : cap.atCap;
+        this.opts.board.demote('cap', iface, { to, reason: `${iface} reached its cap ${formatCap(cap)} (${cap.atCap} until ${s.until})` });
         if (first) this.emit('reached', { ...s, reached: true });
       } else if (this.latched.has(iface) || this.opts.usage.reached.has(iface)) {
         this.lift(iface, 'a new period began, or the cap changed');
@@ -148,6 +164,7 @@ export class CapController extends EventEmitter<CapEvents> {
 
   private lift(iface: string, why: string): void {
     const had = this.latched.delete(iface);
+    this.draining.delete(iface);
     this.opts.usage.markReached(iface, null);
     this.opts.board.demote('cap', iface, null);
     if (had) this.emit('lifted', { iface, why });

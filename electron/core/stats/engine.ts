@@ -11,14 +11,14 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import type { PathSample, StatsTick, SubflowView } from '../contract';
-import type { SubflowInfo } from '../native/mptcp';
+import type { MptcpInfo, SubflowInfo } from '../native/mptcp';
 import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '../proxy/tracker';
 
 export interface StatsOptions {
   intervalMs?: number;      // default 500
   historyMs?: number;       // default 10 minutes
   /** Reads subflows of a connection; injectable for tests. */
-  read?: (c: TrackedConnection) => SubflowInfo[] | null;
+  read?: (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
 }
 
 /**
@@ -54,6 +54,7 @@ const NO_PROGRAM = '(unknown)';
 interface SubflowMark {
   sent: number;
   received: number;
+  path: string;
 }
 
 interface ConnState {
@@ -65,6 +66,8 @@ interface ConnState {
   latest: SubflowView[];
   wireUp: number;                       // bytes_acked deltas of its subflows, summed over reads
   wireDown: number;                     // bytes_received deltas
+  connAcked: number;                    // the MPTCP connection's own bytes_acked / bytes_received at the last read (-1: unknown)
+  connReceived: number;
   program: string;
 }
 
@@ -77,7 +80,7 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [], wireUp: 0, wireDown: 0, program: NO_PROGRAM });
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [], wireUp: 0, wireDown: 0, connAcked: -1, connReceived: -1, program: NO_PROGRAM });
 
 const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
@@ -202,7 +205,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     const down = new Map<string, number>();
     const subflowCount = new Map<string, number>();
     const rttSum = new Map<string, { sum: number; n: number }>();
-    const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false)?.subflows ?? null);
+    const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false));
 
     let live = 0;
     for (const c of tracker?.connections() ?? []) {
@@ -213,7 +216,9 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
         this.conns.set(c.id, state);
       }
       if (c.program) state.program = c.program.name;
-      const subflows = read(c);
+      const info = read(c);
+      const subflows = info === null ? null : Array.isArray(info) ? info : info.subflows;
+      const conn = info !== null && !Array.isArray(info) && info.mptcp && !info.fallback ? info : null;
       const weightsUp = new Map<string, number>();
       const weightsDown = new Map<string, number>();
       if (subflows) {
@@ -221,7 +226,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
         for (const s of subflows) {
           const key = subflowKey(s);
           const p = pathKey(s);
-          const before = state.subflows.get(key) ?? { sent: 0, received: 0 };
+          const before = state.subflows.get(key) ?? { sent: 0, received: 0, path: p };
           // Counters only grow; a smaller value means a new socket reused the 4-tuple.
           const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
           const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
@@ -230,11 +235,12 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
           state.wireUp += dSent;
           state.wireDown += dRecv;
           for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
-          seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
+          seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p });
           subflowCount.set(p, (subflowCount.get(p) ?? 0) + 1);
           const r = rttSum.get(p) ?? { sum: 0, n: 0 };
           if (s.rttUs > 0) rttSum.set(p, { sum: r.sum + s.rttUs, n: r.n + 1 });
         }
+        if (conn) this.vanished(state, seen, conn, weightsUp, weightsDown);
         state.subflows = seen;
         state.latest = subflows.map((s) => ({
           localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
@@ -308,6 +314,32 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       add(state.shareDown, k, n);
       this.addProgram(state.program, k, 0, n);
     }
+  }
+
+  /**
+   * A subflow that closed since the last read (its path demoted or gone, a reset) took the bytes it
+   * moved after that read with it. The MPTCP connection's own counters still have them: what they
+   * moved beyond the remaining subflows' counters was carried by the subflows that went.
+   */
+  private vanished(state: ConnState, seen: Map<string, SubflowMark>, conn: MptcpInfo, weightsUp: Map<string, number>, weightsDown: Map<string, number>): void {
+    const known = state.connAcked >= 0;
+    const dAcked = conn.bytesAcked - state.connAcked;
+    const dReceived = conn.bytesReceived - state.connReceived;
+    state.connAcked = conn.bytesAcked;
+    state.connReceived = conn.bytesReceived;
+    if (!known || this.observers.length === 0) return;
+    const gone = [...state.subflows].filter(([k]) => !seen.has(k)).map(([, m]) => m.path);
+    if (gone.length === 0) return;
+    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+    const gapUp = Math.max(0, dAcked - sum(weightsUp));
+    const gapDown = Math.max(0, dReceived - sum(weightsDown));
+    if (gapUp === 0 && gapDown === 0) return;
+    const weights = new Map(gone.map((p) => [p, 1]));
+    const ups = splitByWeight(gapUp, weights);
+    const downs = splitByWeight(gapDown, weights);
+    state.wireUp += gapUp;
+    state.wireDown += gapDown;
+    for (const p of weights.keys()) for (const o of this.observers) o.residual(p, ups.get(p) ?? 0, downs.get(p) ?? 0);
   }
 
   private addProgram(program: string, path: string, up: number, down: number): void {
