@@ -74,6 +74,7 @@ interface Acc {
 
 interface PathTrack {
   rtt: number | null;          // smoothed, µs
+  sample: number | null;       // this tick's, µs (judged: two in a row are the hysteresis in time)
   rttVar: number | null;
   sampledAt: number | null;
   sampledNow: boolean;         // this tick gave a sample
@@ -153,6 +154,7 @@ export class QualityJudge implements SubflowObserver {
         t.rtt = t.rtt === null || t.sampledAt === null || now - t.sampledAt > FRESH_MS ? rtt : t.rtt + 0.5 * (rtt - t.rtt);
         t.sampledAt = now;
         t.sampledNow = true;
+        t.sample = rtt;
       }
       const sa = this.sentAcc.get(p);
       t.sent.push(sa?.sent ?? 0);
@@ -172,7 +174,7 @@ export class QualityJudge implements SubflowObserver {
   private track(p: string): PathTrack {
     let t = this.tracks.get(p);
     if (!t) {
-      t = { rtt: null, rttVar: null, sampledAt: null, sampledNow: false, sent: [], retrans: [], bad: 0, good: 0, demotedAt: null, holdMs: HOLD_MS, liftedAt: null, reason: null };
+      t = { rtt: null, sample: null, rttVar: null, sampledAt: null, sampledNow: false, sent: [], retrans: [], bad: 0, good: 0, demotedAt: null, holdMs: HOLD_MS, liftedAt: null, reason: null };
       this.tracks.set(p, t);
     }
     return t;
@@ -203,7 +205,7 @@ export class QualityJudge implements SubflowObserver {
       }
       const loss = this.retransPercent(t);
       const threshold = cfg.rttMs * 1000;
-      const rttBad = sampled && best !== null && t.rtt! >= best + threshold && t.rtt! >= 2 * best;
+      const rttBad = sampled && best !== null && t.sample! >= best + threshold && t.sample! >= 2 * best;
       const lossBad = loss !== null && loss >= cfg.retransPercent;
       if (t.demotedAt === null) {
         if (!this.opts.isUse(p)) {
@@ -212,7 +214,7 @@ export class QualityJudge implements SubflowObserver {
         }
         if (sampled || lossBad) t.bad = rttBad || lossBad ? t.bad + 1 : 0;
         if (t.bad >= DEMOTE_SAMPLES && alternatives > 0) {
-          const parts = [rttBad ? `RTT ${Math.round(t.rtt! / 1000)} ms (best other path ${Math.round(best! / 1000)} ms)` : null, loss !== null && (lossBad || rttBad) ? `${loss.toFixed(0)} % retransmits` : null];
+          const parts = [rttBad ? `RTT ${Math.round(t.sample! / 1000)} ms (best other path ${Math.round(best! / 1000)} ms)` : null, loss !== null && (lossBad || rttBad) ? `${loss.toFixed(0)} % retransmits` : null];
           t.reason = `${p} demoted: ${parts.filter(Boolean).join(', ')}`;
           if (t.liftedAt !== null && now - t.liftedAt < RELAPSE_MS) t.holdMs = Math.min(HOLD_MAX_MS, t.holdMs * 2);
           else t.holdMs = HOLD_MS;
@@ -224,7 +226,7 @@ export class QualityJudge implements SubflowObserver {
         }
       } else {
         // Measured good on traffic it carried anyway: back early. Otherwise back on probation after the hold.
-        const good = sampled && best !== null && t.rtt! < best + threshold / 2 && !lossBad;
+        const good = sampled && best !== null && t.sample! < best + threshold / 2 && !lossBad;
         t.good = good ? t.good + 1 : sampled ? 0 : t.good;
         if (t.good >= RECOVER_SAMPLES) this.restore(p, t, now, 'its quality recovered');
         else if (now - t.demotedAt >= t.holdMs) this.restore(p, t, now, `on probation after ${Math.round(t.holdMs / 1000)} s`);
