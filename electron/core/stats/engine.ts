@@ -7,6 +7,16 @@
  * totals equal what clients received, and the split follows the subflows, including for the last
  * bytes of a connection that closed between two ticks (split like its last known share).
  * A connection that fell back to TCP has one subflow and so one path.
+ *
+ * Reading a connection's subflows costs a few getsockopt calls and some allocation (10-20 µs), and
+ * a proxy holds thousands of connections that are mostly idle. Subflows only decide how a
+ * connection's new bytes are split, so a tick visits only the connections that are active: those
+ * whose byte counts moved since the last tick (the tracker hands them over), new ones, and those
+ * that moved within the last QUIET_TICKS (their send buffers drain after the proxy's counts stop).
+ * Idle connections are refreshed a slice per tick, each once every IDLE_REFRESH_TICKS, to keep their
+ * subflow lists current for the dashboard; when their bytes move again they are split by the
+ * counters read then, measured from the last read. Per-path subflow counts and RTTs are sums kept up
+ * to date as connections are read. An idle connection costs nothing per tick.
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -21,6 +31,8 @@ export interface StatsOptions {
   read?: (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
 }
 
+type Reader = (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
+
 /**
  * What accounting beyond the engine's own sees of each read: data caps count every byte a subflow
  * moved on its interface (paths/usage.ts), path quality reads RTT and retransmissions
@@ -30,9 +42,10 @@ export interface SubflowObserver {
   /** A subflow as read, and how far its bytes_acked / bytes_received moved since the connection's previous read. */
   subflow(path: string, s: SubflowInfo, dAcked: number, dReceived: number): void;
   /**
-   * Bytes of a connection that closed after its last read and that no subflow read accounted for
-   * (its final counters died with the socket): the proxy's count beyond what the subflows showed,
-   * split like the connection's traffic.
+   * Bytes no subflow read accounted for, on a path: those a subflow moved after its last read and
+   * before it closed (from the MPTCP connection's own counters), and those of a connection that
+   * closed after its last read (the proxy's count beyond what its subflows showed, split like its
+   * traffic).
    */
   residual(path: string, up: number, down: number): void;
   tick(now: number, seconds: number): void;
@@ -58,11 +71,13 @@ interface SubflowMark {
 }
 
 interface ConnState {
-  lastUp: number;                       // proxy-counted bytes at the last tick
+  lastUp: number;                       // proxy-counted bytes when last visited
   lastDown: number;
-  subflows: Map<string, SubflowMark>;   // subflow key -> its counters at the last tick
-  shareUp: Map<string, number>;         // path -> bytes attributed up so far (for residual splits)
-  shareDown: Map<string, number>;
+  quiet: number;                        // consecutive visits in which they did not move
+  counted: boolean;                     // `latest` is in the per-path subflow and RTT sums
+  subflows: Map<string, SubflowMark> | null;   // subflow key -> its counters at the last read
+  shareUp: Map<string, number> | null;         // path -> bytes attributed up so far (for residual splits)
+  shareDown: Map<string, number> | null;
   latest: SubflowView[];
   wireUp: number;                       // bytes_acked deltas of its subflows, summed over reads
   wireDown: number;                     // bytes_received deltas
@@ -70,6 +85,16 @@ interface ConnState {
   connReceived: number;
   program: string;
 }
+
+/** Ticks without new bytes after which a connection counts as idle (2 s at 500 ms). */
+const QUIET_TICKS = 4;
+/**
+ * An idle connection's subflows are read every this many ticks (30 s at 500 ms). Without traffic
+ * its RTT does not change (no ACKs to measure it from); what can change is the subflow set (an
+ * endpoint added, a subflow reset), which the dashboard then shows up to this late.
+ */
+const IDLE_REFRESH_TICKS = 60;
+const NO_SUBFLOWS: SubflowView[] = [];
 
 interface PathTotals {
   up: number;
@@ -80,7 +105,14 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [], wireUp: 0, wireDown: 0, connAcked: -1, connReceived: -1, program: NO_PROGRAM });
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS, wireUp: 0, wireDown: 0, connAcked: -1, connReceived: -1, program: NO_PROGRAM });
+
+/** Live subflows and the sum of their RTTs on one path, kept up to date as connections are read. */
+interface PathAgg {
+  subflows: number;
+  rttSum: number;
+  rttN: number;
+}
 
 const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
@@ -113,21 +145,35 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private readonly conns = new Map<number, ConnState>();
   private readonly totals = new Map<string, PathTotals>();
   private readonly rtt = new Map<string, number>();
+  /** Per path, over the live connections' last reads: an idle connection costs nothing per tick. */
+  private readonly pathAgg = new Map<string, PathAgg>();
   private timer: NodeJS.Timeout | null = null;
   private lastAt = 0;
+  /** Connections visited every tick: moved lately, or new. */
+  private readonly active = new Map<number, TrackedConnection>();
+  /** New connections, read on the next tick. */
+  private fresh: number[] = [];
+  /** Where the slice-per-tick refresh of idle connections has got to (a Map iterator survives changes). */
+  private cursor: Iterator<TrackedConnection> | null = null;
+  private readonly onOpened = (snap: ConnectionSnapshot): void => void this.fresh.push(snap.id);
   private pendingClosed: { snapshot: ConnectionSnapshot; state: ConnState }[] = [];
   private readonly onClosed = (snap: ConnectionSnapshot): void => {
     // A connection that opened and closed between two ticks was never sampled: its bytes still
     // count (on the 'unknown' path, since no subflow of it was ever seen).
     const state = this.conns.get(snap.id) ?? newState();
     this.conns.delete(snap.id);
+    this.active.delete(snap.id);
+    this.account(state, false);
     this.pendingClosed.push({ snapshot: snap, state });
   };
+  /**
+   * CPU time the last sample took, ms (the process's, so GC threads count; wall time would count
+   * the waits of a busy machine instead).
+   */
+  lastSampleMs = 0;
   private readonly observers: SubflowObserver[] = [];
   /** program -> path -> bytes */
   private readonly programs = new Map<string, Map<string, PathTotals>>();
-  /** Cost of the last sample, for the bench. */
-  lastSampleMs = 0;
 
   constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
     super();
@@ -187,80 +233,64 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private attach(t: ConnectionTracker | null): void {
     if (t === this.attached) return;
     this.attached?.off('closed', this.onClosed);
+    this.attached?.off('opened', this.onOpened);
     // A new tracker (the proxy restarted) numbers its connections from 1 again: state kept for the
     // old one's ids would be taken for the new connections' and swallow their first bytes.
     this.conns.clear();
+    this.pathAgg.clear();
+    this.active.clear();
+    this.fresh = [];
+    this.cursor = null;
     this.attached = t;
     t?.on('closed', this.onClosed);
+    t?.on('opened', this.onOpened);
+    // Connections that were there before we looked are read on the first tick.
+    for (const c of t?.connections() ?? []) this.active.set(c.id, c);
   }
 
   /** One sample; public so tests and the bench can drive it without timers. */
   tick(now = Date.now()): StatsTick {
-    const started = process.hrtime.bigint();
+    const started = process.cpuUsage();
     const tracker = this.tracker();
     this.attach(tracker);
     const seconds = Math.max(0.001, (now - this.lastAt) / 1000);
     this.lastAt = now;
     const up = new Map<string, number>();
     const down = new Map<string, number>();
-    const subflowCount = new Map<string, number>();
-    const rttSum = new Map<string, { sum: number; n: number }>();
-    const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false));
+    const read: Reader = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false));
 
-    let live = 0;
-    for (const c of tracker?.connections() ?? []) {
-      live++;
-      let state = this.conns.get(c.id);
-      if (!state) {
-        state = newState();
-        this.conns.set(c.id, state);
+    if (tracker) {
+      for (const c of tracker.takeMoved()) this.active.set(c.id, c);
+      for (const id of this.fresh.splice(0)) {
+        const c = tracker.get(id);
+        if (c) this.active.set(id, c);
       }
-      if (c.program) state.program = c.program.name;
-      const info = read(c);
-      const subflows = info === null ? null : Array.isArray(info) ? info : info.subflows;
-      const conn = info !== null && !Array.isArray(info) && info.mptcp && !info.fallback ? info : null;
-      const weightsUp = new Map<string, number>();
-      const weightsDown = new Map<string, number>();
-      if (subflows) {
-        const seen = new Map<string, SubflowMark>();
-        for (const s of subflows) {
-          const key = subflowKey(s);
-          const p = pathKey(s);
-          const before = state.subflows.get(key) ?? { sent: 0, received: 0, path: p };
-          // Counters only grow; a smaller value means a new socket reused the 4-tuple.
-          const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
-          const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
-          add(weightsUp, p, dSent);
-          add(weightsDown, p, dRecv);
-          state.wireUp += dSent;
-          state.wireDown += dRecv;
-          for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
-          seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p });
-          subflowCount.set(p, (subflowCount.get(p) ?? 0) + 1);
-          const r = rttSum.get(p) ?? { sum: 0, n: 0 };
-          if (s.rttUs > 0) rttSum.set(p, { sum: r.sum + s.rttUs, n: r.n + 1 });
+      // A slice of the idle connections, so that each is read once every IDLE_REFRESH_TICKS.
+      const slice = Math.ceil(tracker.size / IDLE_REFRESH_TICKS);
+      for (let i = 0; i < slice; i++) {
+        let next = this.cursor?.next();
+        if (!next || next.done) {
+          this.cursor = tracker.connections();
+          if (i > 0) break;
+          next = this.cursor.next();
+          if (next.done) break;
         }
-        if (conn) this.vanished(state, seen, conn, weightsUp, weightsDown);
-        state.subflows = seen;
-        state.latest = subflows.map((s) => ({
-          localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
-          bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
-        }));
+        if (!this.active.has(next.value.id)) this.visit(next.value, read, up, down, true);
       }
-      this.attribute(state, c.bytesUp - state.lastUp, c.bytesDown - state.lastDown, weightsUp, weightsDown, up, down);
-      state.lastUp = c.bytesUp;
-      state.lastDown = c.bytesDown;
+      for (const c of this.active.values()) {
+        if (this.visit(c, read, up, down, false) >= QUIET_TICKS) this.active.delete(c.id);
+      }
     }
     // Connections that ended since the last tick: their final bytes, split like they were carried.
     for (const { snapshot, state } of this.pendingClosed.splice(0)) {
       if (snapshot.program) state.program = snapshot.program.name;
-      this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, new Map(), new Map(), up, down);
+      this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, null, null, up, down);
       if (this.observers.length) this.residual(state, snapshot);
     }
     for (const o of this.observers) o.tick(now, seconds);
 
     const paths: PathSample[] = [];
-    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...subflowCount.keys()]);
+    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...this.pathAgg.keys()]);
     let totalUp = 0;
     let totalDown = 0;
     for (const k of keys) {
@@ -270,76 +300,140 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       this.totals.set(k, t);
       totalUp += t.up;
       totalDown += t.down;
-      const r = rttSum.get(k);
-      if (r && r.n) this.rtt.set(k, r.sum / r.n);
+      // Subflows and RTT as of each connection's last read, a few seconds old for an idle one.
+      const agg = this.pathAgg.get(k);
+      if (agg && agg.rttN > 0) this.rtt.set(k, agg.rttSum / agg.rttN);
       paths.push({
         path: k,
         upBps: (up.get(k) ?? 0) / seconds,
         downBps: (down.get(k) ?? 0) / seconds,
-        rttUs: subflowCount.has(k) ? this.rtt.get(k) ?? null : null,
+        rttUs: agg ? this.rtt.get(k) ?? null : null,
         totalUp: t.up,
         totalDown: t.down,
-        subflows: subflowCount.get(k) ?? 0,
+        subflows: agg?.subflows ?? 0,
       });
     }
     paths.sort((a, b) => a.path.localeCompare(b.path));
-    const tick: StatsTick = { t: now, paths, connections: live, totalUp, totalDown, system: { mptcpSockets: systemMptcpSockets() } };
+    const system = { mptcpSockets: systemMptcpSockets(), sampleUs: 0 };
+    const tick: StatsTick = { t: now, paths, connections: tracker?.size ?? 0, totalUp, totalDown, system };
     this.history.push(tick);
     if (this.history.length > this.capacity) this.history.splice(0, this.history.length - this.capacity);
-    this.lastSampleMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const spent = process.cpuUsage(started);
+    this.lastSampleMs = (spent.user + spent.system) / 1000;
+    system.sampleUs = Math.round(this.lastSampleMs * 1000);
     this.emit('tick', tick);
     return tick;
+  }
+
+  /**
+   * Reads a connection's subflows and splits its new bytes over them; returns for how many visits
+   * in a row its bytes have not moved. `refresh`: an idle connection's periodic read, no bytes expected.
+   */
+  private visit(c: TrackedConnection, read: Reader, up: Map<string, number>, down: Map<string, number>, refresh: boolean): number {
+    let state = this.conns.get(c.id);
+    if (!state) {
+      state = newState();
+      this.conns.set(c.id, state);
+    }
+    if (c.program) state.program = c.program.name;
+    const dUp = c.bytesUp - state.lastUp;
+    const dDown = c.bytesDown - state.lastDown;
+    const moved = dUp !== 0 || dDown !== 0;
+    if (!refresh) state.quiet = moved ? 0 : state.quiet + 1;
+    const info = read(c);
+    const subflows = info === null ? null : Array.isArray(info) ? info : info.subflows;
+    const conn = info !== null && !Array.isArray(info) && info.mptcp && !info.fallback ? info : null;
+    let weightsUp: Map<string, number> | null = null;
+    let weightsDown: Map<string, number> | null = null;
+    if (subflows) {
+      weightsUp = new Map();
+      weightsDown = new Map();
+      const seen = new Map<string, SubflowMark>();
+      for (const s of subflows) {
+        const key = subflowKey(s);
+        const p = pathKey(s);
+        const before = state.subflows?.get(key) ?? { sent: 0, received: 0, path: p };
+        // Counters only grow; a smaller value means a new socket reused the 4-tuple.
+        const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
+        const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
+        add(weightsUp, p, dSent);
+        add(weightsDown, p, dRecv);
+        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p });
+        if (this.observers.length) {
+          state.wireUp += dSent;
+          state.wireDown += dRecv;
+          for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
+        }
+      }
+      if (conn) this.vanished(state, seen, conn, weightsUp, weightsDown);
+      state.subflows = seen;
+      this.account(state, false);
+      state.latest = subflows.map((s) => ({
+        localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
+        bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
+      }));
+      this.account(state, true);
+    } else {
+      // Nothing to read (no outbound socket yet, or it is gone): its subflows no longer count.
+      this.account(state, false);
+    }
+    if (moved) this.attribute(state, dUp, dDown, weightsUp, weightsDown, up, down);
+    state.lastUp = c.bytesUp;
+    state.lastDown = c.bytesDown;
+    return state.quiet;
+  }
+
+  /** Adds a connection's last-read subflows to the per-path sums, or takes them out. */
+  private account(state: ConnState, counted: boolean): void {
+    if (state.counted === counted) return;
+    state.counted = counted;
+    // Not iterated when empty: NO_SUBFLOWS is an array of another elements kind than the read ones,
+    // and meeting both here sent tick() into an endless deoptimise/reoptimise loop (--trace-deopt:
+    // "wrong map"), which cost ten times the sampling itself.
+    if (state.latest.length === 0) return;
+    const sign = counted ? 1 : -1;
+    for (const s of state.latest) {
+      const p = pathKey(s);
+      let agg = this.pathAgg.get(p);
+      if (!agg) this.pathAgg.set(p, (agg = { subflows: 0, rttSum: 0, rttN: 0 }));
+      agg.subflows += sign;
+      if (s.rttUs > 0) {
+        agg.rttSum += sign * s.rttUs;
+        agg.rttN += sign;
+      }
+      if (agg.subflows <= 0) this.pathAgg.delete(p);
+    }
   }
 
   private attribute(
     state: ConnState,
     dUp: number,
     dDown: number,
-    weightsUp: Map<string, number>,
-    weightsDown: Map<string, number>,
+    weightsUp: Map<string, number> | null,
+    weightsDown: Map<string, number> | null,
     up: Map<string, number>,
     down: Map<string, number>,
   ): void {
-    // When the subflow counters have not moved yet (or the socket is gone), the connection's
-    // share so far decides; its first bytes with no subflow known go to 'unknown'.
-    const pick = (w: Map<string, number>, share: Map<string, number>) =>
-      [...w.values()].some((v) => v > 0) ? w : share.size ? share : new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
-    for (const [k, n] of splitByWeight(dUp, pick(weightsUp, state.shareUp))) {
-      add(up, k, n);
-      add(state.shareUp, k, n);
-      this.addProgram(state.program, k, n, 0);
+    // When the subflow counters have not moved yet (or were not read, or the socket is gone), the
+    // connection's share so far decides; its first bytes with no subflow known go to 'unknown'.
+    const pick = (w: Map<string, number> | null, share: Map<string, number> | null) =>
+      w && [...w.values()].some((v) => v > 0) ? w : share?.size ? share : new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
+    if (dUp > 0) {
+      const share = (state.shareUp ??= new Map());
+      for (const [k, n] of splitByWeight(dUp, pick(weightsUp, share))) {
+        add(up, k, n);
+        add(share, k, n);
+        this.addProgram(state.program, k, n, 0);
+      }
     }
-    for (const [k, n] of splitByWeight(dDown, pick(weightsDown, state.shareDown))) {
-      add(down, k, n);
-      add(state.shareDown, k, n);
-      this.addProgram(state.program, k, 0, n);
+    if (dDown > 0) {
+      const share = (state.shareDown ??= new Map());
+      for (const [k, n] of splitByWeight(dDown, pick(weightsDown, share))) {
+        add(down, k, n);
+        add(share, k, n);
+        this.addProgram(state.program, k, 0, n);
+      }
     }
-  }
-
-  /**
-   * A subflow that closed since the last read (its path demoted or gone, a reset) took the bytes it
-   * moved after that read with it. The MPTCP connection's own counters still have them: what they
-   * moved beyond the remaining subflows' counters was carried by the subflows that went.
-   */
-  private vanished(state: ConnState, seen: Map<string, SubflowMark>, conn: MptcpInfo, weightsUp: Map<string, number>, weightsDown: Map<string, number>): void {
-    const known = state.connAcked >= 0;
-    const dAcked = conn.bytesAcked - state.connAcked;
-    const dReceived = conn.bytesReceived - state.connReceived;
-    state.connAcked = conn.bytesAcked;
-    state.connReceived = conn.bytesReceived;
-    if (!known || this.observers.length === 0) return;
-    const gone = [...state.subflows].filter(([k]) => !seen.has(k)).map(([, m]) => m.path);
-    if (gone.length === 0) return;
-    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
-    const gapUp = Math.max(0, dAcked - sum(weightsUp));
-    const gapDown = Math.max(0, dReceived - sum(weightsDown));
-    if (gapUp === 0 && gapDown === 0) return;
-    const weights = new Map(gone.map((p) => [p, 1]));
-    const ups = splitByWeight(gapUp, weights);
-    const downs = splitByWeight(gapDown, weights);
-    state.wireUp += gapUp;
-    state.wireDown += gapDown;
-    for (const p of weights.keys()) for (const o of this.observers) o.residual(p, ups.get(p) ?? 0, downs.get(p) ?? 0);
   }
 
   private addProgram(program: string, path: string, up: number, down: number): void {
@@ -356,6 +450,33 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   }
 
   /**
+   * A subflow that closed since the last read (its path demoted or gone, a reset) took the bytes it
+   * moved after that read with it. The MPTCP connection's own counters still have them: what they
+   * moved beyond the remaining subflows' counters was carried by the subflows that went.
+   */
+  private vanished(state: ConnState, seen: Map<string, SubflowMark>, conn: MptcpInfo, weightsUp: Map<string, number>, weightsDown: Map<string, number>): void {
+    const known = state.connAcked >= 0;
+    const dAcked = conn.bytesAcked - state.connAcked;
+    const dReceived = conn.bytesReceived - state.connReceived;
+    state.connAcked = conn.bytesAcked;
+    state.connReceived = conn.bytesReceived;
+    if (!known || this.observers.length === 0 || !state.subflows) return;
+    const gone: string[] = [];
+    for (const [k, m] of state.subflows) if (!seen.has(k)) gone.push(m.path);
+    if (gone.length === 0) return;
+    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+    const gapUp = Math.max(0, dAcked - sum(weightsUp));
+    const gapDown = Math.max(0, dReceived - sum(weightsDown));
+    if (gapUp === 0 && gapDown === 0) return;
+    const weights = new Map(gone.map((p) => [p, 1]));
+    const ups = splitByWeight(gapUp, weights);
+    const downs = splitByWeight(gapDown, weights);
+    state.wireUp += gapUp;
+    state.wireDown += gapDown;
+    for (const p of weights.keys()) for (const o of this.observers) o.residual(p, ups.get(p) ?? 0, downs.get(p) ?? 0);
+  }
+
+  /**
    * A closed connection's bytes that its subflows never showed: what the proxy counted beyond the
    * subflows' own counters, for the observers (a download's last bytes after the last read).
    */
@@ -364,8 +485,8 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     const restDown = Math.max(0, snap.bytesDown - state.wireDown);
     if (restUp === 0 && restDown === 0) return;
     const fallback = new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
-    const ups = splitByWeight(restUp, state.shareUp.size ? state.shareUp : fallback);
-    const downs = splitByWeight(restDown, state.shareDown.size ? state.shareDown : fallback);
+    const ups = splitByWeight(restUp, state.shareUp?.size ? state.shareUp : fallback);
+    const downs = splitByWeight(restDown, state.shareDown?.size ? state.shareDown : fallback);
     for (const k of new Set([...ups.keys(), ...downs.keys()])) for (const o of this.observers) o.residual(k, ups.get(k) ?? 0, downs.get(k) ?? 0);
   }
 }
