@@ -330,4 +330,19 @@ describe('the stats engine for caps and per-program totals', () => {
     const rows = s.engine.byProgram();
     assert.deepEqual(rows.map((r) => [r.program, r.path, r.down]), [['curl', 'wlan0', 6 * MB], ['curl', 'wwan0', 2 * MB]]);
   });
+
+  test('data received twice (reinjected on another subflow) does not hide the last bytes of a closing connection', () => {
+    const s = setup();
+    const c = s.tracker.open({ address: '127.0.0.1', port: 5002 })!;
+    let t = Date.now();
+    // 4 MB at the MPTCP level; the subflows carried 4.5 MB (0.5 MB of it twice).
+    s.reads.set(c.id, s.info(0, 4 * MB, [sf('wlan0', 1, { bytesReceived: 3.5 * MB }), sf('wwan0', 2, { bytesReceived: MB })]));
+    c.bytesDown = 4 * MB;
+    s.engine.tick((t += 500));
+    c.bytesDown = 5 * MB; // 1 MB more on wlan0 alone, then closed
+    s.reads.delete(c.id);
+    c.close();
+    s.engine.tick((t += 500));
+    assert.equal(s.today('wlan0') + s.today('wwan0'), 5.5 * MB, 'what the wire carried: 4.5 MB, then 1 MB');
+  });
 });

@@ -68,6 +68,8 @@ interface SubflowMark {
   sent: number;
   received: number;
   path: string;
+  dSent: number;          // how far the counters moved at that read (a closing connection's last bytes go where its last ones went)
+  dReceived: number;
 }
 
 interface ConnState {
@@ -352,13 +354,13 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       for (const s of subflows) {
         const key = subflowKey(s);
         const p = pathKey(s);
-        const before = state.subflows?.get(key) ?? { sent: 0, received: 0, path: p };
+        const before = state.subflows?.get(key) ?? { sent: 0, received: 0, path: p, dSent: 0, dReceived: 0 };
         // Counters only grow; a smaller value means a new socket reused the 4-tuple.
         const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
         const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
         add(weightsUp, p, dSent);
         add(weightsDown, p, dRecv);
-        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p });
+        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p, dSent, dReceived: dRecv });
         if (this.observers.length) {
           state.wireUp += dSent;
           state.wireDown += dRecv;
@@ -481,12 +483,21 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    * subflows' own counters, for the observers (a download's last bytes after the last read).
    */
   private residual(state: ConnState, snap: ConnectionSnapshot): void {
-    const restUp = Math.max(0, snap.bytesUp - state.wireUp);
-    const restDown = Math.max(0, snap.bytesDown - state.wireDown);
+    // An MPTCP connection's own counters at the last read are the reference: its subflows' sum
+    // also holds data sent twice (reinjected on another subflow), which would hide the last bytes.
+    const restUp = Math.max(0, snap.bytesUp - (state.connAcked >= 0 ? state.connAcked : state.wireUp));
+    const restDown = Math.max(0, snap.bytesDown - (state.connReceived >= 0 ? state.connReceived : state.wireDown));
     if (restUp === 0 && restDown === 0) return;
     const fallback = new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
-    const ups = splitByWeight(restUp, state.shareUp?.size ? state.shareUp : fallback);
-    const downs = splitByWeight(restDown, state.shareDown?.size ? state.shareDown : fallback);
+    // Split like the last read's movement (a path demoted meanwhile carried none of it), else like all of it.
+    const lastUp = new Map<string, number>();
+    const lastDown = new Map<string, number>();
+    for (const m of state.subflows?.values() ?? []) {
+      add(lastUp, m.path, m.dSent);
+      add(lastDown, m.path, m.dReceived);
+    }
+    const ups = splitByWeight(restUp, lastUp.size ? lastUp : state.shareUp?.size ? state.shareUp : fallback);
+    const downs = splitByWeight(restDown, lastDown.size ? lastDown : state.shareDown?.size ? state.shareDown : fallback);
     for (const k of new Set([...ups.keys(), ...downs.keys()])) for (const o of this.observers) o.residual(k, ups.get(k) ?? 0, downs.get(k) ?? 0);
   }
 }
