@@ -19,6 +19,8 @@ import { validateConfig } from '../electron/core/config/schema';
 import type { MptcpInfo, SubflowInfo } from '../electron/core/native/mptcp';
 import { ConnectionTracker, type TrackedConnection } from '../electron/core/proxy/tracker';
 import { StatsEngine } from '../electron/core/stats/engine';
+import type { InterfaceView, PathsView } from '../electron/core/contract';
+import { PathNotifier } from '../electron/core/desktop/path-notifier';
 
 const silent = { info() {}, warn() {}, debug() {} };
 const MB = 1_000_000;
@@ -344,5 +346,31 @@ describe('the stats engine for caps and per-program totals', () => {
     c.close();
     s.engine.tick((t += 500));
     assert.equal(s.today('wlan0') + s.today('wwan0'), 5.5 * MB, 'what the wire carried: 4.5 MB, then 1 MB');
+  });
+});
+
+describe('notifications when Braid demotes or restores a path', () => {
+  const iface = (name: string, over: Partial<InterfaceView> = {}): InterfaceView => ({
+    name, kind: name.startsWith('wl') ? 'wifi' : 'cellular', up: true, addresses: [{ address: '10.0.0.2', family: 4, prefixlen: 24 }], defaultRoute: false, ssid: null, signal: null,
+    policy: 'use', policyExplicit: true, effective: 'use', demotion: null, state: 'active', endpoints: [], note: null, ...over,
+  });
+  const view = (...interfaces: InterfaceView[]): PathsView => ({ managed: true, reason: null, manager: 'userspace', managerNote: null, rules: [], interfaces, foreign: [], limits: null });
+  const capped = { source: 'cap', to: 'off' as const, reason: 'wwan0 reached its cap 10 MB/day (off until 2026-12-01)' };
+
+  test('a cap reached, and a new period: one notice each, naming where traffic goes; draining (backup, then off) is one change', () => {
+    const n = new PathNotifier(view(iface('wlan0'), iface('wwan0')));
+    const reached = n.update(view(iface('wlan0'), iface('wwan0', { effective: 'backup', state: 'backup', demotion: { ...capped, to: 'backup' } })));
+    assert.deepEqual(reached.map((x) => [x.change, x.title, x.body]), [['demoted', 'wwan0 reached its data cap', 'wwan0 reached its cap 10 MB/day (off until 2026-12-01). Traffic continues over wlan0.']]);
+    assert.deepEqual(n.update(view(iface('wlan0'), iface('wwan0', { effective: 'off', state: 'off', demotion: capped }))), []);
+    const lifted = n.update(view(iface('wlan0'), iface('wwan0')));
+    assert.deepEqual(lifted.map((x) => [x.change, x.title]), [['restored', 'wwan0: a new data period began']]);
+  });
+
+  test('quality: demoted with the reason, restored; the user\'s own policy change says nothing', () => {
+    const n = new PathNotifier(view(iface('wlan0'), iface('wwan0')));
+    const q = n.update(view(iface('wlan0', { effective: 'backup', state: 'backup', demotion: { source: 'quality', to: 'backup', reason: 'wlan0 demoted: RTT 850 ms (best other path 40 ms)' } }), iface('wwan0')));
+    assert.deepEqual(q.map((x) => [x.change, x.title, x.body]), [['demoted', 'wlan0 is backup only: poor quality', 'wlan0 demoted: RTT 850 ms (best other path 40 ms). Traffic continues over wwan0.']]);
+    assert.deepEqual(n.update(view(iface('wlan0'), iface('wwan0'))).map((x) => x.change), ['restored']);
+    assert.deepEqual(n.update(view(iface('wlan0', { policy: 'backup', effective: 'backup', state: 'backup' }), iface('wwan0'))), []);
   });
 });

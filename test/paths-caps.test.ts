@@ -8,6 +8,8 @@
 //   demoted to off with the reason; Braid's count of each interface is within 2 % of its payload;
 // - after a restart of braid up the count is the same and wwan0 stays off (carries < 1 % of 10 MB);
 // - a new day on the test clock (BRAID_TEST_CLOCK_FILE) lifts the cap and wwan0 carries again;
+// - bytes per program per path (stats.programs, braid status --json): curl's 60 MB, split as the
+//   links carried them;
 // - `braid paths cap` / `braid paths usage` from the CLI: a cap set with --at-cap backup demotes to
 //   backup in the running braid, `none` lifts it, usage --json is the running braid's count.
 import { after, before, describe, test } from 'node:test';
@@ -23,7 +25,7 @@ import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
 import { createPolicyTopology, type PolicyTopology } from './helpers/policy-topology';
 import { requireFor } from './helpers/prerequisites';
 import type { ConfigInput } from '../electron/core/config/schema';
-import type { PathsView, UsageView } from '../electron/core/contract';
+import type { PathsView, ProgramPathView, UsageView } from '../electron/core/contract';
 
 const skip = requireFor('data caps end to end (paths-caps.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 const RATE_MBIT = 20;
@@ -121,6 +123,19 @@ describe('data caps per interface', { skip, timeout: 300_000 }, () => {
     assert.equal(v.demotion?.source, 'cap');
     assert.match(v.demotion!.reason, /^wwan0 reached its cap 10 MB\/day/);
     assert.equal(w.reached, true);
+
+    // Bytes per program per path: curl's connection, split as the links carried it.
+    const rows = await api<ProgramPathView[]>('stats.programs');
+    const curl = rows.filter((r) => r.program === 'curl');
+    const on = (p: string): number => curl.find((r) => r.path === p)?.down ?? 0;
+    t.diagnostic(`by program: ${JSON.stringify(rows)}`);
+    assert.ok(Math.abs(on('wlan0') + on('wwan0') - 60 * MB) < 0.001 * 60 * MB, `curl's bytes: ${on('wlan0')} + ${on('wwan0')}`);
+    // Per program counts what the program got (60 MB, split by where it came from); the links also
+    // carried data twice (reinjected from wwan0 on wlan0 when its cap took it out): at most that apart.
+    const twice = braidW + braidL - 60 * MB;
+    assert.ok(Math.abs(on('wwan0') - w.today.down) <= twice + 0.01 * w.today.down, `curl on wwan0 ${on('wwan0')} B, the link ${w.today.down} B, ${twice} B carried twice`);
+    const status = await runProcess(process.execPath, [BRAID_CLI, 'status', '--json', '--state-dir', files.state], { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 20_000 });
+    assert.deepEqual((JSON.parse(status.stdout.toString()) as { byProgram: ProgramPathView[] }).byProgram.filter((r) => r.program === 'curl').map((r) => r.path).sort(), ['wlan0', 'wwan0']);
   });
 
   test('the count survives a restart of braid up, and the capped path stays off', async (t) => {
