@@ -97,7 +97,8 @@ export class ControlCore {
 
   usageView(): UsageView {
     const svc = this.service;
-    const names = new Set([...svc.usage.interfaces(), ...Object.keys(svc.config.paths.caps), ...(svc.paths?.status().interfaces.map((i) => i.name) ?? [])]);
+    // Interfaces that carried something or have a cap (not every interface: no netlink dump per poll).
+    const names = new Set([...svc.usage.interfaces(), ...Object.keys(svc.config.paths.caps)]);
     return { interfaces: [...names].sort().map((n) => svc.usageOf(n)), days: svc.usage.history() };
   }
 
