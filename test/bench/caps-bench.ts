@@ -10,7 +10,7 @@
  * The usage counting itself (the subflow observers) runs in both: it is part of the stats engine's
  * reads, whose CPU per tick each tick carries (system.sampleUs). The two alternate, one download
  * each per round; the ratio is taken per round (median of pairs). Target: caps / reference >= 0.98.
- * Runnable alone (not part of `npm run bench`): node dist/test/bench/caps-bench.js
+ * Part of `npm run bench`; alone: npm run bench -- --caps-only
  * Results go to stdout and to test-artifacts/caps-bench.json.
  */
 import fs from 'node:fs';
