@@ -1,5 +1,6 @@
 #include <napi.h>
 
+#include "datapath.h"
 #include "netlink_api.h"
 #include "sockets.h"
 #include "tcpstate.h"
@@ -17,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, braid::PeerCred, "peerCred"));
   exports.Set("sendState", Napi::Function::New(env, braid::SendState, "sendState"));
   braid::RegisterNetlink(env, exports);
+  braid::RegisterDatapath(env, exports);
   return exports;
 }
 

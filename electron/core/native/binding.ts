@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport, SendState } from './mptcp';
 import type { NetlinkBinding } from './netlink';
+import type { DatapathBinding } from './datapath';
 
 export interface SocketBinding {
   supported(): NativeSupport;
@@ -49,7 +50,7 @@ export function nativeBinding(): NativeBinding {
   return loaded;
 }
 
-export type NativeBinding = SocketBinding & NetlinkBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding & DatapathBinding;
 
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],

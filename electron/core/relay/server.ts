@@ -18,6 +18,7 @@ import { describeEnd, pump } from '../proxy/pump';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
+import { fixReceiveBuffer } from './receive-buffer';
 import { DestinationPolicy, PolicyRefusal, type Refusal } from './policy';
 import { isSpeedTarget, SpeedEndpoint, type SpeedLimits } from './speed';
 import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
@@ -158,6 +159,7 @@ export class RelayServer {
     const peer = `${raw.remoteAddress}|${raw.remotePort}`;
     const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd === 'number' && fd >= 0) this.fdByPeer.set(peer, fd);
+    fixReceiveBuffer(fd);
     raw.once('close', () => {
       this.sockets.delete(raw);
       this.clients--;
