@@ -29,6 +29,7 @@ import {
 import { clockTicks, cpuTicks } from './cpu';
 import { median, relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
+import { printUpDown, upDownBench } from './updown-bench';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -151,6 +152,12 @@ async function main(): Promise<void> {
     writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, transparent: only }, log);
     return;
   }
+  if (process.argv.includes('--updown-only')) {
+    const only = await upDownBench(log);
+    printUpDown(only, log);
+    writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, updown: only }, log);
+    return;
+  }
   if (process.argv.includes('--relay-only')) {
     const only = await relayBench(log);
     printRelay(only, log);
@@ -163,6 +170,7 @@ async function main(): Promise<void> {
   const u = await unshaped(log);
   const rb = await relayBench(log);
   const tb = await transparentBench(log);
+  const ud = await upDownBench(log);
 
   const med = (k: string): number => median(s[k]!.map((x) => x.mbit));
   const medSplit = (k: string, link: number): number => median(s[k]!.map((x) => x.split?.[link] ?? 0));
@@ -196,6 +204,7 @@ async function main(): Promise<void> {
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
   printRelay(rb, log);
   printTransparent(tb, log);
+  printUpDown(ud, log);
   const seconds = (Date.now() - started) / 1000;
   log(`\nbench took ${seconds.toFixed(0)} s`);
 
@@ -220,6 +229,7 @@ async function main(): Promise<void> {
     },
     relay: rb,
     transparent: tb,
+    updown: ud,
   };
   writeResult(result, log);
   log(''); await (await import('./stats-bench.js')).statsBench(log);
