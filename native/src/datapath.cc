@@ -52,10 +52,21 @@ Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, now);
 }
 
+// receiveBuffer(fd) -> SO_RCVBUF as the kernel has it now (autotuned or fixed).
+Napi::Value ReceiveBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "receiveBuffer");
+  int now = 0;
+  socklen_t len = sizeof(now);
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) != 0) throw ErrnoError(env, errno, "getsockopt", "SO_RCVBUF");
+  return Napi::Number::New(env, now);
+}
+
 }  // namespace
 
 void RegisterDatapath(Napi::Env env, Napi::Object exports) {
   exports.Set("setReceiveBuffer", Napi::Function::New(env, SetReceiveBuffer, "setReceiveBuffer"));
+  exports.Set("receiveBuffer", Napi::Function::New(env, ReceiveBuffer, "receiveBuffer"));
 }
 
 }  // namespace braid

@@ -5,6 +5,7 @@ import { binding } from './binding';
 
 export interface DatapathBinding {
   setReceiveBuffer(fd: number, bytes: number): number;
+  receiveBuffer(fd: number): number;
 }
 
 /**
@@ -12,3 +13,6 @@ export interface DatapathBinding {
  * autotuning off for this socket. Returns what the kernel now uses (twice the request).
  */
 export const setReceiveBuffer = (fd: number, bytes: number): number => binding.setReceiveBuffer(fd, bytes);
+
+/** SO_RCVBUF as the kernel has it now. */
+export const receiveBuffer = (fd: number): number => binding.receiveBuffer(fd);
