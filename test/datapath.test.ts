@@ -1,3 +1,8 @@
+// The relay dials destinations over plain TCP unless told otherwise (RELAY_DEFAULT_DIAL): an MPTCP
+// socket towards a destination stalled on the kernel's MPTCP receive path whenever the relay's
+// reads paused. Checked by what an MPTCP-speaking destination sees: a fallen-back (plain TCP)
+// connection by default, MPTCP with dial 'mptcp'.
+//
 // The data path between braid up and braid relay: both ends of the MPTCP connection get a fixed
 // receive buffer (relay/receive-buffer.ts), because the kernel's MPTCP receive autotuning left
 // pooled connections at 128 KiB and capped uploads through the relay at ~0.8x raw MPTCP (measured
@@ -11,13 +16,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadOrCreateCredentials, type RelayCredentials } from '../electron/core/relay/credentials';
-import { RelayServer } from '../electron/core/relay/server';
+import { RelayServer, type RelayServerOptions } from '../electron/core/relay/server';
 import { RelayDialer } from '../electron/core/relay/client';
 import { DestinationPolicy } from '../electron/core/relay/policy';
 import { parseRelayLink, formatRelayLink } from '../electron/core/relay/share-link';
 import { RELAY_RECEIVE_BUFFER } from '../electron/core/relay/receive-buffer';
 import { loadNative, mptcpUnavailableReason } from '../electron/core/proxy/native';
 import { receiveBuffer, setReceiveBuffer } from '../electron/core/native/datapath';
+import { startBytesServer, type ResponseReport } from './helpers/mptcp-server';
 
 const quiet = { info() {}, warn() {}, debug() {} };
 const skip = mptcpUnavailableReason() ?? undefined;
@@ -92,5 +98,56 @@ describe('relay connection receive buffer', { skip }, () => {
     } finally {
       dialer.close();
     }
+  });
+});
+
+describe('relay dial towards destinations', { skip }, () => {
+  let dir: string;
+  let creds: RelayCredentials;
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-datapath-dial-'));
+    creds = loadOrCreateCredentials({ dir });
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** What an MPTCP-speaking destination saw of the relay's connection to it. */
+  async function destinationView(dial: RelayServerOptions['dial']): Promise<ResponseReport> {
+    const reports: ResponseReport[] = [];
+    const dest = await startBytesServer({ host: '127.0.0.1', port: 0, mptcp: true, onReport: (r) => reports.push(r) });
+    const relay = new RelayServer({
+      host: '127.0.0.1', port: 0, credentials: creds, policy: new DestinationPolicy({ allow: ['127.0.0.0/8'] }),
+      ...(dial ? { dial } : {}), maxConnections: 16, maxPerClient: 16, handshakeMs: 2000, requestWaitMs: 2000, idleMs: 30_000, connectMs: 3000,
+      metrics: null, log: quiet,
+    });
+    const port = (await relay.start()).port;
+    const link = parseRelayLink(formatRelayLink({ secret: creds.secret, host: '127.0.0.1', port, pin: creds.pin }));
+    const dialer = new RelayDialer({ link, native: loadNative().mod, mode: 'mptcp', connectMs: 3000, poolSize: 0, poolIdleMs: 20_000, log: quiet });
+    try {
+      const t = await dialer.dial({ host: '127.0.0.1', port: dest.port });
+      t.socket.resume();
+      t.socket.write(`GET /bytes/100000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      for (let i = 0; i < 100 && reports.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      t.socket.destroy();
+      assert.equal(reports.length, 1, 'the destination answered once');
+      return reports[0]!;
+    } finally {
+      dialer.close();
+      await relay.stop();
+      await dest.close();
+    }
+  }
+
+  test('by default the relay dials plain TCP, even to a destination that speaks MPTCP', async () => {
+    const r = await destinationView(undefined);
+    assert.ok(r.info, r.infoError ?? 'no info');
+    // An MPTCP listener hands a plain TCP client a plain TCP socket (or one that fell back).
+    assert.ok(!r.info!.mptcp || r.info!.fallback, `the destination saw MPTCP: ${JSON.stringify({ mptcp: r.info!.mptcp, fallback: r.info!.fallback })}`);
+  });
+
+  test("with dial 'mptcp' the relay speaks MPTCP to it (the test can tell the two apart)", async () => {
+    const r = await destinationView('mptcp');
+    assert.ok(r.info, r.infoError ?? 'no info');
+    assert.ok(r.info!.mptcp && !r.info!.fallback, 'the destination saw MPTCP');
   });
 });

@@ -170,7 +170,7 @@ export interface Rig {
   ep: Endpoints;
 }
 
-export async function startRig(rateMbit: number | null): Promise<Rig> {
+export async function startRig(rateMbit: number | null, opts: { relayExtra?: string[] } = {}): Promise<Rig> {
   const topo = await createRelayTopology({ rateMbit });
   const dirs: string[] = [];
   try {
@@ -182,7 +182,7 @@ export async function startRig(rateMbit: number | null): Promise<Rig> {
     await startSink(topo.dest, DEST_PUT_TCP, true);
     const relayDir = tempRelayDir();
     dirs.push(relayDir);
-    const relay = await startRelay(topo, { port: RELAY_PORT, dir: relayDir });
+    const relay = await startRelay(topo, { port: RELAY_PORT, dir: relayDir, extra: opts.relayExtra });
     const braidRelay = await startRelayClient(topo.client, { port: BRAID_RELAY_PORT, link: relay.link });
     const braidDirect = topo.client.spawn([process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(BRAID_DIRECT_PORT), '--dial', 'mptcp', '--paths', 'off', '--control', 'off'], { label: 'braid up (direct)' });
     await braidDirect.waitForLine(/listening/i, 15_000);
