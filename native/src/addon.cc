@@ -3,6 +3,7 @@
 #include "datapath.h"
 #include "netlink_api.h"
 #include "sockets.h"
+#include "splice.h"
 #include "tcpstate.h"
 #include "transparent.h"
 
@@ -19,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendState", Napi::Function::New(env, braid::SendState, "sendState"));
   braid::RegisterNetlink(env, exports);
   braid::RegisterDatapath(env, exports);
+  braid::RegisterSplice(env, exports);
   return exports;
 }
 

@@ -5,8 +5,8 @@
  * and answers 200 with `{"bytes":N,"sha256":"…"}` only after the last byte arrived, so the client's
  * total time covers the whole upload. Prints `listening <port>` when ready.
  *
- * The body is hashed so the bench can prove every byte came through intact; hashing costs this
- * process CPU, not the proxies measured.
+ * The body is hashed so the bench can prove every byte came through intact (`/sink?hash=0` only
+ * counts: unshaped, on a 2-core machine, hashing would take CPU from the proxies measured).
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -38,14 +38,14 @@ async function main(): Promise<void> {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('try PUT /sink\n');
       return;
     }
-    const hash = crypto.createHash('sha256');
+    const hash = (req.url ?? '').includes('hash=0') ? null : crypto.createHash('sha256');
     let bytes = 0;
     req.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
-      hash.update(chunk);
+      hash?.update(chunk);
     });
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ bytes, sha256: hash.digest('hex') }) + '\n');
+      res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ bytes, sha256: hash ? hash.digest('hex') : null }) + '\n');
     });
     req.on('error', () => res.destroy());
   });

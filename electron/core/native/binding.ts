@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport, SendState } from './mptcp';
 import type { NetlinkBinding } from './netlink';
 import type { DatapathBinding } from './datapath';
+import type { SpliceBinding } from './splice';
 
 export interface SocketBinding {
   supported(): NativeSupport;
@@ -50,7 +51,7 @@ export function nativeBinding(): NativeBinding {
   return loaded;
 }
 
-export type NativeBinding = SocketBinding & NetlinkBinding & DatapathBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding & DatapathBinding & SpliceBinding;
 
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],

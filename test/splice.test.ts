@@ -1,0 +1,150 @@
+// The native splice pump (native/src/splice.cc) on its own, between loopback TCP and MPTCP sockets:
+// every byte intact both ways at once, half-close passed on while the other direction flows,
+// backpressure bounded (a reader that stops does not make the pump buffer without limit), stop and
+// errors reported once, bad arguments refused with errno-named errors.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import net from 'node:net';
+import { spliceAvailable, spliceStart, type SpliceEnd } from '../electron/core/native/splice';
+import { connectFd, listenFd } from '../electron/core/native/mptcp';
+import { mptcpUnavailableReason } from '../electron/core/proxy/native';
+
+const skip = mptcpUnavailableReason() ?? (spliceAvailable() ? undefined : 'the addon has no splice pump (not Linux)');
+
+function fdOf(s: net.Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no fd');
+  return fd;
+}
+
+/** A connected pair [outer, inner]: `outer` is the test's end, `inner` the end given to the pump. */
+async function pair(mptcp: boolean): Promise<[net.Socket, net.Socket, () => void]> {
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  const lfd = listenFd({ host: '127.0.0.1', port: 0, mptcp });
+  await new Promise<void>((r) => server.listen({ fd: lfd }, () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const fd = await connectFd({ address: '127.0.0.1', port, mptcp });
+  const outer = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  const inner = await accepted;
+  inner.pause();
+  return [outer, inner, () => server.close()];
+}
+
+function readAll(s: net.Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.once('end', () => resolve(Buffer.concat(chunks)));
+    s.once('error', reject);
+  });
+}
+
+const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+
+describe('native splice pump', { skip }, () => {
+  for (const mptcp of [false, true]) {
+    test(`${mptcp ? 'MPTCP' : 'TCP'}: 16 MB each way at once, intact; half-close passed on, then done`, async () => {
+      const [a, aIn, closeA] = await pair(mptcp);
+      const [b, bIn, closeB] = await pair(false);
+      try {
+        const ended = new Promise<SpliceEnd>((r) => spliceStart(fdOf(aIn), fdOf(bIn), r));
+        const up = crypto.randomBytes(16 << 20);
+        const down = crypto.randomBytes(16 << 20);
+        const gotAtB = readAll(b);
+        const gotAtA = readAll(a);
+        a.end(up);  // A half-closes first; B keeps sending after that
+        const atB = await gotAtB;
+        assert.equal(sha(atB), sha(up), 'A → B intact, and B saw the FIN');
+        b.end(down);
+        assert.equal(sha(await gotAtA), sha(down), 'B → A intact after A had half-closed');
+        const end = await ended;
+        assert.equal(end.reason, 'done');
+        assert.equal(end.up, up.length);
+        assert.equal(end.down, down.length);
+      } finally {
+        for (const s of [a, aIn, b, bIn]) s.destroy();
+        closeA();
+        closeB();
+      }
+    });
+  }
+
+  test('a reader that stops: the pump holds a bounded amount and the writer is held back', async () => {
+    const [a, aIn, closeA] = await pair(false);
+    const [b, bIn, closeB] = await pair(false);
+    try {
+      const t = spliceStart(fdOf(aIn), fdOf(bIn), () => {});
+      b.pause();  // B never reads
+      const chunk = Buffer.alloc(1 << 20);
+      // 200 MB queued at once in A's stream (references to one buffer): far more than the kernel
+      // buffers between A and B plus the pump's pipe can hold.
+      for (let i = 0; i < 200; i++) a.write(chunk);
+      await new Promise((r) => setTimeout(r, 1000));
+      const moved = t.stats()!.up;
+      // What the pump wrote on is what B's kernel buffers hold, bounded by the kernel.
+      assert.ok(moved < 100 << 20, `pump moved ${moved} bytes into a reader that does not read`);
+      assert.ok(a.writableLength > 50 << 20, `the writer is held back (${a.writableLength} bytes still queued at A)`);
+      t.stop();
+    } finally {
+      for (const s of [a, aIn, b, bIn]) s.destroy();
+      closeA();
+      closeB();
+    }
+  });
+
+  test('stop ends it once with reason stopped; stats are gone afterwards', async () => {
+    const [a, aIn, closeA] = await pair(false);
+    const [b, bIn, closeB] = await pair(false);
+    try {
+      const ends: SpliceEnd[] = [];
+      const t = spliceStart(fdOf(aIn), fdOf(bIn), (e) => ends.push(e));
+      a.write('hello');
+      await new Promise((r) => b.once('data', r));
+      t.stop();
+      t.stop();
+      assert.equal(ends.length, 1);
+      assert.equal(ends[0]!.reason, 'stopped');
+      assert.equal(ends[0]!.up, 5);
+      assert.equal(t.stats(), undefined);
+    } finally {
+      for (const s of [a, aIn, b, bIn]) s.destroy();
+      closeA();
+      closeB();
+    }
+  });
+
+  test('a peer that resets ends it with an error naming errno and syscall', async () => {
+    const [a, aIn, closeA] = await pair(false);
+    const [b, bIn, closeB] = await pair(false);
+    try {
+      const ended = new Promise<SpliceEnd>((r) => spliceStart(fdOf(aIn), fdOf(bIn), r));
+      b.resetAndDestroy();
+      a.write(Buffer.alloc(1 << 20));
+      const end = await ended;
+      assert.equal(end.reason, 'error');
+      assert.match(end.code ?? '', /^(ECONNRESET|EPIPE)$/);
+      assert.ok(end.syscall);
+    } finally {
+      for (const s of [a, aIn, b, bIn]) s.destroy();
+      closeA();
+      closeB();
+    }
+  });
+
+  test('bad arguments are refused', async () => {
+    assert.throws(() => spliceStart(-1, 3, () => {}), /spliceStart/);
+    assert.throws(() => spliceStart(1.5, 3, () => {}), /spliceStart/);
+    assert.throws(() => spliceStart(3, 4, 'x' as unknown as () => void), /onEnd/);
+    assert.throws(() => spliceStart(2 ** 30, 2 ** 30 + 1, () => {}), (e: Error & { code?: string }) => e.code === 'EBADF');
+    const [a, aIn, closeA] = await pair(false);
+    try {
+      assert.throws(() => spliceStart(fdOf(aIn), fdOf(aIn), () => {}), /differ/);
+    } finally {
+      a.destroy();
+      aIn.destroy();
+      closeA();
+    }
+  });
+});
