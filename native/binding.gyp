@@ -9,6 +9,7 @@
         "src/transparent.cc",
         "src/tcpstate.cc",
         "src/info.cc",
+        "src/rlimit.cc",
         "src/netlink.cc",
         "src/nlwatch.cc",
         "src/pm.cc",

@@ -12,6 +12,7 @@ import { defaultPathsConfig, type PathsConfig } from '../electron/core/paths/pol
 import type { InterfaceState } from '../electron/core/paths/inventory';
 import { ENDPOINT_FLAGS, flagNames, type PmEndpoint, type PmLimits } from '../electron/core/native/netlink';
 import { runBraid } from './helpers/proc';
+import { PathManager } from '../electron/core/paths/manager';
 
 const ep = (id: number, address: string, ifindex: number, flags: ('subflow' | 'backup' | 'signal')[] = ['subflow']): PmEndpoint => {
   const bits = flags.reduce((b, f) => b | ENDPOINT_FLAGS[f], 0);
@@ -251,5 +252,23 @@ describe('braid paths set', () => {
     const r = await runBraid(['paths', 'set', 'wwan0', 'backup', '--config', file], { timeoutMs: 15_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { proxy: { port: 1234 }, paths: { interfaces: { wlan0: 'use', wwan0: 'backup' } } });
+  });
+});
+
+describe('PathManager after stop()', () => {
+  test('a late policy change or reconcile adds nothing after the cleanup (it once re-added endpoints during shutdown)', async () => {
+    const k = new FakeKernel();
+    const log = { info() {}, warn() {}, debug() {} };
+    // A policy that wants an endpoint on every interface this host has, loopback aside.
+    const m = new PathManager({ config: () => ({ ...defaultPathsConfig(), enabled: true }), api: k, log, stateDir: null, debounceMs: 10 });
+    m.start();
+    m.stop();
+    assert.deepEqual(k.endpoints, [], 'stop() removes what start() added');
+    const before = k.calls.length;
+    m.board.emit('changed');
+    assert.equal(m.reconcileNow(), null);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(k.calls.slice(before), [], 'nothing touched the endpoints after stop()');
+    assert.deepEqual(k.endpoints, []);
   });
 });

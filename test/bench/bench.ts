@@ -15,6 +15,9 @@
  *
  * Transparent mode (test/bench/transparent-bench.ts): redirected vs explicit SOCKS5, same Braid,
  * same run. `--transparent-only` runs just that part.
+ * Scale (test/bench/scale-bench.ts): 1,000 and 5,000 idle connections through `braid up`, RSS per
+ * connection, idle CPU and the stats sampler's cost, against a bare Node process holding as many
+ * socket pairs. `--scale-only` runs just that part.
  *
  * Results go to stdout as a table and to test-artifacts/bench.json.
  */
@@ -158,6 +161,10 @@ async function main(): Promise<void> {
     writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, updown: only }, log);
     return;
   }
+  if (process.argv.includes('--scale-only')) {
+    await (await import('./scale-bench.js')).scaleBench(log);
+    return;
+  }
   if (process.argv.includes('--relay-only')) {
     const only = await relayBench(log);
     printRelay(only, log);
@@ -234,6 +241,7 @@ async function main(): Promise<void> {
   writeResult(result, log);
   log(''); await (await import('./stats-bench.js')).statsBench(log);
   log(''); await (await import('./policy-bench.js')).policyBench(log);
+  log(''); await (await import('./scale-bench.js')).scaleBench(log);
 }
 
 function writeResult(result: unknown, log: (s: string) => void): void {

@@ -36,10 +36,20 @@ class FakeConnection {
   }
 }
 
+/** What the engine uses of a ConnectionTracker. Every connection moves every tick here. */
 class FakeTracker extends EventEmitter {
   readonly live: FakeConnection[] = [];
+  get size(): number {
+    return this.live.length;
+  }
   connections(): IterableIterator<FakeConnection> {
     return this.live.values();
+  }
+  get(id: number): FakeConnection | undefined {
+    return this.live[id - 1];
+  }
+  takeMoved(): Set<FakeConnection> {
+    return new Set(this.live);
   }
 }
 

@@ -6,7 +6,8 @@
 import { parseArgs } from 'node:util';
 import { errorCode, errorMessage } from '../errors';
 import { enableGuardian } from '../guardian/guardian';
-import { EXIT_FAILURE, EXIT_USAGE, type Command, type Values } from './common';
+import { prepareLongRunningProcess } from '../process-setup';
+import { EXIT_FAILURE, EXIT_USAGE, stderrLogger, type Command, type Values } from './common';
 import { paths } from './paths';
 import { relay } from './relay';
 import { run } from './run';
@@ -79,6 +80,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`usage: ${cmd.usage}\n${cmd.summary}\n${cmd.details ? `\n${cmd.details.join('\n')}\n` : ''}`);
     return 0;
   }
+  // Before any config is read: the default connection limit follows the raised open-file limit.
+  const log = stderrLogger(values.verbose === true);
+  const fds = prepareLongRunningProcess(log);
+  if (fds.error) log.warn(`${fds.error}; keeping ${fds.soft}`);
+  else if (fds.raisedFrom !== null) log.debug(`open-file limit raised from ${fds.raisedFrom} to ${fds.soft}`);
   try {
     return await cmd.run(values, positionals);
   } catch (err) {

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import { BraidError } from '../errors';
+import { defaultMaxConnections } from '../fd-limit';
 import { defaultPathsConfig, PATH_POLICIES, type PathPolicy, type PathsConfig } from '../paths/policy';
 import { MAX_RULES, RuleError, validateRule } from '../paths/rules';
 import { parseRelayLink } from '../relay/share-link';
@@ -33,6 +34,7 @@ export interface TimeoutsConfig {
 }
 
 export interface LimitsConfig {
+  /** default: sized from the open-file limit, (soft limit − 256) / 2 (see fd-limit.ts) */
   maxConnections: number;
 }
 
@@ -93,7 +95,7 @@ export function defaultConfig(): BraidConfig {
   return {
     proxy: { host: '127.0.0.1', port: 1080, dial: 'mptcp' },
     timeouts: { handshakeMs: 10_000, idleMs: 300_000, connectMs: 10_000 },
-    limits: { maxConnections: 1024 },
+    limits: { maxConnections: defaultMaxConnections() },
     relay: { link: null, poolSize: 2, poolIdleMs: 45_000 },
     paths: defaultPathsConfig(),
     control: { enabled: true, host: '127.0.0.1', port: 9797, token: null },

@@ -117,7 +117,10 @@ export interface StatsTick {
   connections: number;
   totalUp: number;
   totalDown: number;
-  system: { mptcpSockets: number | null };  // MPTCP sockets in this network namespace, not only Braid's (listeners too)
+  system: {
+    mptcpSockets: number | null;  // MPTCP sockets in this network namespace, not only Braid's (listeners too)
+    sampleUs?: number;            // CPU time computing this tick cost the proxy, µs (the bench reads it)
+  };
 }
 
 export interface RelayView {

@@ -10,6 +10,7 @@ import type { ConfigInput } from '../config/schema';
 import { ControlCore } from '../control/handlers';
 import { startControl, type RunningControl } from '../control/start';
 import { errorMessage } from '../errors';
+import { prepareLongRunningProcess } from '../process-setup';
 import type { Logger } from '../proxy/session';
 import { BraidService } from '../service';
 import type { SystemProxyBackend } from '../sysproxy/backend';
@@ -59,6 +60,8 @@ export interface DesktopRuntime {
 export async function startDesktopRuntime(opts: DesktopRuntimeOptions): Promise<DesktopRuntime> {
   const { log, stateDir, configFile } = opts;
   const problems: string[] = [];
+  // The desktop app's entry; `braid up` did both already (each is done once per process).
+  prepareLongRunningProcess(log);
   const fileExists = fs.existsSync(configFile);
   const config = loadConfig({ file: fileExists ? configFile : undefined, overrides: opts.overrides });
 

@@ -9,6 +9,7 @@ import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport, SendState
 import type { NetlinkBinding } from './netlink';
 import type { DatapathBinding } from './datapath';
 import type { SpliceBinding } from './splice';
+import type { RlimitBinding } from './rlimit';
 
 export interface SocketBinding {
   supported(): NativeSupport;
@@ -51,7 +52,7 @@ export function nativeBinding(): NativeBinding {
   return loaded;
 }
 
-export type NativeBinding = SocketBinding & NetlinkBinding & DatapathBinding & SpliceBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding & DatapathBinding & SpliceBinding;
 
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],

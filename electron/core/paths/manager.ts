@@ -159,6 +159,8 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   private reason: string | null = null;
   private lastReport: ReconcileReport | null = null;
   private started = false;
+  /** stop() ran: nothing may add an endpoint again (a late policy event would, after the cleanup). */
+  private stopped = false;
   private verifyTimer: NodeJS.Timeout | null = null;
   private readonly notes = new Map<string, { policy: PathPolicy; note: string }>();
   readonly board: PolicyBoard;
@@ -193,6 +195,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   start(): void {
     if (this.started) return;
     this.started = true;
+    this.stopped = false;
     if (!this.opts.config().enabled) {
       this.managed = false;
       this.reason = DISABLED_REASON;
@@ -241,6 +244,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
 
   /** Re-reads the interfaces and applies the policy (also after a policy change). */
   reconcileNow(): ReconcileReport | null {
+    if (this.stopped) return null;
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
@@ -359,6 +363,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
 
   /** Removes our endpoints and stops watching. */
   stop(): ReconcileReport {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.verifyTimer) clearInterval(this.verifyTimer);
@@ -398,7 +403,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
   }
 
   private schedule(): void {
-    if (this.timer) return;
+    if (this.timer || this.stopped) return;
     // Link events come in bursts (link up, then each address, then routes): reconcile once per burst.
     this.timer = setTimeout(() => {
       this.timer = null;

@@ -47,6 +47,8 @@ const TABLE: Record<string, DialFailureReply> = {
   EBADPORT: { socks: SOCKS_REPLY.NOT_ALLOWED, http: 400, reason: 'destination port 0 is not allowed' },
   ELIMIT: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'too many connections' },
   ESHUTDOWN: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'proxy is shutting down' },
+  EMFILE: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'proxy is out of file descriptors' },
+  ENFILE: { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 503, reason: 'system is out of file descriptors' },
 };
 
 const DEFAULT: DialFailureReply = { socks: SOCKS_REPLY.GENERAL_FAILURE, http: 502, reason: 'cannot connect to destination' };

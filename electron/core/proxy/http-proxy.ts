@@ -76,7 +76,8 @@ class HttpProxySession {
       if (this.state === 'tunnel' || this.state === 'closed') return;
       // A CONNECT being dialled: the relay sees the EOF (readableEnded) when it starts.
       if (this.state === 'dial' && !this.ex) return;
-      if (!this.ex) return this.closeClient();
+      // Part of a request head and then EOF: it can never be completed; say so, then close.
+      if (!this.ex) return this.cbuf.length > 0 ? this.fail(400, 'incomplete request: the client closed its side') : this.closeClient();
       // A client may half-close after its request (printf ... | nc -N): answer, then close.
       this.ex.closeClientAfter = true;
       if (this.state === 'body') this.abort('client closed in the middle of its request body');

@@ -2,6 +2,11 @@
  * The byte pump (the relay *server* is ../relay/): moves bytes both ways between a client and its
  * destination until both directions are finished. Half-close is kept (one side's FIN becomes a FIN on the other side while the reverse direction
  * keeps flowing), backpressure pauses the reading side, any error or the idle timeout destroys both.
+ *
+ * A proxy holds thousands of mostly idle tunnels, so what one costs while idle matters (the bench's
+ * scale section measures it): the state is one object, the socket listeners are functions shared by
+ * every tunnel (a listener finds its tunnel through the socket), and idleness is checked by one
+ * sweep per idle timeout value rather than a timer per tunnel.
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
@@ -17,6 +22,8 @@ export interface PumpOptions {
    * ('down': the client reads slower than the destination sends), and released again.
    */
   onHold?: (direction: 'up' | 'down', held: boolean) => void;
+  /** counted into directly, with no callback per tunnel (the proxy's connection entry) */
+  count?: { bytesUp: number; bytesDown: number; hold?(direction: 'up' | 'down', held: boolean): void };
 }
 
 export interface PumpResult {
@@ -31,102 +38,188 @@ export function describeEnd(result: PumpResult): string {
   return result.error ? `${result.reason}: ${errorCode(result.error)} ${errorMessage(result.error)}` : result.reason;
 }
 
+const TUNNEL = Symbol('braid.tunnel');
+type PumpSocket = net.Socket & { [TUNNEL]?: Tunnel };
+
+class Tunnel {
+  last = Date.now();
+  finished = false;
+  ends = 0;
+  /** a setImmediate is pending that uncorks the client (bit 1) / the upstream (bit 2) */
+  corked = 0;
+  /** reading from the client (bit 1, 'up') / the upstream (bit 2, 'down') is paused for backpressure */
+  held = 0;
+  readonly maxQueued: number;
+
+  constructor(
+    readonly client: PumpSocket,
+    readonly upstream: PumpSocket,
+    readonly opts: PumpOptions,
+    private readonly done: (result: PumpResult) => void,
+  ) {
+    this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
+  }
+
+  peer(s: PumpSocket): PumpSocket {
+    return s === this.client ? this.upstream : this.client;
+  }
+
+  finish(result: PumpResult): void {
+    if (this.finished) return;
+    this.finished = true;
+    sweeper(this.opts.idleMs).delete(this);
+    this.client.destroy();
+    this.upstream.destroy();
+    this.done(result);
+  }
+
+  /** Both FINs seen: wait until our own writes are flushed before tearing down, so no tail is lost. */
+  maybeDone(): void {
+    const flushed = (s: net.Socket): boolean => s.writableFinished || s.destroyed;
+    if (this.ends === 2 && flushed(this.client) && flushed(this.upstream)) this.finish({ reason: 'done' });
+  }
+
+  onData(src: PumpSocket, chunk: Buffer): void {
+    this.last = Date.now();
+    const dst = this.peer(src);
+    const { count } = this.opts;
+    if (src === this.client) {
+      if (count) count.bytesUp += chunk.length;
+      this.opts.onUp?.(chunk.length);
+    } else {
+      if (count) count.bytesDown += chunk.length;
+      this.opts.onDown?.(chunk.length);
+    }
+    // write()'s return value is false for any chunk as big as the stream's high-water mark
+    // (16 KiB), even when the kernel took it at once, and a TLS socket reports its writes done
+    // only on the next loop turn. Pausing on it stopped and restarted reading for every TLS
+    // record and left the CPUs a third idle at full speed. What is actually still queued in
+    // userland is the measure of backpressure. Corking until the loop's check phase turns the
+    // records one TLS read produced into one writev.
+    const bit = dst === this.client ? 1 : 2;
+    if (!(this.corked & bit)) {
+      this.corked |= bit;
+      dst.cork();
+      setImmediate(uncork, this, bit);
+    }
+    dst.write(chunk);
+    if (dst.writableLength >= this.maxQueued) {
+      src.pause();
+      this.setHeld(src === this.client ? 1 : 2, true);
+    }
+  }
+
+  setHeld(bit: number, held: boolean): void {
+    if (((this.held & bit) !== 0) === held) return;
+    this.held = held ? this.held | bit : this.held & ~bit;
+    const direction = bit === 1 ? 'up' : 'down';
+    this.opts.count?.hold?.(direction, held);
+    this.opts.onHold?.(direction, held);
+  }
+}
+
+function uncork(t: Tunnel, bit: number): void {
+  t.corked &= ~bit;
+  (bit === 1 ? t.client : t.upstream).uncork();
+}
+
+// The listeners, shared by every tunnel: `this` is the socket that emitted.
+function onData(this: PumpSocket, chunk: Buffer): void {
+  this[TUNNEL]?.onData(this, chunk);
+}
+function onDrain(this: PumpSocket): void {
+  const t = this[TUNNEL];
+  if (!t) return;
+  t.last = Date.now();
+  const src = t.peer(this);
+  src.resume();
+  if (t.held) t.setHeld(src === t.client ? 1 : 2, false);
+}
+function onEnd(this: PumpSocket): void {
+  const t = this[TUNNEL];
+  if (!t) return;
+  t.peer(this).end();
+  if (++t.ends === 2) t.maybeDone();
+}
+function onFinish(this: PumpSocket): void {
+  this[TUNNEL]?.maybeDone();
+}
+function onError(this: PumpSocket, error: Error): void {
+  this[TUNNEL]?.finish({ reason: 'error', error });
+}
+// A clean close after both FINs may still leave our writes to the other side in flight.
+function onClose(this: PumpSocket): void {
+  const t = this[TUNNEL];
+  if (!t) return;
+  if (t.ends === 2) t.maybeDone();
+  else t.finish({ reason: 'closed' });
+}
+
+/** One sweep per idle timeout value: a tunnel quiet for idleMs is closed within idleMs / 8 after. */
+class IdleSweeper {
+  private readonly tunnels = new Set<Tunnel>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly idleMs: number) {}
+
+  add(t: Tunnel): void {
+    this.tunnels.add(t);
+    if (!this.timer) {
+      this.timer = setInterval(() => this.sweep(), Math.min(30_000, Math.max(50, Math.floor(this.idleMs / 8))));
+      this.timer.unref();
+    }
+  }
+
+  delete(t: Tunnel): void {
+    this.tunnels.delete(t);
+    if (this.tunnels.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const t of this.tunnels) if (now - t.last >= this.idleMs) t.finish({ reason: 'idle' });
+  }
+}
+
+const sweepers = new Map<number, IdleSweeper>();
+function sweeper(idleMs: number): IdleSweeper {
+  let s = sweepers.get(idleMs);
+  if (!s) sweepers.set(idleMs, (s = new IdleSweeper(idleMs)));
+  return s;
+}
+
+/** Starts the pump; `done` is called once, when both sockets have been destroyed. */
+export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOptions, done: (result: PumpResult) => void): void {
+  const t = new Tunnel(client, upstream, opts, done);
+  for (const s of [t.client, t.upstream]) {
+    s[TUNNEL] = t;
+    s.on('data', onData);
+    s.on('drain', onDrain);
+    s.on('end', onEnd);
+    s.on('finish', onFinish);
+    s.on('error', onError);
+    s.on('close', onClose);
+  }
+  sweeper(opts.idleMs).add(t);
+  // An EOF that arrived before the pump took over (client sent its request, data and FIN at
+  // once) would otherwise never be passed on.
+  for (const src of [t.client, t.upstream]) {
+    if (src.readableEnded) {
+      t.peer(src).end();
+      t.ends++;
+    }
+  }
+  if (t.ends === 2) t.maybeDone();
+  // A socket already gone never emits 'close' again.
+  if (t.client.destroyed || t.upstream.destroyed) t.finish({ reason: 'closed' });
+  if (t.finished) return;
+  client.resume();
+  upstream.resume();
+}
+
 export function pump(client: net.Socket, upstream: net.Socket, opts: PumpOptions): Promise<PumpResult> {
-  return new Promise<PumpResult>((resolve) => {
-    let last = Date.now();
-    let finished = false;
-    let idleTimer: NodeJS.Timeout | undefined;
-
-    const armIdle = (ms: number): void => {
-      idleTimer = setTimeout(() => {
-        const quiet = Date.now() - last;
-        // Re-armed lazily rather than on every chunk: one timer per connection, no churn.
-        if (quiet >= opts.idleMs) finish({ reason: 'idle' });
-        else armIdle(opts.idleMs - quiet);
-      }, ms);
-      idleTimer.unref?.();
-    };
-
-    const finish = (result: PumpResult): void => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(idleTimer);
-      client.destroy();
-      upstream.destroy();
-      resolve(result);
-    };
-
-    let ends = 0;
-    const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
-    const flow = (src: net.Socket, dst: net.Socket, direction: 'up' | 'down', count?: (n: number) => void): void => {
-      let corked = false;
-      let held = false;
-      const uncork = (): void => {
-        corked = false;
-        dst.uncork();
-      };
-      src.on('data', (chunk: Buffer) => {
-        last = Date.now();
-        count?.(chunk.length);
-        // write()'s return value is false for any chunk as big as the stream's high-water mark
-        // (16 KiB), even when the kernel took it at once, and a TLS socket reports its writes done
-        // only on the next loop turn. Pausing on it stopped and restarted reading for every TLS
-        // record and left the CPUs a third idle at full speed. What is actually still queued in
-        // userland is the measure of backpressure. Corking until the loop's check phase turns the
-        // records one TLS read produced into one writev.
-        if (!corked) {
-          corked = true;
-          dst.cork();
-          setImmediate(uncork);
-        }
-        dst.write(chunk);
-        if (dst.writableLength >= maxQueued) {
-          src.pause();
-          if (!held) {
-            held = true;
-            opts.onHold?.(direction, true);
-          }
-        }
-      });
-      dst.on('drain', () => {
-        last = Date.now();
-        src.resume();
-        if (held) {
-          held = false;
-          opts.onHold?.(direction, false);
-        }
-      });
-      src.on('end', () => {
-        dst.end();
-        if (++ends === 2) maybeDone();
-      });
-    };
-
-    // Both FINs seen: wait until our own writes are flushed before tearing down, so no tail is lost.
-    const maybeDone = (): void => {
-      const flushed = (s: net.Socket): boolean => s.writableFinished || s.destroyed;
-      if (flushed(client) && flushed(upstream)) finish({ reason: 'done' });
-    };
-    for (const s of [client, upstream]) {
-      s.on('finish', () => ends === 2 && maybeDone());
-      s.on('error', (error: Error) => finish({ reason: 'error', error }));
-      // A clean close after both FINs may still leave our writes to the other side in flight.
-      s.on('close', () => (ends === 2 ? maybeDone() : finish({ reason: 'closed' })));
-    }
-
-    flow(client, upstream, 'up', opts.onUp);
-    flow(upstream, client, 'down', opts.onDown);
-    // An EOF that arrived before the pump took over (client sent its request, data and FIN at
-    // once) would otherwise never be passed on.
-    for (const [src, dst] of [[client, upstream], [upstream, client]] as const) {
-      if (src.readableEnded) {
-        dst.end();
-        ends++;
-      }
-    }
-    if (ends === 2) maybeDone();
-    armIdle(opts.idleMs);
-    client.resume();
-    upstream.resume();
-  });
+  return new Promise<PumpResult>((resolve) => startPump(client, upstream, opts, resolve));
 }

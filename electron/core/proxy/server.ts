@@ -6,15 +6,14 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { BraidConfig, DialMode } from '../config/schema';
 import { BraidError, errorMessage } from '../errors';
-import { Dialer, type DialRouting, type Upstream } from './dialer';
-import { handleHttp } from './http-proxy';
-import { loadNative, mptcpUnavailableReason } from './native';
-import type { Logger, Session } from './session';
-import { replyAndClose } from './session';
-import { handleSocks5 } from './socks5';
+import { connectionsForFds, currentFdLimit, isFdExhaustion } from '../fd-limit';
+import { ClientSession, type SessionHost } from './client-session';
 import { closeWhenClientGone } from './client-gone';
-import { handleTransparent } from './transparent';
+import { Dialer, type DialRouting, type Upstream } from './dialer';
+import { loadNative, mptcpUnavailableReason } from './native';
 import { programs } from './program';
+import type { Logger } from './session';
+import { handleTransparent } from './transparent';
 import { ConnectionTracker } from './tracker';
 
 export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
@@ -38,8 +37,17 @@ export interface ProxyServerEvents {
   warning: [string];
 }
 
-/** SOCKS4 request rejected (RFC-less but universal): VN=0, CD=0x5B, port and address unused. */
-const SOCKS4_REJECT = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+/**
+ * Clients over the connection limit that still get a "too many connections" reply; past that they
+ * are closed at once. Bounded so that the descriptors fd-limit.ts reserves cover them.
+ */
+const REFUSED_WITH_REPLY = 64;
+/**
+ * Descriptors the process holds besides its proxied sockets (listeners, epoll, netlink, stdio, ...).
+ * An accept that fails with EMFILE is handled inside libuv (it accepts and closes the client) and
+ * never reaches JavaScript, so running out is noticed when the sockets come this close to the limit.
+ */
+const FD_MARGIN = 32;
 
 export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   readonly tracker: ConnectionTracker;
@@ -47,10 +55,16 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private dialer: Upstream | null = null;
   private readonly sockets = new Set<net.Socket>();
   private clients = 0;
-  private readonly stopController = new AbortController();
   private readonly log: Logger;
+  /** Limits already reported: each is logged once per server, not once per refused client. */
+  private readonly limitsReported = new Set<'connections' | 'fds'>();
+  private fdSoftLimit = Infinity;
   private bound: net.AddressInfo | null = null;
   private effectiveDial: DialMode;
+  /** What every ClientSession uses of this server; one object, and one copy of each listener. */
+  private readonly host: SessionHost;
+  private readonly untrack: (this: net.Socket) => void;
+  private readonly onClientError: (err: Error) => void;
   private transparent: { servers: net.Server[]; port: number; ipv6: boolean } | null = null;
 
   constructor(readonly config: BraidConfig, private readonly opts: ProxyServerOptions = {}) {
@@ -58,6 +72,26 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     this.log = opts.logger ?? silentLogger;
     this.tracker = new ConnectionTracker(config.limits.maxConnections);
     this.effectiveDial = config.proxy.dial;
+    const sockets = this.sockets;
+    this.untrack = function (this: net.Socket) {
+      sockets.delete(this);
+    };
+    this.onClientError = (err) => this.log.debug(`client socket: ${errorMessage(err)}`);
+    const server = this;
+    this.host = {
+      config,
+      get dialer() {
+        return server.dialer!;
+      },
+      log: this.log,
+      track: (socket) => this.track(socket),
+      clientClosed: () => void this.clients--,
+      transparent: (session) => {
+        const s = session.socket;
+        const onGone = (): void => this.log.debug(`${s.remoteAddress}:${s.remotePort}: client closed its socket; closing`);
+        handleTransparent(session, { sniffMs: SNIFF_MS, viaRelay: this.opts.upstream !== undefined, isSelf: (a, p) => this.isSelf(a, p), onGone });
+      },
+    };
   }
 
   /** The dial mode in force: 'tcp' when MPTCP was asked for but is not available here. */
@@ -90,7 +124,17 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       mark: this.opts.mark,
       routing: this.opts.routing,
     });
-    this.dialer = this.opts.upstream ? this.opts.upstream(direct) : direct;
+    const upstream = this.opts.upstream ? this.opts.upstream(direct) : direct;
+    this.dialer = {
+      get mode() {
+        return upstream.mode;
+      },
+      dial: (target) =>
+        upstream.dial(target).catch((err: unknown) => {
+          if (isFdExhaustion(err)) this.reportFdExhaustion('EMFILE on connect');
+          throw err;
+        }),
+    };
 
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.server = server;
@@ -106,8 +150,18 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       });
     });
     // Later listener errors (EMFILE on accept) are logged; they must not crash the process.
-    server.on('error', (err) => this.log.warn(`listener error: ${errorMessage(err)}`));
+    server.on('error', (err) => {
+      if (isFdExhaustion(err)) this.reportFdExhaustion('EMFILE on accept');
+      else this.log.warn(`listener error: ${errorMessage(err)}`);
+    });
     this.bound = server.address() as net.AddressInfo;
+    this.fdSoftLimit = currentFdLimit().soft;
+    const max = this.config.limits.maxConnections;
+    this.log.debug(`limits: up to ${max} connections (limits.maxConnections), open-file limit ${this.fdSoftLimit}`);
+    if (max > connectionsForFds(this.fdSoftLimit)) {
+      this.log.warn(`limits.maxConnections is ${max} but the open-file limit (${this.fdSoftLimit}) allows about ${connectionsForFds(this.fdSoftLimit)}: ` +
+        'connections past that will fail; raise the limit (ulimit -n, LimitNOFILE=) or lower the setting');
+    }
     return this.bound;
   }
 
@@ -125,7 +179,10 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         srv.once('error', reject);
         srv.listen({ host, port, exclusive: true }, () => {
           srv.off('error', reject);
-          srv.on('error', (err) => this.log.warn(`transparent listener error: ${errorMessage(err)}`));
+          srv.on('error', (err) => {
+            if (isFdExhaustion(err)) this.reportFdExhaustion('EMFILE on accept');
+            else this.log.warn(`transparent listener error: ${errorMessage(err)}`);
+          });
           resolve(srv);
         });
       });
@@ -165,7 +222,6 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const server = this.server;
     if (!server) return;
     await this.stopTransparent();
-    this.stopController.abort();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every socket still in the set has not emitted 'close' yet (the set drops it on 'close').
     const live = [...this.sockets].map((s) => {
@@ -175,6 +231,19 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     });
     await Promise.all([closed, ...live]);
     this.server = null;
+  }
+
+  private reportLimit(kind: 'connections' | 'fds', message: string): void {
+    if (this.limitsReported.has(kind)) return;
+    this.limitsReported.add(kind);
+    this.log.warn(message);
+    this.emit('warning', message);
+  }
+
+  private reportFdExhaustion(detail: string): void {
+    const max = this.config.limits.maxConnections;
+    this.reportLimit('fds', `out of file descriptors (${detail}, open-file limit ${currentFdLimit().soft}): new connections fail; ` +
+      `raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit) or lower limits.maxConnections (now ${max})`);
   }
 
   private isSelf(address: string, port: number): boolean {
@@ -192,89 +261,37 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     return wildcard && (loopback || target === '0.0.0.0' || target === '::');
   }
 
-
   private track(socket: net.Socket): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    if (this.sockets.size + FD_MARGIN >= this.fdSoftLimit) this.reportFdExhaustion(`${this.sockets.size} sockets open`);
+    socket.once('close', this.untrack);
   }
 
   private onConnection(socket: net.Socket, kind: 'proxy' | 'transparent' = 'proxy'): void {
     this.track(socket);
     this.clients++;
-    socket.once('close', () => this.clients--);
-    socket.on('error', (err) => this.log.debug(`client socket: ${errorMessage(err)}`));
+    socket.on('error', this.onClientError);
     socket.setNoDelay(true);
     const client = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     const conn = this.tracker.open(client);
-    // Closing from the UI is immediate: a reset, so the client does not first read what was buffered for it.
-    conn?.onKill(() => void socket.resetAndDestroy());
-    // Past twice the limit, even the courtesy of an error reply is not worth the memory.
-    if (!conn && this.clients > 2 * this.config.limits.maxConnections) {
-      socket.destroy();
-      return;
-    }
-    const clientGone = new AbortController();
-    const onStop = (): void => clientGone.abort();
-    this.stopController.signal.addEventListener('abort', onStop, { once: true });
-    socket.once('close', () => {
-      clientGone.abort();
-      this.stopController.signal.removeEventListener('abort', onStop);
-      clearTimeout(handshakeTimer);
-      conn?.close();
-    });
-    // A FIN does not say whether the client gave up or only half-closed; the kernel does, for a local one.
-    const onGone = (): void => this.log.debug(`${client.address}:${client.port}: client closed its socket; closing`);
-    if (kind === 'proxy') closeWhenClientGone(socket, { onGone });
-
-    const handshakeTimer = setTimeout(() => {
-      this.log.debug(`${client.address}:${client.port}: handshake timeout`);
-      socket.destroy();
-    }, this.config.timeouts.handshakeMs);
-
-    const session: Session = {
-      socket,
-      conn,
-      config: this.config,
-      dialer: this.dialer!,
-      log: this.log,
-      signal: clientGone.signal,
-      handshakeDone: () => clearTimeout(handshakeTimer),
-      adoptUpstream: (up) => {
-        if (socket.destroyed) {
-          up.destroy();
-          return;
-        }
-        this.track(up);
-        // The client's end is the connection's end; no outbound socket outlives it.
-        const kill = (): void => void up.destroy();
-        socket.once('close', kill);
-        up.once('close', () => socket.off('close', kill));
-      },
-    };
-
-    // Which program opened it (a local client's socket owner); a redirected one is looked up by its original destination.
-    if (conn && kind === 'proxy') void programs.lookup(client, { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }).then((p) => void (conn.program = p));
-
-    if (kind === 'transparent') {
-      handleTransparent(session, { sniffMs: SNIFF_MS, viaRelay: this.opts.upstream !== undefined, isSelf: (a, p) => this.isSelf(a, p), onGone });
-      return;
-    }
-
-    // EOF before the first byte: nothing to answer, and a half-open socket would linger.
-    const onEarlyEnd = (): void => void socket.destroy();
-    socket.once('end', onEarlyEnd);
-    socket.once('data', (first: Buffer) => {
-      socket.off('end', onEarlyEnd);
-      try {
-        const b = first[0];
-        if (b === 0x05) return handleSocks5(session, first);
-        if (b >= 0x41 && b <= 0x5a) return handleHttp(session, first);
-        if (b === 0x04) return replyAndClose(socket, SOCKS4_REJECT);
-        replyAndClose(socket);
-      } catch (err) {
-        this.log.warn(`internal error on new connection: ${errorMessage(err)}`);
+    conn?.onKill(socket);
+    if (!conn) {
+      const max = this.config.limits.maxConnections;
+      this.reportLimit('connections', `connection limit reached: ${max} concurrent connections; new clients are refused until some close ` +
+        `(setting: limits.maxConnections; its default is sized from the open-file limit, now ${currentFdLimit().soft})`);
+      // Past a few over the limit, even the courtesy of an error reply is not worth a descriptor.
+      if (this.clients > max + REFUSED_WITH_REPLY) {
+        socket.once('close', this.host.clientClosed);
         socket.destroy();
+        return;
       }
-    });
+    }
+    if (kind === 'proxy') {
+      // A FIN does not say whether the client gave up or only half-closed; the kernel does, for a local one.
+      closeWhenClientGone(socket, { onGone: () => this.log.debug(`${client.address}:${client.port}: client closed its socket; closing`) });
+      // Which program opened it (a local client's socket owner); a redirected one is looked up by its original destination.
+      if (conn) void programs.lookup(client, { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }).then((p) => void (conn.program = p));
+    }
+    new ClientSession(this.host, socket, conn, kind);
   }
 }

@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { BraidConfig } from '../config/schema';
 import type { DialResult, Upstream } from './dialer';
 import type { TrackedConnection } from './tracker';
-import { describeEnd, pump } from './pump';
+import { describeEnd, startPump } from './pump';
 import { closeWhenClientGone } from './client-gone';
 
 export interface Logger {
@@ -24,6 +24,9 @@ export interface Session {
   log: Logger;
   /** Aborted when the client goes away or the server stops: pending dials give up. */
   signal: AbortSignal;
+  /** Around each dial: the signal is needed only while one is pending. */
+  dialStarted?(): void;
+  dialSettled?(): void;
   /** Called once the client has said where it wants to go: the handshake timeout no longer applies. */
   handshakeDone(): void;
   /** Outbound sockets are registered so that ProxyServer.stop() can close them. */
@@ -49,7 +52,13 @@ export function replyAndClose(socket: net.Socket, data?: Buffer | string): void 
 }
 
 export async function dialFor(session: Session, host: string, port: number): Promise<DialResult> {
-  const result = await session.dialer.dial({ host, port, signal: session.signal });
+  session.dialStarted?.();
+  let result: DialResult;
+  try {
+    result = await session.dialer.dial({ host, port, signal: session.signal });
+  } finally {
+    session.dialSettled?.();
+  }
   session.adoptUpstream(result.socket);
   result.socket.on('error', () => {}); // the relay or handler reports; never an uncaught 'error'
   session.conn?.setUpstream(result.socket, { host, port, address: result.address }, session.dialer.mode === 'mptcp', result.fd);
@@ -70,12 +79,7 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
   if (conn && typeof clientFd === 'number' && clientFd >= 0) conn.clientFd = clientFd;
   // Its 'end' listener went with the handler's.
   closeWhenClientGone(session.socket, { onGone: () => session.log.debug(`connection ${conn?.id ?? '-'}: client closed its socket; closing`) });
-  void pump(session.socket, upstream, {
-    idleMs: session.config.timeouts.idleMs,
-    onUp: (n) => conn && (conn.bytesUp += n),
-    onDown: (n) => conn && (conn.bytesDown += n),
-    onHold: (direction, held) => conn?.hold(direction, held),
-  }).then((r) => {
+  startPump(session.socket, upstream, { idleMs: session.config.timeouts.idleMs, count: conn ?? undefined }, (r) => {
     if (r.reason === 'idle') session.log.debug(`connection ${conn?.id ?? '-'} closed after ${session.config.timeouts.idleMs} ms idle`);
     else if (r.reason !== 'done') session.log.debug(`connection ${conn?.id ?? '-'} ended before both sides finished (${describeEnd(r)})`);
   });

@@ -202,6 +202,18 @@ export function handleSocks5(session: Session, first: Buffer): void {
       fail(SOCKS_REPLY.GENERAL_FAILURE, 'internal error');
     }
   };
+  // The client closed its side before its request was complete: it will never be, so answer what
+  // is owed now and close, instead of holding a half-closed socket until the handshake timeout. A
+  // message it had begun gets its failure reply; between messages there is nothing to answer.
+  // After a complete request ('connecting') the EOF is a legitimate half-close that the tunnel keeps.
+  const onEnd = (): void => {
+    if (state === 'greeting' || ((state === 'auth' || state === 'request') && buf.length === 0)) drop(`client closed in the ${state} step`);
+    else if (state === 'auth') {
+      state = 'closed';
+      replyAndClose(socket, Buffer.from([AUTH_VERSION, 0x01]));
+    } else if (state === 'request') fail(SOCKS_REPLY.GENERAL_FAILURE, 'client closed before its request was complete');
+  };
   socket.on('data', onData);
+  socket.once('end', onEnd);
   onData(first);
 }

@@ -46,8 +46,8 @@ function socketFd(socket: net.Socket): number | null {
 export class TrackedConnection {
   protocol: ProxyProtocol | null = null;
   destination: Destination | null = null;
-  bytesUp = 0;
-  bytesDown = 0;
+  private up = 0;
+  private down = 0;
   transport: Transport = 'unknown';
   program: { name: string; pid: number } | null = null;
   route: ConnectionRoute | null = null;
@@ -59,7 +59,7 @@ export class TrackedConnection {
   private readonly heldSince: { up: number | null; down: number | null } = { up: null, down: null };
   private upstream: net.Socket | null = null;
   private upstreamFd: number | null = null;
-  private killer: (() => void) | null = null;
+  private killer: { resetAndDestroy(): unknown } | null = null;
   private closed = false;
 
   constructor(
@@ -67,6 +67,25 @@ export class TrackedConnection {
     readonly client: { address: string; port: number },
     private readonly tracker: ConnectionTracker,
   ) {}
+
+  /** Bytes from the client to the destination; a change puts the connection on the tracker's moved list. */
+  get bytesUp(): number {
+    return this.up;
+  }
+
+  set bytesUp(n: number) {
+    this.up = n;
+    if (!this.closed) this.tracker.touched(this);
+  }
+
+  get bytesDown(): number {
+    return this.down;
+  }
+
+  set bytesDown(n: number) {
+    this.down = n;
+    if (!this.closed) this.tracker.touched(this);
+  }
 
   /** Records the outbound socket; reads MPTCP status from it right away (known after the handshake). */
   setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean, fd?: number | null): void {
@@ -125,15 +144,18 @@ export class TrackedConnection {
     return this.upstream && !this.upstream.destroyed ? this.upstreamFd : null;
   }
 
-  /** How to end this connection from outside (the UI's close button); set by the proxy server. */
-  onKill(killer: () => void): void {
+  /**
+   * What to destroy to end this connection from outside (the UI's close button): the client's socket.
+   * A reset, so the client does not first read what was buffered for it.
+   */
+  onKill(killer: { resetAndDestroy(): unknown }): void {
     this.killer = killer;
   }
 
   /** Ends the connection: both sockets are destroyed, and close() follows from the client's close. */
   kill(): boolean {
     if (this.closed || !this.killer) return false;
-    this.killer();
+    this.killer.resetAndDestroy();
     return true;
   }
 
@@ -171,6 +193,8 @@ export interface TrackerEvents {
 export class ConnectionTracker extends EventEmitter<TrackerEvents> {
   private nextId = 1;
   private readonly live = new Map<number, TrackedConnection>();
+  /** Connections whose byte counts changed since takeMoved() was last called. */
+  private moved = new Set<TrackedConnection>();
 
   constructor(readonly maxConnections: number) {
     super();
@@ -195,7 +219,23 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
 
   /** @internal called by TrackedConnection.close */
   remove(conn: TrackedConnection): void {
+    this.moved.delete(conn);
     if (this.live.delete(conn.id)) this.emit('closed', conn.snapshot());
+  }
+
+  /** @internal called by TrackedConnection when its byte counts change */
+  touched(conn: TrackedConnection): void {
+    this.moved.add(conn);
+  }
+
+  /**
+   * The live connections whose byte counts changed since the last call (the stats engine visits only
+   * these and a slice of the rest each tick), and starts a new list.
+   */
+  takeMoved(): Set<TrackedConnection> {
+    const out = this.moved;
+    this.moved = new Set();
+    return out;
   }
 
   get(id: number): TrackedConnection | undefined {

@@ -7,6 +7,16 @@
  * totals equal what clients received, and the split follows the subflows, including for the last
  * bytes of a connection that closed between two ticks (split like its last known share).
  * A connection that fell back to TCP has one subflow and so one path.
+ *
+ * Reading a connection's subflows costs a few getsockopt calls and some allocation (10-20 µs), and
+ * a proxy holds thousands of connections that are mostly idle. Subflows only decide how a
+ * connection's new bytes are split, so a tick visits only the connections that are active: those
+ * whose byte counts moved since the last tick (the tracker hands them over), new ones, and those
+ * that moved within the last QUIET_TICKS (their send buffers drain after the proxy's counts stop).
+ * Idle connections are refreshed a slice per tick, each once every IDLE_REFRESH_TICKS, to keep their
+ * subflow lists current for the dashboard; when their bytes move again they are split by the
+ * counters read then, measured from the last read. Per-path subflow counts and RTTs are sums kept up
+ * to date as connections are read. An idle connection costs nothing per tick.
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -27,13 +37,25 @@ interface SubflowMark {
 }
 
 interface ConnState {
-  lastUp: number;                       // proxy-counted bytes at the last tick
+  lastUp: number;                       // proxy-counted bytes when last visited
   lastDown: number;
-  subflows: Map<string, SubflowMark>;   // subflow key -> its counters at the last tick
-  shareUp: Map<string, number>;         // path -> bytes attributed up so far (for residual splits)
-  shareDown: Map<string, number>;
+  quiet: number;                        // consecutive visits in which they did not move
+  counted: boolean;                     // `latest` is in the per-path subflow and RTT sums
+  subflows: Map<string, SubflowMark> | null;   // subflow key -> its counters at the last read
+  shareUp: Map<string, number> | null;         // path -> bytes attributed up so far (for residual splits)
+  shareDown: Map<string, number> | null;
   latest: SubflowView[];
 }
+
+/** Ticks without new bytes after which a connection counts as idle (2 s at 500 ms). */
+const QUIET_TICKS = 4;
+/**
+ * An idle connection's subflows are read every this many ticks (30 s at 500 ms). Without traffic
+ * its RTT does not change (no ACKs to measure it from); what can change is the subflow set (an
+ * endpoint added, a subflow reset), which the dashboard then shows up to this late.
+ */
+const IDLE_REFRESH_TICKS = 60;
+const NO_SUBFLOWS: SubflowView[] = [];
 
 interface PathTotals {
   up: number;
@@ -44,7 +66,14 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, subflows: new Map(), shareUp: new Map(), shareDown: new Map(), latest: [] });
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS });
+
+/** Live subflows and the sum of their RTTs on one path, kept up to date as connections are read. */
+interface PathAgg {
+  subflows: number;
+  rttSum: number;
+  rttN: number;
+}
 
 const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
@@ -77,17 +106,31 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private readonly conns = new Map<number, ConnState>();
   private readonly totals = new Map<string, PathTotals>();
   private readonly rtt = new Map<string, number>();
+  /** Per path, over the live connections' last reads: an idle connection costs nothing per tick. */
+  private readonly pathAgg = new Map<string, PathAgg>();
   private timer: NodeJS.Timeout | null = null;
   private lastAt = 0;
+  /** Connections visited every tick: moved lately, or new. */
+  private readonly active = new Map<number, TrackedConnection>();
+  /** New connections, read on the next tick. */
+  private fresh: number[] = [];
+  /** Where the slice-per-tick refresh of idle connections has got to (a Map iterator survives changes). */
+  private cursor: Iterator<TrackedConnection> | null = null;
+  private readonly onOpened = (snap: ConnectionSnapshot): void => void this.fresh.push(snap.id);
   private pendingClosed: { snapshot: ConnectionSnapshot; state: ConnState }[] = [];
   private readonly onClosed = (snap: ConnectionSnapshot): void => {
     // A connection that opened and closed between two ticks was never sampled: its bytes still
     // count (on the 'unknown' path, since no subflow of it was ever seen).
     const state = this.conns.get(snap.id) ?? newState();
     this.conns.delete(snap.id);
+    this.active.delete(snap.id);
+    this.account(state, false);
     this.pendingClosed.push({ snapshot: snap, state });
   };
-  /** Cost of the last sample, for the bench. */
+  /**
+   * CPU time the last sample took, ms (the process's, so GC threads count; wall time would count
+   * the waits of a busy machine instead).
+   */
   lastSampleMs = 0;
 
   constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
@@ -136,70 +179,61 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private attach(t: ConnectionTracker | null): void {
     if (t === this.attached) return;
     this.attached?.off('closed', this.onClosed);
+    this.attached?.off('opened', this.onOpened);
     // A new tracker (the proxy restarted) numbers its connections from 1 again: state kept for the
     // old one's ids would be taken for the new connections' and swallow their first bytes.
     this.conns.clear();
+    this.pathAgg.clear();
+    this.active.clear();
+    this.fresh = [];
+    this.cursor = null;
     this.attached = t;
     t?.on('closed', this.onClosed);
+    t?.on('opened', this.onOpened);
+    // Connections that were there before we looked are read on the first tick.
+    for (const c of t?.connections() ?? []) this.active.set(c.id, c);
   }
 
   /** One sample; public so tests and the bench can drive it without timers. */
   tick(now = Date.now()): StatsTick {
-    const started = process.hrtime.bigint();
+    const started = process.cpuUsage();
     const tracker = this.tracker();
     this.attach(tracker);
     const seconds = Math.max(0.001, (now - this.lastAt) / 1000);
     this.lastAt = now;
     const up = new Map<string, number>();
     const down = new Map<string, number>();
-    const subflowCount = new Map<string, number>();
-    const rttSum = new Map<string, { sum: number; n: number }>();
     const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false)?.subflows ?? null);
 
-    let live = 0;
-    for (const c of tracker?.connections() ?? []) {
-      live++;
-      let state = this.conns.get(c.id);
-      if (!state) {
-        state = newState();
-        this.conns.set(c.id, state);
+    if (tracker) {
+      for (const c of tracker.takeMoved()) this.active.set(c.id, c);
+      for (const id of this.fresh.splice(0)) {
+        const c = tracker.get(id);
+        if (c) this.active.set(id, c);
       }
-      const subflows = read(c);
-      const weightsUp = new Map<string, number>();
-      const weightsDown = new Map<string, number>();
-      if (subflows) {
-        const seen = new Map<string, SubflowMark>();
-        for (const s of subflows) {
-          const key = subflowKey(s);
-          const p = pathKey(s);
-          const before = state.subflows.get(key) ?? { sent: 0, received: 0 };
-          // Counters only grow; a smaller value means a new socket reused the 4-tuple.
-          const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
-          const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
-          add(weightsUp, p, dSent);
-          add(weightsDown, p, dRecv);
-          seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
-          subflowCount.set(p, (subflowCount.get(p) ?? 0) + 1);
-          const r = rttSum.get(p) ?? { sum: 0, n: 0 };
-          if (s.rttUs > 0) rttSum.set(p, { sum: r.sum + s.rttUs, n: r.n + 1 });
+      // A slice of the idle connections, so that each is read once every IDLE_REFRESH_TICKS.
+      const slice = Math.ceil(tracker.size / IDLE_REFRESH_TICKS);
+      for (let i = 0; i < slice; i++) {
+        let next = this.cursor?.next();
+        if (!next || next.done) {
+          this.cursor = tracker.connections();
+          if (i > 0) break;
+          next = this.cursor.next();
+          if (next.done) break;
         }
-        state.subflows = seen;
-        state.latest = subflows.map((s) => ({
-          localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
-          bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
-        }));
+        if (!this.active.has(next.value.id)) this.visit(next.value, read, up, down, true);
       }
-      this.attribute(state, c.bytesUp - state.lastUp, c.bytesDown - state.lastDown, weightsUp, weightsDown, up, down);
-      state.lastUp = c.bytesUp;
-      state.lastDown = c.bytesDown;
+      for (const c of this.active.values()) {
+        if (this.visit(c, read, up, down, false) >= QUIET_TICKS) this.active.delete(c.id);
+      }
     }
     // Connections that ended since the last tick: their final bytes, split like they were carried.
     for (const { snapshot, state } of this.pendingClosed.splice(0)) {
-      this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, new Map(), new Map(), up, down);
+      this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, null, null, up, down);
     }
 
     const paths: PathSample[] = [];
-    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...subflowCount.keys()]);
+    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...this.pathAgg.keys()]);
     let totalUp = 0;
     let totalDown = 0;
     for (const k of keys) {
@@ -209,47 +243,128 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       this.totals.set(k, t);
       totalUp += t.up;
       totalDown += t.down;
-      const r = rttSum.get(k);
-      if (r && r.n) this.rtt.set(k, r.sum / r.n);
+      // Subflows and RTT as of each connection's last read, a few seconds old for an idle one.
+      const agg = this.pathAgg.get(k);
+      if (agg && agg.rttN > 0) this.rtt.set(k, agg.rttSum / agg.rttN);
       paths.push({
         path: k,
         upBps: (up.get(k) ?? 0) / seconds,
         downBps: (down.get(k) ?? 0) / seconds,
-        rttUs: subflowCount.has(k) ? this.rtt.get(k) ?? null : null,
+        rttUs: agg ? this.rtt.get(k) ?? null : null,
         totalUp: t.up,
         totalDown: t.down,
-        subflows: subflowCount.get(k) ?? 0,
+        subflows: agg?.subflows ?? 0,
       });
     }
     paths.sort((a, b) => a.path.localeCompare(b.path));
-    const tick: StatsTick = { t: now, paths, connections: live, totalUp, totalDown, system: { mptcpSockets: systemMptcpSockets() } };
+    const system = { mptcpSockets: systemMptcpSockets(), sampleUs: 0 };
+    const tick: StatsTick = { t: now, paths, connections: tracker?.size ?? 0, totalUp, totalDown, system };
     this.history.push(tick);
     if (this.history.length > this.capacity) this.history.splice(0, this.history.length - this.capacity);
-    this.lastSampleMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const spent = process.cpuUsage(started);
+    this.lastSampleMs = (spent.user + spent.system) / 1000;
+    system.sampleUs = Math.round(this.lastSampleMs * 1000);
     this.emit('tick', tick);
     return tick;
+  }
+
+  /**
+   * Reads a connection's subflows and splits its new bytes over them; returns for how many visits
+   * in a row its bytes have not moved. `refresh`: an idle connection's periodic read, no bytes expected.
+   */
+  private visit(c: TrackedConnection, read: (c: TrackedConnection) => SubflowInfo[] | null, up: Map<string, number>, down: Map<string, number>, refresh: boolean): number {
+    let state = this.conns.get(c.id);
+    if (!state) {
+      state = newState();
+      this.conns.set(c.id, state);
+    }
+    const dUp = c.bytesUp - state.lastUp;
+    const dDown = c.bytesDown - state.lastDown;
+    const moved = dUp !== 0 || dDown !== 0;
+    if (!refresh) state.quiet = moved ? 0 : state.quiet + 1;
+    const subflows = read(c);
+    let weightsUp: Map<string, number> | null = null;
+    let weightsDown: Map<string, number> | null = null;
+    if (subflows) {
+      weightsUp = new Map();
+      weightsDown = new Map();
+      const seen = new Map<string, SubflowMark>();
+      for (const s of subflows) {
+        const key = subflowKey(s);
+        const p = pathKey(s);
+        const before = state.subflows?.get(key) ?? { sent: 0, received: 0 };
+        // Counters only grow; a smaller value means a new socket reused the 4-tuple.
+        const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
+        const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
+        add(weightsUp, p, dSent);
+        add(weightsDown, p, dRecv);
+        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
+      }
+      state.subflows = seen;
+      this.account(state, false);
+      state.latest = subflows.map((s) => ({
+        localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
+        bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
+      }));
+      this.account(state, true);
+    } else {
+      // Nothing to read (no outbound socket yet, or it is gone): its subflows no longer count.
+      this.account(state, false);
+    }
+    if (moved) this.attribute(state, dUp, dDown, weightsUp, weightsDown, up, down);
+    state.lastUp = c.bytesUp;
+    state.lastDown = c.bytesDown;
+    return state.quiet;
+  }
+
+  /** Adds a connection's last-read subflows to the per-path sums, or takes them out. */
+  private account(state: ConnState, counted: boolean): void {
+    if (state.counted === counted) return;
+    state.counted = counted;
+    // Not iterated when empty: NO_SUBFLOWS is an array of another elements kind than the read ones,
+    // and meeting both here sent tick() into an endless deoptimise/reoptimise loop (--trace-deopt:
+    // "wrong map"), which cost ten times the sampling itself.
+    if (state.latest.length === 0) return;
+    const sign = counted ? 1 : -1;
+    for (const s of state.latest) {
+      const p = pathKey(s);
+      let agg = this.pathAgg.get(p);
+      if (!agg) this.pathAgg.set(p, (agg = { subflows: 0, rttSum: 0, rttN: 0 }));
+      agg.subflows += sign;
+      if (s.rttUs > 0) {
+        agg.rttSum += sign * s.rttUs;
+        agg.rttN += sign;
+      }
+      if (agg.subflows <= 0) this.pathAgg.delete(p);
+    }
   }
 
   private attribute(
     state: ConnState,
     dUp: number,
     dDown: number,
-    weightsUp: Map<string, number>,
-    weightsDown: Map<string, number>,
+    weightsUp: Map<string, number> | null,
+    weightsDown: Map<string, number> | null,
     up: Map<string, number>,
     down: Map<string, number>,
   ): void {
-    // When the subflow counters have not moved yet (or the socket is gone), the connection's
-    // share so far decides; its first bytes with no subflow known go to 'unknown'.
-    const pick = (w: Map<string, number>, share: Map<string, number>) =>
-      [...w.values()].some((v) => v > 0) ? w : share.size ? share : new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
-    for (const [k, n] of splitByWeight(dUp, pick(weightsUp, state.shareUp))) {
-      add(up, k, n);
-      add(state.shareUp, k, n);
+    // When the subflow counters have not moved yet (or were not read, or the socket is gone), the
+    // connection's share so far decides; its first bytes with no subflow known go to 'unknown'.
+    const pick = (w: Map<string, number> | null, share: Map<string, number> | null) =>
+      w && [...w.values()].some((v) => v > 0) ? w : share?.size ? share : new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
+    if (dUp > 0) {
+      const share = (state.shareUp ??= new Map());
+      for (const [k, n] of splitByWeight(dUp, pick(weightsUp, share))) {
+        add(up, k, n);
+        add(share, k, n);
+      }
     }
-    for (const [k, n] of splitByWeight(dDown, pick(weightsDown, state.shareDown))) {
-      add(down, k, n);
-      add(state.shareDown, k, n);
+    if (dDown > 0) {
+      const share = (state.shareDown ??= new Map());
+      for (const [k, n] of splitByWeight(dDown, pick(weightsDown, share))) {
+        add(down, k, n);
+        add(share, k, n);
+      }
     }
   }
 }

@@ -1,0 +1,119 @@
+/**
+ * The stats engine with many idle connections (unit, no kernel): a connection whose byte counts do
+ * not move is read only now and then, one that moves is read every tick, bytes that move after a
+ * quiet spell are split by the subflow counters read then, and the per-path subflow counts and
+ * RTTs stay right while connections sit idle and after they close.
+ */
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { test } from 'node:test';
+import type { SubflowInfo } from '../electron/core/native/mptcp';
+import type { ConnectionSnapshot, ConnectionTracker } from '../electron/core/proxy/tracker';
+import { StatsEngine } from '../electron/core/stats/engine';
+
+interface FakeConn { id: number; bytesUp: number; bytesDown: number; sub: SubflowInfo[] | null }
+
+function subflow(iface: string, received: number, rttUs: number, port: number): SubflowInfo {
+  return {
+    id: 0, localAddress: `10.0.${iface === 'a' ? 1 : 2}.1`, localPort: port, remoteAddress: '10.0.9.9', remotePort: 443, family: 4,
+    interface: iface, bytesSent: 0, bytesAcked: 0, bytesReceived: received, rttUs, backup: false, backupKnown: false, state: 1,
+  };
+}
+
+/** What the engine uses of a ConnectionTracker; moved connections found by comparing counts. */
+class FakeTracker extends EventEmitter {
+  readonly live = new Map<number, FakeConn>();
+  private readonly seen = new Map<number, string>();
+  get size(): number {
+    return this.live.size;
+  }
+  connections(): IterableIterator<FakeConn> {
+    return this.live.values();
+  }
+  get(id: number): FakeConn | undefined {
+    return this.live.get(id);
+  }
+  takeMoved(): Set<FakeConn> {
+    const out = new Set<FakeConn>();
+    for (const c of this.live.values()) {
+      const k = `${c.bytesUp}:${c.bytesDown}`;
+      if (this.seen.get(c.id) !== k) out.add(c);
+      this.seen.set(c.id, k);
+    }
+    return out;
+  }
+  close(id: number): void {
+    const c = this.live.get(id)!;
+    this.live.delete(id);
+    this.seen.delete(id);
+    const snap: ConnectionSnapshot = { id, client: { address: '', port: 0 }, protocol: 'socks5', destination: null, startedAt: 0, bytesUp: c.bytesUp, bytesDown: c.bytesDown, transport: 'mptcp', program: null, route: null };
+    this.emit('closed', snap);
+  }
+}
+
+function setup(n: number) {
+  const tracker = new FakeTracker();
+  for (let id = 1; id <= n; id++) tracker.live.set(id, { id, bytesUp: 0, bytesDown: 1000, sub: [subflow('a', 600, 10_000, id), subflow('b', 400, 30_000, id)] });
+  const reads = new Map<number, number>();
+  const engine = new StatsEngine(() => tracker as unknown as ConnectionTracker, {
+    read: (c) => {
+      reads.set(c.id, (reads.get(c.id) ?? 0) + 1);
+      return (c as unknown as FakeConn).sub?.map((s) => ({ ...s })) ?? null;
+    },
+  });
+  let t = 1_000_000;
+  const tick = () => engine.tick((t += 500));
+  return { tracker, engine, reads, tick };
+}
+
+test('idle connections are read once per 60 ticks, a slice each tick; a moving one every tick', () => {
+  const { tracker, reads, tick } = setup(600);
+  for (let i = 0; i < 10; i++) tick(); // first reads, then quiet
+  reads.clear();
+  const busy = tracker.live.get(7)!;
+  for (let i = 0; i < 120; i++) {
+    busy.bytesDown += 1500;
+    busy.sub![0]!.bytesReceived += 1500;
+    tick();
+  }
+  assert.equal(reads.get(7), 120, 'the moving connection was read on every tick');
+  const idle = [...reads.entries()].filter(([id]) => id !== 7).map(([, n]) => n);
+  assert.equal(idle.length, 599, 'every idle connection was refreshed');
+  assert.ok(idle.every((n) => n === 2), `each idle one read twice in 120 ticks: ${[...new Set(idle)].join(',')}`);
+});
+
+test('bytes after a quiet spell are split by the subflow counters read then', () => {
+  const { tracker, tick } = setup(1);
+  for (let i = 0; i < 10; i++) tick();
+  const c = tracker.live.get(1)!;
+  // While it sat idle (unread), its subflow counters went on: only path b carries the new bytes.
+  c.sub![1]!.bytesReceived += 9000;
+  c.bytesDown += 9000;
+  const k = tick();
+  const b = k.paths.find((p) => p.path === 'b')!;
+  const a = k.paths.find((p) => p.path === 'a')!;
+  assert.equal(b.downBps * 0.5, 9000, 'all 9000 new bytes on path b');
+  assert.equal(a.downBps, 0);
+  assert.equal(k.totalDown, 10_000);
+});
+
+test('per-path subflows and RTT hold while connections are idle and drop when they close', () => {
+  const { tracker, tick } = setup(50);
+  let k = tick();
+  for (let i = 0; i < 30; i++) k = tick();
+  const path = (name: string) => k.paths.find((p) => p.path === name)!;
+  assert.equal(path('a').subflows, 50);
+  assert.equal(path('b').subflows, 50);
+  assert.equal(path('a').rttUs, 10_000);
+  assert.equal(path('b').rttUs, 30_000);
+  for (let id = 1; id <= 20; id++) tracker.close(id);
+  k = tick();
+  assert.equal(path('a').subflows, 30, 'closed connections no longer count');
+  // A connection whose outbound socket is gone reads as null: its subflows stop counting when it is next read.
+  const gone = tracker.live.get(21)!;
+  gone.bytesDown += 10;
+  gone.sub = null;
+  k = tick();
+  assert.equal(path('a').subflows, 29);
+  assert.equal(path('b').subflows, 29);
+});
