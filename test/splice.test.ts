@@ -49,7 +49,8 @@ describe('native splice pump', { skip }, () => {
       const [a, aIn, closeA] = await pair(mptcp);
       const [b, bIn, closeB] = await pair(false);
       try {
-        const ended = new Promise<SpliceEnd>((r) => spliceStart(fdOf(aIn), fdOf(bIn), r));
+        const eofs: string[] = [];
+        const ended = new Promise<SpliceEnd>((r) => spliceStart(fdOf(aIn), fdOf(bIn), r, (d) => eofs.push(d)));
         const up = crypto.randomBytes(16 << 20);
         const down = crypto.randomBytes(16 << 20);
         const gotAtB = readAll(b);
@@ -57,12 +58,14 @@ describe('native splice pump', { skip }, () => {
         a.end(up);  // A half-closes first; B keeps sending after that
         const atB = await gotAtB;
         assert.equal(sha(atB), sha(up), 'A → B intact, and B saw the FIN');
+        assert.deepEqual(eofs, ['up'], "A's EOF was told, B's not yet");
         b.end(down);
         assert.equal(sha(await gotAtA), sha(down), 'B → A intact after A had half-closed');
         const end = await ended;
         assert.equal(end.reason, 'done');
         assert.equal(end.up, up.length);
         assert.equal(end.down, down.length);
+        assert.deepEqual(eofs, ['up', 'down']);
       } finally {
         for (const s of [a, aIn, b, bIn]) s.destroy();
         closeA();

@@ -2,8 +2,10 @@
 // socket → pipe → socket with splice(2), both directions, on the main libuv loop (uv_poll, level
 // triggered, non-blocking), so a plain (non-TLS) tunnel costs no copies into JavaScript.
 //
-//   spliceStart(fdA, fdB, onEnd) -> id    onEnd({ reason: 'done'|'error'|'stopped', code?, syscall?,
-//                                                 up, down }) once, on the loop
+//   spliceStart(fdA, fdB, onEnd[, onEof]) -> id
+//                                          onEnd({ reason: 'done'|'error'|'stopped', code?, syscall?,
+//                                          up, down }) once, on the loop; onEof('up'|'down') when a
+//                                          side's EOF was read (A's: 'up'), once per direction
 //   spliceStats(id) -> { up, down }        bytes written A→B and B→A so far (undefined once ended)
 //   spliceStop(id)                         ends it now ('stopped', onEnd runs before it returns);
 //                                          no-op once ended
@@ -42,6 +44,7 @@ struct Direction {
   size_t in_pipe = 0;
   size_t capacity = 65536;
   bool eof = false;      // read side returned 0
+  bool eof_told = false; // onEof called for it
   bool shut = false;     // EOF passed on (shutdown(out, SHUT_WR) done)
   bool want_read = false, want_write = false;
   double bytes = 0;
@@ -54,6 +57,7 @@ struct Tunnel {
   Direction up, down;  // up: A → B, down: B → A
   napi_env env = nullptr;
   Napi::FunctionReference on_end;
+  Napi::FunctionReference on_eof;  // may be empty
   napi_async_context async_context = nullptr;
   bool ended = false;
   int open_handles = 0;
@@ -107,6 +111,7 @@ void End(Tunnel* t, const char* reason, int err, const char* syscall) {
     napi_make_callback(t->env, t->async_context, recv, fn, 1, argv, &ignored);
   }
   t->on_end.Reset();
+  t->on_eof.Reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&t->pa), OnPollClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&t->pb), OnPollClosed);
 }
@@ -184,6 +189,16 @@ void Run(Tunnel* t) {
       return;
     }
   }
+  // Told after the moves, never from inside them: onEof may stop the tunnel.
+  for (Direction* d : {&t->up, &t->down}) {
+    if (!d->eof || d->eof_told || t->on_eof.IsEmpty()) continue;
+    d->eof_told = true;
+    Napi::Env env(t->env);
+    napi_value argv[] = {Napi::String::New(env, d == &t->up ? "up" : "down")};
+    napi_value ignored;
+    napi_make_callback(t->env, t->async_context, Napi::Object::New(env), t->on_eof.Value(), 1, argv, &ignored);
+    if (t->ended) return;
+  }
   if (t->up.shut && t->down.shut) {
     End(t, "done", 0, nullptr);
     return;
@@ -241,6 +256,7 @@ Napi::Value SpliceStart(const Napi::CallbackInfo& info) {
   int a = FdArg(info, 0, "fdA");
   int b = FdArg(info, 1, "fdB");
   if (info.Length() < 3 || !info[2].IsFunction()) throw Napi::TypeError::New(env, "spliceStart: onEnd must be a function");
+  if (info.Length() > 3 && !info[3].IsFunction() && !info[3].IsUndefined()) throw Napi::TypeError::New(env, "spliceStart: onEof must be a function");
   if (a == b) throw Napi::RangeError::New(env, "spliceStart: fdA and fdB must differ");
   for (int fd : {a, b}) {
     if (!IsStreamSocket(fd)) {
@@ -277,6 +293,7 @@ Napi::Value SpliceStart(const Napi::CallbackInfo& info) {
   t->open_handles = 2;
   t->env = env;
   t->on_end = Napi::Persistent(info[2].As<Napi::Function>());
+  if (info.Length() > 3 && info[3].IsFunction()) t->on_eof = Napi::Persistent(info[3].As<Napi::Function>());
   napi_async_init(env, nullptr, Napi::String::New(env, "braid.splice"), &t->async_context);
   t->id = g_next_id++;
   if (g_next_id == 0) g_next_id = 1;

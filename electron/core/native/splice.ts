@@ -14,7 +14,7 @@ export interface SpliceEnd {
 }
 
 export interface SpliceBinding {
-  spliceStart(fdA: number, fdB: number, onEnd: (end: SpliceEnd) => void): number;
+  spliceStart(fdA: number, fdB: number, onEnd: (end: SpliceEnd) => void, onEof?: (direction: 'up' | 'down') => void): number;
   spliceStats(id: number): { up: number; down: number } | undefined;
   spliceStop(id: number): void;
 }
@@ -22,10 +22,11 @@ export interface SpliceBinding {
 /**
  * Starts moving bytes between two connected stream sockets (their fds stay the callers': the pump
  * works on duplicates). The callers' sockets must be paused with nothing buffered either way.
- * Half-close is passed on (EOF one way becomes shutdown(SHUT_WR) the other way); onEnd runs once.
+ * Half-close is passed on (EOF one way becomes shutdown(SHUT_WR) the other way); onEnd runs once;
+ * onEof says when A's ('up') or B's ('down') EOF was read.
  */
-export function spliceStart(fdA: number, fdB: number, onEnd: (end: SpliceEnd) => void): { id: number; stats(): { up: number; down: number } | undefined; stop(): void } {
-  const id = binding.spliceStart(fdA, fdB, onEnd);
+export function spliceStart(fdA: number, fdB: number, onEnd: (end: SpliceEnd) => void, onEof?: (direction: 'up' | 'down') => void): { id: number; stats(): { up: number; down: number } | undefined; stop(): void } {
+  const id = binding.spliceStart(fdA, fdB, onEnd, onEof);
   return { id, stats: () => binding.spliceStats(id), stop: () => binding.spliceStop(id) };
 }
 
