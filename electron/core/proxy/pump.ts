@@ -10,6 +10,7 @@
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
+import { spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
 export interface PumpOptions {
   idleMs: number;
@@ -24,6 +25,12 @@ export interface PumpOptions {
   onHold?: (direction: 'up' | 'down', held: boolean) => void;
   /** counted into directly, with no callback per tunnel (the proxy's connection entry) */
   count?: { bytesUp: number; bytesDown: number; hold?(direction: 'up' | 'down', held: boolean): void };
+  /**
+   * Let the kernel move the bytes (splice-tunnel.ts) when neither side is TLS. Counts arrive every
+   * 200 ms instead of per chunk, and onHold/count.hold are not called (the pump's pipe is bounded;
+   * a slow reader shows in the kernel's tcpi_rwnd_limited of its socket).
+   */
+  splice?: boolean;
 }
 
 export interface PumpResult {
@@ -50,6 +57,8 @@ class Tunnel {
   /** reading from the client (bit 1, 'up') / the upstream (bit 2, 'down') is paused for backpressure */
   held = 0;
   readonly maxQueued: number;
+  /** set while the kernel moves this tunnel's bytes */
+  spliced: SplicedTunnel | null = null;
 
   constructor(
     readonly client: PumpSocket,
@@ -68,6 +77,8 @@ class Tunnel {
     if (this.finished) return;
     this.finished = true;
     sweeper(this.opts.idleMs).delete(this);
+    // Before the sockets: the pump holds duplicates of their fds, which would keep them open.
+    this.spliced?.stop();
     this.client.destroy();
     this.upstream.destroy();
     this.done(result);
@@ -106,6 +117,19 @@ class Tunnel {
     if (dst.writableLength >= this.maxQueued) {
       src.pause();
       this.setHeld(src === this.client ? 1 : 2, true);
+    }
+  }
+
+  /** Bytes the kernel moved (or the hand-over wrote on), into the same counters as onData's. */
+  counted(up: number, down: number): void {
+    const { count } = this.opts;
+    if (up) {
+      if (count) count.bytesUp += up;
+      this.opts.onUp?.(up);
+    }
+    if (down) {
+      if (count) count.bytesDown += down;
+      this.opts.onDown?.(down);
     }
   }
 
@@ -191,9 +215,38 @@ function sweeper(idleMs: number): IdleSweeper {
   return s;
 }
 
+function onSplicedClose(this: PumpSocket): void {
+  this[TUNNEL]?.finish({ reason: 'closed' });
+}
+
+/** The kernel moves the bytes; this tunnel keeps its idle clock, counters, and end. */
+function startSpliced(t: Tunnel): void {
+  for (const s of [t.client, t.upstream]) {
+    s[TUNNEL] = t;
+    s.on('error', onError);
+    s.on('close', onSplicedClose);
+  }
+  sweeper(t.opts.idleMs).add(t);
+  t.spliced = spliceTunnel(t.client, t.upstream, {
+    moved: (up, down) => {
+      t.last = Date.now();
+      t.counted(up, down);
+    },
+    // What the JavaScript pump's reader would have seen: the client-gone check listens for it.
+    clientEof: () => t.client.emit('end'),
+    end: (r) => {
+      if (r.reason === 'done') return t.finish({ reason: 'done' });
+      if (r.reason === 'stopped') return t.finish({ reason: 'closed' });
+      const error = Object.assign(new Error(`${r.syscall ?? 'splice'} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
+      t.finish({ reason: 'error', error });
+    },
+  }, (fromClient, n) => t.counted(fromClient ? n : 0, fromClient ? 0 : n));
+}
+
 /** Starts the pump; `done` is called once, when both sockets have been destroyed. */
 export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOptions, done: (result: PumpResult) => void): void {
   const t = new Tunnel(client, upstream, opts, done);
+  if (opts.splice && spliceable(client, upstream)) return startSpliced(t);
   for (const s of [t.client, t.upstream]) {
     s[TUNNEL] = t;
     s.on('data', onData);
