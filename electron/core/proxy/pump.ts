@@ -10,7 +10,7 @@
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
-import { spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
+import { SPLICE_AFTER_BYTES, spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
 export interface PumpOptions {
   idleMs: number;
@@ -26,9 +26,10 @@ export interface PumpOptions {
   /** counted into directly, with no callback per tunnel (the proxy's connection entry) */
   count?: { bytesUp: number; bytesDown: number; hold?(direction: 'up' | 'down', held: boolean): void };
   /**
-   * Let the kernel move the bytes (splice-tunnel.ts) when neither side is TLS. Counts arrive every
-   * 200 ms instead of per chunk, and onHold/count.hold are not called (the pump's pipe is bounded;
-   * a slow reader shows in the kernel's tcpi_rwnd_limited of its socket).
+   * Let the kernel move the bytes (splice-tunnel.ts) once the tunnel carries bulk data, when neither
+   * side is TLS. From then on counts arrive every 200 ms instead of per chunk, and onHold/count.hold
+   * are not called (the pump's pipe is bounded; a slow reader shows in the kernel's
+   * tcpi_rwnd_limited of its socket).
    */
   splice?: boolean;
 }
@@ -57,8 +58,10 @@ class Tunnel {
   /** reading from the client (bit 1, 'up') / the upstream (bit 2, 'down') is paused for backpressure */
   held = 0;
   readonly maxQueued: number;
-  /** set while the kernel moves this tunnel's bytes */
+  /** the hand-over to the kernel's splice pump, once asked for */
   spliced: SplicedTunnel | null = null;
+  /** bytes moved so far by this pump, until it is handed over (0: not yet asked, -1: asked) */
+  movedBeforeSplice = 0;
 
   constructor(
     readonly client: PumpSocket,
@@ -114,6 +117,10 @@ class Tunnel {
       setImmediate(uncork, this, bit);
     }
     dst.write(chunk);
+    if (this.opts.splice && this.movedBeforeSplice >= 0 && (this.movedBeforeSplice += chunk.length) >= SPLICE_AFTER_BYTES) {
+      this.movedBeforeSplice = -1;
+      setImmediate(trySplice, this);
+    }
     if (dst.writableLength >= this.maxQueued) {
       src.pause();
       this.setHeld(src === this.client ? 1 : 2, true);
@@ -219,18 +226,31 @@ function onSplicedClose(this: PumpSocket): void {
   this[TUNNEL]?.finish({ reason: 'closed' });
 }
 
-/** The kernel moves the bytes; this tunnel keeps its idle clock, counters, and end. */
-function startSpliced(t: Tunnel): void {
-  for (const s of [t.client, t.upstream]) {
-    s[TUNNEL] = t;
-    s.on('error', onError);
-    s.on('close', onSplicedClose);
+/** Bulk data on a plain tunnel: from here the kernel moves its bytes, if it can (splice-tunnel.ts). */
+function trySplice(t: Tunnel): void {
+  if (t.finished || !spliceable(t.client, t.upstream)) {
+    t.movedBeforeSplice = 0; // asked again after another SPLICE_AFTER_BYTES
+    return;
   }
-  sweeper(t.opts.idleMs).add(t);
   t.spliced = spliceTunnel(t.client, t.upstream, {
     moved: (up, down) => {
       t.last = Date.now();
       t.counted(up, down);
+    },
+    started: () => {
+      for (const s of [t.client, t.upstream]) {
+        for (const [event, fn] of [['data', onData], ['drain', onDrain], ['end', onEnd], ['finish', onFinish], ['close', onClose]] as const) s.off(event, fn as (...args: unknown[]) => void);
+        s.on('close', onSplicedClose);
+      }
+      // What the JavaScript pump held is the kernel's to hold now.
+      t.setHeld(1, false);
+      t.setHeld(2, false);
+    },
+    declined: () => {
+      t.spliced = null;
+      t.movedBeforeSplice = 0;
+      if (!(t.held & 1)) t.client.resume();
+      if (!(t.held & 2)) t.upstream.resume();
     },
     // What the JavaScript pump's reader would have seen: the client-gone check listens for it.
     clientEof: () => t.client.emit('end'),
@@ -246,7 +266,6 @@ function startSpliced(t: Tunnel): void {
 /** Starts the pump; `done` is called once, when both sockets have been destroyed. */
 export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOptions, done: (result: PumpResult) => void): void {
   const t = new Tunnel(client, upstream, opts, done);
-  if (opts.splice && spliceable(client, upstream)) return startSpliced(t);
   for (const s of [t.client, t.upstream]) {
     s[TUNNEL] = t;
     s.on('data', onData);
