@@ -260,7 +260,7 @@ function trySplice(t: Tunnel): void {
       const error = Object.assign(new Error(`${r.syscall ?? 'splice'} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
       t.finish({ reason: 'error', error });
     },
-  }, (fromClient, n) => t.counted(fromClient ? n : 0, fromClient ? 0 : n));
+  });
 }
 
 /** Starts the pump; `done` is called once, when both sockets have been destroyed. */

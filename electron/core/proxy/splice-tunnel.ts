@@ -96,11 +96,11 @@ function untrack(entry: { poll(): void }): void {
 }
 
 /**
- * Stops Node reading both sockets, writes on what it had read (`written` counts it), waits until
- * nothing is queued in userland, then starts the splice pump (hooks.started) or, when it cannot,
- * gives the sockets back to Node (hooks.declined).
+ * Stops Node reading both sockets, lets the caller's 'data' listeners write on what it had read,
+ * waits until nothing is queued in userland, then starts the splice pump (hooks.started) or, when
+ * it cannot, gives the sockets back to Node (hooks.declined).
  */
-export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: SpliceHooks, written: (fromClient: boolean, n: number) => void): SplicedTunnel {
+export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: SpliceHooks): SplicedTunnel {
   const sockets = [client, upstream] as RawSocket[];
   spliced++;
   for (const s of sockets) {
@@ -110,12 +110,9 @@ export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: Sp
     // Nothing in Node may read these sockets meanwhile: the bytes belong to the pump.
     s._read = () => {};
   }
-  for (const [src, dst] of [[client, upstream], [upstream, client]] as const) {
-    for (let chunk = src.read() as Buffer | null; chunk !== null; chunk = src.read() as Buffer | null) {
-      written(src === client, chunk.length);
-      dst.write(chunk);
-    }
-  }
+  // What Node had already read goes on through the caller's 'data' listener: read() emits 'data'
+  // for what it returns, paused or not, so writing it here as well would send it twice.
+  for (const src of sockets) while (src.read() !== null);
   let stopped = false;
   let released = false;
   let handle: { stats(): { up: number; down: number } | undefined; stop(): void } | null = null;
