@@ -15,7 +15,9 @@
         "src/pm.cc",
         "src/pm_userspace.cc",
         "src/rtnl.cc",
-        "src/netlink_exports.cc"
+        "src/netlink_exports.cc",
+        "src/datapath.cc",
+        "src/splice.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

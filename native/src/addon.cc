@@ -1,7 +1,9 @@
 #include <napi.h>
 
+#include "datapath.h"
 #include "netlink_api.h"
 #include "sockets.h"
+#include "splice.h"
 #include "tcpstate.h"
 #include "transparent.h"
 
@@ -19,6 +21,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpSocketOwner", Napi::Function::New(env, braid::TcpSocketOwner, "tcpSocketOwner"));
   exports.Set("nofileLimit", Napi::Function::New(env, braid::NofileLimit, "nofileLimit"));
   braid::RegisterNetlink(env, exports);
+  braid::RegisterDatapath(env, exports);
+  braid::RegisterSplice(env, exports);
   return exports;
 }
 

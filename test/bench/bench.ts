@@ -32,6 +32,7 @@ import {
 import { clockTicks, cpuTicks } from './cpu';
 import { median, relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
+import { printUpDown, upDownBench } from './updown-bench';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -158,6 +159,12 @@ async function main(): Promise<void> {
     await (await import('./caps-bench.js')).capsBench(log);
     return;
   }
+  if (process.argv.includes('--updown-only')) {
+    const only = await upDownBench(log);
+    printUpDown(only, log);
+    writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, updown: only }, log);
+    return;
+  }
   if (process.argv.includes('--scale-only')) {
     await (await import('./scale-bench.js')).scaleBench(log);
     return;
@@ -174,6 +181,7 @@ async function main(): Promise<void> {
   const u = await unshaped(log);
   const rb = await relayBench(log);
   const tb = await transparentBench(log);
+  const ud = await upDownBench(log);
 
   const med = (k: string): number => median(s[k]!.map((x) => x.mbit));
   const medSplit = (k: string, link: number): number => median(s[k]!.map((x) => x.split?.[link] ?? 0));
@@ -207,6 +215,7 @@ async function main(): Promise<void> {
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
   printRelay(rb, log);
   printTransparent(tb, log);
+  printUpDown(ud, log);
   const seconds = (Date.now() - started) / 1000;
   log(`\nbench took ${seconds.toFixed(0)} s`);
 
@@ -231,6 +240,7 @@ async function main(): Promise<void> {
     },
     relay: rb,
     transparent: tb,
+    updown: ud,
   };
   writeResult(result, log);
   log(''); await (await import('./stats-bench.js')).statsBench(log);
@@ -269,6 +279,8 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${cpu.braidClient.toFixed(2).padStart(16)}  ${cpu.braidRelay.toFixed(2).padStart(14)}`);
   line(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${cpu.ssLocal.toFixed(2).padStart(16)}  ${cpu.ssServer.toFixed(2).padStart(14)}`);
   line('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
+  const md = u.mptcpDestinationGbit;
+  line('braid relay, MPTCP-speaking destination (one run)', md === null ? 'did not finish' : `${md.toFixed(2)} Gbit/s`, md === null ? '' : `  (${(md / u.medianGbit.braid).toFixed(2)}x the TCP destination; target >= 0.8)`);
   log('');
   line('time to first byte (1-byte body), median', 'ms');
   line('direct to the relay host (TCP connect + GET)', t.direct!.toFixed(2), `  (TCP connect alone ${t.directConnect!.toFixed(2)} ms)`);

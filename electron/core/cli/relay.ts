@@ -7,7 +7,7 @@ import { errorCode, errorMessage } from '../errors';
 import { loadNative } from '../proxy/native';
 import { loadOrCreateCredentials } from '../relay/credentials';
 import { DestinationPolicy } from '../relay/policy';
-import { RelayServer } from '../relay/server';
+import { RELAY_DEFAULT_DIAL, RelayServer } from '../relay/server';
 import { formatRelayLink } from '../relay/share-link';
 import { list, parseHostPort, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
 import { relaySecretFromFlags } from './secret-input';
@@ -40,7 +40,7 @@ function speedTestOption(values: Values): false | { budgetBytes: number } | unde
 async function runRelay(values: Values): Promise<number> {
   const listen = parseHostPort(str(values, 'listen') ?? '[::]:8443', 'listen');
   if (net.isIP(listen.host) === 0) throw usageError(`--listen needs a numeric address, got '${listen.host}'`);
-  const dial = str(values, 'dial') ?? 'mptcp';
+  const dial = str(values, 'dial') ?? RELAY_DEFAULT_DIAL;
   if (dial !== 'mptcp' && dial !== 'tcp') throw usageError(`--dial must be 'mptcp' or 'tcp', got '${dial}'`);
   const metricsText = str(values, 'metrics') ?? '127.0.0.1:9464';
   const metrics = metricsText === 'off' ? null : parseHostPort(metricsText, 'metrics');
@@ -101,7 +101,7 @@ export const relay: Command = {
     '--speed-test-budget MB  the per-client budget per 10 minutes (default 1024).',
   ],
   usage:
-    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--speed-test on|off] [--speed-test-budget MB] [--verbose]',
+    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial tcp|mptcp] [--name NAME] [--speed-test on|off] [--speed-test-budget MB] [--verbose]',
   options: {
     listen: { type: 'string' },
     'public-host': { type: 'string' },

@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport, SendState } from './mptcp';
 import type { NetlinkBinding } from './netlink';
+import type { DatapathBinding } from './datapath';
+import type { SpliceBinding } from './splice';
 import type { RlimitBinding } from './rlimit';
 
 export interface SocketBinding {
@@ -51,7 +53,7 @@ export function nativeBinding(): NativeBinding {
   return loaded;
 }
 
-export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding & DatapathBinding & SpliceBinding;
 
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],

@@ -10,6 +10,7 @@
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
+import { SPLICE_AFTER_BYTES, spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
 export interface PumpOptions {
   idleMs: number;
@@ -24,6 +25,13 @@ export interface PumpOptions {
   onHold?: (direction: 'up' | 'down', held: boolean) => void;
   /** counted into directly, with no callback per tunnel (the proxy's connection entry) */
   count?: { bytesUp: number; bytesDown: number; hold?(direction: 'up' | 'down', held: boolean): void };
+  /**
+   * Let the kernel move the bytes (splice-tunnel.ts) once the tunnel carries bulk data, when neither
+   * side is TLS. From then on counts arrive every 200 ms instead of per chunk, and onHold/count.hold
+   * are not called (the pump's pipe is bounded; a slow reader shows in the kernel's
+   * tcpi_rwnd_limited of its socket).
+   */
+  splice?: boolean;
 }
 
 export interface PumpResult {
@@ -50,6 +58,10 @@ class Tunnel {
   /** reading from the client (bit 1, 'up') / the upstream (bit 2, 'down') is paused for backpressure */
   held = 0;
   readonly maxQueued: number;
+  /** the hand-over to the kernel's splice pump, once asked for */
+  spliced: SplicedTunnel | null = null;
+  /** bytes moved so far by this pump, until it is handed over (0: not yet asked, -1: asked) */
+  movedBeforeSplice = 0;
 
   constructor(
     readonly client: PumpSocket,
@@ -68,6 +80,8 @@ class Tunnel {
     if (this.finished) return;
     this.finished = true;
     sweeper(this.opts.idleMs).delete(this);
+    // Before the sockets: the pump holds duplicates of their fds, which would keep them open.
+    this.spliced?.stop();
     this.client.destroy();
     this.upstream.destroy();
     this.done(result);
@@ -103,9 +117,26 @@ class Tunnel {
       setImmediate(uncork, this, bit);
     }
     dst.write(chunk);
+    if (this.opts.splice && this.movedBeforeSplice >= 0 && (this.movedBeforeSplice += chunk.length) >= SPLICE_AFTER_BYTES) {
+      this.movedBeforeSplice = -1;
+      setImmediate(trySplice, this);
+    }
     if (dst.writableLength >= this.maxQueued) {
       src.pause();
       this.setHeld(src === this.client ? 1 : 2, true);
+    }
+  }
+
+  /** Bytes the kernel moved (or the hand-over wrote on), into the same counters as onData's. */
+  counted(up: number, down: number): void {
+    const { count } = this.opts;
+    if (up) {
+      if (count) count.bytesUp += up;
+      this.opts.onUp?.(up);
+    }
+    if (down) {
+      if (count) count.bytesDown += down;
+      this.opts.onDown?.(down);
     }
   }
 
@@ -189,6 +220,47 @@ function sweeper(idleMs: number): IdleSweeper {
   let s = sweepers.get(idleMs);
   if (!s) sweepers.set(idleMs, (s = new IdleSweeper(idleMs)));
   return s;
+}
+
+function onSplicedClose(this: PumpSocket): void {
+  this[TUNNEL]?.finish({ reason: 'closed' });
+}
+
+/** Bulk data on a plain tunnel: from here the kernel moves its bytes, if it can (splice-tunnel.ts). */
+function trySplice(t: Tunnel): void {
+  if (t.finished || !spliceable(t.client, t.upstream)) {
+    t.movedBeforeSplice = 0; // asked again after another SPLICE_AFTER_BYTES
+    return;
+  }
+  t.spliced = spliceTunnel(t.client, t.upstream, {
+    moved: (up, down) => {
+      t.last = Date.now();
+      t.counted(up, down);
+    },
+    started: () => {
+      for (const s of [t.client, t.upstream]) {
+        for (const [event, fn] of [['data', onData], ['drain', onDrain], ['end', onEnd], ['finish', onFinish], ['close', onClose]] as const) s.off(event, fn as (...args: unknown[]) => void);
+        s.on('close', onSplicedClose);
+      }
+      // What the JavaScript pump held is the kernel's to hold now.
+      t.setHeld(1, false);
+      t.setHeld(2, false);
+    },
+    declined: () => {
+      t.spliced = null;
+      t.movedBeforeSplice = 0;
+      if (!(t.held & 1)) t.client.resume();
+      if (!(t.held & 2)) t.upstream.resume();
+    },
+    // What the JavaScript pump's reader would have seen: the client-gone check listens for it.
+    clientEof: () => t.client.emit('end'),
+    end: (r) => {
+      if (r.reason === 'done') return t.finish({ reason: 'done' });
+      if (r.reason === 'stopped') return t.finish({ reason: 'closed' });
+      const error = Object.assign(new Error(`${r.syscall ?? 'splice'} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
+      t.finish({ reason: 'error', error });
+    },
+  });
 }
 
 /** Starts the pump; `done` is called once, when both sockets have been destroyed. */

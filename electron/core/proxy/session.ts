@@ -79,7 +79,7 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
   if (conn && typeof clientFd === 'number' && clientFd >= 0) conn.clientFd = clientFd;
   // Its 'end' listener went with the handler's.
   closeWhenClientGone(session.socket, { onGone: () => session.log.debug(`connection ${conn?.id ?? '-'}: client closed its socket; closing`) });
-  startPump(session.socket, upstream, { idleMs: session.config.timeouts.idleMs, count: conn ?? undefined }, (r) => {
+  startPump(session.socket, upstream, { idleMs: session.config.timeouts.idleMs, count: conn ?? undefined, splice: true }, (r) => {
     if (r.reason === 'idle') session.log.debug(`connection ${conn?.id ?? '-'} closed after ${session.config.timeouts.idleMs} ms idle`);
     else if (r.reason !== 'done') session.log.debug(`connection ${conn?.id ?? '-'} ended before both sides finished (${describeEnd(r)})`);
   });

@@ -16,6 +16,7 @@ import { Dialer, type DialResult, type DialRoute, type DialRouting, type DialTar
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
+import { fixReceiveBuffer } from './receive-buffer';
 import type { RelayLink } from './share-link';
 import { connectRequest, HeadReader, statusOf, type Head } from './wire';
 
@@ -191,6 +192,7 @@ export class RelayDialer {
     const raw = dialed.socket;
     raw.setNoDelay(true);
     const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd ?? null;
+    fixReceiveBuffer(fd);
     const socket = tls.connect({
       socket: raw,
       servername: net.isIP(link.host) ? undefined : link.host,

@@ -1,7 +1,7 @@
 /**
  * `braid relay`: the far end of the MPTCP connection. Clients reach it over MPTCP (every link they
  * have) + TLS 1.3, authenticate with the shared secret inside an HTTP CONNECT, and the relay dials
- * the destination (MPTCP where the destination speaks it, TCP otherwise) and moves the bytes.
+ * the destination (plain TCP; MPTCP with `--dial mptcp`, see RELAY_DEFAULT_DIAL) and moves the bytes.
  *
  * It is never an open proxy: no valid secret, no service; private destinations are refused unless
  * allowed; connections are limited per client address and in total; slow handshakes are cut.
@@ -18,6 +18,7 @@ import { describeEnd, pump } from '../proxy/pump';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
+import { fixReceiveBuffer } from './receive-buffer';
 import { DestinationPolicy, PolicyRefusal, type Refusal } from './policy';
 import { isSpeedTarget, SpeedEndpoint, type SpeedLimits } from './speed';
 import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
@@ -27,7 +28,8 @@ export interface RelayServerOptions {
   port: number;
   credentials: RelayCredentials;
   policy: DestinationPolicy;
-  dial: 'mptcp' | 'tcp';
+  /** How the relay dials destinations (default RELAY_DEFAULT_DIAL). */
+  dial?: 'mptcp' | 'tcp';
   maxConnections: number;
   maxPerClient: number;
   handshakeMs: number;
@@ -45,6 +47,21 @@ export interface RelayServerOptions {
   /** The speed-test endpoint (relay/speed.ts) and its limits; false turns it off. */
   speedTest?: Partial<SpeedLimits> | false;
 }
+
+/**
+ * Destinations are dialled over plain TCP unless the operator asks for MPTCP (`--dial mptcp`, for
+ * a relay host with several uplinks). The relay → destination hop has one path, so MPTCP buys
+ * nothing there, and it costs: measured (bench, unshaped), a download from a destination that
+ * speaks MPTCP ran at 0.2–0.6x the same from a TCP destination, and even a TCP destination reached
+ * through an MPTCP socket that fell back made the kernel prune and drop (TcpExtPruneCalled,
+ * TCPRcvQDrop). Why: the relay's reads of that socket pause whenever the client side is slower. Its
+ * MPTCP receive queue then fills, and the kernel keeps the subflow's further segments out of it
+ * (__mptcp_move_skbs_from_subflow() moves them only while sk_rmem_alloc < sk_rcvbuf), so they are
+ * TCP-acked but not DATA_ACKed (msk->ack_seq advances only in __mptcp_move_skb()): the sender's
+ * MPTCP retransmission timer fires (MPTcpExtMPTCPRetrans at the sender, DuplicateData here) and it
+ * waits for an RTO each time. Plain TCP has no second level of acknowledgement to stall on.
+ */
+export const RELAY_DEFAULT_DIAL = 'tcp' as const;
 
 const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
 
@@ -78,7 +95,7 @@ export class RelayServer {
     const native = loadNative().mod;
     this.metrics.beforeRender = () => this.countSubflows();
     this.dialer = new Dialer({
-      mode: opts.dial === 'mptcp' && native ? 'mptcp' : 'tcp',
+      mode: (opts.dial ?? RELAY_DEFAULT_DIAL) === 'mptcp' && native ? 'mptcp' : 'tcp',
       connectMs: opts.connectMs,
       native,
       lookup: (host) => this.resolveAllowed(host),
@@ -158,6 +175,7 @@ export class RelayServer {
     const peer = `${raw.remoteAddress}|${raw.remotePort}`;
     const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd === 'number' && fd >= 0) this.fdByPeer.set(peer, fd);
+    fixReceiveBuffer(fd);
     raw.once('close', () => {
       this.sockets.delete(raw);
       this.clients--;
