@@ -15,9 +15,9 @@ import { killOnSignal, until } from './helpers/paths-harness';
 import { runProcess, startProcess, type Running } from './helpers/proc';
 import { createPolicyTopology, type PolicyTopology } from './helpers/policy-topology';
 import { requireFor } from './helpers/prerequisites';
+import { cliForUser, NOBODY, repoForUser } from './helpers/as-user';
 
 const skip = requireFor('the path policy for an unprivileged braid through braid helper (paths-policy-helper.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
-const NOBODY = 65534;
 const PORT = 8080;
 const MB = 1_000_000;
 
@@ -33,7 +33,10 @@ describe('the path policy for an unprivileged braid, through braid helper', { sk
   const rootConfig = path.join(home, 'root-config.json');
 
   const nsenter = (): string[] => ['nsenter', `--net=/run/netns/${topo.client.name}`];
-  const asUser = (argv: string[]): string[] => ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all',
+  // A clone under a directory only root may enter (mktemp -d, as CI makes) is bind-mounted where the user can reach it.
+  const repo = repoForUser();
+  const USER_CLI = cliForUser(repo);
+  const asUser = (argv: string[]): string[] => [...repo.prefix, 'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all',
     'env', `HOME=${userHome}`, `BRAID_HELPER_SOCKET=${socket}`, `BRAID_STATE_DIR=${userHome}/state`, `BRAID_CONFIG=${userHome}/config.json`, ...argv];
   const counted = async <T>(fn: () => Promise<T>): Promise<{ result: T; wlan0: number; wwan0: number }> => {
     const a = [await topo.rx('wlan0'), await topo.rx('wwan0')];
@@ -57,7 +60,7 @@ describe('the path policy for an unprivileged braid, through braid helper', { sk
     helper = killOnSignal(await startProcess(nsenter()[0]!, [...nsenter().slice(1), process.execPath, BRAID_CLI, 'helper', '-v', '--socket', socket,
       '--state-dir', path.join(home, 'root-state'), '--paths-config', rootConfig], { ready: /braid: helper listening on/, timeoutMs: 20_000 }));
     await until(async () => ((await topo.client.exec(['cat', '/proc/sys/net/mptcp/path_manager'])).stdout.trim() === 'userspace' ? true : undefined), 10_000, 'the helper becoming the path manager');
-    braid = killOnSignal(await startProcess(nsenter()[0]!, [...nsenter().slice(1), ...asUser([process.execPath, BRAID_CLI, 'up', '-v', '--port', '0'])],
+    braid = killOnSignal(await startProcess(nsenter()[0]!, [...nsenter().slice(1), ...asUser([process.execPath, USER_CLI, 'up', '-v', '--port', '0'])],
       { ready: /braid: proxy listening on 127\.0\.0\.1:(\d+)/, timeoutMs: 20_000 }));
     proxyPort = Number(braid.match![1]);
   });
