@@ -7,7 +7,7 @@
         "src/errors.cc",
         "src/sockets.cc",
         "src/transparent.cc",
-        "src/tcpstate.cc",
+        "src/tcpstate.cc", "src/sockdiag.cc",
         "src/info.cc",
         "src/rlimit.cc",
         "src/netlink.cc",
@@ -25,7 +25,7 @@
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["src/sockets.cc", "src/transparent.cc", "src/tcpstate.cc", "src/info.cc", "src/netlink.cc", "src/nlwatch.cc", "src/pm.cc", "src/pm_userspace.cc", "src/rtnl.cc", "src/netlink_exports.cc"], "sources": ["src/unsupported.cc", "src/netlink_unsupported.cc"] }]
+        ["OS!='linux'", { "sources!": ["src/sockets.cc", "src/transparent.cc", "src/tcpstate.cc", "src/sockdiag.cc", "src/info.cc", "src/netlink.cc", "src/nlwatch.cc", "src/pm.cc", "src/pm_userspace.cc", "src/rtnl.cc", "src/netlink_exports.cc"], "sources": ["src/unsupported.cc", "src/netlink_unsupported.cc"] }]
       ]
     }
   ]

@@ -16,7 +16,7 @@ interface FakeConn { id: number; bytesUp: number; bytesDown: number; sub: Subflo
 function subflow(iface: string, received: number, rttUs: number, port: number): SubflowInfo {
   return {
     id: 0, localAddress: `10.0.${iface === 'a' ? 1 : 2}.1`, localPort: port, remoteAddress: '10.0.9.9', remotePort: 443, family: 4,
-    interface: iface, bytesSent: 0, bytesAcked: 0, bytesReceived: received, rttUs, backup: false, backupKnown: false, state: 1,
+    interface: iface, bytesSent: 0, bytesAcked: 0, bytesReceived: received, rttUs, rttVarUs: 0, rcvRttUs: 0, bytesRetrans: 0, backup: false, backupKnown: false, state: 1,
   };
 }
 

@@ -15,6 +15,11 @@ import { PolicyBoard } from './paths/effective';
 import { hasNetAdmin, PathManager } from './paths/manager';
 import { HelperSink } from './paths/helper-sink';
 import { PathMeter } from './paths/path-meter';
+import { CapController, capPeriod, type CapState } from './paths/caps';
+import { classify, readSysfs, type InterfaceKind } from './paths/kinds';
+import { QualityJudge } from './paths/quality';
+import { testClock, UsageMeter, usageFile } from './paths/usage';
+import type { PathUsageView } from './contract';
 import { RouteChooser } from './paths/route-choice';
 import { PathRouting, type ConnectionSink } from './paths/routing';
 import { SecondaryController } from './paths/secondary';
@@ -58,6 +63,11 @@ export class BraidService extends EventEmitter<ServiceEvents> {
   readonly transparent: TransparentMode;
   /** Connections since start, including closed ones. */
   connectionsTotal = 0;
+  /** data used per interface per day, and the caps on it */
+  readonly usage: UsageMeter;
+  readonly caps: CapController;
+  readonly quality: QualityJudge;
+  private readonly kinds = new Map<string, InterfaceKind>();
 
   constructor(private readonly opts: ServiceOptions) {
     super();
@@ -71,6 +81,21 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       : null;
     this.stats = new StatsEngine(() => this.proxy?.tracker ?? null);
     this.stats.on('tick', (t) => meter.feed(t));
+    this.usage = new UsageMeter({ file: opts.stateDir ? usageFile(opts.stateDir) : null, log: opts.log, now: testClock() });
+    this.caps = new CapController({ usage: this.usage, board: this.board, caps: () => this.config.paths.caps });
+    this.caps.on('reached', (c) => opts.log.warn(`paths: ${c.iface} reached its data cap (${c.used} bytes used since ${c.from}); ${c.cap.atCap} until ${c.until}`));
+    this.caps.on('lifted', (c) => opts.log.info(`paths: ${c.iface} data cap lifted: ${c.why}`));
+    this.quality = new QualityJudge({
+      board: this.board,
+      config: () => this.config.paths.quality,
+      isUse: (p) => {
+        const eff = this.board.policyOf({ name: p, kind: this.kindOf(p) });
+        return eff.configured === 'use' && (eff.demotion === null || eff.demotion.source === 'quality');
+      },
+      log: opts.log,
+    });
+    this.stats.observe(this.usage);
+    this.stats.observe(this.quality);
     // Without CAP_NET_ADMIN, Braid's own path manager cannot run here: the helper's takes its wishes.
     const privileged = hasNetAdmin();
     const sink = (): ConnectionSink | null => {
@@ -113,6 +138,22 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     });
   }
 
+  private kindOf(name: string): InterfaceKind {
+    let k = this.kinds.get(name);
+    if (!k) this.kinds.set(name, (k = classify(name, readSysfs(name))));
+    return k;
+  }
+
+  /** An interface's data use and cap now. */
+  usageOf(name: string): PathUsageView {
+    const cap = this.config.paths.caps[name] ?? null;
+    const now = this.usage.now();
+    const day = capPeriod({ period: 'day', resetDay: 1 }, now);
+    const today = this.usage.between(name, day.from, day.from);
+    const s: CapState | null = cap ? this.caps.state(name, cap) : null;
+    return { name, today, cap, used: s ? s.used : today.up + today.down, from: s?.from ?? day.from, until: s?.until ?? day.until, reached: s?.reached ?? false };
+  }
+
   get log(): Logger {
     return this.opts.log;
   }
@@ -131,6 +172,7 @@ export class BraidService extends EventEmitter<ServiceEvents> {
     await this.transparent.stop();
     await this.stopProxy();
     this.stats.stop();
+    this.usage.save();
     this.paths?.stop();
     this.externalSink?.close?.();
   }

@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDst", Napi::Function::New(env, braid::OriginalDst, "originalDst"));
   exports.Set("peerCred", Napi::Function::New(env, braid::PeerCred, "peerCred"));
   exports.Set("sendState", Napi::Function::New(env, braid::SendState, "sendState"));
+  exports.Set("tcpSocketOwner", Napi::Function::New(env, braid::TcpSocketOwner, "tcpSocketOwner"));
   exports.Set("nofileLimit", Napi::Function::New(env, braid::NofileLimit, "nofileLimit"));
   braid::RegisterNetlink(env, exports);
   braid::RegisterDatapath(env, exports);

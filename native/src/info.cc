@@ -162,6 +162,11 @@ Napi::Object SubflowObject(Napi::Env env, uint32_t id, const sockaddr_storage& l
   s.Set("bytesAcked", u64(HAS_FIELD(ti_len, tcp_info, tcpi_bytes_acked), ti.tcpi_bytes_acked));
   s.Set("bytesReceived", u64(HAS_FIELD(ti_len, tcp_info, tcpi_bytes_received), ti.tcpi_bytes_received));
   s.Set("rttUs", Napi::Number::New(env, HAS_FIELD(ti_len, tcp_info, tcpi_rtt) ? ti.tcpi_rtt : 0));
+  // Path quality (paths/quality.ts): a receiver's RTT comes from its own estimate (tcpi_rtt only
+  // moves when this side sends data), and loss shows as the sender's retransmitted bytes.
+  s.Set("rttVarUs", Napi::Number::New(env, HAS_FIELD(ti_len, tcp_info, tcpi_rttvar) ? ti.tcpi_rttvar : 0));
+  s.Set("rcvRttUs", Napi::Number::New(env, HAS_FIELD(ti_len, tcp_info, tcpi_rcv_rtt) ? ti.tcpi_rcv_rtt : 0));
+  s.Set("bytesRetrans", u64(HAS_FIELD(ti_len, tcp_info, tcpi_bytes_retrans), ti.tcpi_bytes_retrans));
   s.Set("state", Napi::Number::New(env, ti_len > 0 ? ti.tcpi_state : 0));
   // The backup lookup is a netlink round trip per subflow: callers sampling many sockets skip it.
   int64_t flags = with_flags ? Diag().SubflowFlags(local, remote) : -1;

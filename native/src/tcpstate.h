@@ -4,4 +4,6 @@
 
 namespace braid {
 Napi::Value SendState(const Napi::CallbackInfo& info);
+// tcpSocketOwner(localAddress, localPort, remoteAddress, remotePort): {inode, uid, state} | null (sockdiag.cc).
+Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info);
 }  // namespace braid

@@ -28,5 +28,6 @@ Napi::Value Info(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value OriginalDst(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value PeerCred(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value SendState(const Napi::CallbackInfo& info) { return NotSupported(info); }
+Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) { return NotSupported(info); }
 
 }  // namespace braid

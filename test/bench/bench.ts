@@ -161,6 +161,10 @@ async function main(): Promise<void> {
     writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, updown: only }, log);
     return;
   }
+  if (process.argv.includes('--caps-only')) {
+    await (await import('./caps-bench.js')).capsBench(log);
+    return;
+  }
   if (process.argv.includes('--scale-only')) {
     await (await import('./scale-bench.js')).scaleBench(log);
     return;
@@ -242,6 +246,7 @@ async function main(): Promise<void> {
   log(''); await (await import('./stats-bench.js')).statsBench(log);
   log(''); await (await import('./policy-bench.js')).policyBench(log);
   log(''); await (await import('./scale-bench.js')).scaleBench(log);
+  log(''); await (await import('./caps-bench.js')).capsBench(log);
 }
 
 function writeResult(result: unknown, log: (s: string) => void): void {

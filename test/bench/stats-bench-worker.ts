@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   const fakePaths: SubflowInfo[] = ['wlan0', 'wwan0', 'eth0', 'usb0'].map((name, i) => ({
     id: i, localAddress: `10.0.${i}.2`, localPort: 40000 + i, remoteAddress: '192.0.2.1', remotePort: 443, family: 4, interface: name,
-    bytesSent: 0, bytesAcked: 0, bytesReceived: 0, rttUs: 20_000, backup: false, backupKnown: false, state: 1,
+    bytesSent: 0, bytesAcked: 0, bytesReceived: 0, rttUs: 20_000, rttVarUs: 0, rcvRttUs: 0, bytesRetrans: 0, backup: false, backupKnown: false, state: 1,
   }));
   const memTracker = new FakeTracker();
   for (let i = 0; i < 8; i++) memTracker.live.push(new FakeConnection(i + 1, -1));

@@ -14,6 +14,9 @@ import { ruleLabel, type PathRule } from '../paths/rules';
 import { hasNetAdmin, PathManager, pathsStamp, PRIVILEGE_HELP, readManagerRecord, type PathStatus } from '../paths/manager';
 import { snapshot } from '../paths/inventory';
 import type { PathsConfig } from '../paths/policy';
+import { CAP_USAGE, capFromArgs, capText, currentQuality, currentUsage, formatUsage, saveCap } from './paths-usage';
+import type { PathQualityView, PathUsageView } from '../contract';
+import { formatSize } from '../paths/caps';
 import { recoverAtStart, stderrLogger, str, untilSignal, usageError, type Command, type Values } from './common';
 
 function configFile(values: Values): string {
@@ -22,6 +25,18 @@ function configFile(values: Values): string {
 
 function readConfig(file: string): BraidConfig {
   return loadConfig({ file: fs.existsSync(file) ? file : undefined });
+}
+
+type ListedPath = PathStatus['interfaces'][number] & { usage?: PathUsageView | null; quality?: PathQualityView | null };
+
+/** "data 3.2 MB of 10 MB/day" and "RTT 42 ms ±3, 0.1 % retransmits" for the notes under the table. */
+function measures(i: ListedPath): string | null {
+  const parts: string[] = [];
+  if (i.usage?.cap) parts.push(`data ${formatSize(i.usage.used)} of ${formatSize(i.usage.cap.bytes)}/${i.usage.cap.period}${i.usage.reached ? ' (reached)' : ''}`);
+  else if (i.usage && i.usage.used > 0) parts.push(`data today ${formatSize(i.usage.used)}`);
+  const q = i.quality;
+  if (q && q.rttMs !== null) parts.push(`RTT ${q.rttMs} ms${q.rttVarMs !== null ? ` ±${q.rttVarMs}` : ''}${q.retransPercent !== null ? `, ${q.retransPercent} % retransmits` : ''}`);
+  return parts.length ? parts.join('; ') : null;
 }
 
 export function formatPaths(s: PathStatus): string {
@@ -40,6 +55,8 @@ export function formatPaths(s: PathStatus): string {
   const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  '));
   const notes = s.interfaces.filter((i) => i.note || i.demotion);
   if (notes.length) lines.push('', ...notes.map((i) => `${i.name}: ${i.note ?? ''}${i.demotion ? `${i.note ? '; ' : ''}demoted to ${i.effective}: ${i.demotion.reason}` : ''}`));
+  const measured = (s.interfaces as ListedPath[]).map((i) => [i.name, measures(i)] as const).filter(([, m]) => m);
+  if (measured.length) lines.push('', ...measured.map(([n, m]) => `${n}: ${m}`));
   lines.push('', '* carries a default route');
   lines.push(s.manager === 'userspace'
     ? 'subflows: opened per connection by Braid (it is the MPTCP path manager here)'
@@ -139,6 +156,10 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     if (!status.managed) {
       status.interfaces = status.interfaces.map((i) => (i.state === 'active' || i.state === 'backup' ? { ...i, state: 'unmanaged' } : i));
     }
+    // Data use (counted by a running braid, or as it last saved it) and quality (measured by a running braid).
+    const usage = await currentUsage(stateDir, cfg.paths.caps);
+    const quality = await currentQuality(stateDir);
+    status.interfaces = status.interfaces.map((i): ListedPath => ({ ...i, usage: usage.interfaces.find((u) => u.name === i.name) ?? null, quality: quality[i.name] ?? null }));
     process.stdout.write(values.json === true ? JSON.stringify(status, null, 2) + '\n' : formatPaths(status));
     return 0;
   }
@@ -154,6 +175,20 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
 `);
     return 0;
   }
+  if (sub === 'cap') {
+    const { iface, cap } = capFromArgs(args, values);
+    const saved = saveCap(file, iface, cap);
+    process.stdout.write(cap ? `braid: ${iface} cap ${capText(cap)} saved in ${file}\n` : `braid: ${iface} cap removed in ${file}\n`);
+    const u = (await currentUsage(stateDir, saved.caps)).interfaces.find((x) => x.name === iface);
+    if (u && cap) process.stdout.write(`braid: ${iface}: ${formatSize(u.used)} used since ${u.from}${u.used >= cap.bytes ? ' (at the cap already)' : ''}\n`);
+    return 0;
+  }
+  if (sub === 'usage') {
+    if (args.length) throw usageError(`'braid paths usage' takes no arguments`);
+    const u = await currentUsage(stateDir, readConfig(file).paths.caps);
+    process.stdout.write(values.json === true ? JSON.stringify(u, null, 2) + '\n' : formatUsage(u));
+    return 0;
+  }
   if (sub === 'rules') {
     if (args.length) throw usageError(`'braid paths rules' takes no arguments (edit them in the dashboard or in paths.rules of ${file})`);
     const rules = readConfig(file).paths.rules;
@@ -165,14 +200,16 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     const stop = startPathsDaemon(file, stateDir, log);
     return untilSignal(async () => stop(), log);
   }
-  throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, rules, daemon)`);
+  throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, cap, usage, rules, daemon)`);
 }
 
 export const paths: Command = {
   summary: 'list interfaces and MPTCP endpoints; set a per-interface policy; run path management alone',
-  usage: `braid paths [list] [--json] | braid paths set IFACE ${PATH_POLICIES.join('|')} | braid paths rules [--json] | braid paths daemon   [--config FILE] [--state-dir DIR] [--verbose]`,
+  usage: `braid paths [list] [--json] | braid paths set IFACE ${PATH_POLICIES.join('|')} | braid paths rules [--json] | ${CAP_USAGE} | braid paths usage [--json] | braid paths daemon   [--config FILE] [--state-dir DIR] [--verbose]`,
   options: {
     json: { type: 'boolean' },
+    'reset-day': { type: 'string' },
+    'at-cap': { type: 'string' },
     config: { type: 'string' },
     'state-dir': { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },

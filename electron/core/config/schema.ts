@@ -206,7 +206,7 @@ export function validateConfig(input: unknown): BraidConfig {
   if (relay.poolIdleMs !== undefined) out.relay.poolIdleMs = integer(relay.poolIdleMs, 'relay.poolIdleMs', 1000, day);
 
   const paths = section(input, 'paths');
-  checkKeys(paths, 'paths', ['enabled', 'manager', 'defaults', 'interfaces', 'maxSubflows', 'rules']);
+  checkKeys(paths, 'paths', ['enabled', 'manager', 'defaults', 'interfaces', 'maxSubflows', 'rules', 'caps', 'quality']);
   if (paths.enabled !== undefined) {
     if (typeof paths.enabled !== 'boolean') fail('paths.enabled', 'must be true or false');
     out.paths.enabled = paths.enabled;
@@ -233,6 +233,17 @@ export function validateConfig(input: unknown): BraidConfig {
     out.paths.manager = paths.manager;
   }
   if (paths.rules !== undefined) out.paths.rules = validateRules(paths.rules, 'paths.rules');
+  if (paths.caps !== undefined) out.paths.caps = validateCaps(paths.caps, 'paths.caps');
+  if (paths.quality !== undefined) {
+    const q = section(paths, 'quality');
+    checkKeys(q, 'paths.quality', ['enabled', 'rttMs', 'retransPercent']);
+    if (q.enabled !== undefined) {
+      if (typeof q.enabled !== 'boolean') fail('paths.quality.enabled', 'must be true or false');
+      out.paths.quality.enabled = q.enabled;
+    }
+    if (q.rttMs !== undefined) out.paths.quality.rttMs = integer(q.rttMs, 'paths.quality.rttMs', 10, 10_000);
+    if (q.retransPercent !== undefined) out.paths.quality.retransPercent = integer(q.retransPercent, 'paths.quality.retransPercent', 1, 100);
+  }
 
   const control = section(input, 'control');
   checkKeys(control, 'control', ['enabled', 'host', 'port', 'token']);
@@ -288,6 +299,24 @@ export function validateRules(v: unknown, field: string): PathsConfig['rules'] {
       throw err;
     }
   });
+}
+
+/** Data caps by interface (paths/caps.ts): {bytes, period: day|month, resetDay?, atCap?: off|backup}. */
+export function validateCaps(v: unknown, field: string): PathsConfig['caps'] {
+  if (!isPlainObject(v)) fail(field, 'must be an object {interfaceName: {bytes, period, resetDay?, atCap?}}');
+  const out: PathsConfig['caps'] = {};
+  for (const [iface, c] of Object.entries(v)) {
+    const f = `${field}.${iface}`;
+    if (!/^[^\s/]{1,15}$/.test(iface)) fail(f, 'is not a valid interface name');
+    if (!isPlainObject(c)) fail(f, 'must be an object {bytes, period, resetDay?, atCap?}');
+    checkKeys(c, f, ['bytes', 'period', 'resetDay', 'atCap']);
+    const bytes = integer(c.bytes, `${f}.bytes`, 1, Number.MAX_SAFE_INTEGER);
+    if (c.period !== 'day' && c.period !== 'month') fail(`${f}.period`, `must be 'day' or 'month', got ${JSON.stringify(c.period)}`);
+    const resetDay = c.resetDay === undefined ? 1 : integer(c.resetDay, `${f}.resetDay`, 1, 31);
+    if (c.atCap !== undefined && c.atCap !== 'off' && c.atCap !== 'backup') fail(`${f}.atCap`, `must be 'off' or 'backup', got ${JSON.stringify(c.atCap)}`);
+    out[iface] = { bytes, period: c.period, resetDay, atCap: (c.atCap as 'off' | 'backup' | undefined) ?? 'off' };
+  }
+  return out;
 }
 
 /** Deep-merges `over` onto `base` section by section; undefined values in `over` keep `base`. */

@@ -43,6 +43,53 @@ export interface InterfaceView {
   state: PathState;
   endpoints: EndpointView[];
   note: string | null;  // what path management last did here, in words ("endpoint added (id 3, subflow)", "blocked: …")
+  /** data used and its cap (paths.caps); absent where no usage is known (no running braid) */
+  usage?: PathUsageView | null;
+  /** RTT, its variation and retransmissions measured on Braid's traffic here (paths.quality) */
+  quality?: PathQualityView | null;
+}
+
+/** A data cap (config `paths.caps`): bytes per day, or per month from `resetDay`; at the cap the path is `atCap`. */
+export interface DataCapView {
+  bytes: number;
+  period: 'day' | 'month';
+  resetDay: number;
+  atCap: 'backup' | 'off';
+}
+
+/** Data used on one interface: today, and in its cap's period. */
+export interface PathUsageView {
+  name: string;
+  today: { up: number; down: number };
+  cap: DataCapView | null;
+  /** bytes (both ways) in the cap's period (today without a cap) */
+  used: number;
+  from: string;         // first day of the period, YYYY-MM-DD (local)
+  until: string;        // first day of the next period
+  reached: boolean;
+}
+
+export interface UsageView {
+  interfaces: PathUsageView[];
+  /** per day (oldest first, up to 62): bytes per interface */
+  days: { day: string; interfaces: Record<string, { up: number; down: number }> }[];
+}
+
+export interface PathQualityView {
+  rttMs: number | null;            // null: no recent traffic to measure
+  rttVarMs: number | null;
+  retransPercent: number | null;   // of what this side sent; null: too little sent (a download's losses are the far end's)
+  sampledAt: number | null;
+  demoted: boolean;
+  reason: string | null;           // "wlan0 demoted: RTT 850 ms (best other path 40 ms), 12 % retransmits"
+}
+
+/** Bytes a program's connections carried on one path since start. */
+export interface ProgramPathView {
+  program: string;                 // "(unknown)" when the program was not found
+  path: string;
+  up: number;
+  down: number;
 }
 
 /** A per-destination rule (config `paths.rules`): which paths a matching connection may use. */
@@ -254,6 +301,16 @@ export const COMMANDS = {
   ),
   /** Replaces the per-destination rules (checked as the config file's `paths.rules`). */
   'paths.setRules': spec<{ rules: PathRuleView[] }, PathsView>(obj({ rules: json }) as Check<{ rules: PathRuleView[] }>),
+  /** Data used per interface (today, and in each cap's period) and the daily history. */
+  'paths.usage': spec<Record<string, never>, UsageView>(none),
+  /** Sets (or with cap null, removes) an interface's data cap. */
+  'paths.setCap': spec<{ interface: string; cap: DataCapView | null }, PathsView>(
+    obj({ interface: str({ min: 1, max: 15, pattern: /^[^\s/]+$/ }), cap: json }) as Check<{ interface: string; cap: DataCapView | null }>,
+  ),
+  /** Measured quality per path (interface name -> view), for paths that carried traffic. */
+  'paths.quality': spec<Record<string, never>, Record<string, PathQualityView>>(none),
+  /** Bytes per program per path since start. */
+  'stats.programs': spec<Record<string, never>, ProgramPathView[]>(none),
   'connections.list': spec<Record<string, never>, ConnectionView[]>(none),
   'connections.close': spec<{ id: number }, { closed: boolean }>(obj({ id: int(0, Number.MAX_SAFE_INTEGER) })),
   /** Closes several at once (the dashboard's "close the filtered"); ids no longer live are skipped. */

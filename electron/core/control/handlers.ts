@@ -8,14 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ValidationError } from '../contract';
 import type {
-  ConnectionView, EventName, Events, Handlers, PathRuleView, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView,
+  ConnectionView, EventName, Events, Handlers, InterfaceView, PathRuleView, PathsView, PmEventView, ProxyView, RelayView, StatusView, SystemProxyView, UsageView,
 } from '../contract';
 import { DoctorRunner } from '../doctor/runner';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { loadNative, mptcpUnavailableReason } from '../proxy/native';
 import type { ConnectionSnapshot } from '../proxy/tracker';
 import type { PathStatus } from '../paths/manager';
-import { validateRules } from '../config/schema';
+import { validateCaps, validateRules } from '../config/schema';
 import { parseRelayLink } from '../relay/share-link';
 import type { BraidService } from '../service';
 import { pathKey } from '../stats/engine';
@@ -42,7 +42,10 @@ const VERSION: string = (() => {
   return '0.0.0';
 })();
 
-function pathsView(s: PathStatus | null, rules: PathRuleView[]): PathsView {
+/** What the running service adds to each interface: its data use and cap, its measured quality. */
+export type PathExtras = (name: string) => Pick<InterfaceView, 'usage' | 'quality'>;
+
+function pathsView(s: PathStatus | null, rules: PathRuleView[], extras: PathExtras = () => ({})): PathsView {
   if (!s) {
     return { managed: false, reason: 'path management is off (braid up --paths off, or no native addon)', manager: null, managerNote: null, rules, interfaces: [], foreign: [], limits: null };
   }
@@ -55,6 +58,7 @@ function pathsView(s: PathStatus | null, rules: PathRuleView[]): PathsView {
     interfaces: s.interfaces.map((i) => ({
       name: i.name, kind: i.kind, up: i.up, addresses: i.addresses, defaultRoute: i.defaultRoute, ssid: i.ssid, signal: i.signal,
       policy: i.policy, policyExplicit: i.policyExplicit, effective: i.effective, demotion: i.demotion, state: i.state, endpoints: i.endpoints, note: i.note,
+      ...extras(i.name),
     })),
     foreign: s.foreign.map((e) => ({ id: e.id, address: e.address, flagNames: e.flagNames, ifname: e.ifname })),
     limits: s.limits,
@@ -81,6 +85,21 @@ export class ControlCore {
 
   close(): void {
     for (const u of this.unhook.splice(0)) u();
+  }
+
+  private readonly extras: PathExtras = (name) => {
+    const q = this.service.quality.of(name);
+    return {
+      usage: this.service.usageOf(name),
+      quality: q ? { rttMs: q.rttMs, rttVarMs: q.rttVarMs, retransPercent: q.retransPercent, sampledAt: q.sampledAt, demoted: q.demoted, reason: q.reason } : null,
+    };
+  };
+
+  usageView(): UsageView {
+    const svc = this.service;
+    // Interfaces that carried something or have a cap (not every interface: no netlink dump per poll).
+    const names = new Set([...svc.usage.interfaces(), ...Object.keys(svc.config.paths.caps)]);
+    return { interfaces: [...names].sort().map((n) => svc.usageOf(n)), days: svc.usage.history() };
   }
 
   connectionView(c: ConnectionSnapshot): ConnectionView {
@@ -128,7 +147,7 @@ export class ControlCore {
       pid: process.pid,
       proxy: this.proxyView(),
       relay: this.relayView(),
-      paths: pathsView(this.service.paths?.status() ?? null, this.service.config.paths.rules),
+      paths: pathsView(this.service.paths?.status() ?? null, this.service.config.paths.rules, this.extras),
       connections: { active: this.service.proxy?.tracker.size ?? 0, total: this.service.connectionsTotal },
       systemProxy: this.systemProxy?.view() ?? { enabled: false, backend: null, error: 'not available in this mode (use braid up --system-proxy, or the desktop app)' },
       systemChanges: this.service.systemChanges(),
@@ -149,17 +168,29 @@ export class ControlCore {
         await svc.stopProxy();
         return this.proxyView();
       },
-      'paths.list': async () => pathsView(svc.paths ? await svc.paths.detailedStatus() : null, svc.config.paths.rules),
+      'paths.list': async () => pathsView(svc.paths ? await svc.paths.detailedStatus() : null, svc.config.paths.rules, this.extras),
       'paths.setPolicy': async ({ interface: iface, policy }) => {
         await svc.updateConfig({ paths: { interfaces: { ...svc.config.paths.interfaces, [iface]: policy } } });
-        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules);
+        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules, this.extras);
       },
       'paths.setRules': async ({ rules }) => {
         // Checked before anything is saved: a bad rule is refused naming its place (rules[2].match.cidr).
         const checked = validateRules(rules, 'rules');
         await svc.updateConfig({ paths: { rules: checked } });
-        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules);
+        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules, this.extras);
       },
+      'paths.usage': () => this.usageView(),
+      'paths.setCap': async ({ interface: iface, cap }) => {
+        const caps = { ...svc.config.paths.caps };
+        if (cap === null) delete caps[iface];
+        else caps[iface] = cap;
+        // Checked as the config file's paths.caps before anything is saved (a bad field is named).
+        await svc.updateConfig({ paths: { caps: validateCaps(caps, 'caps') } });
+        svc.caps.evaluate();
+        return pathsView(svc.paths?.status() ?? null, svc.config.paths.rules, this.extras);
+      },
+      'paths.quality': () => Object.fromEntries(svc.quality.list().map(({ path: p, ...q }) => [p, q])),
+      'stats.programs': () => svc.stats.byProgram(),
       'connections.list': () => (svc.proxy?.tracker.list() ?? []).map((c) => this.connectionView(c)),
       'connections.close': ({ id }) => {
         const c = svc.proxy?.tracker.get(id);
@@ -244,7 +275,7 @@ export class ControlCore {
     this.on(svc, 'config.changed', statusChanged);
     this.on(svc, 'problem', (e) => bus.emit('error', e));
     if (svc.paths) {
-      this.on(svc.paths, 'changed', (s: PathStatus) => bus.emit('paths.changed', pathsView(s, svc.config.paths.rules)));
+      this.on(svc.paths, 'changed', (s: PathStatus) => bus.emit('paths.changed', pathsView(s, svc.config.paths.rules, this.extras)));
       this.on(svc.paths, 'mptcp', (e: Record<string, unknown> & { type: string }) => {
         const view: PmEventView = {
           type: e.type,

@@ -10,7 +10,7 @@ export interface PathNotification {
   body: string;
   /** The interface it is about, and which way it went (for grouping and tests). */
   interface: string;
-  change: 'down' | 'up';
+  change: 'down' | 'up' | 'demoted' | 'restored';
 }
 
 function usable(i: InterfaceView | undefined): boolean {
@@ -62,8 +62,38 @@ export function pathNotifications(prev: PathsView | null, next: PathsView): Path
         body: `${describe(b!)} (${addr.address}) is available again${role}.`,
       });
     }
+    const n = demotionNotice(a, b, next);
+    if (n) out.push(n);
   }
   return out;
+}
+
+const SOURCE_TEXT: Record<string, string> = { cap: 'data cap', quality: 'poor quality' };
+
+/**
+ * A path lowered or given back by Braid itself (paths/effective.ts): its data cap reached or a new
+ * period begun, its quality collapsed or recovered. The user's own policy changes say nothing.
+ */
+function demotionNotice(a: InterfaceView | undefined, b: InterfaceView | undefined, next: PathsView): PathNotification | null {
+  if (!a || !b) return null;
+  const before = a.demotion?.source ?? null;
+  const after = b.demotion?.source ?? null;
+  if (before === after) return null;
+  if (after && b.demotion) {
+    const rest = others(next, b.name).filter((n) => next.interfaces.find((i) => i.name === n)?.effective === 'use');
+    return {
+      interface: b.name,
+      change: 'demoted',
+      title: after === 'cap' ? `${b.name} reached its data cap` : `${b.name} ${b.effective === 'off' ? 'is off' : 'is backup only'}: ${SOURCE_TEXT[after] ?? after}`,
+      body: `${b.demotion.reason}.${rest.length ? ` Traffic continues over ${rest.join(', ')}.` : ''}`,
+    };
+  }
+  return {
+    interface: b.name,
+    change: 'restored',
+    title: before === 'cap' ? `${b.name}: a new data period began` : `${b.name} is back in use`,
+    body: before === 'cap' ? `${b.name} carries traffic again under its ${b.policy} policy.` : `${b.name} carries traffic again; Braid keeps measuring its quality.`,
+  };
 }
 
 /** Keeps the previous snapshot so the caller only hands in each new one. */

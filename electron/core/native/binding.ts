@@ -20,6 +20,7 @@ export interface SocketBinding {
   originalDst(fd: number): { address: string; port: number; family: 4 | 6 };
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   sendState(fd: number): SendState;
+  tcpSocketOwner(localAddress: string, localPort: number, remoteAddress: string, remotePort: number): { inode: number; uid: number; state: number } | null;
 }
 
 function findPackageRoot(start: string): string {

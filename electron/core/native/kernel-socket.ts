@@ -10,3 +10,10 @@ export const originalDestination = (fd: number): { address: string; port: number
 
 /** The process at the other end of a connected Unix socket, as the kernel recorded it at connect. */
 export const peerCredentials = (fd: number): { pid: number; uid: number; gid: number } => binding.peerCred(fd);
+
+/**
+ * The TCP socket of this host whose local end is `local` and remote end `remote` (one exact
+ * sock_diag lookup): its inode and owner uid, or null when there is none.
+ */
+export const tcpSocketOwner = (local: { address: string; port: number }, remote: { address: string; port: number }): { inode: number; uid: number } | null =>
+  binding.tcpSocketOwner(local.address, local.port, remote.address, remote.port);

@@ -36,6 +36,9 @@ export interface SubflowInfo {
   bytesAcked: number;
   bytesReceived: number;
   rttUs: number;
+  rttVarUs: number;          // tcpi_rttvar (this side's estimate as a sender)
+  rcvRttUs: number;          // tcpi_rcv_rtt: the receiver's RTT estimate (0 until data came in)
+  bytesRetrans: number;      // tcpi_bytes_retrans: bytes this side sent again
   backup: boolean;           // local or remote side flagged this subflow backup
   backupKnown: boolean;      // false without CAP_NET_ADMIN (sock_diag hides the MPTCP ULP state)
   state: number;             // TCP state (1 = ESTABLISHED)

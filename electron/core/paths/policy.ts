@@ -10,6 +10,8 @@
  */
 import type { InterfaceKind } from './kinds';
 import type { PathRule } from './rules';
+import type { DataCap } from './caps';
+import { defaultQualityConfig, type QualityConfig } from './quality';
 
 export type PathPolicy = 'use' | 'secondary' | 'backup' | 'off';
 export const PATH_POLICIES: readonly PathPolicy[] = ['use', 'secondary', 'backup', 'off'];
@@ -29,6 +31,8 @@ export interface PathsConfig {
   interfaces: Record<string, PathPolicy>;          // by interface name; beats the default
   maxSubflows: number;                             // extra subflows per connection (the kernel's limit is 8)
   rules: PathRule[];                               // per destination: which paths a connection may use
+  caps: Record<string, DataCap>;                   // data caps by interface name (paths/caps.ts)
+  quality: QualityConfig;                          // demotion of paths whose RTT or loss degrades (paths/quality.ts)
 }
 
 export function defaultPathsConfig(): PathsConfig {
@@ -39,6 +43,8 @@ export function defaultPathsConfig(): PathsConfig {
     interfaces: {},
     maxSubflows: 8,
     rules: [],
+    caps: {},
+    quality: defaultQualityConfig(),
   };
 }
 

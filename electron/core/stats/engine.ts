@@ -21,19 +21,55 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import type { PathSample, StatsTick, SubflowView } from '../contract';
-import type { SubflowInfo } from '../native/mptcp';
+import type { MptcpInfo, SubflowInfo } from '../native/mptcp';
 import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '../proxy/tracker';
 
 export interface StatsOptions {
   intervalMs?: number;      // default 500
   historyMs?: number;       // default 10 minutes
   /** Reads subflows of a connection; injectable for tests. */
-  read?: (c: TrackedConnection) => SubflowInfo[] | null;
+  read?: (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
 }
+
+type Reader = (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
+
+/**
+ * What accounting beyond the engine's own sees of each read: data caps count every byte a subflow
+ * moved on its interface (paths/usage.ts), path quality reads RTT and retransmissions
+ * (paths/quality.ts). Called in the tick, in the order: subflow and residual calls, then tick.
+ */
+export interface SubflowObserver {
+  /** A subflow as read, and how far its bytes_acked / bytes_received moved since the connection's previous read. */
+  subflow(path: string, s: SubflowInfo, dAcked: number, dReceived: number): void;
+  /**
+   * Bytes no subflow read accounted for, on a path: those a subflow moved after its last read and
+   * before it closed (from the MPTCP connection's own counters), and those of a connection that
+   * closed after its last read (the proxy's count beyond what its subflows showed, split like its
+   * traffic).
+   */
+  residual(path: string, up: number, down: number): void;
+  tick(now: number, seconds: number): void;
+}
+
+/** Bytes a program's connections moved on one path since start (proxy-counted, split by subflow). */
+export interface ProgramPathTotals {
+  program: string;
+  path: string;
+  up: number;
+  down: number;
+}
+
+/** Programs kept apart in the per-program totals; beyond this the rest are summed as one. */
+const MAX_PROGRAMS = 256;
+const OTHER_PROGRAMS = '(others)';
+const NO_PROGRAM = '(unknown)';
 
 interface SubflowMark {
   sent: number;
   received: number;
+  path: string;
+  dSent: number;          // how far the counters moved at that read (a closing connection's last bytes go where its last ones went)
+  dReceived: number;
 }
 
 interface ConnState {
@@ -45,6 +81,11 @@ interface ConnState {
   shareUp: Map<string, number> | null;         // path -> bytes attributed up so far (for residual splits)
   shareDown: Map<string, number> | null;
   latest: SubflowView[];
+  wireUp: number;                       // bytes_acked deltas of its subflows, summed over reads
+  wireDown: number;                     // bytes_received deltas
+  connAcked: number;                    // the MPTCP connection's own bytes_acked / bytes_received at the last read (-1: unknown)
+  connReceived: number;
+  program: string;
 }
 
 /** Ticks without new bytes after which a connection counts as idle (2 s at 500 ms). */
@@ -66,7 +107,7 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS });
+const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS, wireUp: 0, wireDown: 0, connAcked: -1, connReceived: -1, program: NO_PROGRAM });
 
 /** Live subflows and the sum of their RTTs on one path, kept up to date as connections are read. */
 interface PathAgg {
@@ -132,6 +173,9 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    * the waits of a busy machine instead).
    */
   lastSampleMs = 0;
+  private readonly observers: SubflowObserver[] = [];
+  /** program -> path -> bytes */
+  private readonly programs = new Map<string, Map<string, PathTotals>>();
 
   constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
     super();
@@ -152,6 +196,18 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.attach(null);
+  }
+
+  /** Adds an observer of every subflow read (data caps, path quality). */
+  observe(o: SubflowObserver): void {
+    this.observers.push(o);
+  }
+
+  /** Bytes per program per path since start, biggest first. */
+  byProgram(): ProgramPathTotals[] {
+    const out: ProgramPathTotals[] = [];
+    for (const [program, m] of this.programs) for (const [path, t] of m) out.push({ program, path, up: t.up, down: t.down });
+    return out.sort((a, b) => b.up + b.down - (a.up + a.down));
   }
 
   /** The ticks of the last `seconds` (all kept history by default), oldest first. */
@@ -203,7 +259,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     this.lastAt = now;
     const up = new Map<string, number>();
     const down = new Map<string, number>();
-    const read = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false)?.subflows ?? null);
+    const read: Reader = this.opts.read ?? ((c: TrackedConnection) => c.subflows(false));
 
     if (tracker) {
       for (const c of tracker.takeMoved()) this.active.set(c.id, c);
@@ -229,8 +285,11 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     }
     // Connections that ended since the last tick: their final bytes, split like they were carried.
     for (const { snapshot, state } of this.pendingClosed.splice(0)) {
+      if (snapshot.program) state.program = snapshot.program.name;
       this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, null, null, up, down);
+      if (this.observers.length) this.residual(state, snapshot);
     }
+    for (const o of this.observers) o.tick(now, seconds);
 
     const paths: PathSample[] = [];
     const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...this.pathAgg.keys()]);
@@ -272,17 +331,20 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    * Reads a connection's subflows and splits its new bytes over them; returns for how many visits
    * in a row its bytes have not moved. `refresh`: an idle connection's periodic read, no bytes expected.
    */
-  private visit(c: TrackedConnection, read: (c: TrackedConnection) => SubflowInfo[] | null, up: Map<string, number>, down: Map<string, number>, refresh: boolean): number {
+  private visit(c: TrackedConnection, read: Reader, up: Map<string, number>, down: Map<string, number>, refresh: boolean): number {
     let state = this.conns.get(c.id);
     if (!state) {
       state = newState();
       this.conns.set(c.id, state);
     }
+    if (c.program) state.program = c.program.name;
     const dUp = c.bytesUp - state.lastUp;
     const dDown = c.bytesDown - state.lastDown;
     const moved = dUp !== 0 || dDown !== 0;
     if (!refresh) state.quiet = moved ? 0 : state.quiet + 1;
-    const subflows = read(c);
+    const info = read(c);
+    const subflows = info === null ? null : Array.isArray(info) ? info : info.subflows;
+    const conn = info !== null && !Array.isArray(info) && info.mptcp && !info.fallback ? info : null;
     let weightsUp: Map<string, number> | null = null;
     let weightsDown: Map<string, number> | null = null;
     if (subflows) {
@@ -292,14 +354,20 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       for (const s of subflows) {
         const key = subflowKey(s);
         const p = pathKey(s);
-        const before = state.subflows?.get(key) ?? { sent: 0, received: 0 };
+        const before = state.subflows?.get(key) ?? { sent: 0, received: 0, path: p, dSent: 0, dReceived: 0 };
         // Counters only grow; a smaller value means a new socket reused the 4-tuple.
         const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
         const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
         add(weightsUp, p, dSent);
         add(weightsDown, p, dRecv);
-        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived });
+        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p, dSent, dReceived: dRecv });
+        if (this.observers.length) {
+          state.wireUp += dSent;
+          state.wireDown += dRecv;
+          for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
+        }
       }
+      if (conn) this.vanished(state, seen, conn, weightsUp, weightsDown);
       state.subflows = seen;
       this.account(state, false);
       state.latest = subflows.map((s) => ({
@@ -357,6 +425,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       for (const [k, n] of splitByWeight(dUp, pick(weightsUp, share))) {
         add(up, k, n);
         add(share, k, n);
+        this.addProgram(state.program, k, n, 0);
       }
     }
     if (dDown > 0) {
@@ -364,8 +433,72 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       for (const [k, n] of splitByWeight(dDown, pick(weightsDown, share))) {
         add(down, k, n);
         add(share, k, n);
+        this.addProgram(state.program, k, 0, n);
       }
     }
+  }
+
+  private addProgram(program: string, path: string, up: number, down: number): void {
+    let m = this.programs.get(program);
+    if (!m) {
+      if (this.programs.size >= MAX_PROGRAMS) return this.addProgram(OTHER_PROGRAMS, path, up, down);
+      this.programs.set(program, (m = new Map()));
+    }
+    const t = m.get(path);
+    if (t) {
+      t.up += up;
+      t.down += down;
+    } else m.set(path, { up, down });
+  }
+
+  /**
+   * A subflow that closed since the last read (its path demoted or gone, a reset) took the bytes it
+   * moved after that read with it. The MPTCP connection's own counters still have them: what they
+   * moved beyond the remaining subflows' counters was carried by the subflows that went.
+   */
+  private vanished(state: ConnState, seen: Map<string, SubflowMark>, conn: MptcpInfo, weightsUp: Map<string, number>, weightsDown: Map<string, number>): void {
+    const known = state.connAcked >= 0;
+    const dAcked = conn.bytesAcked - state.connAcked;
+    const dReceived = conn.bytesReceived - state.connReceived;
+    state.connAcked = conn.bytesAcked;
+    state.connReceived = conn.bytesReceived;
+    if (!known || this.observers.length === 0 || !state.subflows) return;
+    const gone: string[] = [];
+    for (const [k, m] of state.subflows) if (!seen.has(k)) gone.push(m.path);
+    if (gone.length === 0) return;
+    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+    const gapUp = Math.max(0, dAcked - sum(weightsUp));
+    const gapDown = Math.max(0, dReceived - sum(weightsDown));
+    if (gapUp === 0 && gapDown === 0) return;
+    const weights = new Map(gone.map((p) => [p, 1]));
+    const ups = splitByWeight(gapUp, weights);
+    const downs = splitByWeight(gapDown, weights);
+    state.wireUp += gapUp;
+    state.wireDown += gapDown;
+    for (const p of weights.keys()) for (const o of this.observers) o.residual(p, ups.get(p) ?? 0, downs.get(p) ?? 0);
+  }
+
+  /**
+   * A closed connection's bytes that its subflows never showed: what the proxy counted beyond the
+   * subflows' own counters, for the observers (a download's last bytes after the last read).
+   */
+  private residual(state: ConnState, snap: ConnectionSnapshot): void {
+    // An MPTCP connection's own counters at the last read are the reference: its subflows' sum
+    // also holds data sent twice (reinjected on another subflow), which would hide the last bytes.
+    const restUp = Math.max(0, snap.bytesUp - (state.connAcked >= 0 ? state.connAcked : state.wireUp));
+    const restDown = Math.max(0, snap.bytesDown - (state.connReceived >= 0 ? state.connReceived : state.wireDown));
+    if (restUp === 0 && restDown === 0) return;
+    const fallback = new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
+    // Split like the last read's movement (a path demoted meanwhile carried none of it), else like all of it.
+    const lastUp = new Map<string, number>();
+    const lastDown = new Map<string, number>();
+    for (const m of state.subflows?.values() ?? []) {
+      add(lastUp, m.path, m.dSent);
+      add(lastDown, m.path, m.dReceived);
+    }
+    const ups = splitByWeight(restUp, lastUp.size ? lastUp : state.shareUp?.size ? state.shareUp : fallback);
+    const downs = splitByWeight(restDown, lastDown.size ? lastDown : state.shareDown?.size ? state.shareDown : fallback);
+    for (const k of new Set([...ups.keys(), ...downs.keys()])) for (const o of this.observers) o.residual(k, ups.get(k) ?? 0, downs.get(k) ?? 0);
   }
 }
 

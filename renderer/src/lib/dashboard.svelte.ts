@@ -4,7 +4,8 @@
  * Views read it and call its actions; nothing else talks to the client.
  */
 import type {
-  ConnectionView, DoctorFinding, DoctorProgressView, DoctorReport, PathPolicy, PathsView, StatsTick, StatusView,
+  ConnectionView, DoctorFinding, DoctorProgressView, DoctorReport, PathPolicy, PathQualityView, PathsView, PathUsageView, ProgramPathView,
+  StatsTick, StatusView,
 } from '../../../electron/core/contract/index';
 import type { PathRuleView } from '../../../electron/core/contract/index';
 import { BraidApiError, type BraidClient, type LinkState } from '../client';
@@ -23,6 +24,8 @@ export const WINDOW_SECONDS = 300;
 const RING_CAPACITY = 900;            // 5 minutes at the default 500 ms tick, with room for a faster one
 const MAX_ERRORS = 6;
 const CONNECTIONS_POLL_MS = 1000;
+/** Data use, path quality and per-program totals move with traffic, not with events. */
+const METERS_POLL_MS = 2000;
 
 export class Dashboard {
   link = $state.raw<LinkState>({ kind: 'connecting', attempt: 1 });
@@ -41,6 +44,11 @@ export class Dashboard {
   doctorProgress = $state.raw<DoctorProgressView | null>(null);
   doctorLive = $state.raw<DoctorFinding[]>([]);
   readonly ring = new StatsRing(RING_CAPACITY);
+  /** by interface name: data used and its cap; measured quality */
+  usage = $state.raw<Record<string, PathUsageView>>({});
+  quality = $state.raw<Record<string, PathQualityView>>({});
+  programs = $state.raw<ProgramPathView[]>([]);
+  private meters: ReturnType<typeof setInterval> | null = null;
 
   private nextErrorId = 1;
   private readonly off: (() => void)[] = [];
@@ -77,11 +85,25 @@ export class Dashboard {
       }),
     );
     this.poll = setInterval(() => void this.pollConnections(), CONNECTIONS_POLL_MS);
+    this.meters = setInterval(() => void this.pollMeters(), METERS_POLL_MS);
+  }
+
+  private async pollMeters(): Promise<void> {
+    if (this.link.kind !== 'open' || (typeof document !== 'undefined' && document.hidden)) return;
+    try {
+      const [u, q, p] = await Promise.all([this.client.call('paths.usage'), this.client.call('paths.quality'), this.client.call('stats.programs')]);
+      this.usage = Object.fromEntries(u.interfaces.map((i) => [i.name, i]));
+      this.quality = q;
+      this.programs = p;
+    } catch (err) {
+      this.reportError(err, 'paths.usage');
+    }
   }
 
   destroy(): void {
     for (const f of this.off.splice(0)) f();
     if (this.poll) clearInterval(this.poll);
+    if (this.meters) clearInterval(this.meters);
     this.client.close();
   }
 
@@ -97,6 +119,7 @@ export class Dashboard {
       // The detailed list (with SSID and signal) is slower than status; it replaces status' view.
       this.attempt('paths.list', async () => (this.paths = await this.client.call('paths.list'))),
       this.attempt('connections.list', async () => (this.connections = await this.client.call('connections.list'))),
+      this.pollMeters(),
       this.attempt('doctor.last', async () => (this.doctor ??= await this.client.call('doctor.last'))),
       this.attempt('stats.history', async () => {
         const history = await this.client.call('stats.history', { seconds: WINDOW_SECONDS });

@@ -1,0 +1,127 @@
+// Path quality end to end: `braid up` in the client namespace of quality-topology.ts (WiFi and
+// cellular, 20 Mbit/s each, both `use`, each with its own default route), a long download through
+// it with curl. While it runs, the cellular link's round trip grows by 200 ms (the delay line
+// replaces the kernel bridge in the middle namespace), and later goes back to normal.
+//
+// - the delayed path is demoted (to backup, source 'quality', the reason naming its RTT) within 5 s;
+// - its traffic moves: over 2 s from 1 s after, it receives under 15 % of what it did before, and
+//   wlan0 more than twice that;
+// - within 15 s after the delay goes it is restored, and carries again;
+// - `braid paths --json` and `braid status` show each path's RTT, and status the reason.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { skipUnlessRoot } from './helpers/netns';
+import { runProcess, startBraid, type BraidProxy } from './helpers/proc';
+import { BRAID_CLI, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
+import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
+import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
+import { requireFor } from './helpers/prerequisites';
+import type { InterfaceView, PathsView } from '../electron/core/contract';
+
+function missingPython(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    try {
+      fs.accessSync(`${dir}/python3`, fs.constants.X_OK);
+      return undefined;
+    } catch { /* next */ }
+  }
+  return 'needs python3 for the delay line';
+}
+
+const skip = requireFor('path quality end to end (paths-quality.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
+const PORT = 8080;
+const CONTROL_PORT = 9797;
+const TOKEN = `quality-${process.pid}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('path quality', { skip, timeout: 240_000 }, () => {
+  let topo: QualityTopology;
+  let braid: BraidProxy | null = null;
+  const files = scratchDir('quality');
+
+  const api = async <T>(command: string, params: unknown = {}): Promise<T> => {
+    const r = await topo.client.exec(['curl', '-sS', '--max-time', '5', '-H', `Authorization: Bearer ${TOKEN}`, '-X', 'POST', '--data', JSON.stringify(params), `http://127.0.0.1:${CONTROL_PORT}/api/${command}`]);
+    const body = JSON.parse(r.stdout) as { ok: boolean; result: T; error?: { message: string } };
+    assert.ok(body.ok, body.error?.message);
+    return body.result;
+  };
+  const wwan = async (): Promise<InterfaceView> => (await api<PathsView>('paths.list')).interfaces.find((i) => i.name === 'wwan0')!;
+  /** Bytes each link received over `ms`, per second. */
+  const rates = async (ms: number): Promise<{ wlan0: number; wwan0: number }> => {
+    const a = [await topo.rx('wlan0'), await topo.rx('wwan0')];
+    await sleep(ms);
+    const b = [await topo.rx('wlan0'), await topo.rx('wwan0')];
+    return { wlan0: ((b[0]! - a[0]!) * 1000) / ms, wwan0: ((b[1]! - a[1]!) * 1000) / ms };
+  };
+  const mbit = (bps: number): string => `${((bps * 8) / 1e6).toFixed(1)} Mbit/s`;
+
+  before(async () => {
+    topo = await createQualityTopology({ rateMbit: 20 });
+    await startByteServer(topo.server, { port: PORT });
+    files.write({ paths: { interfaces: { wlan0: 'use', wwan0: 'use' } }, control: { host: '127.0.0.1', port: CONTROL_PORT, token: TOKEN } });
+    braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
+      { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
+  });
+
+  after(async () => {
+    await braid?.stop('SIGTERM', 5000);
+    await topo?.destroy();
+  });
+
+  test('a path whose RTT grows by 200 ms is demoted within 5 s, its traffic moves, and it is restored within 15 s after', async (t) => {
+    const dl = topo.client.spawn(['curl', '-sS', '--max-time', '90', '--socks5-hostname', `127.0.0.1:${braid!.port}`, '-o', '/dev/null',
+      `http://${topo.dest}:${PORT}/bytes/400000000`], { label: 'long download' });
+    try {
+      await sleep(4000);
+      const before = await rates(2000);
+      const q0 = await wwan();
+      t.diagnostic(`before: wlan0 ${mbit(before.wlan0)}, wwan0 ${mbit(before.wwan0)}; wwan0 RTT ${q0.quality?.rttMs} ms`);
+      assert.ok(before.wwan0 > 1e6, `wwan0 carried only ${mbit(before.wwan0)} before the delay`);
+      assert.equal(q0.demotion, null);
+
+      const t0 = Date.now();
+      await topo.addDelay(100);
+      const demoted = await until(async () => {
+        const v = await wwan();
+        return v.demotion?.source === 'quality' ? v : undefined;
+      }, 8000, 'wwan0 demoted for its RTT', 100);
+      const demotedMs = Date.now() - t0;
+      t.diagnostic(`demoted ${demotedMs} ms after the delay began: ${demoted.value.demotion!.reason}`);
+      assert.ok(demotedMs <= 5000, `demoted only after ${demotedMs} ms`);
+      assert.equal(demoted.value.effective, 'backup');
+      assert.match(demoted.value.demotion!.reason, /^wwan0 demoted: RTT \d+ ms/);
+      const status = await runProcess(process.execPath, [BRAID_CLI, 'status', '--state-dir', files.state], { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 });
+      assert.match(status.stdout.toString(), /wwan0 .*policy use → backup \(wwan0 demoted: RTT \d+ ms/);
+      assert.match(status.stdout.toString(), /wlan0 .*\n\s+RTT [\d.]+ ms/);
+
+      await sleep(1000); // the MP_PRIO's way to the server, and the bytes already on the delayed path
+      const during = await rates(2000);
+      t.diagnostic(`demoted: wlan0 ${mbit(during.wlan0)}, wwan0 ${mbit(during.wwan0)}`);
+      assert.ok(during.wwan0 < 0.15 * before.wwan0, `wwan0 still received ${mbit(during.wwan0)} (before: ${mbit(before.wwan0)})`);
+      assert.ok(during.wlan0 > 2 * during.wwan0 && during.wlan0 > 0.25e6, 'the traffic did not move to wlan0');
+
+      const t1 = Date.now();
+      await topo.clearDelay();
+      const restored = await until(async () => ((await wwan()).demotion === null ? true : undefined), 16_000, 'wwan0 restored', 100);
+      const restoredMs = Date.now() - t1;
+      t.diagnostic(`restored ${restoredMs} ms after the delay went`);
+      assert.ok(restoredMs <= 15_000, `restored only after ${restoredMs} ms`);
+      await sleep(1500);
+      const afterwards = await rates(2000);
+      const q = await wwan();
+      t.diagnostic(`after: wlan0 ${mbit(afterwards.wlan0)}, wwan0 ${mbit(afterwards.wwan0)}; wwan0 RTT ${q.quality?.rttMs} ms, still ${q.demotion ? 'demoted' : 'restored'}`);
+      assert.equal(q.demotion, null, `demoted again: ${q.demotion?.reason}`);
+      assert.ok(afterwards.wwan0 > 0.3 * before.wwan0, `wwan0 carries only ${mbit(afterwards.wwan0)} after its restoration`);
+
+      const listed = await runProcess(process.execPath, [BRAID_CLI, 'paths', '--json', '--config', files.config, '--state-dir', files.state], { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 });
+      const json = JSON.parse(listed.stdout.toString()) as { interfaces: (InterfaceView & { quality: { rttMs: number | null } | null })[] };
+      const wl = json.interfaces.find((i) => i.name === 'wlan0')!;
+      t.diagnostic(`braid paths --json: wlan0 quality ${JSON.stringify(wl.quality)}`);
+      assert.ok(wl.quality && wl.quality.rttMs !== null && wl.quality.rttMs > 0, 'braid paths --json shows the RTT');
+    } finally {
+      await dl.stop(2000);
+      await topo.clearDelay().catch(() => {});
+    }
+  });
+});
