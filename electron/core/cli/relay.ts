@@ -101,7 +101,7 @@ export const relay: Command = {
     '--speed-test-budget MB  the per-client budget per 10 minutes (default 1024).',
   ],
   usage:
-    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial tcp|mptcp] [--name NAME] [--speed-test on|off] [--speed-test-budget MB] [--verbose]',
+    'braid relay [--listen HOST:PORT] [--public-host HOST] [--allow CIDR]... [--deny CIDR]... [--dir DIR] [--cert FILE --key FILE] [--secret-file FILE] [--metrics HOST:PORT|off] [--max-connections N] [--max-per-client N] [--handshake-timeout MS] [--request-timeout MS] [--idle-timeout MS] [--connect-timeout MS] [--dial mptcp|tcp] [--name NAME] [--speed-test on|off] [--speed-test-budget MB] [--verbose]',
   options: {
     listen: { type: 'string' },
     'public-host': { type: 'string' },
