@@ -5,22 +5,11 @@
  * one-way delay, not much more, and grow by exactly the added delay when the setting grows.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import { missingPrerequisite, startByteServer } from './helpers/multipath-harness';
 import { skipUnlessRoot } from './helpers/netns';
-import { requireFor } from './helpers/prerequisites';
+import { requireFor, missingPython } from './helpers/prerequisites';
 import { createDelayedRelayTopology, type DelayedRelayTopology } from './helpers/relay-topology';
-
-function missingPython(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    try {
-      fs.accessSync(`${dir}/python3`, fs.constants.X_OK);
-      return undefined;
-    } catch { /* next */ }
-  }
-  return 'needs python3 for the delay line';
-}
 
 const skip = requireFor('the delay line adds its delay (delay-line.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
 const PORT = 8080;

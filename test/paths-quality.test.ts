@@ -10,24 +10,13 @@
 // - `braid paths --json` and `braid status` show each path's RTT, and status the reason.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { skipUnlessRoot } from './helpers/netns';
 import { runProcess, startBraid, type BraidProxy } from './helpers/proc';
 import { BRAID_CLI, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
 import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
 import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
-import { requireFor } from './helpers/prerequisites';
+import { requireFor, missingPython } from './helpers/prerequisites';
 import type { InterfaceView, PathsView } from '../electron/core/contract';
-
-function missingPython(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    try {
-      fs.accessSync(`${dir}/python3`, fs.constants.X_OK);
-      return undefined;
-    } catch { /* next */ }
-  }
-  return 'needs python3 for the delay line';
-}
 
 const skip = requireFor('path quality end to end (paths-quality.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
 const PORT = 8080;

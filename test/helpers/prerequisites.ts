@@ -59,3 +59,14 @@ export function skipOrFail(t: TestContext, what: string, reason: string): void {
   if (REQUIRE_ALL) throw failure(what, reason);
   t.skip(reason);
 }
+
+/** Why the delay line (test/helpers/delay-line.py) cannot run here: no python3 on PATH; undefined when it can. */
+export function missingPython(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    try {
+      fs.accessSync(`${dir}/python3`, fs.constants.X_OK);
+      return undefined;
+    } catch { /* next */ }
+  }
+  return 'needs python3 for the delay line';
+}
