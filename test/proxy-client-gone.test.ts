@@ -185,13 +185,13 @@ describe('the kernel socket lookup', () => {
     assert.equal(procHexAddress('fe80::1:2'), '000080FE000000000000000002000100');
   });
 
-  for (const host of ['127.0.0.1', '::1']) {
-    test(`${host}: open, half-closed, closed and never-existed sockets`, async () => {
+  for (const [host, lookup] of [['127.0.0.1', 'diag'], ['::1', 'diag'], ['127.0.0.1', 'proc'], ['::1', 'proc']] as const) {
+    test(`${host}, by ${lookup === 'diag' ? 'sock_diag' : '/proc/net'}: open, half-closed, closed and never-existed sockets`, async () => {
       const accepted = new Set<net.Socket>();
       const server = net.createServer({ allowHalfOpen: true }, (s) => (accepted.add(s), s.on('error', () => {})));
       await new Promise<void>((r) => server.listen(0, host, () => r()));
       const port = (server.address() as net.AddressInfo).port;
-      const probe = new PeerSocketProbe({ batchMs: 1 });
+      const probe = new PeerSocketProbe({ batchMs: 1, lookup });
       const connect = (): Promise<net.Socket> => new Promise((r) => {
         const s = net.connect({ host, port, allowHalfOpen: true }, () => r(s));
         s.on('error', () => {});
@@ -209,6 +209,7 @@ describe('the kernel socket lookup', () => {
         assert.equal(await stateOf(ec), 'closed');
         assert.equal(await stateOf({ address: host, port: 1 }), 'closed', 'no such socket on a local address');
         assert.equal(await stateOf({ address: '192.0.2.1', port: 40000 }), 'unknown', 'a remote client cannot be looked up');
+        assert.equal(probe.method, lookup, 'answered the way asked (the addon did not fail)');
         a.destroy();
         b.destroy();
       } finally {

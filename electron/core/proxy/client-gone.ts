@@ -7,15 +7,17 @@
  * connection) sends that same FIN, and its connection then stayed tracked until the destination
  * spoke or the idle timeout (5 minutes) fired, or until a pending dial timed out.
  *
- * For a client on this host the kernel does know: a socket its program closed is orphaned, listed
- * in /proc/net/tcp (or tcp6) with inode 0 (FIN_WAIT2, or the timewait socket that stands in for
- * it), while a socket only shut down keeps its inode. So after a client's FIN, Braid looks its
- * socket up by the 4-tuple, and closes the connection when the client's socket is gone. Clients on
- * other hosts cannot be checked; their connections keep the half-close behaviour.
+ * For a client on this host the kernel does know: a socket its program closed is orphaned, with
+ * inode 0 (FIN_WAIT2, or the timewait socket that stands in for it), while a socket only shut down
+ * keeps its inode. So after a client's FIN, Braid looks its socket up by the 4-tuple (one exact
+ * sock_diag lookup through the addon; without the addon, /proc/net/tcp{,6}, which costs the kernel
+ * a walk of every socket of the host per read), and closes the connection when the client's socket
+ * is gone. Clients on other hosts cannot be checked; their connections keep the half-close behaviour.
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { tcpSocketOwner } from '../native/kernel-socket';
 
 export type PeerState = 'open' | 'closed' | 'unknown';
 
@@ -26,6 +28,8 @@ export interface Endpoint {
 
 interface Query {
   key: string;
+  client: Endpoint;
+  server: Endpoint;
   wanted: () => boolean;
   v6: boolean;
   address: string;
@@ -73,14 +77,23 @@ function isLocalAddress(address: string): boolean {
 }
 
 /**
- * Looks client sockets up in /proc/net/tcp{,6}. Lookups arriving within `batchMs` share one read of
- * the tables, so that many clients closing at once cost one pass, not one each.
+ * Looks client sockets up, by sock_diag or in /proc/net/tcp{,6}. Lookups arriving within `batchMs`
+ * are answered together: lookups no longer wanted by then cost nothing, and with /proc many
+ * clients closing at once cost one read of the tables, not one each.
  */
 export class PeerSocketProbe {
   private pending: Query[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** The addon could not answer once (missing, or no inet_diag): /proc from then on. */
+  private diagFailed = false;
 
-  constructor(private readonly opts: { procNet?: string; batchMs?: number } = {}) {}
+  /** `procNet`: read this directory's tcp tables instead (tests); `lookup: 'proc'` forces /proc/net. */
+  constructor(private readonly opts: { procNet?: string; batchMs?: number; lookup?: 'diag' | 'proc' } = {}) {}
+
+  /** How lookups are answered now. */
+  get method(): 'diag' | 'proc' {
+    return this.opts.procNet || this.opts.lookup === 'proc' || this.diagFailed ? 'proc' : 'diag';
+  }
 
   /**
    * The state of the socket at `client` connected to `server` (our end), as seen from this host.
@@ -90,7 +103,7 @@ export class PeerSocketProbe {
   state(client: Endpoint, server: Endpoint, wanted: () => boolean = () => true): Promise<PeerState> {
     return new Promise((resolve) => {
       const v6 = !net.isIPv4(unmap(client.address));
-      this.pending.push({ key: procKey(client, server), wanted, v6, address: client.address, resolve });
+      this.pending.push({ key: procKey(client, server), client, server, wanted, v6, address: client.address, resolve });
       this.timer ??= setTimeout(() => this.flush(), this.opts.batchMs ?? 250);
       this.timer.unref?.();
     });
@@ -102,6 +115,16 @@ export class PeerSocketProbe {
     for (const q of this.pending.splice(0)) {
       if (q.wanted()) batch.push(q);
       else q.resolve('unknown');
+    }
+    if (this.method === 'diag') {
+      const rest: Query[] = [];
+      for (const q of batch) {
+        const state = this.diag(q);
+        if (state) q.resolve(state);
+        else rest.push(q);
+      }
+      if (rest.length === 0) return;
+      batch.splice(0, batch.length, ...rest);
     }
     const dir = this.opts.procNet ?? '/proc/net';
     const keys = (v6: boolean): Set<string> | null => {
@@ -121,6 +144,22 @@ export class PeerSocketProbe {
       // No socket at all under a local address: it was closed and is gone (reset, or timed out).
       if (inode === undefined) q.resolve(isLocalAddress(q.address) ? 'closed' : 'unknown');
       else q.resolve(inode === '0' ? 'closed' : 'open');
+    }
+  }
+
+  /** One exact lookup; null when the addon cannot answer (the caller reads /proc instead). */
+  private diag(q: Query): PeerState | null {
+    const client = unmap(q.client.address);
+    const server = unmap(q.server.address);
+    if (net.isIPv4(client) !== net.isIPv4(server)) return 'unknown';
+    try {
+      const o = tcpSocketOwner({ address: client, port: q.client.port }, { address: server, port: q.server.port });
+      // No socket at all under a local address: it was closed and is gone (reset, or timed out).
+      if (o === null) return isLocalAddress(client) ? 'closed' : 'unknown';
+      return o.inode === 0 ? 'closed' : 'open';
+    } catch {
+      this.diagFailed = true;
+      return null;
     }
   }
 }
@@ -152,9 +191,9 @@ function readTable(file: string, wanted: Set<string>): Map<string, string> | nul
 const sharedProbe = new PeerSocketProbe();
 
 /**
- * When to look after a FIN. Not at once: the kernel walks its whole socket hash for a read of
- * /proc/net/tcp (10 to 30 ms here, whatever the number of sockets), and most connections end
- * within a second of a FIN anyway (the destination closes too), costing no read at all. Then
+ * When to look after a FIN. Not at once: most connections end within a second of a FIN anyway (the
+ * destination closes too), costing no lookup at all (and without the addon, a read of
+ * /proc/net/tcp makes the kernel walk its whole socket hash, 10 to 30 ms here). Then
  * again later, in case a client that only half-closed closes afterwards; capped, so that a live
  * half-closed one costs little.
  */
