@@ -9,7 +9,7 @@ import { BraidError, errorCode, errorMessage } from '../errors';
 import { loadNative } from '../proxy/native';
 import { certificatePin, type RelayLink } from '../relay/share-link';
 import { SPEED_TARGET_HOST, SPEED_TARGET_PORT } from '../relay/speed';
-import { connectRequest, HeadReader, statusOf, type Head } from '../relay/wire';
+import { requestConnect } from '../relay/wire';
 
 export interface Bind {
   device?: string;
@@ -80,41 +80,10 @@ export interface Answer {
 }
 
 /** Sends CONNECT to the speed-test target and reads the relay's answer head. */
-export function connectSpeedTarget(s: tls.TLSSocket, link: RelayLink, timeoutMs: number): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const reader = new HeadReader();
-    const done = (err: Error | null, a?: Answer): void => {
-      clearTimeout(timer);
-      s.off('data', onData);
-      s.off('close', onClose);
-      if (err) reject(err);
-      else resolve(a!);
-    };
-    const timer = setTimeout(() => done(new BraidError('ETIMEDOUT', `the relay did not answer within ${timeoutMs} ms`)), timeoutMs);
-    const onClose = (): void => done(new BraidError('ERELAYCLOSED', 'the relay closed the connection before answering'));
-    const onData = (chunk: Buffer): void => {
-      let head: Head | null;
-      try {
-        head = reader.push(chunk);
-      } catch (err) {
-        return done(new BraidError('EPROTO', `bad answer from the relay: ${errorMessage(err)}`));
-      }
-      if (!head) return;
-      s.pause();
-      let status: number;
-      try {
-        status = statusOf(head);
-      } catch (err) {
-        return done(err as Error);
-      }
-      const body = status === 200 ? '' : head.rest.toString('utf8').trim();
-      done(null, { status, code: head.headers.get('x-braid-error') ?? null, message: body || head.startLine.slice(13), rest: head.rest });
-    };
-    s.on('data', onData);
-    s.once('close', onClose);
-    s.write(connectRequest(SPEED_TARGET_HOST, SPEED_TARGET_PORT, link.secret));
-    s.resume();
-  });
+export async function connectSpeedTarget(s: tls.TLSSocket, link: RelayLink, timeoutMs: number): Promise<Answer> {
+  const { head, status } = await requestConnect(s, { host: SPEED_TARGET_HOST, port: SPEED_TARGET_PORT }, link.secret, { timeoutMs });
+  const body = status === 200 ? '' : head.rest.toString('utf8').trim();
+  return { status, code: head.headers.get('x-braid-error') ?? null, message: body || head.startLine.slice(13), rest: head.rest };
 }
 
 /** Reads one "\n"-terminated line, keeping what follows it; null when the peer closes first. */

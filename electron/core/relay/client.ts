@@ -18,7 +18,7 @@ import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
 import { fixReceiveBuffer } from './receive-buffer';
 import type { RelayLink } from './share-link';
-import { connectRequest, HeadReader, statusOf, type Head } from './wire';
+import { requestConnect, type Head } from './wire';
 
 export interface RelayClientOptions {
   link: RelayLink;
@@ -226,62 +226,29 @@ export class RelayDialer {
     return { socket, raw, fd, born: Date.now(), route: dialed.route };
   }
 
-  private request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
+  private async request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
     const { socket, raw, fd, route } = warm;
-    return new Promise((resolve, reject) => {
-      const reader = new HeadReader();
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        socket.off('data', onData);
-        socket.off('close', onClose);
-        target.signal?.removeEventListener('abort', onAbort);
-      };
-      const fail = (err: Error): void => {
-        cleanup();
-        socket.destroy();
-        reject(err);
-      };
-      const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', `relay did not answer within ${this.opts.connectMs} ms`)), this.opts.connectMs);
-      const onAbort = (): void => fail(new BraidError('EABORTED', 'dial aborted'));
-      const onClose = (): void => fail(new BraidError('ERELAYCLOSED', 'the relay closed the connection before answering'));
-      const onData = (chunk: Buffer): void => {
-        let head: Head | null;
-        try {
-          head = reader.push(chunk);
-        } catch (err) {
-          return fail(new BraidError('EPROTO', `bad answer from the relay: ${errorMessage(err)}`));
-        }
-        if (!head) return;
-        cleanup();
-        let status: number;
-        try {
-          status = statusOf(head);
-        } catch (err) {
-          return fail(err as Error);
-        }
-        if (status !== 200) {
-          const code = relayErrorCode(status, head.headers.get('x-braid-error'));
-          if (code === 'ERELAYAUTH') this.fail('the relay refused our secret (wrong or outdated link)');
-          socket.destroy();
-          if (code === 'EPOLICY') return reject(this.policyRefusal(target, head.headers.get('x-braid-reason')));
-          reject(new BraidError(code, `relay: ${head.startLine.slice(9)} for ${target.host}:${target.port} (${code})`));
-          return;
-        }
-        this.lastFailure = null;
-        // Handed over paused, as every Upstream's sockets are (DialResult in dialer.ts): bytes the
-        // destination sends before the consumer's listeners are in place wait instead of being lost.
-        socket.pause();
-        if (head.rest.length) socket.unshift(head.rest);
-        const remote = raw.remoteAddress ?? this.opts.link.host;
-        resolve({ socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route });
-      };
-      if (target.signal?.aborted) return onAbort();
-      target.signal?.addEventListener('abort', onAbort, { once: true });
-      socket.on('data', onData);
-      socket.once('close', onClose);
-      socket.write(connectRequest(target.host, target.port, this.opts.link.secret));
-      socket.resume();
-    });
+    let answer: { head: Head; status: number };
+    try {
+      answer = await requestConnect(socket as unknown as net.Socket, target, this.opts.link.secret, { timeoutMs: this.opts.connectMs, signal: target.signal });
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    const { head, status } = answer;
+    if (status !== 200) {
+      const code = relayErrorCode(status, head.headers.get('x-braid-error'));
+      if (code === 'ERELAYAUTH') this.fail('the relay refused our secret (wrong or outdated link)');
+      socket.destroy();
+      if (code === 'EPOLICY') throw this.policyRefusal(target, head.headers.get('x-braid-reason'));
+      throw new BraidError(code, `relay: ${head.startLine.slice(9)} for ${target.host}:${target.port} (${code})`);
+    }
+    this.lastFailure = null;
+    // Handed over paused, as every Upstream's sockets are (DialResult in dialer.ts): bytes the
+    // destination sends before the consumer's listeners are in place wait instead of being lost.
+    if (head.rest.length) socket.unshift(head.rest);
+    const remote = raw.remoteAddress ?? this.opts.link.host;
+    return { socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route };
   }
 
   /** The user sees the relay's reason in the reply and, once per destination, in the log. */

@@ -13,7 +13,7 @@
  * Bytes the client sends right after its request (before the 200) are forwarded once connected.
  */
 import net from 'node:net';
-import { BraidError } from '../errors';
+import { BraidError, errorMessage } from '../errors';
 
 export const RELAY_USER = 'braid';
 export const MAX_HEAD_BYTES = 8192;
@@ -103,4 +103,54 @@ export function statusOf(head: Head): number {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(head.startLine);
   if (!m) throw new BraidError('EPROTO', 'relay answered something that is not HTTP');
   return Number(m[1]);
+}
+
+/**
+ * Sends CONNECT for `target` and reads the relay's answer head: the one exchange both the proxy's
+ * relay dialer and `braid doctor` make. Resolves with the head and its status, the socket paused
+ * and this function's listeners gone (bytes after the head are in `head.rest`); rejects with
+ * ETIMEDOUT, EABORTED, ERELAYCLOSED or EPROTO. It never destroys the socket: the caller decides.
+ */
+export function requestConnect(
+  socket: net.Socket,
+  target: { host: string; port: number },
+  secret: string,
+  opts: { timeoutMs: number; signal?: AbortSignal },
+): Promise<{ head: Head; status: number }> {
+  return new Promise((resolve, reject) => {
+    const reader = new HeadReader();
+    const done = (err: Error | null, answer?: { head: Head; status: number }): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(answer!);
+    };
+    const timer = setTimeout(() => done(new BraidError('ETIMEDOUT', `the relay did not answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+    const onAbort = (): void => done(new BraidError('EABORTED', 'dial aborted'));
+    const onClose = (): void => done(new BraidError('ERELAYCLOSED', 'the relay closed the connection before answering'));
+    const onData = (chunk: Buffer): void => {
+      let head: Head | null;
+      try {
+        head = reader.push(chunk);
+      } catch (err) {
+        return done(new BraidError('EPROTO', `bad answer from the relay: ${errorMessage(err)}`));
+      }
+      if (!head) return;
+      // Bytes the destination sends next wait in the socket until the caller's listeners are in place.
+      socket.pause();
+      try {
+        done(null, { head, status: statusOf(head) });
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.write(connectRequest(target.host, target.port, secret));
+    socket.resume();
+  });
 }
