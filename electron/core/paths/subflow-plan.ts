@@ -16,7 +16,8 @@
  *
  * A path demoted for its quality (`slow`) loses its carrying extra subflows instead of having them
  * flagged backup, when another subflow carries the connection; a backup subflow is opened there
- * again afterwards (after the failure hold-off, see userspace-pm.ts). Why: MP_PRIO only steers the
+ * again at once (its close is no failure, see userspace-pm.ts). A first subflow on such a path is
+ * only flagged, as above. Why: MP_PRIO only steers the
  * data the peer schedules from then on. What its scheduler already put on the slow subflow (up to
  * the subflow's send buffer: about 1 MB of a 20 Mbit/s download was measured queued there) is still
  * sent there, now at the slow path's rate, and MPTCP delivers in order: the receiver's window fills
