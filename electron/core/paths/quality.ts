@@ -2,7 +2,9 @@
  * Path quality: RTT, RTT variation and retransmission rate per path, from the tcp_info of the
  * subflows the statistics engine reads, and the automatic demotion of a `use` path that degrades
  * (config `paths.quality`). A demoted path is treated as backup (PolicyBoard, source 'quality'):
- * its subflows are flagged backup, so the MPTCP schedulers on both ends stop sending on it.
+ * with Braid as the path manager its carrying subflows are closed and reopened as backup, so that the
+ * peer resends what it had queued on them over the other paths (why: subflow-plan.ts); with the
+ * kernel's, its endpoint is flagged backup (MP_PRIO), which steers only the data sent from then on.
  *
  * What is measured, per tick, over the subflows whose bytes moved in it (an idle subflow's RTT is
  * only its last estimate, so it says nothing about the path now):
@@ -35,6 +37,9 @@ export interface QualityConfig {
   /** retransmitted share of what this side sent that demotes (%) */
   retransPercent: number;
 }
+
+/** The PolicyBoard source of quality demotions (subflow-plan.ts closes such a path's subflows rather than only flagging them). */
+export const QUALITY_SOURCE = 'quality';
 
 export const defaultQualityConfig = (): QualityConfig => ({ enabled: true, rttMs: 150, retransPercent: 10 });
 
@@ -221,7 +226,7 @@ export class QualityJudge implements SubflowObserver {
           t.demotedAt = now;
           t.bad = 0;
           t.good = 0;
-          this.opts.board.demote('quality', p, { to: 'backup', reason: t.reason });
+          this.opts.board.demote(QUALITY_SOURCE, p, { to: 'backup', reason: t.reason });
           this.opts.log?.info(`paths: ${t.reason}; backup for at least ${Math.round(t.holdMs / 1000)} s`);
         }
       } else {
@@ -245,7 +250,7 @@ export class QualityJudge implements SubflowObserver {
     t.sampledAt = null;
     t.sent = [];
     t.retrans = [];
-    this.opts.board.demote('quality', p, null);
+    this.opts.board.demote(QUALITY_SOURCE, p, null);
     this.opts.log?.info(`paths: ${p} restored (${why})`);
   }
 

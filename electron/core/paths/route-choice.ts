@@ -20,6 +20,7 @@ import { snapshot, type InterfaceState } from './inventory';
 import type { PathPolicy, PathsConfig } from './policy';
 import { matchRule, ruleAllows } from './rules';
 import { tierOn, type ConnWish, type PathInfo } from './subflow-plan';
+import { QUALITY_SOURCE } from './quality';
 
 export interface FirstCandidate {
   iface: string;
@@ -104,12 +105,16 @@ export class RouteChooser {
 
   /** Every interface as the userspace path manager sees it: with its effective policy. */
   paths(): PathInfo[] {
-    return this.state().ifaces.map((i) => ({
-      name: i.name, ifindex: i.ifindex, kind: i.kind, up: i.up,
-      addresses: i.addresses.map((a) => ({ address: a.address, family: a.family })),
-      policy: this.opts.board.policyOf(i).policy,
-      managed: this.opts.board.policyOf(i).managed,
-    }));
+    return this.state().ifaces.map((i) => {
+      const p = this.opts.board.policyOf(i);
+      return {
+        name: i.name, ifindex: i.ifindex, kind: i.kind, up: i.up,
+        addresses: i.addresses.map((a) => ({ address: a.address, family: a.family })),
+        policy: p.policy,
+        managed: p.managed,
+        slow: p.demotion?.source === QUALITY_SOURCE,
+      };
+    });
   }
 
   /**

@@ -13,6 +13,18 @@
  * - `off`, or not allowed by the connection's rule: nothing; an existing subflow is destroyed.
  * The first subflow cannot be moved: if its path is not `use` for this connection it is flagged
  * backup (MP_PRIO) as soon as another subflow can carry the data.
+ *
+ * A path demoted for its quality (`slow`) loses its carrying extra subflows instead of having them
+ * flagged backup, when another subflow carries the connection; a backup subflow is opened there
+ * again at once (its close is no failure, see userspace-pm.ts). A first subflow on such a path is
+ * only flagged, as above. Why: MP_PRIO only steers the
+ * data the peer schedules from then on. What its scheduler already put on the slow subflow (up to
+ * the subflow's send buffer: about 1 MB of a 20 Mbit/s download was measured queued there) is still
+ * sent there, now at the slow path's rate, and MPTCP delivers in order: the receiver's window fills
+ * with the fast path's data waiting for it, and the fast path stalls too, for seconds. The kernel
+ * reinjects a subflow's unacknowledged data on the others only when that subflow closes
+ * (__mptcp_close_ssk -> __mptcp_retransmit_pending_data) or its MPTCP retransmit timer expires,
+ * which every slow acknowledgement on the slow path re-arms.
  */
 import type { InterfaceKind } from './kinds';
 import { lowerPolicy, type PathPolicy } from './policy';
@@ -27,6 +39,8 @@ export interface PathInfo {
   policy: PathPolicy;
   /** false: not a path Braid steers (an unconfigured tunnel or bridge); its first subflows are left alone */
   managed: boolean;
+  /** demoted for its quality (RTT, loss): data queued on its subflows must move, not just new data */
+  slow?: boolean;
 }
 
 export type SecondaryState = 'idle' | 'active' | 'standby';
@@ -124,10 +138,13 @@ export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWis
   const willCarry = new Set<string>();
 
   // Existing extra subflows: keep, reflag or destroy.
+  const carries = (s: SubflowState): boolean => (s.initial && unsteered(s.iface)) || want(tier(s.iface), true) === 'carry';
   for (const s of extras) {
     const w = want(tier(s.iface), true);
     if (w === 'none') actions.push({ op: 'destroy', subflow: s, why: `${s.iface ?? s.localAddress} is ${describeTier(tier(s.iface), secondaryMode)} on this connection` });
-    else {
+    else if (w === 'backup' && !s.backup && s.iface && byName.get(s.iface)?.slow && conn.subflows.some((o) => o !== s && carries(o))) {
+      actions.push({ op: 'destroy', subflow: s, why: `${s.iface} was demoted for its quality: closed, so that the peer sends what it had queued on it again over the other paths (reopened as backup)` });
+    } else {
       if (w === 'carry') willCarry.add(s.iface ?? s.localAddress);
       if (s.backup !== (w === 'backup')) actions.push({ op: 'priority', subflow: s, backup: w === 'backup', why: w === 'backup' ? `${s.iface} only as backup now` : `${s.iface} carries again` });
     }

@@ -34,6 +34,8 @@ interface Conn extends ConnState {
   pending: Map<string, { at: number; backup: boolean }>;
   /** iface|remote -> failures in a row and when the last one was */
   failures: Map<string, { count: number; at: number }>;
+  /** localAddress|localPort of subflows Braid destroyed: their sub_closed is no failure */
+  destroyed: Set<string>;
   unmanageable: string | null;
   retries: number;
 }
@@ -205,7 +207,9 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
         const iface = ev.ifname ?? this.ifaceOf(ev.saddr);
         const was = c.subflows.find((x) => x.localAddress === ev.saddr && x.localPort === ev.sport && x.remoteAddress === ev.daddr);
         c.subflows = c.subflows.filter((x) => x !== was);
-        if (iface) {
+        // Closed by Braid on purpose (its path closed for this connection, or reopened as backup): no hold-off.
+        const ours = c.destroyed.delete(`${ev.saddr}|${ev.sport}`);
+        if (iface && !ours) {
           // Not reopened at once, whatever closed it: a subflow that never came up, a path that
           // went away, or a connection that is closing (its own 'closed' event follows).
           const key = subflowKey(iface, ev.daddr);
@@ -253,7 +257,7 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
     }
     const c: Conn = {
       token, family, localAddress: saddr, localPort: sport, remoteAddress: daddr, remotePort: dport, serverSide,
-      established: false, wish: null, foreignTimer: null, pending: new Map(), failures: new Map(), unmanageable: null, retries: 0,
+      established: false, wish: null, foreignTimer: null, pending: new Map(), failures: new Map(), destroyed: new Set(), unmanageable: null, retries: 0,
       subflows: [{ localAddress: saddr, localPort: sport, remoteAddress: daddr, remotePort: dport, iface: this.ifaceOf(saddr), backup: false, initial: true }],
       announced: [],
     };
@@ -336,6 +340,7 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
       const s = a.subflow;
       api.destroy({ token: c.token, localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort });
       c.subflows = c.subflows.filter((x) => x !== s);
+      if (c.destroyed.size < 64) c.destroyed.add(`${s.localAddress}|${s.localPort}`);
     } else {
       const s = a.subflow;
       api.priority({ token: c.token, localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort, backup: a.backup });
