@@ -19,10 +19,17 @@
  * to date as connections are read. An idle connection costs nothing per tick.
  */
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import type { PathSample, StatsTick, SubflowView } from '../contract';
 import type { MptcpInfo, SubflowInfo } from '../native/mptcp';
 import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '../proxy/tracker';
+import { closedResidual, newState, NO_SUBFLOWS, pathKey, vanishedSubflows, type ConnState, type SubflowMark } from './connection-state';
+import { ProgramTotals, type ProgramPathTotals } from './programs';
+import { addTo as add, splitByWeight } from './shares';
+import { systemMptcpSockets } from './system';
+
+export type { ProgramPathTotals } from './programs';
+export { splitByWeight } from './shares';
+export { pathKey } from './connection-state';
 
 export interface StatsOptions {
   intervalMs?: number;      // default 500
@@ -51,43 +58,6 @@ export interface SubflowObserver {
   tick(now: number, seconds: number): void;
 }
 
-/** Bytes a program's connections moved on one path since start (proxy-counted, split by subflow). */
-export interface ProgramPathTotals {
-  program: string;
-  path: string;
-  up: number;
-  down: number;
-}
-
-/** Programs kept apart in the per-program totals; beyond this the rest are summed as one. */
-const MAX_PROGRAMS = 256;
-const OTHER_PROGRAMS = '(others)';
-const NO_PROGRAM = '(unknown)';
-
-interface SubflowMark {
-  sent: number;
-  received: number;
-  path: string;
-  dSent: number;          // how far the counters moved at that read (a closing connection's last bytes go where its last ones went)
-  dReceived: number;
-}
-
-interface ConnState {
-  lastUp: number;                       // proxy-counted bytes when last visited
-  lastDown: number;
-  quiet: number;                        // consecutive visits in which they did not move
-  counted: boolean;                     // `latest` is in the per-path subflow and RTT sums
-  subflows: Map<string, SubflowMark> | null;   // subflow key -> its counters at the last read
-  shareUp: Map<string, number> | null;         // path -> bytes attributed up so far (for residual splits)
-  shareDown: Map<string, number> | null;
-  latest: SubflowView[];
-  wireUp: number;                       // bytes_acked deltas of its subflows, summed over reads
-  wireDown: number;                     // bytes_received deltas
-  connAcked: number;                    // the MPTCP connection's own bytes_acked / bytes_received at the last read (-1: unknown)
-  connReceived: number;
-  program: string;
-}
-
 /** Ticks without new bytes after which a connection counts as idle (2 s at 500 ms). */
 const QUIET_TICKS = 4;
 /**
@@ -96,7 +66,6 @@ const QUIET_TICKS = 4;
  * endpoint added, a subflow reset), which the dashboard then shows up to this late.
  */
 const IDLE_REFRESH_TICKS = 60;
-const NO_SUBFLOWS: SubflowView[] = [];
 
 interface PathTotals {
   up: number;
@@ -107,7 +76,6 @@ export interface StatsEvents {
   tick: [StatsTick];
 }
 
-const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS, wireUp: 0, wireDown: 0, connAcked: -1, connReceived: -1, program: NO_PROGRAM });
 
 /** Live subflows and the sum of their RTTs on one path, kept up to date as connections are read. */
 interface PathAgg {
@@ -117,28 +85,6 @@ interface PathAgg {
 }
 
 const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
-export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
-
-function add(map: Map<string, number>, key: string, n: number): void {
-  if (n > 0) map.set(key, (map.get(key) ?? 0) + n);
-}
-
-/** Splits `amount` over keys in proportion to `weights` (integers, the remainder to the largest). */
-export function splitByWeight(amount: number, weights: Map<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
-  const total = [...weights.values()].reduce((a, b) => a + b, 0);
-  if (amount <= 0 || total <= 0) return out;
-  let given = 0;
-  let largest: string | null = null;
-  for (const [k, w] of weights) {
-    const part = Math.floor((amount * w) / total);
-    out.set(k, part);
-    given += part;
-    if (largest === null || w > weights.get(largest)!) largest = k;
-  }
-  if (largest !== null) out.set(largest, out.get(largest)! + amount - given);
-  return out;
-}
 
 export class StatsEngine extends EventEmitter<StatsEvents> {
   readonly intervalMs: number;
@@ -174,8 +120,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    */
   lastSampleMs = 0;
   private readonly observers: SubflowObserver[] = [];
-  /** program -> path -> bytes */
-  private readonly programs = new Map<string, Map<string, PathTotals>>();
+  private readonly programs = new ProgramTotals();
 
   constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
     super();
@@ -205,9 +150,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
 
   /** Bytes per program per path since start, biggest first. */
   byProgram(): ProgramPathTotals[] {
-    const out: ProgramPathTotals[] = [];
-    for (const [program, m] of this.programs) for (const [path, t] of m) out.push({ program, path, up: t.up, down: t.down });
-    return out.sort((a, b) => b.up + b.down - (a.up + a.down));
+    return this.programs.list();
   }
 
   /** The ticks of the last `seconds` (all kept history by default), oldest first. */
@@ -287,7 +230,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     for (const { snapshot, state } of this.pendingClosed.splice(0)) {
       if (snapshot.program) state.program = snapshot.program.name;
       this.attribute(state, snapshot.bytesUp - state.lastUp, snapshot.bytesDown - state.lastDown, null, null, up, down);
-      if (this.observers.length) this.residual(state, snapshot);
+      if (this.observers.length) closedResidual(state, snapshot, this.observers);
     }
     for (const o of this.observers) o.tick(now, seconds);
 
@@ -367,7 +310,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
           for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
         }
       }
-      if (conn) this.vanished(state, seen, conn, weightsUp, weightsDown);
+      if (conn) vanishedSubflows(state, seen, conn, weightsUp, weightsDown, this.observers);
       state.subflows = seen;
       this.account(state, false);
       state.latest = subflows.map((s) => ({
@@ -425,7 +368,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       for (const [k, n] of splitByWeight(dUp, pick(weightsUp, share))) {
         add(up, k, n);
         add(share, k, n);
-        this.addProgram(state.program, k, n, 0);
+        this.programs.add(state.program, k, n, 0);
       }
     }
     if (dDown > 0) {
@@ -433,90 +376,8 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       for (const [k, n] of splitByWeight(dDown, pick(weightsDown, share))) {
         add(down, k, n);
         add(share, k, n);
-        this.addProgram(state.program, k, 0, n);
+        this.programs.add(state.program, k, 0, n);
       }
     }
-  }
-
-  private addProgram(program: string, path: string, up: number, down: number): void {
-    let m = this.programs.get(program);
-    if (!m) {
-      if (this.programs.size >= MAX_PROGRAMS) return this.addProgram(OTHER_PROGRAMS, path, up, down);
-      this.programs.set(program, (m = new Map()));
-    }
-    const t = m.get(path);
-    if (t) {
-      t.up += up;
-      t.down += down;
-    } else m.set(path, { up, down });
-  }
-
-  /**
-   * A subflow that closed since the last read (its path demoted or gone, a reset) took the bytes it
-   * moved after that read with it. The MPTCP connection's own counters still have them: what they
-   * moved beyond the remaining subflows' counters was carried by the subflows that went.
-   */
-  private vanished(state: ConnState, seen: Map<string, SubflowMark>, conn: MptcpInfo, weightsUp: Map<string, number>, weightsDown: Map<string, number>): void {
-    const known = state.connAcked >= 0;
-    const dAcked = conn.bytesAcked - state.connAcked;
-    const dReceived = conn.bytesReceived - state.connReceived;
-    state.connAcked = conn.bytesAcked;
-    state.connReceived = conn.bytesReceived;
-    if (!known || this.observers.length === 0 || !state.subflows) return;
-    const gone: string[] = [];
-    for (const [k, m] of state.subflows) if (!seen.has(k)) gone.push(m.path);
-    if (gone.length === 0) return;
-    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
-    const gapUp = Math.max(0, dAcked - sum(weightsUp));
-    const gapDown = Math.max(0, dReceived - sum(weightsDown));
-    if (gapUp === 0 && gapDown === 0) return;
-    const weights = new Map(gone.map((p) => [p, 1]));
-    const ups = splitByWeight(gapUp, weights);
-    const downs = splitByWeight(gapDown, weights);
-    state.wireUp += gapUp;
-    state.wireDown += gapDown;
-    for (const p of weights.keys()) for (const o of this.observers) o.residual(p, ups.get(p) ?? 0, downs.get(p) ?? 0);
-  }
-
-  /**
-   * A closed connection's bytes that its subflows never showed: what the proxy counted beyond the
-   * subflows' own counters, for the observers (a download's last bytes after the last read).
-   */
-  private residual(state: ConnState, snap: ConnectionSnapshot): void {
-    // An MPTCP connection's own counters at the last read are the reference: its subflows' sum
-    // also holds data sent twice (reinjected on another subflow), which would hide the last bytes.
-    const restUp = Math.max(0, snap.bytesUp - (state.connAcked >= 0 ? state.connAcked : state.wireUp));
-    const restDown = Math.max(0, snap.bytesDown - (state.connReceived >= 0 ? state.connReceived : state.wireDown));
-    if (restUp === 0 && restDown === 0) return;
-    const fallback = new Map([[state.latest[0] ? pathKey(state.latest[0]) : 'unknown', 1]]);
-    // Split like the last read's movement (a path demoted meanwhile carried none of it), else like all of it.
-    const lastUp = new Map<string, number>();
-    const lastDown = new Map<string, number>();
-    for (const m of state.subflows?.values() ?? []) {
-      add(lastUp, m.path, m.dSent);
-      add(lastDown, m.path, m.dReceived);
-    }
-    const ups = splitByWeight(restUp, lastUp.size ? lastUp : state.shareUp?.size ? state.shareUp : fallback);
-    const downs = splitByWeight(restDown, lastDown.size ? lastDown : state.shareDown?.size ? state.shareDown : fallback);
-    for (const k of new Set([...ups.keys(), ...downs.keys()])) for (const o of this.observers) o.residual(k, ups.get(k) ?? 0, downs.get(k) ?? 0);
-  }
-}
-
-/** MPTCP sockets in use in this network namespace (all of them, not only Braid's). */
-export function systemMptcpSockets(): number | null {
-  try {
-    const text = fs.readFileSync('/proc/net/protocols', 'utf8');
-    let n = 0;
-    let found = false;
-    for (const line of text.split('\n')) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[0] === 'MPTCP' || cols[0] === 'MPTCPv6') {
-        n += Number(cols[2]) || 0;
-        found = true;
-      }
-    }
-    return found ? n : null;
-  } catch {
-    return null;
   }
 }
