@@ -7,7 +7,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { loadNative } from '../proxy/native';
-import { certificatePin, type RelayLink } from '../relay/share-link';
+import type { RelayLink } from '../relay/share-link';
+export { tlsToRelay, type RelayTls } from '../relay/tls-client';
 import { SPEED_TARGET_HOST, SPEED_TARGET_PORT } from '../relay/speed';
 import { requestConnect } from '../relay/wire';
 
@@ -39,38 +40,6 @@ export async function connectRaw(address: string, port: number, opts: { bind?: B
   return { socket, fd, ms };
 }
 
-export interface RelayTls {
-  socket: tls.TLSSocket;
-  pin: string;
-  pinOk: boolean;
-}
-
-/** TLS 1.3 over `raw`, and the certificate's pin (checked, not trusted: a mismatch is reported). */
-export function tlsToRelay(raw: net.Socket, link: RelayLink, timeoutMs: number): Promise<RelayTls> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      socket: raw,
-      servername: net.isIP(link.host) ? undefined : link.host,
-      minVersion: 'TLSv1.3',
-      rejectUnauthorized: false,
-    });
-    const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', `no TLS handshake within ${timeoutMs} ms`)), timeoutMs);
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    socket.once('error', (err) => fail(new BraidError('ERELAYTLS', `TLS with the relay failed: ${errorMessage(err)}`)));
-    socket.once('secureConnect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      socket.on('error', () => {});
-      const der = socket.getPeerCertificate(false)?.raw;
-      const pin = der ? certificatePin(der) : '';
-      resolve({ socket, pin, pinOk: pin === link.pin });
-    });
-  });
-}
 
 export interface Answer {
   status: number;

@@ -7,7 +7,6 @@
  * only costs the CONNECT round trip. A pooled connection that died meanwhile (relay restarted) is
  * noticed on use and replaced once, so new connections recover without restarting the client.
  */
-import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorCode, errorMessage } from '../errors';
@@ -17,6 +16,7 @@ import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
 import { fixReceiveBuffer } from './receive-buffer';
+import { tlsToRelay } from './tls-client';
 import type { RelayLink } from './share-link';
 import { requestConnect, type Head } from './wire';
 
@@ -193,36 +193,12 @@ export class RelayDialer {
     raw.setNoDelay(true);
     const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd ?? null;
     fixReceiveBuffer(fd);
-    const socket = tls.connect({
-      socket: raw,
-      servername: net.isIP(link.host) ? undefined : link.host,
-      minVersion: 'TLSv1.3',
-      // Trust comes from the pin, not from a CA: the relay's certificate is self-signed.
-      rejectUnauthorized: false,
-    });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', 'TLS handshake with the relay timed out')), this.opts.connectMs);
-      const fail = (err: Error): void => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(err);
-      };
-      socket.once('error', (err) => fail(new BraidError('ERELAYTLS', `TLS with the relay failed: ${errorMessage(err)}`)));
-      socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        const der = socket.getPeerCertificate(false)?.raw;
-        const pin = der ? crypto.createHash('sha256').update(der).digest('base64url') : '';
-        if (pin !== link.pin) {
-          this.fail(`relay certificate pin mismatch: expected ${link.pin}, got ${pin || 'none'}`);
-          socket.destroy();
-          reject(new BraidError('ERELAYPIN', `the relay's certificate does not match the link's pin (expected ${link.pin}, got ${pin || 'none'})`));
-          return;
-        }
-        socket.removeAllListeners('error');
-        socket.on('error', () => {});
-        resolve();
-      });
-    });
+    const { socket, pin, pinOk } = await tlsToRelay(raw, link, this.opts.connectMs);
+    if (!pinOk) {
+      this.fail(`relay certificate pin mismatch: expected ${link.pin}, got ${pin || 'none'}`);
+      socket.destroy();
+      throw new BraidError('ERELAYPIN', `the relay's certificate does not match the link's pin (expected ${link.pin}, got ${pin || 'none'})`);
+    }
     return { socket, raw, fd, born: Date.now(), route: dialed.route };
   }
 
