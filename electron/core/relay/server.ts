@@ -64,7 +64,8 @@ export interface RelayServerOptions {
  * fallen-back MPTCP socket towards a TCP destination also made the kernel prune and drop
  * (TcpExtPruneCalled, TCPRcvQDrop). The earlier reason to keep MPTCP (warm time to first byte
  * +0.9 to +2.1 RTT with TCP, unpaired runs) did not hold when measured paired: +0.18 to +0.24 RTT
- * with TCP against +0.19 to +0.20 with MPTCP (test/relay-mptcp-destination.test.ts, README).
+ * with TCP against +0.19 to +0.20 with MPTCP, and +0.21 to +0.37 in bench runs (README, "A relay").
+ * Tested in test/relay-mptcp-destination.test.ts.
  */
 export const RELAY_DEFAULT_DIAL = 'tcp' as const;
 
