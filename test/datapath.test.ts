@@ -1,6 +1,6 @@
-// `braid relay --dial tcp` dials destinations over plain TCP (an MPTCP socket towards a destination
-// stalls on the kernel's MPTCP receive path whenever the relay's reads pause; RELAY_DEFAULT_DIAL).
-// Checked by what an MPTCP-speaking destination sees: plain TCP with 'tcp', MPTCP by default.
+// `braid relay` dials destinations over plain TCP by default (an MPTCP socket towards a destination
+// stalls on the kernel's MPTCP receive path whenever the relay's reads pause; RELAY_DEFAULT_DIAL),
+// `--dial mptcp` over MPTCP. Checked by what an MPTCP-speaking destination sees.
 //
 // The data path between braid up and braid relay: both ends of the MPTCP connection get a fixed
 // receive buffer (relay/receive-buffer.ts), because the kernel's MPTCP receive autotuning left
@@ -137,15 +137,15 @@ describe('relay dial towards destinations', { skip }, () => {
     }
   }
 
-  test("with dial 'tcp' the relay dials plain TCP, even to a destination that speaks MPTCP", async () => {
-    const r = await destinationView('tcp');
+  test('by default the relay dials plain TCP, even to a destination that speaks MPTCP', async () => {
+    const r = await destinationView(undefined);
     assert.ok(r.info, r.infoError ?? 'no info');
     // An MPTCP listener hands a plain TCP client a plain TCP socket (or one that fell back).
     assert.ok(!r.info!.mptcp || r.info!.fallback, `the destination saw MPTCP: ${JSON.stringify({ mptcp: r.info!.mptcp, fallback: r.info!.fallback })}`);
   });
 
-  test('by default the relay speaks MPTCP to it (the test can tell the two apart)', async () => {
-    const r = await destinationView(undefined);
+  test("with dial 'mptcp' the relay speaks MPTCP to it (the test can tell the two apart)", async () => {
+    const r = await destinationView('mptcp');
     assert.ok(r.info, r.infoError ?? 'no info');
     assert.ok(r.info!.mptcp && !r.info!.fallback, 'the destination saw MPTCP');
   });

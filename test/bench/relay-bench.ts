@@ -29,9 +29,9 @@ const UNSHAPED_REPS = 3;
 const TTFB_ROUNDS = 15;
 const DELAYED_RTT_MS = 20;
 const DEST_PORT = 8080;
-// The unshaped comparison uses a plain TCP destination, like almost every server on the internet
-// (the relay still dials MPTCP and falls back). A destination that speaks MPTCP is measured once
-// more, smaller and bounded, because the relay's MPTCP download from it is much slower here.
+// The unshaped comparison uses a plain TCP destination, like almost every server on the internet.
+// A destination that speaks MPTCP is measured beside it in pairs of smaller, bounded downloads (with
+// `--dial mptcp` the relay's download from it stalls; see RELAY_DEFAULT_DIAL).
 const DEST_TCP_PORT = 8082;
 const MPTCP_DEST_BYTES = 200 * 1000 * 1000;
 const LOCAL_PORT = 8081;     // byte server in the relay namespace: the "direct" references
@@ -140,8 +140,8 @@ export interface RelayBenchResult {
     samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number }>;
     medianGbit: { braid: number; ss: number; direct: number };
     medianCpuSecondsPerGB: { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number };
-    /** braid to an MPTCP-speaking destination: Gbit/s, or null when it timed out. */
-    mptcpDestinationGbit: number | null;
+    /** braid to an MPTCP-speaking destination beside a TCP one, per repetition: Gbit/s, null when it timed out. */
+    mptcpDestination: Array<{ mptcpGbit: number | null; tcpGbit: number | null }>;
   };
   ttfb: TtfbResult;
   /** the same probes with a real round-trip time between client and relay (delay line) */
@@ -301,14 +301,27 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
       log(`  relay unshaped rep ${rep}: braid ${sample.braidGbit.toFixed(2)} Gbit/s (client ${sample.braidClientCpu.toFixed(2)}, relay ${sample.braidRelayCpu.toFixed(2)} CPU s/GB), ` +
         `ss ${sample.ssGbit.toFixed(2)} Gbit/s (local ${sample.ssLocalCpu.toFixed(2)}, server ${sample.ssServerCpu.toFixed(2)} CPU s/GB), direct ${sample.directGbit.toFixed(2)} Gbit/s`);
     }
-    const mptcpUrl = `http://${topo.destAddress(4)}:${DEST_PORT}/bytes/${MPTCP_DEST_BYTES}`;
-    try {
-      const r = await curlDownload(topo.client, mptcpUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
-      expectBytes(r.bytes, MPTCP_DEST_BYTES, 'braid relay to an MPTCP destination (unshaped)');
-      out.unshaped.mptcpDestinationGbit = r.mbit / 1000;
-      log(`  relay unshaped, MPTCP-speaking destination: braid ${(r.mbit / 1000).toFixed(2)} Gbit/s (${MPTCP_DEST_BYTES / 1e6} MB)`);
-    } catch (err) {
-      log(`  relay unshaped, MPTCP-speaking destination: did not finish ${MPTCP_DEST_BYTES / 1e6} MB within ${UNSHAPED_MAX_SECONDS} s (${(err as Error).message.split('\n').pop()})`);
+    // The MPTCP-speaking destination beside the TCP one, same size, back to back, once per repetition
+    // (order alternating), so that each ratio pairs two downloads made under the same load.
+    const pairUrl = (port: number): string => `http://${topo.destAddress(4)}:${port}/bytes/${MPTCP_DEST_BYTES}`;
+    const once = async (port: number, what: string): Promise<number | null> => {
+      try {
+        const r = await curlDownload(topo.client, pairUrl(port), { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+        expectBytes(r.bytes, MPTCP_DEST_BYTES, what);
+        return r.mbit / 1000;
+      } catch (err) {
+        log(`  ${what}: did not finish ${MPTCP_DEST_BYTES / 1e6} MB within ${UNSHAPED_MAX_SECONDS} s (${(err as Error).message.split('\n').pop()})`);
+        return null;
+      }
+    };
+    for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
+      const mptcpFirst = rep % 2 === 1;
+      const a = await once(mptcpFirst ? DEST_PORT : DEST_TCP_PORT, mptcpFirst ? 'MPTCP destination' : 'TCP destination');
+      const b = await once(mptcpFirst ? DEST_TCP_PORT : DEST_PORT, mptcpFirst ? 'TCP destination' : 'MPTCP destination');
+      const pair = { mptcpGbit: mptcpFirst ? a : b, tcpGbit: mptcpFirst ? b : a };
+      out.unshaped.mptcpDestination.push(pair);
+      const f = (x: number | null): string => (x === null ? 'did not finish' : `${x.toFixed(2)} Gbit/s`);
+      log(`  relay unshaped pair ${rep}: MPTCP-speaking destination ${f(pair.mptcpGbit)}, TCP destination ${f(pair.tcpGbit)} (${MPTCP_DEST_BYTES / 1e6} MB each)`);
     }
   } finally {
     await stopChains(c);
@@ -323,7 +336,7 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
 export async function relayBench(log: (s: string) => void): Promise<RelayBenchResult> {
   const out: RelayBenchResult = {
     shaped: { samplesMbit: { braidRelay: [], braidRelayMptcpDest: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidMptcpDestOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
-    unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN }, mptcpDestinationGbit: null },
+    unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN }, mptcpDestination: [] },
     ttfb: emptyTtfb(),
     ttfbDelayed: { ...emptyTtfb(), rttMs: NaN, nominalRttMs: DELAYED_RTT_MS, extraRoundTrips: {} },
     ssCipher: SS_CIPHER,

@@ -1,8 +1,8 @@
 /**
  * `braid relay`: the far end of the MPTCP connection. Clients reach it over MPTCP (every link they
  * have) + TLS 1.3, authenticate with the shared secret inside an HTTP CONNECT, and the relay dials
- * the destination (MPTCP where the destination speaks it, TCP otherwise; `--dial tcp`: always TCP,
- * see RELAY_DEFAULT_DIAL) and moves the bytes.
+ * the destination (plain TCP by default, see RELAY_DEFAULT_DIAL; `--dial mptcp`: MPTCP where the
+ * destination speaks it) and moves the bytes.
  *
  * It is never an open proxy: no valid secret, no service; private destinations are refused unless
  * allowed; connections are limited per client address and in total; slow handshakes are cut.
@@ -50,21 +50,24 @@ export interface RelayServerOptions {
 }
 
 /**
- * Destinations are dialled over MPTCP (falling back to TCP) unless the operator says `--dial tcp`.
- * Measured (bench, unshaped): a download from a destination that speaks MPTCP ran at 0.2–0.6x the
- * same from a TCP destination when dialled over MPTCP, and at 0.94x or better over TCP; even a TCP
- * destination reached through an MPTCP socket that fell back made the kernel prune and drop
- * (TcpExtPruneCalled, TCPRcvQDrop). Why: the relay's reads of that socket pause whenever the client
- * side is slower. Its MPTCP receive queue then fills, and the kernel keeps the subflow's further
- * segments out of it (__mptcp_move_skbs_from_subflow() moves them only while sk_rmem_alloc <
- * sk_rcvbuf), so they are TCP-acked but not DATA_ACKed (msk->ack_seq advances only in
- * __mptcp_move_skb()): the sender's MPTCP retransmission timer fires (MPTcpExtMPTCPRetrans at the
- * sender, DuplicateData here) and it waits an RTO each time. Plain TCP has no second level of
- * acknowledgement to stall on. TCP is not the default yet: with it the warm-pool time to first byte
- * measured +0.9 to +2.1 RTT over direct, against +0.25 to +0.88 with MPTCP (4 runs each, bench's
- * delay line), and why was not found.
+ * Destinations are dialled over plain TCP unless the operator says `--dial mptcp`. An MPTCP socket
+ * towards a destination that speaks MPTCP stalls on this kernel (6.18) whenever the relay's reads
+ * of it pause, which they do whenever the client side (TLS to braid up) is slower: while the
+ * window closes, the destination's TCP probes with one-MSS slices of a DSS mapping; the rest of
+ * that mapping, sent once the window reopens, is TCP-acked but never reaches the MPTCP level (the
+ * DATA_ACK stays at the end of the slices, everything behind it waits in the subflow), until the
+ * destination's MPTCP retransmission timer fires (200 ms; MPTcpExtMPTCPRetrans there,
+ * DuplicateData here). Seen in packet captures on the relay's destination link; a Python reader
+ * pausing 20 ms every 4 MB gets the same, whatever SO_RCVBUF (1 to 32 MiB), and MPTCP sockets take
+ * neither TCP_QUICKACK nor TCP_WINDOW_CLAMP, so userspace cannot make the kernel send the missing
+ * DATA_ACK. The relay's leg to a destination is one path, so MPTCP gains nothing there; and a
+ * fallen-back MPTCP socket towards a TCP destination also made the kernel prune and drop
+ * (TcpExtPruneCalled, TCPRcvQDrop). The earlier reason to keep MPTCP (warm time to first byte
+ * +0.9 to +2.1 RTT with TCP, unpaired runs) did not hold when measured paired: +0.18 to +0.24 RTT
+ * with TCP against +0.19 to +0.20 with MPTCP, and +0.21 to +0.37 in bench runs (README, "A relay").
+ * Tested in test/relay-mptcp-destination.test.ts.
  */
-export const RELAY_DEFAULT_DIAL = 'mptcp' as const;
+export const RELAY_DEFAULT_DIAL = 'tcp' as const;
 
 const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
 
