@@ -229,6 +229,36 @@ describe('pump backpressure', () => {
   });
 });
 
+describe('pump backpressure per direction', () => {
+  test('maxQueuedUp bounds what is held towards the destination on its own (the relay holds more there)', async () => {
+    const maxQueued = 64 * 1024;
+    const maxQueuedUp = 1024 * 1024;
+    const [app, proxyIn] = await socketPair();
+    const [proxyOut, sink] = await socketPair();
+    sink.pause();
+    const done = pump(proxyIn, proxyOut, { idleMs: 30_000, maxQueued, maxQueuedUp });
+    const total = 48 * 1024 * 1024;
+    const data = crypto.randomBytes(total);
+    app.end(data);
+    await new Promise((r) => setTimeout(r, 1500));
+    const stalledUserland = proxyOut.writableLength;
+    const parts: Buffer[] = [];
+    sink.on('data', (d: Buffer) => parts.push(d));
+    const received = new Promise<Buffer>((r) => sink.once('end', () => r(Buffer.concat(parts))));
+    sink.resume();
+    const got = await received;
+    sink.end();
+    const result = await done;
+    app.destroy();
+    sink.destroy();
+    assert.ok(stalledUserland > maxQueued + 128 * 1024, `held only ${stalledUserland} bytes towards the destination: maxQueuedUp was not applied`);
+    assert.ok(stalledUserland <= maxQueuedUp + 128 * 1024, `queued in userland while stalled: ${stalledUserland}`);
+    assert.equal(got.length, total);
+    assert.equal(sha256(got), sha256(data));
+    assert.equal(result.reason, 'done');
+  });
+});
+
 describe('idle timeout', () => {
   test('a tunnel with no traffic is closed after idleMs', async () => {
     const proxy = new ProxyServer(config((c) => (c.timeouts.idleMs = 300)));

@@ -16,6 +16,12 @@ export interface PumpOptions {
   idleMs: number;
   /** bytes queued in userland towards one side before reading from the other pauses (default 256 KiB) */
   maxQueued?: number;
+  /**
+   * The same towards the destination only (default: maxQueued). The relay raises it: there the
+   * client side is an MPTCP socket, and each pause of an MPTCP socket's reader can cost the peer's
+   * MPTCP retransmission timeout (200 ms; relay/server.ts, RELAY_UPLOAD_QUEUE).
+   */
+  maxQueuedUp?: number;
   onUp?: (bytes: number) => void;    // client -> destination
   onDown?: (bytes: number) => void;  // destination -> client
   /**
@@ -58,6 +64,7 @@ class Tunnel {
   /** reading from the client (bit 1, 'up') / the upstream (bit 2, 'down') is paused for backpressure */
   held = 0;
   readonly maxQueued: number;
+  readonly maxQueuedUp: number;
   /** the hand-over to the kernel's splice pump, once asked for */
   spliced: SplicedTunnel | null = null;
   /** bytes moved so far by this pump, until it is handed over (0: not yet asked, -1: asked) */
@@ -70,6 +77,7 @@ class Tunnel {
     private readonly done: (result: PumpResult) => void,
   ) {
     this.maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED;
+    this.maxQueuedUp = opts.maxQueuedUp ?? this.maxQueued;
   }
 
   peer(s: PumpSocket): PumpSocket {
@@ -121,7 +129,7 @@ class Tunnel {
       this.movedBeforeSplice = -1;
       setImmediate(trySplice, this);
     }
-    if (dst.writableLength >= this.maxQueued) {
+    if (dst.writableLength >= (dst === this.upstream ? this.maxQueuedUp : this.maxQueued)) {
       src.pause();
       this.setHeld(src === this.client ? 1 : 2, true);
     }

@@ -69,6 +69,18 @@ export interface RelayServerOptions {
  */
 export const RELAY_DEFAULT_DIAL = 'tcp' as const;
 
+/**
+ * Bytes of an upload the relay holds in userland towards the destination before it stops reading
+ * the client's MPTCP connection (the pump's default, 256 KiB, holds the other direction). Each pause
+ * of an MPTCP socket's reader can stall the connection until the sender's MPTCP retransmission
+ * timer fires (200 ms; see RELAY_DEFAULT_DIAL), and an unshaped upload paused often: measured
+ * (updown-bench's unshaped upload, 1 GB, 12 repetitions each) 1.27–3.30 Gbit/s, median 2.29, with
+ * 256 KiB against 0.72–3.80, median 3.07, with 8 MiB, at less CPU per GB at both ends. The bound
+ * still holds: at most this much per tunnel, and only while its destination is slower than its
+ * client. Uploads stay erratic (a few repetitions in each set near 1 Gbit/s): not explained.
+ */
+export const RELAY_UPLOAD_QUEUE = 8 * 1024 * 1024;
+
 const RELAY_CIPHER_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384';
 
 /** Maps a dial failure to the status the client sees; the errno name travels in X-Braid-Error. */
@@ -302,6 +314,7 @@ export class RelayServer {
     }
     const result = await pump(s as unknown as net.Socket, upstream, {
       idleMs: this.opts.idleMs,
+      maxQueuedUp: RELAY_UPLOAD_QUEUE,
       onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
       onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),
     });
