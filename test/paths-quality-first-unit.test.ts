@@ -3,13 +3,18 @@
 // leave what the peer had queued on it behind the slow path), only once another subflow carries the
 // connection, and never for a path lowered for another reason; Braid's path manager then resets the
 // subflow's socket (the kernel keeps a first subflow half open, and the peer would go on sending its
-// queue there) and reopens the path as backup at once. The kernel side is measured end to end in
-// paths-quality-first.test.ts.
+// queue there) and reopens the path as backup at once. And the judge compares with the other path's
+// lowest RTT of the last seconds: the slow path holding the connection back inflates the fast one's
+// receiver-side RTT. The kernel side is measured end to end in paths-quality-first.test.ts.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planConnection, type ConnState, type PathInfo, type SubflowState } from '../electron/core/paths/subflow-plan';
 import { UserspacePm, type SubflowApi } from '../electron/core/paths/userspace-pm';
 import type { PmEvent } from '../electron/core/native/netlink';
+import type { SubflowInfo } from '../electron/core/native/mptcp';
+import { PolicyBoard } from '../electron/core/paths/effective';
+import { defaultPathsConfig, type PathsConfig } from '../electron/core/paths/policy';
+import { QualityJudge } from '../electron/core/paths/quality';
 
 const P = (name: string, policy: PathInfo['policy'], n: number, over: Partial<PathInfo> = {}): PathInfo => ({
   name, ifindex: n + 1, kind: name.startsWith('wlan') ? 'wifi' : 'cellular', up: true,
@@ -113,5 +118,40 @@ describe('Braid\'s path manager, the first subflow\'s path demoted, against a st
     assert.deepEqual(calls.splice(0), ['destroy 10.0.1.1:40001']);
     ev({ type: 'sub_closed', ...at, saddr: '10.0.1.1', sport: 40001, ifname: 'wlan0' });
     assert.deepEqual(calls.splice(0), ['create 10.0.1.1 backup']);
+  });
+});
+
+describe('the quality judge while the slow path holds the connection back', () => {
+  test('the other path is taken at its lowest RTT of the last 3 s, not at what the stall makes of it', () => {
+    const clock = { now: 1_000_000 };
+    const cfg: PathsConfig = { ...defaultPathsConfig(), interfaces: { wlan0: 'use', wwan0: 'use' } };
+    const board = new PolicyBoard(() => cfg);
+    const judge = new QualityJudge({ board, config: () => cfg.quality, isUse: () => true, now: () => clock.now });
+    const sf = (p: string, n: number, rttMs: number): SubflowInfo => ({
+      id: n, localAddress: `10.0.${n}.1`, localPort: 40000 + n, remoteAddress: '192.0.2.1', remotePort: 443, family: 4, interface: p,
+      bytesSent: 0, bytesAcked: 0, bytesReceived: 0, rttUs: 5000, rttVarUs: 2000, rcvRttUs: rttMs * 1000, bytesRetrans: 0,
+      backup: false, backupKnown: false, state: 1,
+    });
+    const tick = (wlan0: number, wwan0: number): void => {
+      judge.subflow('wlan0', sf('wlan0', 1, wlan0), 0, 1_000_000);
+      judge.subflow('wwan0', sf('wwan0', 2, wwan0), 0, 1_000_000);
+      judge.tick();
+      clock.now += 500;
+    };
+    const policy = (): string => board.policyOf({ name: 'wwan0', kind: 'cellular' }).policy;
+    for (let i = 0; i < 4; i++) tick(13, 14);
+    // What paths-quality-first.test.ts saw: wwan0's RTT climbs to 200 ms while wlan0's estimate, waiting on the connection, follows it up.
+    tick(34, 190);
+    assert.equal(policy(), 'use', 'one bad tick is not enough');
+    tick(64, 196);
+    assert.equal(policy(), 'backup');
+    assert.equal(board.policyOf({ name: 'wwan0', kind: 'cellular' }).demotion!.reason, 'wwan0 demoted: RTT 196 ms (best other path 13 ms)');
+
+    // A path that stays slower for longer is compared with what the other measures now.
+    const later = new QualityJudge({ board: new PolicyBoard(() => cfg), config: () => cfg.quality, isUse: () => true, now: () => clock.now });
+    for (let i = 0; i < 4; i++) (later.subflow('wlan0', sf('wlan0', 1, 13), 0, 1e6), later.subflow('wwan0', sf('wwan0', 2, 14), 0, 1e6), later.tick(), (clock.now += 500));
+    for (let i = 0; i < 8; i++) (later.subflow('wlan0', sf('wlan0', 1, 100), 0, 1e6), later.tick(), (clock.now += 500));
+    for (let i = 0; i < 3; i++) (later.subflow('wlan0', sf('wlan0', 1, 100), 0, 1e6), later.subflow('wwan0', sf('wwan0', 2, 200), 0, 1e6), later.tick(), (clock.now += 500));
+    assert.equal(later.of('wwan0')!.demoted, false, '200 ms against 100 ms lasting 4 s is within the threshold');
   });
 });
