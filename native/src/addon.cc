@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, braid::PeerCred, "peerCred"));
   exports.Set("sendState", Napi::Function::New(env, braid::SendState, "sendState"));
   exports.Set("tcpSocketOwner", Napi::Function::New(env, braid::TcpSocketOwner, "tcpSocketOwner"));
+  exports.Set("tcpSocketAbort", Napi::Function::New(env, braid::TcpSocketAbort, "tcpSocketAbort"));
   exports.Set("nofileLimit", Napi::Function::New(env, braid::NofileLimit, "nofileLimit"));
   braid::RegisterNetlink(env, exports);
   braid::RegisterDatapath(env, exports);

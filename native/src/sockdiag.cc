@@ -1,5 +1,6 @@
 // Who owns a local TCP socket, by its 4-tuple: one exact sock_diag request (inet_diag, not a dump),
-// answered with the socket's inode and uid. Braid uses it to find which program opened a
+// answered with the socket's inode and uid; and the abort of one (SOCK_DESTROY: a reset to the peer,
+// which drops what it had queued on it; the path manager's use, userspace-pm.ts). Braid uses it to find which program opened a
 // connection: the client's socket on this host. Reading /proc/net/tcp for the same answer costs a
 // parse of every socket of the host per lookup, megabytes under thousands of connections.
 #include "tcpstate.h"
@@ -27,37 +28,45 @@ struct Endpoint {
   uint16_t port;
 };
 
-Endpoint EndpointArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+Endpoint EndpointArg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what) {
   Napi::Env env = info.Env();
   if (info.Length() <= i + 1 || !info[i].IsString() || !info[i + 1].IsNumber())
-    throw Napi::TypeError::New(env, std::string("tcpSocketOwner(localAddress, localPort, remoteAddress, remotePort): ") + what + " needs an address string and a port");
+    throw Napi::TypeError::New(env, std::string(fn) + "(localAddress, localPort, remoteAddress, remotePort): " + what + " needs an address string and a port");
   std::string a = info[i].As<Napi::String>().Utf8Value();
   double p = info[i + 1].As<Napi::Number>().DoubleValue();
   if (!(p >= 0 && p <= 65535) || p != static_cast<double>(static_cast<int>(p)))
-    throw Napi::RangeError::New(env, std::string("tcpSocketOwner: ") + what + " port must be 0-65535");
+    throw Napi::RangeError::New(env, std::string(fn) + ": " + what + " port must be 0-65535");
   Endpoint e{};
   e.port = static_cast<uint16_t>(p);
   if (inet_pton(AF_INET, a.c_str(), e.addr) == 1) e.family = AF_INET;
   else if (inet_pton(AF_INET6, a.c_str(), e.addr) == 1) e.family = AF_INET6;
-  else throw Napi::TypeError::New(env, std::string("tcpSocketOwner: ") + what + " address is not an IP address: " + a);
+  else throw Napi::TypeError::New(env, std::string(fn) + ": " + what + " address is not an IP address: " + a);
   return e;
 }
 
-}  // namespace
+struct Exact {
+  int error = 0;        // from the kernel's NLMSG_ERROR (ENOENT: no such socket); 0: none, or an ack
+  bool found = false;   // a SOCK_DIAG_BY_FAMILY answer came (then msg holds it)
+  inet_diag_msg msg{};
+};
 
-Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) {
+// One exact request (not a dump) about the TCP socket with this 4-tuple: `type` is
+// SOCK_DIAG_BY_FAMILY (what is it) or SOCK_DESTROY (abort it).
+Exact ExactRequest(const Napi::CallbackInfo& info, const char* fn, uint16_t type) {
   Napi::Env env = info.Env();
-  Endpoint local = EndpointArg(info, 0, "the local end");
-  Endpoint remote = EndpointArg(info, 2, "the remote end");
-  if (local.family != remote.family) throw Napi::TypeError::New(env, "tcpSocketOwner: both ends must be of one address family");
+  Endpoint local = EndpointArg(info, 0, fn, "the local end");
+  Endpoint remote = EndpointArg(info, 2, fn, "the remote end");
+  if (local.family != remote.family) throw Napi::TypeError::New(env, std::string(fn) + ": both ends must be of one address family");
+  const char* what = type == SOCK_DESTROY ? "SOCK_DESTROY" : "SOCK_DIAG_BY_FAMILY";
 
   struct {
     nlmsghdr nlh;
     inet_diag_req_v2 req;
   } msg{};
   msg.nlh.nlmsg_len = sizeof(msg);
-  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // no NLM_F_DUMP: the kernel looks the one socket up
+  msg.nlh.nlmsg_type = type;
+  // no NLM_F_DUMP: the kernel looks the one socket up; a destroy answers only with an ack
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | (type == SOCK_DESTROY ? NLM_F_ACK : 0);
   msg.req.sdiag_family = static_cast<uint8_t>(local.family);
   msg.req.sdiag_protocol = IPPROTO_TCP;
   msg.req.idiag_states = ~0U;
@@ -65,6 +74,13 @@ Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) {
   msg.req.id.idiag_dport = htons(remote.port);
   std::memcpy(msg.req.id.idiag_src, local.addr, local.family == AF_INET ? 4 : 16);
   std::memcpy(msg.req.id.idiag_dst, remote.addr, remote.family == AF_INET ? 4 : 16);
+  // A socket bound to a device (a subflow Braid opened on a path) is found only with its ifindex.
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    double ifindex = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
+    if (!(ifindex >= 0 && ifindex <= 2147483647) || ifindex != static_cast<double>(static_cast<int64_t>(ifindex)))
+      throw Napi::RangeError::New(env, std::string(fn) + ": ifindex must be a non-negative integer");
+    msg.req.id.idiag_if = static_cast<uint32_t>(ifindex);
+  }
   msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
   msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
 
@@ -75,7 +91,7 @@ Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) {
   if (sendto(fd, &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
     int err = errno;
     close(fd);
-    throw ErrnoError(env, err, "sendto", "SOCK_DIAG_BY_FAMILY");
+    throw ErrnoError(env, err, "sendto", what);
   }
   alignas(nlmsghdr) char buf[8192];
   ssize_t n;
@@ -83,22 +99,42 @@ Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) {
   while (n < 0 && errno == EINTR);
   int err = errno;
   close(fd);
-  if (n < 0) throw ErrnoError(env, err, "recv", "SOCK_DIAG_BY_FAMILY");
+  if (n < 0) throw ErrnoError(env, err, "recv", what);
+  Exact out;
   for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
     if (h->nlmsg_type == NLMSG_ERROR) {
-      int e = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
-      if (e == ENOENT) return env.Null();  // no such socket (closed, or not on this host)
-      throw ErrnoError(env, e, "sock_diag", "SOCK_DIAG_BY_FAMILY");
+      out.error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+      return out;
     }
     if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
-    auto* m = reinterpret_cast<inet_diag_msg*>(NLMSG_DATA(h));
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("inode", Napi::Number::New(env, m->idiag_inode));
-    out.Set("uid", Napi::Number::New(env, m->idiag_uid));
-    out.Set("state", Napi::Number::New(env, m->idiag_state));
+    out.found = true;
+    std::memcpy(&out.msg, NLMSG_DATA(h), sizeof(out.msg));
     return out;
   }
-  return env.Null();
+  return out;
+}
+
+}  // namespace
+
+Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Exact r = ExactRequest(info, "tcpSocketOwner", SOCK_DIAG_BY_FAMILY);
+  if (r.error == ENOENT) return env.Null();  // no such socket (closed, or not on this host)
+  if (r.error) throw ErrnoError(env, r.error, "sock_diag", "SOCK_DIAG_BY_FAMILY");
+  if (!r.found) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("inode", Napi::Number::New(env, r.msg.idiag_inode));
+  out.Set("uid", Napi::Number::New(env, r.msg.idiag_uid));
+  out.Set("state", Napi::Number::New(env, r.msg.idiag_state));
+  return out;
+}
+
+Napi::Value TcpSocketAbort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Exact r = ExactRequest(info, "tcpSocketAbort", SOCK_DESTROY);
+  if (r.error == ENOENT) return Napi::Boolean::New(env, false);  // already gone
+  if (r.error) throw ErrnoError(env, r.error, "sock_diag", "SOCK_DESTROY");
+  return Napi::Boolean::New(env, true);
 }
 
 }  // namespace braid

@@ -29,5 +29,6 @@ Napi::Value OriginalDst(const Napi::CallbackInfo& info) { return NotSupported(in
 Napi::Value PeerCred(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value SendState(const Napi::CallbackInfo& info) { return NotSupported(info); }
 Napi::Value TcpSocketOwner(const Napi::CallbackInfo& info) { return NotSupported(info); }
+Napi::Value TcpSocketAbort(const Napi::CallbackInfo& info) { return NotSupported(info); }
 
 }  // namespace braid

@@ -26,7 +26,8 @@ export interface QualityTopology {
   destroy(): Promise<void>;
 }
 
-export async function createQualityTopology(opts: { rateMbit: number }): Promise<QualityTopology> {
+/** `cellFirst`: wwan0's default route gets the lower metric, so new connections start there. */
+export async function createQualityTopology(opts: { rateMbit: number; cellFirst?: boolean }): Promise<QualityTopology> {
   const topology = new Topology();
   try {
     const client = await topology.addNamespace('q-c');
@@ -56,8 +57,8 @@ export async function createQualityTopology(opts: { rateMbit: number }): Promise
       await server.exec(['ip', 'link', 'set', d, 'up']);
       await server.exec(['tc', 'qdisc', 'add', 'dev', d, 'root', ...shape]);
     }
-    await client.exec(['ip', 'route', 'replace', 'default', 'via', `10.${octet}.1.2`, 'dev', 'wlan0', 'metric', '100']);
-    await client.exec(['ip', 'route', 'replace', 'default', 'via', `10.${octet}.2.2`, 'dev', 'wwan0', 'metric', '200']);
+    await client.exec(['ip', 'route', 'replace', 'default', 'via', `10.${octet}.1.2`, 'dev', 'wlan0', 'metric', opts.cellFirst ? '200' : '100']);
+    await client.exec(['ip', 'route', 'replace', 'default', 'via', `10.${octet}.2.2`, 'dev', 'wwan0', 'metric', opts.cellFirst ? '100' : '200']);
     const dest = '198.51.100.1';
     await server.exec(['ip', 'addr', 'add', `${dest}/32`, 'dev', 'lo']);
     await server.setMptcpLimits(8, 8);

@@ -21,6 +21,7 @@ export interface SocketBinding {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   sendState(fd: number): SendState;
   tcpSocketOwner(localAddress: string, localPort: number, remoteAddress: string, remotePort: number): { inode: number; uid: number; state: number } | null;
+  tcpSocketAbort(localAddress: string, localPort: number, remoteAddress: string, remotePort: number, ifindex?: number): boolean;
 }
 
 function findPackageRoot(start: string): string {

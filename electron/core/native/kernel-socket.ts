@@ -17,3 +17,11 @@ export const peerCredentials = (fd: number): { pid: number; uid: number; gid: nu
  */
 export const tcpSocketOwner = (local: { address: string; port: number }, remote: { address: string; port: number }): { inode: number; uid: number } | null =>
   binding.tcpSocketOwner(local.address, local.port, remote.address, remote.port);
+
+/**
+ * Aborts the TCP socket of this host with these ends (sock_diag SOCK_DESTROY, as `ss -K` does): a
+ * reset goes to the peer. A socket bound to a device is found only with that device's `ifindex`.
+ * False when there is no such socket. Needs CAP_NET_ADMIN.
+ */
+export const tcpSocketAbort = (local: { address: string; port: number }, remote: { address: string; port: number }, ifindex?: number): boolean =>
+  binding.tcpSocketAbort(local.address, local.port, remote.address, remote.port, ifindex);

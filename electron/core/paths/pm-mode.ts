@@ -15,11 +15,13 @@ import type { PathManagerSysctl } from './pm-sysctl';
 import { isImplicit, type EndpointApi, type PolicyOf } from './reconcile';
 import type { RouteChooser } from './route-choice';
 import { UserspacePm, type SubflowApi } from './userspace-pm';
+import { tcpSocketAbort } from '../native/kernel-socket';
 
 const netlinkSubflows: SubflowApi = {
   create: (o) => netlink.subflowCreate(o),
   destroy: (o) => netlink.subflowDestroy(o),
   priority: (o) => netlink.subflowPriority(o),
+  abort: (o) => tcpSocketAbort({ address: o.localAddress, port: o.localPort }, { address: o.remoteAddress, port: o.remotePort }, o.ifindex),
 };
 
 export interface PmModeOptions {

@@ -17,8 +17,9 @@
  *
  * Judging (hysteresis in three places):
  * - demote when, for DEMOTE_SAMPLES ticks in a row with traffic, the RTT is at least `rttMs` above
- *   the best other usable path and at least twice it, or the retransmission rate over the window is
- *   at least `retransPercent`; and only when another `use` path remains to carry the traffic;
+ *   the best other usable path (at its lowest over the last 3 s) and at least twice it, or the
+ *   retransmission rate over the window is at least `retransPercent`; and only when another `use`
+ *   path remains to carry the traffic;
  * - a demoted path carries (almost) nothing, so nothing measures its recovery: after a hold-down
  *   (HOLD_MS, doubled each time it relapses within RELAPSE_MS, up to HOLD_MAX_MS) it is given back
  *   its policy on probation and judged again on its own traffic;
@@ -53,6 +54,14 @@ const RECOVER_SAMPLES = 4;
 const HOLD_MS = 8_000;
 const HOLD_MAX_MS = 120_000;
 const RELAPSE_MS = 30_000;
+/**
+ * The other paths are compared at their lowest RTT over this long. Why: a slow path holds back the
+ * connections it shares (MPTCP delivers in order), the fast path's sender then waits on the
+ * connection's window, and its receiver-side RTT estimate (our ACK to the data echoing it) grows with
+ * the wait: 13 -> 173 ms was seen on a link that measured 13 ms, which put off the slow path's demotion
+ * to 6 s and more (paths-quality-first.test.ts).
+ */
+const BASELINE_MS = 3_000;
 /** A sample older than this is not the path's RTT now. */
 const FRESH_MS = 10_000;
 /** Subflow marks unseen this long are dropped (idle connections are read every 30 s). */
@@ -80,6 +89,7 @@ interface Acc {
 interface PathTrack {
   rtt: number | null;          // smoothed, µs
   sample: number | null;       // this tick's, µs (judged: two in a row are the hysteresis in time)
+  recent: { at: number; rtt: number }[]; // samples over BASELINE_MS
   rttVar: number | null;
   sampledAt: number | null;
   sampledNow: boolean;         // this tick gave a sample
@@ -160,7 +170,9 @@ export class QualityJudge implements SubflowObserver {
         t.sampledAt = now;
         t.sampledNow = true;
         t.sample = rtt;
+        t.recent.push({ at: now, rtt });
       }
+      while (t.recent.length && now - t.recent[0]!.at > BASELINE_MS) t.recent.shift();
       const sa = this.sentAcc.get(p);
       t.sent.push(sa?.sent ?? 0);
       t.retrans.push(sa?.retrans ?? 0);
@@ -179,7 +191,7 @@ export class QualityJudge implements SubflowObserver {
   private track(p: string): PathTrack {
     let t = this.tracks.get(p);
     if (!t) {
-      t = { rtt: null, sample: null, rttVar: null, sampledAt: null, sampledNow: false, sent: [], retrans: [], bad: 0, good: 0, demotedAt: null, holdMs: HOLD_MS, liftedAt: null, reason: null };
+      t = { rtt: null, sample: null, recent: [], rttVar: null, sampledAt: null, sampledNow: false, sent: [], retrans: [], bad: 0, good: 0, demotedAt: null, holdMs: HOLD_MS, liftedAt: null, reason: null };
       this.tracks.set(p, t);
     }
     return t;
@@ -200,13 +212,15 @@ export class QualityJudge implements SubflowObserver {
     const fresh = (t: PathTrack): boolean => t.rtt !== null && t.sampledAt !== null && now - t.sampledAt <= FRESH_MS;
     for (const [p, t] of this.tracks) {
       const sampled = t.sampledNow;
-      // The best RTT among the other paths that carry traffic as `use` now.
+      // The best RTT among the other paths that carry traffic as `use` now (each at its lowest lately).
       let best: number | null = null;
       let alternatives = 0;
       for (const [q, u] of this.tracks) {
         if (q === p || u.demotedAt !== null || !this.opts.isUse(q)) continue;
         alternatives++;
-        if (fresh(u) && (best === null || u.rtt! < best)) best = u.rtt;
+        if (!fresh(u)) continue;
+        const low = Math.min(u.rtt!, ...u.recent.map((r) => r.rtt));
+        if (best === null || low < best) best = low;
       }
       const loss = this.retransPercent(t);
       const threshold = cfg.rttMs * 1000;
@@ -247,6 +261,7 @@ export class QualityJudge implements SubflowObserver {
     t.bad = 0;
     // Its RTT is from before; the next samples on its own traffic decide.
     t.rtt = null;
+    t.recent = [];
     t.sampledAt = null;
     t.sent = [];
     t.retrans = [];

@@ -16,14 +16,15 @@
  *
  * A path demoted for its quality (`slow`) loses its carrying extra subflows instead of having them
  * flagged backup, when another subflow carries the connection; a backup subflow is opened there
- * again at once (its close is no failure, see userspace-pm.ts). A first subflow on such a path is
- * only flagged, as above. Why: MP_PRIO only steers the
- * data the peer schedules from then on. What its scheduler already put on the slow subflow (up to
- * the subflow's send buffer: about 1 MB of a 20 Mbit/s download was measured queued there) is still
- * sent there, now at the slow path's rate, and MPTCP delivers in order: the receiver's window fills
- * with the fast path's data waiting for it, and the fast path stalls too, for seconds. The kernel
- * reinjects a subflow's unacknowledged data on the others only when that subflow closes
- * (__mptcp_close_ssk -> __mptcp_retransmit_pending_data) or its MPTCP retransmit timer expires,
+ * again at once (its close is no failure, see userspace-pm.ts). So does its first subflow: the
+ * connection lives on over the others (userspace-pm.ts also resets that subflow's socket, which the
+ * kernel keeps half open). Why: MP_PRIO only steers the data the peer schedules from then on. What
+ * its scheduler already put on the slow subflow (up to the subflow's send buffer: about 1 MB of a
+ * 20 Mbit/s download was measured queued there) is still sent there, now at the slow path's rate,
+ * and MPTCP delivers in order: the receiver's window fills with the fast path's data waiting for
+ * it, and the fast path stalls too, for seconds. The kernel reinjects a subflow's unacknowledged
+ * data on the others only when that subflow closes (__mptcp_close_ssk ->
+ * __mptcp_retransmit_pending_data) or its MPTCP retransmit timer expires,
  * which every slow acknowledgement on the slow path re-arms.
  */
 import type { InterfaceKind } from './kinds';
@@ -175,8 +176,12 @@ export function planConnection(conn: ConnState, paths: PathInfo[], wish: ConnWis
   }
 
   // The first subflow: flagged backup when its path should not carry this connection, provided
-  // something else will; cleared again when its path carries after all.
-  if (initial) {
+  // something else will; cleared again when its path carries after all. On a path demoted for its
+  // quality it is closed like any other subflow there, when another one carries the connection now
+  // (the connection lives on without it; a backup subflow is opened on that path afterwards).
+  if (initial && initialWant === 'backup' && initial.iface && byName.get(initial.iface)?.slow && conn.subflows.some((o) => o !== initial && carries(o))) {
+    actions.push({ op: 'destroy', subflow: initial, why: `${initial.iface} was demoted for its quality: the first subflow is closed, so that the peer sends what it had queued on it again over the other paths (reopened as backup)` });
+  } else if (initial) {
     const iname = initial.iface ?? initial.localAddress;
     const others = [...willCarry].some((n) => n !== iname);
     const backup = initialWant !== 'carry' && others;

@@ -21,6 +21,8 @@ export interface SubflowApi {
   create(o: SubflowCreateOptions): void;
   destroy(o: SubflowSelector): void;
   priority(o: { token: number; localAddress: string; localPort?: number; remoteAddress: string; remotePort?: number; backup: boolean }): void;
+  /** resets a subflow's TCP socket (sock_diag); false: no such socket */
+  abort?(o: { localAddress: string; localPort: number; remoteAddress: string; remotePort: number; ifindex?: number }): boolean;
 }
 
 interface Conn extends ConnState {
@@ -341,6 +343,20 @@ export class UserspacePm extends EventEmitter<{ applied: [number, SubflowAction[
       api.destroy({ token: c.token, localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort });
       c.subflows = c.subflows.filter((x) => x !== s);
       if (c.destroyed.size < 64) c.destroyed.add(`${s.localAddress}|${s.localPort}`);
+      if (s.initial && api.abort) {
+        // The kernel keeps a connection's first subflow: SUBFLOW_DESTROY only shuts its sending
+        // side (a FIN), the peer closes its end and resends what was unacknowledged over the other
+        // subflows, yet still sends out what it had queued there, at the slow path's rate (about
+        // 1 Mbit/s over 2 s was measured). A reset makes the peer drop that queue.
+        try {
+          // The dialer binds it to its path's device: the kernel finds it only with that ifindex
+          // (which finds an unbound socket as well).
+          const ifindex = s.iface ? this.opts.paths().find((p) => p.name === s.iface)?.ifindex : undefined;
+          if (!api.abort({ localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort, ifindex })) this.opts.log.debug(`path manager: connection ${c.token}: its first subflow's socket was already gone`);
+        } catch (err) {
+          this.opts.log.debug(`path manager: connection ${c.token}: resetting its first subflow failed: ${errorMessage(err)}`);
+        }
+      }
     } else {
       const s = a.subflow;
       api.priority({ token: c.token, localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort, backup: a.backup });

@@ -1,0 +1,130 @@
+// Path quality end to end when the delayed path holds the download's FIRST subflow: the set-up of
+// paths-quality.test.ts (WiFi and cellular, 20 Mbit/s each, both `use`), but cellular's default
+// route has the lower metric, so the dialer opens the connection on wwan0 and wlan0 joins it. While
+// the download runs, wwan0's round trip grows by 200 ms, and later goes back to normal.
+//
+// - the connection's first subflow is on wwan0 (the connections list's route.via);
+// - wwan0 is demoted within 5 s; its traffic moves: over 2 s from 1 s after, it receives under 2 %
+//   of what it did before (the server's queue on the old first subflow does not trickle in), and
+//   wlan0 at least 85 % of its own rate before (not stalled behind that queue: MPTCP delivers in
+//   order; see subflow-plan.ts);
+// - within 15 s after the delay goes wwan0 is restored and carries the same connection again;
+// - the download completes, the byte count and SHA-256 of what the server sent.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { skipUnlessRoot } from './helpers/netns';
+import { startBraid, type BraidProxy } from './helpers/proc';
+import { curlDownload, missingPrerequisite, startByteServer, type CurlResult } from './helpers/multipath-harness';
+import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
+import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
+import { requireFor, missingPython } from './helpers/prerequisites';
+import { expectedSha256 } from './helpers/byte-stream';
+import type { ConnectionView, InterfaceView, PathsView } from '../electron/core/contract';
+
+const skip = requireFor('path quality, first subflow on the slow path (paths-quality-first.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
+const PORT = 8080;
+const CONTROL_PORT = 9798;
+const TOKEN = `quality-first-${process.pid}`;
+const BYTES = 200 * 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('path quality, first subflow on the delayed path', { skip, timeout: 240_000 }, () => {
+  let topo: QualityTopology;
+  let braid: BraidProxy | null = null;
+  const files = scratchDir('quality-first');
+
+  const api = async <T>(command: string, params: unknown = {}): Promise<T> => {
+    const r = await topo.client.exec(['curl', '-sS', '--max-time', '5', '-H', `Authorization: Bearer ${TOKEN}`, '-X', 'POST', '--data', JSON.stringify(params), `http://127.0.0.1:${CONTROL_PORT}/api/${command}`]);
+    const body = JSON.parse(r.stdout) as { ok: boolean; result: T; error?: { message: string } };
+    assert.ok(body.ok, body.error?.message);
+    return body.result;
+  };
+  const wwan = async (): Promise<InterfaceView> => (await api<PathsView>('paths.list')).interfaces.find((i) => i.name === 'wwan0')!;
+  const download = async (): Promise<ConnectionView | undefined> => (await api<ConnectionView[]>('connections.list')).find((c) => c.destination?.endsWith(`:${PORT}`));
+  const rates = async (ms: number): Promise<{ wlan0: number; wwan0: number }> => {
+    const a = [await topo.rx('wlan0'), await topo.rx('wwan0')];
+    await sleep(ms);
+    const b = [await topo.rx('wlan0'), await topo.rx('wwan0')];
+    return { wlan0: ((b[0]! - a[0]!) * 1000) / ms, wwan0: ((b[1]! - a[1]!) * 1000) / ms };
+  };
+  const mbit = (bps: number): string => `${((bps * 8) / 1e6).toFixed(1)} Mbit/s`;
+  const subflows = (c: ConnectionView): string => c.subflows.map((s) => `${s.interface}${s.backup ? ' (backup)' : ''}`).join(', ');
+
+  before(async () => {
+    topo = await createQualityTopology({ rateMbit: 20, cellFirst: true });
+    await startByteServer(topo.server, { port: PORT });
+    files.write({ paths: { interfaces: { wlan0: 'use', wwan0: 'use' } }, control: { host: '127.0.0.1', port: CONTROL_PORT, token: TOKEN } });
+    braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
+      { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
+  });
+
+  after(async () => {
+    await braid?.stop('SIGTERM', 5000);
+    await topo?.destroy();
+  });
+
+  test('demoted while it holds the first subflow: the traffic moves, the connection lives on intact, the path is restored', async (t) => {
+    let result: CurlResult | null = null;
+    let failure: unknown = null;
+    const dl = curlDownload(topo.client, `http://${topo.dest}:${PORT}/bytes/${BYTES}`, { socksPort: braid!.port, hash: true, maxSeconds: 150 })
+      .then((r) => { result = r; }, (err: unknown) => { failure = err; });
+    try {
+      await sleep(4000);
+      const conn = (await until(async () => download(), 5000, 'the download in the connections list', 100)).value;
+      t.diagnostic(`connection ${conn.id}: first subflow via ${conn.route?.via}; subflows ${subflows(conn)}`);
+      assert.equal(conn.route?.via, 'wwan0', 'the connection was not opened on wwan0');
+      const before = await rates(2000);
+      t.diagnostic(`before: wlan0 ${mbit(before.wlan0)}, wwan0 ${mbit(before.wwan0)}`);
+      assert.ok(before.wwan0 > 1e6 && before.wlan0 > 1e6, 'both links should carry the download before the delay');
+
+      const t0 = Date.now();
+      await topo.addDelay(100);
+      const trace: string[] = [];
+      const demoted = await until(async () => {
+        const all = (await api<PathsView>('paths.list')).interfaces;
+        const v = all.find((i) => i.name === 'wwan0')!;
+        trace.push(`${Date.now() - t0}: ${all.map((i) => `${i.name} ${i.quality?.rttMs}@${i.quality?.sampledAt ? Date.now() - i.quality.sampledAt : '-'}`).join(' ')}`);
+        return v.demotion?.source === 'quality' ? v : undefined;
+      }, 8000, 'wwan0 demoted for its RTT', 100).catch((err: unknown) => { t.diagnostic(trace.join('\n')); throw err; });
+      const demotedMs = Date.now() - t0;
+      t.diagnostic(`demoted ${demotedMs} ms after the delay began: ${demoted.value.demotion!.reason}`);
+      if (demotedMs > 5000) t.diagnostic(trace.join('\n'));
+      assert.ok(demotedMs <= 5000, `demoted only after ${demotedMs} ms`);
+
+      await sleep(1000); // the subflow's close on its way to the server (a delayed trip), and the server's resending
+      const during = await rates(2000);
+      const mid = await download();
+      t.diagnostic(`demoted: wlan0 ${mbit(during.wlan0)}, wwan0 ${mbit(during.wwan0)}; subflows ${mid ? subflows(mid) : 'gone'}`);
+      assert.equal(mid?.id, conn.id, 'the download connection went away');
+      assert.ok(during.wwan0 < 0.15 * before.wwan0, `wwan0 still received ${mbit(during.wwan0)} (before: ${mbit(before.wwan0)})`);
+      // Nor does what the server had queued on the old first subflow trickle in at the slow rate (it
+      // did at 0.4-2.6 Mbit/s when that subflow was only flagged backup, or closed but not reset).
+      assert.ok(during.wwan0 < 0.02 * before.wwan0, `wwan0 still received ${mbit(during.wwan0)}: the old first subflow's queue`);
+      assert.ok(during.wlan0 >= 0.85 * before.wlan0, `wlan0 received only ${mbit(during.wlan0)} (before: ${mbit(before.wlan0)}): stalled behind the delayed first subflow`);
+
+      const t1 = Date.now();
+      await topo.clearDelay();
+      const restored = await until(async () => ((await wwan()).demotion === null ? true : undefined), 16_000, 'wwan0 restored', 100);
+      const restoredMs = Date.now() - t1;
+      t.diagnostic(`restored ${restoredMs} ms after the delay went`);
+      assert.ok(restoredMs <= 15_000, `restored only after ${restoredMs} ms`);
+      await sleep(1500);
+      const afterwards = await rates(2000);
+      const late = await download();
+      t.diagnostic(`after: wlan0 ${mbit(afterwards.wlan0)}, wwan0 ${mbit(afterwards.wwan0)}; subflows ${late ? subflows(late) : 'gone'}`);
+      assert.equal(late?.id, conn.id, 'the download connection went away');
+      assert.ok(afterwards.wwan0 > 0.3 * before.wwan0, `wwan0 carries only ${mbit(afterwards.wwan0)} after its restoration`);
+
+      await dl;
+      if (failure) throw failure;
+      const r = result as CurlResult | null;
+      t.diagnostic(`download: ${r?.bytes} bytes, ${r?.mbit.toFixed(1)} Mbit/s overall`);
+      assert.equal(r?.httpCode, 200);
+      assert.equal(r?.bytes, BYTES);
+      assert.equal(r?.sha256, expectedSha256(BYTES), 'content differs from what the server sent');
+    } finally {
+      // A failed assertion leaves curl running: braid's stop (after) ends it.
+      await topo.clearDelay().catch(() => {});
+    }
+  });
+});
