@@ -8,7 +8,8 @@
 // receiver-side RTT. The kernel side is measured end to end in paths-quality-first.test.ts.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planConnection, type ConnState, type PathInfo, type SubflowState } from '../electron/core/paths/subflow-plan';
+import { planConnection } from '../electron/core/paths/subflow-plan';
+import { conn, P, planOpts, sub, ops as opsOf } from './helpers/subflow-plan-fixtures';
 import { UserspacePm, type SubflowApi } from '../electron/core/paths/userspace-pm';
 import type { PmEvent } from '../electron/core/native/netlink';
 import type { SubflowInfo } from '../electron/core/native/mptcp';
@@ -16,19 +17,8 @@ import { PolicyBoard } from '../electron/core/paths/effective';
 import { defaultPathsConfig, type PathsConfig } from '../electron/core/paths/policy';
 import { QualityJudge } from '../electron/core/paths/quality';
 
-const P = (name: string, policy: PathInfo['policy'], n: number, over: Partial<PathInfo> = {}): PathInfo => ({
-  name, ifindex: n + 1, kind: name.startsWith('wlan') ? 'wifi' : 'cellular', up: true,
-  addresses: [{ address: `10.0.${n}.1`, family: 4 }], policy, managed: true, ...over,
-});
-const sub = (iface: string, n: number, over: Partial<SubflowState> = {}): SubflowState => ({
-  localAddress: `10.0.${n}.1`, localPort: 40000 + n, remoteAddress: '192.0.2.1', remotePort: 8080, iface, backup: false, initial: false, ...over,
-});
-const conn = (...subflows: SubflowState[]): ConnState => ({ token: 7, family: 4, remoteAddress: '192.0.2.1', remotePort: 8080, subflows, announced: [] });
-const opts = { maxSubflows: 8, hold: new Set<string>() };
-const ops = (a: ReturnType<typeof planConnection>): string[] =>
-  a.map((x) => (x.op === 'create' ? `create ${x.iface}${x.backup ? ' backup' : ''}`
-    : x.op === 'destroy' ? `destroy ${x.subflow.iface}${x.subflow.initial ? ' (first)' : ''}`
-      : `${x.backup ? 'backup' : 'carry'} ${x.subflow.iface}${x.subflow.initial ? ' (first)' : ''}`));
+const ops = (a: Parameters<typeof opsOf>[0]): string[] => opsOf(a, true);
+const opts = planOpts;
 
 describe('subflow plan: the first subflow on a path demoted for its quality', () => {
   const first = sub('wwan0', 2, { initial: true });

@@ -17,9 +17,10 @@ import { startBraid, type BraidProxy } from './helpers/proc';
 import { curlDownload, missingPrerequisite, startByteServer, type CurlResult } from './helpers/multipath-harness';
 import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
 import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
+import { mbit, qualityControl } from './helpers/quality-control';
 import { requireFor, missingPython } from './helpers/prerequisites';
 import { expectedSha256 } from './helpers/byte-stream';
-import type { ConnectionView, InterfaceView, PathsView } from '../electron/core/contract';
+import type { ConnectionView, PathsView } from '../electron/core/contract';
 
 const skip = requireFor('path quality, first subflow on the slow path (paths-quality-first.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
 const PORT = 8080;
@@ -33,21 +34,8 @@ describe('path quality, first subflow on the delayed path', { skip, timeout: 240
   let braid: BraidProxy | null = null;
   const files = scratchDir('quality-first');
 
-  const api = async <T>(command: string, params: unknown = {}): Promise<T> => {
-    const r = await topo.client.exec(['curl', '-sS', '--max-time', '5', '-H', `Authorization: Bearer ${TOKEN}`, '-X', 'POST', '--data', JSON.stringify(params), `http://127.0.0.1:${CONTROL_PORT}/api/${command}`]);
-    const body = JSON.parse(r.stdout) as { ok: boolean; result: T; error?: { message: string } };
-    assert.ok(body.ok, body.error?.message);
-    return body.result;
-  };
-  const wwan = async (): Promise<InterfaceView> => (await api<PathsView>('paths.list')).interfaces.find((i) => i.name === 'wwan0')!;
+  const { api, wwan, rates } = qualityControl(() => topo, CONTROL_PORT, TOKEN);
   const download = async (): Promise<ConnectionView | undefined> => (await api<ConnectionView[]>('connections.list')).find((c) => c.destination?.endsWith(`:${PORT}`));
-  const rates = async (ms: number): Promise<{ wlan0: number; wwan0: number }> => {
-    const a = [await topo.rx('wlan0'), await topo.rx('wwan0')];
-    await sleep(ms);
-    const b = [await topo.rx('wlan0'), await topo.rx('wwan0')];
-    return { wlan0: ((b[0]! - a[0]!) * 1000) / ms, wwan0: ((b[1]! - a[1]!) * 1000) / ms };
-  };
-  const mbit = (bps: number): string => `${((bps * 8) / 1e6).toFixed(1)} Mbit/s`;
   const subflows = (c: ConnectionView): string => c.subflows.map((s) => `${s.interface}${s.backup ? ' (backup)' : ''}`).join(', ');
 
   before(async () => {

@@ -9,22 +9,13 @@ import { PolicyBoard } from '../electron/core/paths/effective';
 import { defaultPathsConfig, type PathsConfig } from '../electron/core/paths/policy';
 import { QUALITY_SOURCE } from '../electron/core/paths/quality';
 import { RouteChooser } from '../electron/core/paths/route-choice';
-import { planConnection, type ConnState, type PathInfo, type SubflowState } from '../electron/core/paths/subflow-plan';
+import { planConnection, type PathInfo } from '../electron/core/paths/subflow-plan';
+import { conn, P, planOpts, sub, ops } from './helpers/subflow-plan-fixtures';
 import { UserspacePm, type SubflowApi } from '../electron/core/paths/userspace-pm';
 import type { InterfaceState } from '../electron/core/paths/inventory';
 import type { PmEvent } from '../electron/core/native/netlink';
 
-const P = (name: string, policy: PathInfo['policy'], n: number, over: Partial<PathInfo> = {}): PathInfo => ({
-  name, ifindex: n, kind: name.startsWith('wlan') ? 'wifi' : 'cellular', up: true,
-  addresses: [{ address: `10.0.${n}.1`, family: 4 }], policy, managed: true, ...over,
-});
-const sub = (iface: string, n: number, over: Partial<SubflowState> = {}): SubflowState => ({
-  localAddress: `10.0.${n}.1`, localPort: 40000 + n, remoteAddress: '192.0.2.1', remotePort: 8080, iface, backup: false, initial: false, ...over,
-});
-const conn = (...subflows: SubflowState[]): ConnState => ({ token: 7, family: 4, remoteAddress: '192.0.2.1', remotePort: 8080, subflows, announced: [] });
-const opts = { maxSubflows: 8, hold: new Set<string>() };
-const ops = (a: ReturnType<typeof planConnection>): string[] =>
-  a.map((x) => (x.op === 'create' ? `create ${x.iface}${x.backup ? ' backup' : ''}` : x.op === 'destroy' ? `destroy ${x.subflow.iface}` : `${x.backup ? 'backup' : 'carry'} ${x.subflow.iface}`));
+const opts = planOpts;
 
 describe('subflow plan for a path demoted for its quality', () => {
   const first = sub('wlan0', 1, { initial: true });

@@ -16,8 +16,9 @@ import { runProcess, startBraid, type BraidProxy } from './helpers/proc';
 import { BRAID_CLI, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
 import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
 import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
+import { mbit, qualityControl } from './helpers/quality-control';
 import { requireFor, missingPython } from './helpers/prerequisites';
-import type { InterfaceView, PathsView } from '../electron/core/contract';
+import type { InterfaceView } from '../electron/core/contract';
 
 const skip = requireFor('path quality end to end (paths-quality.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
 const PORT = 8080;
@@ -30,21 +31,7 @@ describe('path quality', { skip, timeout: 240_000 }, () => {
   let braid: BraidProxy | null = null;
   const files = scratchDir('quality');
 
-  const api = async <T>(command: string, params: unknown = {}): Promise<T> => {
-    const r = await topo.client.exec(['curl', '-sS', '--max-time', '5', '-H', `Authorization: Bearer ${TOKEN}`, '-X', 'POST', '--data', JSON.stringify(params), `http://127.0.0.1:${CONTROL_PORT}/api/${command}`]);
-    const body = JSON.parse(r.stdout) as { ok: boolean; result: T; error?: { message: string } };
-    assert.ok(body.ok, body.error?.message);
-    return body.result;
-  };
-  const wwan = async (): Promise<InterfaceView> => (await api<PathsView>('paths.list')).interfaces.find((i) => i.name === 'wwan0')!;
-  /** Bytes each link received over `ms`, per second. */
-  const rates = async (ms: number): Promise<{ wlan0: number; wwan0: number }> => {
-    const a = [await topo.rx('wlan0'), await topo.rx('wwan0')];
-    await sleep(ms);
-    const b = [await topo.rx('wlan0'), await topo.rx('wwan0')];
-    return { wlan0: ((b[0]! - a[0]!) * 1000) / ms, wwan0: ((b[1]! - a[1]!) * 1000) / ms };
-  };
-  const mbit = (bps: number): string => `${((bps * 8) / 1e6).toFixed(1)} Mbit/s`;
+  const { wwan, rates } = qualityControl(() => topo, CONTROL_PORT, TOKEN);
 
   before(async () => {
     topo = await createQualityTopology({ rateMbit: 20 });
