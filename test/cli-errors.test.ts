@@ -56,6 +56,21 @@ describe('a value that is not what the flag takes is named as such', () => {
     assert.match(r.stderr, /option --port needs a value/);
   });
 
+  test('a flag followed by another of its command\'s options still says it needs a value', async () => {
+    const r = await runBraid(['up', '--port', '--host', '127.0.0.1'], { timeoutMs: 10_000 });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /option --port needs a value/);
+  });
+
+  test('a value that starts with a dash and is no option is taken as the value (a base64url secret can)', async () => {
+    // --metrics takes HOST:PORT|off: the value reaches its own check instead of "needs a value".
+    const r = await runBraid(['relay', '--metrics', '-Yu1YoWp', '--dir', path.join(tmp, 'relay-dash-value')], { timeoutMs: 10_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.doesNotMatch(r.stderr, /needs a value/);
+    assert.match(r.stderr, /--metrics/);
+    assert.match(r.stderr, /-Yu1YoWp/);
+  });
+
   test('braid relay checks every flag before it writes anything', async () => {
     const dir = path.join(tmp, 'relay-never-created');
     const r = await runBraid(['relay', '--dir', dir, '--idle-timeout', '0'], { timeoutMs: 10_000 });

@@ -37,16 +37,24 @@ function describeParseError(err: unknown, command: string): string {
 }
 
 /**
- * `--port -1`: parseArgs takes a value that starts with '-' for another option and reports the
- * flag as missing its value. No option of ours looks like a negative number, so such a value is
- * joined to its flag (`--port=-1`) and the flag's own check says what is wrong with it.
+ * `--port -1`, `--secret -Yu1…`: parseArgs takes a value that starts with '-' for another option and
+ * reports the flag as missing its value. A string flag's next argument that is not one of this
+ * command's options is its value (a negative number, or a secret: base64url has '-'), so it is
+ * joined to its flag (`--port=-1`) and the flag's own check says what is wrong with it; `--port
+ * --host` still says that --port needs a value.
  */
 function joinNegativeValues(args: string[], options: Command['options']): string[] {
+  const isOption = (arg: string): boolean => {
+    const long = /^--([^=]+)/.exec(arg)?.[1];
+    if (long !== undefined) return long in options || long === 'help';
+    const short = /^-(.)$/.exec(arg)?.[1];
+    return short !== undefined && (short === 'h' || Object.values(options).some((o) => o.short === short));
+  };
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const name = /^--([^=]+)$/.exec(args[i]!)?.[1];
     const next = args[i + 1];
-    if (name && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+    if (name && options[name]?.type === 'string' && next !== undefined && next.length > 1 && next.startsWith('-') && !isOption(next)) {
       out.push(`--${name}=${next}`);
       i++;
     } else out.push(args[i]!);
