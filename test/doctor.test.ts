@@ -246,7 +246,9 @@ describe('braid doctor against a relay over two shaped links', { skip, timeout: 
     const server = topo.relay.spawn([process.execPath, path.resolve(__dirname, 'helpers', 'serve-bytes.js'), '--port', String(URL_BYTES_PORT), '--host', topo.relayAddress(1)], { label: 'serve-bytes for --speed-url' });
     try {
       await server.waitForLine(/^listening \d+/, 10_000);
-      const r = await doctor(['--speed-url', `http://${topo.relayAddress(1)}:${URL_BYTES_PORT}/bytes/${400 * 1024 * 1024}`, '--seconds', '3']);
+      // 6 s, as for the relay below: over 3 s the aggregated download's bursts decide the figure
+      // (together 88 % of the sum in one CI run, 0.9 is the bar).
+      const r = await doctor(['--speed-url', `http://${topo.relayAddress(1)}:${URL_BYTES_PORT}/bytes/${400 * 1024 * 1024}`, '--seconds', '6']);
       const s = r.report.speed!;
       assert.ok(s, show(r));
       assert.equal(s.via, 'url');

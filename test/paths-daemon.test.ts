@@ -14,17 +14,19 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PRIVILEGE_HELP } from '../electron/core/paths/manager';
 import { missingPrerequisite } from './helpers/multipath-harness';
-import { Namespace, skipUnlessRoot } from './helpers/netns';
+import { canonicalIPv6, Namespace, skipUnlessRoot } from './helpers/netns';
 import { flagsOf, ip, ipEndpoints, ipLimits, killOnSignal, until, type IpEndpoint } from './helpers/paths-harness';
 import { requireFor } from './helpers/prerequisites';
 import { runProcess, startProcess, type Running } from './helpers/proc';
 import { cliForUser, NOBODY, repoForUser } from './helpers/as-user';
 
-const POLICY_MS = 3000;
+// A bound on the wait, not a speed claim: generous for a loaded CI machine.
+const POLICY_MS = 6000;
 const tag = crypto.randomBytes(2).toString('hex');
 const octet = (process.pid % 200) + 20;
 const A4 = `10.${octet}.3.1`;
-const A6 = `fd${tag.slice(0, 2)}:${tag.slice(2)}:3::1`;
+// As `ip mptcp endpoint` prints it (compared as text).
+const A6 = canonicalIPv6(`fd${tag.slice(0, 2)}:${tag.slice(2)}:3::1`);
 
 function missingSetpriv(): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':')) if (dir && fs.existsSync(path.join(dir, 'setpriv'))) return undefined;
@@ -81,6 +83,15 @@ describe('braid paths daemon as an unprivileged user with CAP_NET_ADMIN only', {
     const r = await runProcess(process.execPath, [CLI_PATH, 'paths', 'set', 'pd0', policy, '--config', config], { prefix: asNobody([]), timeoutMs: 15_000 });
     assert.equal(r.code, 0, r.stderr);
   };
+  /** A wait that fails says what the daemon and `ip mptcp` showed at that moment. */
+  const saying = async <T>(d: Running, wait: Promise<T>): Promise<T> => {
+    try {
+      return await wait;
+    } catch (err) {
+      const eps = await ipEndpoints(ns).catch((e: Error) => e.message);
+      throw new Error(`${(err as Error).message}; endpoints ${JSON.stringify(eps)}; daemon ${d.alive() ? 'running' : 'exited'}, said: ${d.stderr() || '(nothing)'}`);
+    }
+  };
   const onPd0 = (flags: string[] | null) => async (): Promise<IpEndpoint[] | undefined> => {
     const e = (await ipEndpoints(ns)).filter((x) => x.dev === 'pd0');
     if (flags === null) return e.length === 0 ? e : undefined;
@@ -92,38 +103,52 @@ describe('braid paths daemon as an unprivileged user with CAP_NET_ADMIN only', {
     const limitsBefore = await ipLimits(ns);
     assert.deepEqual(await ipEndpoints(ns), []);
     const d = await daemon(['net_admin']);
+    try {
+      await followsPolicy(d, limitsBefore);
+    } finally {
+      // A failure above must not leave this daemon reconciling while the next test runs.
+      if (d.alive()) await d.stop('SIGKILL', 2000);
+    }
+  });
+
+  const followsPolicy = async (d: Running, limitsBefore: Awaited<ReturnType<typeof ipLimits>>): Promise<void> => {
     // The kernel's view of the process: nobody, CAP_NET_ADMIN (bit 12) and nothing else.
     const status = fs.readFileSync(`/proc/${d.child.pid}/status`, 'utf8');
     assert.match(status, new RegExp(`^Uid:\\s+${NOBODY}\\s+${NOBODY}\\s+${NOBODY}\\s+${NOBODY}$`, 'm'));
     assert.match(status, /^CapEff:\s+0+1000$/m);
     assert.match(status, /^CapBnd:\s+0+1000$/m);
 
-    const made = await until(onPd0(['subflow']), POLICY_MS, 'subflow endpoints for pd0');
+    const made = await saying(d, until(onPd0(['subflow']), POLICY_MS, 'subflow endpoints for pd0'));
     const ids = made.value.map((e) => e.id).sort();
-    assert.deepEqual(await ipLimits(ns), { subflows: 2, addAddrAccepted: 2 });
+    // The limits are raised right after the endpoints are added: waited for, not raced.
+    const raised = await saying(d, until(async () => {
+      const l = await ipLimits(ns);
+      return l.subflows === 2 && l.addAddrAccepted === 2 ? l : undefined;
+    }, POLICY_MS, 'limits raised to 2 subflows, 2 accepted ADD_ADDR'));
+    assert.deepEqual(raised.value, { subflows: 2, addAddrAccepted: 2 });
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(d.alive(), true, `the daemon exited on its own, leaving its endpoints: ${d.stderr()}`);
     await setPolicy('backup');
-    const backup = await until(onPd0(['subflow', 'backup']), POLICY_MS, 'pd0 endpoints flagged backup');
+    const backup = await saying(d, until(onPd0(['subflow', 'backup']), POLICY_MS, 'pd0 endpoints flagged backup'));
     assert.deepEqual(backup.value.map((e) => e.id).sort(), ids, 'backup changes the flags in place');
     await setPolicy('off');
-    await until(onPd0(null), POLICY_MS, 'pd0 endpoints removed for off');
+    await saying(d, until(onPd0(null), POLICY_MS, 'pd0 endpoints removed for off'));
     await setPolicy('use');
-    await until(onPd0(['subflow']), POLICY_MS, 'pd0 endpoints back for use');
+    await saying(d, until(onPd0(['subflow']), POLICY_MS, 'pd0 endpoints back for use'));
 
     const exit = await d.stop('SIGTERM', 5000);
     assert.equal(exit.code, 0, d.stderr());
     assert.deepEqual(await ipEndpoints(ns), [], 'endpoints left behind after SIGTERM');
     assert.deepEqual(await ipLimits(ns), limitsBefore, 'limits not put back after SIGTERM');
     assert.match(d.stderr(), new RegExp(`paths: endpoint ${A4.replace(/\./g, '\\.')} id \\d+ removed`));
-  });
+  };
 
   test('the same user without CAP_NET_ADMIN: nothing changes, and the log says why', async () => {
     const before = await ipEndpoints(ns);
     const limitsBefore = await ipLimits(ns);
     const d = await daemon([]);
     assert.match(fs.readFileSync(`/proc/${d.child.pid}/status`, 'utf8'), /^CapEff:\s+0+$/m);
-    await until(async () => (d.stderr().includes(PRIVILEGE_HELP) ? true : undefined), POLICY_MS, 'the privilege message');
+    await saying(d, until(async () => (d.stderr().includes(PRIVILEGE_HELP) ? true : undefined), POLICY_MS, 'the privilege message'));
     await setPolicy('backup'); // a reconcile is asked for; it must still change nothing
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(await ipEndpoints(ns), before);

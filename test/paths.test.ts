@@ -5,7 +5,7 @@
 // and without CAP_NET_ADMIN nothing changes while the proxy still works and the reason is shown.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Namespace, skipUnlessRoot } from './helpers/netns';
+import { canonicalIPv6, Namespace, skipUnlessRoot } from './helpers/netns';
 import { CLI_PATH, LISTENING_LINE, runBraid, runProcess, startBraid, startProcess, type BraidProxy, type Running } from './helpers/proc';
 import { missingPrerequisite, SERVE_BYTES } from './helpers/multipath-harness';
 import { expectedSha256 } from './helpers/byte-stream';
@@ -24,7 +24,8 @@ const SOCKS_FETCH = path.join(__dirname, 'helpers', 'socks-fetch.js');
 const tag = crypto.randomBytes(2).toString('hex');
 const octet = (process.pid % 200) + 20;
 const A4 = `10.${octet}.1.1`;
-const A6 = `fd${tag.slice(0, 2)}:${tag.slice(2)}::1`;
+// As `ip mptcp endpoint` prints it (compared as text).
+const A6 = canonicalIPv6(`fd${tag.slice(0, 2)}:${tag.slice(2)}::1`);
 const FOREIGN = `10.${octet}.9.1`;      // on fx0, an address Braid's policy would manage
 const FOREIGN_ID = 50;
 

@@ -29,6 +29,15 @@ export interface ExecOutcome extends ExecResult {
   code: number | null;
 }
 
+/**
+ * An IPv6 address in the form the kernel and `ip` print (RFC 5952: no leading zeros in a group, the
+ * longest run of zero groups as ::). Addresses made from random hex (fd12:0abc:…) are compared as
+ * text with what the kernel reports, and would differ in 1 run in 16 otherwise.
+ */
+export function canonicalIPv6(address: string): string {
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}
+
 /** Runs a command to completion with a hard time limit; throws with stderr on failure. */
 export function run(argv: string[], opts: ExecOptions = {}): Promise<ExecOutcome> {
   const timeout = opts.timeoutMs ?? EXEC_TIMEOUT_MS;
@@ -362,8 +371,8 @@ export class Topology {
     const dev = `link${index}`;
     const subnet4 = `10.${this.octet}.${index}.0/24`;
     const subnet6 = `${this.ula}:${index.toString(16)}::/64`;
-    const a: LinkEnd = { ns: nsA, dev, ipv4: `10.${this.octet}.${index}.1`, ipv6: `${this.ula}:${index.toString(16)}::1` };
-    const b: LinkEnd = { ns: nsB, dev, ipv4: `10.${this.octet}.${index}.2`, ipv6: `${this.ula}:${index.toString(16)}::2` };
+    const a: LinkEnd = { ns: nsA, dev, ipv4: `10.${this.octet}.${index}.1`, ipv6: canonicalIPv6(`${this.ula}:${index.toString(16)}::1`) };
+    const b: LinkEnd = { ns: nsB, dev, ipv4: `10.${this.octet}.${index}.2`, ipv6: canonicalIPv6(`${this.ula}:${index.toString(16)}::2`) };
     // Created directly in the target namespaces: the pair never appears in the root namespace.
     await run([IP, 'link', 'add', 'name', dev, 'netns', nsA.name, 'type', 'veth', 'peer', 'name', dev, 'netns', nsB.name]);
     const rate = opts.rateMbit ?? null;
