@@ -2,7 +2,7 @@
  * MPTCP sockets from the native addon, typed. Everything else in Braid talks to the kernel's MPTCP
  * sockets through the functions exported here.
  */
-import os from 'node:os';
+import { interfaceNames } from '../local-addresses';
 import { binding } from './binding';
 
 export interface ListenOptions {
@@ -85,19 +85,6 @@ export function mptcpStatus(fd: number): { mptcp: boolean; fallback: boolean } {
   return { mptcp: info.mptcp, fallback: info.fallback };
 }
 
-// Local address -> interface name. Reading the table is a netlink dump, so it is cached briefly:
-// stats sample many sockets per tick, and addresses change far less often than that.
-let namesCache: { at: number; map: Map<string, string> } | null = null;
-function interfaceNames(): Map<string, string> {
-  const now = Date.now();
-  if (namesCache && now - namesCache.at < 1000) return namesCache.map;
-  const map = new Map<string, string>();
-  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
-    for (const a of addrs ?? []) map.set(a.address, name);
-  }
-  namesCache = { at: now, map };
-  return map;
-}
 export const closeFd = (fd: number): void => binding.close(fd);
 
 /** The sending side of a TCP socket: bytes queued in the kernel, time held back by the peer's window. */

@@ -17,6 +17,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { isLocalAddress, unmapIPv4 } from '../local-addresses';
 import { tcpSocketOwner } from '../native/kernel-socket';
 
 export type PeerState = 'open' | 'closed' | 'unknown';
@@ -36,11 +37,10 @@ interface Query {
   resolve(state: PeerState): void;
 }
 
-const unmap = (a: string): string => (a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a);
 
 /** An address as /proc/net/tcp prints it: the 32-bit words of the address in host byte order, %08X each. */
 export function procHexAddress(address: string): string {
-  const a = unmap(address);
+  const a = unmapIPv4(address);
   const bytes = net.isIPv4(a) ? a.split('.').map(Number) : ipv6Bytes(a);
   const little = os.endianness() === 'LE';
   let out = '';
@@ -66,15 +66,6 @@ function ipv6Bytes(address: string): number[] {
 
 const procKey = (from: Endpoint, to: Endpoint): string =>
   `${procHexAddress(from.address)}:${from.port.toString(16).toUpperCase().padStart(4, '0')} ${procHexAddress(to.address)}:${to.port.toString(16).toUpperCase().padStart(4, '0')}`;
-
-function isLocalAddress(address: string): boolean {
-  const a = unmap(address);
-  if (a.startsWith('127.') || a === '::1') return true;
-  for (const list of Object.values(os.networkInterfaces())) {
-    for (const i of list ?? []) if (unmap(i.address) === a) return true;
-  }
-  return false;
-}
 
 /**
  * Looks client sockets up, by sock_diag or in /proc/net/tcp{,6}. Lookups arriving within `batchMs`
@@ -102,7 +93,7 @@ export class PeerSocketProbe {
    */
   state(client: Endpoint, server: Endpoint, wanted: () => boolean = () => true): Promise<PeerState> {
     return new Promise((resolve) => {
-      const v6 = !net.isIPv4(unmap(client.address));
+      const v6 = !net.isIPv4(unmapIPv4(client.address));
       this.pending.push({ key: procKey(client, server), client, server, wanted, v6, address: client.address, resolve });
       this.timer ??= setTimeout(() => this.flush(), this.opts.batchMs ?? 250);
       this.timer.unref?.();
@@ -149,8 +140,8 @@ export class PeerSocketProbe {
 
   /** One exact lookup; null when the addon cannot answer (the caller reads /proc instead). */
   private diag(q: Query): PeerState | null {
-    const client = unmap(q.client.address);
-    const server = unmap(q.server.address);
+    const client = unmapIPv4(q.client.address);
+    const server = unmapIPv4(q.server.address);
     if (net.isIPv4(client) !== net.isIPv4(server)) return 'unknown';
     try {
       const o = tcpSocketOwner({ address: client, port: q.client.port }, { address: server, port: q.server.port });
