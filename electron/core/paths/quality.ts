@@ -28,7 +28,7 @@
  * No traffic, no judgement: a path without samples is never demoted for lack of them.
  */
 import type { SubflowInfo } from '../native/mptcp';
-import type { SubflowObserver } from '../stats/engine';
+import type { SubflowObserver } from '../stats/observer';
 import type { PolicyBoard } from './effective';
 
 export interface QualityConfig {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { BraidError } from '../errors';
 import type { SubflowInfo } from '../native/mptcp';
 import type { Logger } from '../proxy/session';
-import type { SubflowObserver } from '../stats/engine';
+import type { SubflowObserver } from '../stats/observer';
 
 export interface Bytes {
   up: number;

@@ -6,7 +6,7 @@
 import type { SubflowView } from '../contract';
 import type { MptcpInfo } from '../native/mptcp';
 import type { ConnectionSnapshot } from '../proxy/tracker';
-import type { SubflowObserver } from './engine';
+import type { SubflowObserver } from './observer';
 import { NO_PROGRAM } from './programs';
 import { addTo as add, splitByWeight } from './shares';
 

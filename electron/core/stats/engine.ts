@@ -25,6 +25,7 @@ import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '.
 import { closedResidual, newState, NO_SUBFLOWS, pathKey, vanishedSubflows, type ConnState, type SubflowMark } from './connection-state';
 import { ProgramTotals, type ProgramPathTotals } from './programs';
 import { addTo as add, splitByWeight } from './shares';
+import type { SubflowObserver } from './observer';
 import { systemMptcpSockets } from './system';
 
 export type { ProgramPathTotals } from './programs';
@@ -39,24 +40,6 @@ export interface StatsOptions {
 }
 
 type Reader = (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
-
-/**
- * What accounting beyond the engine's own sees of each read: data caps count every byte a subflow
- * moved on its interface (paths/usage.ts), path quality reads RTT and retransmissions
- * (paths/quality.ts). Called in the tick, in the order: subflow and residual calls, then tick.
- */
-export interface SubflowObserver {
-  /** A subflow as read, and how far its bytes_acked / bytes_received moved since the connection's previous read. */
-  subflow(path: string, s: SubflowInfo, dAcked: number, dReceived: number): void;
-  /**
-   * Bytes no subflow read accounted for, on a path: those a subflow moved after its last read and
-   * before it closed (from the MPTCP connection's own counters), and those of a connection that
-   * closed after its last read (the proxy's count beyond what its subflows showed, split like its
-   * traffic).
-   */
-  residual(path: string, up: number, down: number): void;
-  tick(now: number, seconds: number): void;
-}
 
 /** Ticks without new bytes after which a connection counts as idle (2 s at 500 ms). */
 const QUIET_TICKS = 4;
