@@ -19,7 +19,7 @@ import { RelayServer, type RelayServerOptions } from '../electron/core/relay/ser
 import { RelayDialer } from '../electron/core/relay/client';
 import { DestinationPolicy } from '../electron/core/relay/policy';
 import { parseRelayLink, formatRelayLink } from '../electron/core/relay/share-link';
-import { RELAY_RECEIVE_BUFFER } from '../electron/core/relay/receive-buffer';
+import { MAX_RECEIVE_BUFFER, MIN_RECEIVE_BUFFER, receiveBufferFor, relayReceiveBuffer } from '../electron/core/relay/receive-buffer';
 import { loadNative, mptcpUnavailableReason } from '../electron/core/proxy/native';
 import { receiveBuffer, setReceiveBuffer } from '../electron/core/native/datapath';
 import { startBytesServer, type ResponseReport } from './helpers/mptcp-server';
@@ -33,6 +33,16 @@ describe('native receive-buffer knobs', { skip }, () => {
     for (const [fd, bytes] of bad) assert.throws(() => setReceiveBuffer(fd as unknown as number, bytes), /setReceiveBuffer/);
     assert.throws(() => setReceiveBuffer(2 ** 30, 65536), (e: Error & { code?: string; syscall?: string }) => e.code === 'EBADF' && e.syscall === 'setsockopt');
     assert.throws(() => receiveBuffer(2 ** 30), (e: Error & { code?: string }) => e.code === 'EBADF');
+  });
+});
+
+describe('the relay connection\'s receive buffer size', () => {
+  test('half of tcp_rmem[2] (the ceiling autotuning would reach), from 2 MiB to 32 MiB', () => {
+    assert.equal(receiveBufferFor('4096\t131072\t33554432\n'), 16 * 1024 * 1024);
+    assert.equal(receiveBufferFor('4096 131072 6291456'), 3 * 1024 * 1024);
+    assert.equal(receiveBufferFor('4096 87380 1048576'), MIN_RECEIVE_BUFFER, 'never below the floor');
+    assert.equal(receiveBufferFor('4096 131072 1073741824'), MAX_RECEIVE_BUFFER, 'never above the cap');
+    for (const bad of [null, '', 'garbage', '4096 131072', '4096 131072 -5']) assert.equal(receiveBufferFor(bad), MIN_RECEIVE_BUFFER, String(bad));
   });
 });
 
@@ -73,10 +83,10 @@ describe('relay connection receive buffer', { skip }, () => {
       try {
         assert.ok(tunnel.fd !== null, 'the relay connection has an fd');
         // The kernel doubles the request (its bookkeeping); autotuning would start at tcp_rmem[1].
-        assert.equal(receiveBuffer(tunnel.fd!), 2 * RELAY_RECEIVE_BUFFER, 'braid up side');
+        assert.equal(receiveBuffer(tunnel.fd!), 2 * relayReceiveBuffer(), 'braid up side');
         const relayFds = [...(relay as unknown as { fdByPeer: Map<string, number> }).fdByPeer.values()];
         assert.ok(relayFds.length >= 1);
-        for (const fd of relayFds) assert.equal(receiveBuffer(fd), 2 * RELAY_RECEIVE_BUFFER, 'relay side');
+        for (const fd of relayFds) assert.equal(receiveBuffer(fd), 2 * relayReceiveBuffer(), 'relay side');
 
         const body = crypto.randomBytes(8 * 1024 * 1024);
         const sock = tunnel.socket;
