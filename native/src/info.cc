@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "diag_request.h"
 #include "errors.h"
 #include "sockets.h"
 #include "uapi.h"
@@ -67,35 +68,15 @@ class DiagSocket {
       timeval tv{0, 200000};  // never hang the JS thread on a wedged netlink socket
       setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
-    struct {
-      nlmsghdr nlh;
-      inet_diag_req_v2 req;
-    } msg{};
-    msg.nlh.nlmsg_len = sizeof(msg);
-    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    const bool v4 = local.ss_family == AF_INET;
+    const auto* l4 = reinterpret_cast<const sockaddr_in*>(&local);
+    const auto* r4 = reinterpret_cast<const sockaddr_in*>(&remote);
+    const auto* l6 = reinterpret_cast<const sockaddr_in6*>(&local);
+    const auto* r6 = reinterpret_cast<const sockaddr_in6*>(&remote);
+    DiagRequest msg = v4 ? ExactDiagRequest(SOCK_DIAG_BY_FAMILY, 0, AF_INET, l4->sin_port, r4->sin_port, &l4->sin_addr, &r4->sin_addr)
+                         : ExactDiagRequest(SOCK_DIAG_BY_FAMILY, 0, AF_INET6, l6->sin6_port, r6->sin6_port, &l6->sin6_addr, &r6->sin6_addr);
     msg.nlh.nlmsg_seq = ++seq_;
-    msg.req.sdiag_family = local.ss_family;
-    msg.req.sdiag_protocol = IPPROTO_TCP;
     msg.req.idiag_ext = 1 << (INET_DIAG_INFO - 1);
-    msg.req.idiag_states = ~0u;
-    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-    if (local.ss_family == AF_INET) {
-      auto* l = reinterpret_cast<const sockaddr_in*>(&local);
-      auto* r = reinterpret_cast<const sockaddr_in*>(&remote);
-      msg.req.id.idiag_sport = l->sin_port;
-      msg.req.id.idiag_dport = r->sin_port;
-      std::memcpy(msg.req.id.idiag_src, &l->sin_addr, 4);
-      std::memcpy(msg.req.id.idiag_dst, &r->sin_addr, 4);
-    } else {
-      auto* l = reinterpret_cast<const sockaddr_in6*>(&local);
-      auto* r = reinterpret_cast<const sockaddr_in6*>(&remote);
-      msg.req.id.idiag_sport = l->sin6_port;
-      msg.req.id.idiag_dport = r->sin6_port;
-      std::memcpy(msg.req.id.idiag_src, &l->sin6_addr, 16);
-      std::memcpy(msg.req.id.idiag_dst, &r->sin6_addr, 16);
-    }
     sockaddr_nl nl{};
     nl.nl_family = AF_NETLINK;
     if (sendto(fd_, &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&nl), sizeof(nl)) < 0) return -1;

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "diag_request.h"
 #include "errors.h"
 
 namespace braid {
@@ -59,30 +60,17 @@ Exact ExactRequest(const Napi::CallbackInfo& info, const char* fn, uint16_t type
   if (local.family != remote.family) throw Napi::TypeError::New(env, std::string(fn) + ": both ends must be of one address family");
   const char* what = type == SOCK_DESTROY ? "SOCK_DESTROY" : "SOCK_DIAG_BY_FAMILY";
 
-  struct {
-    nlmsghdr nlh;
-    inet_diag_req_v2 req;
-  } msg{};
-  msg.nlh.nlmsg_len = sizeof(msg);
-  msg.nlh.nlmsg_type = type;
-  // no NLM_F_DUMP: the kernel looks the one socket up; a destroy answers only with an ack
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST | (type == SOCK_DESTROY ? NLM_F_ACK : 0);
-  msg.req.sdiag_family = static_cast<uint8_t>(local.family);
-  msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = ~0U;
-  msg.req.id.idiag_sport = htons(local.port);
-  msg.req.id.idiag_dport = htons(remote.port);
-  std::memcpy(msg.req.id.idiag_src, local.addr, local.family == AF_INET ? 4 : 16);
-  std::memcpy(msg.req.id.idiag_dst, remote.addr, remote.family == AF_INET ? 4 : 16);
   // A socket bound to a device (a subflow Braid opened on a path) is found only with its ifindex.
+  uint32_t ifindex = 0;
   if (info.Length() > 4 && !info[4].IsUndefined()) {
-    double ifindex = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
-    if (!(ifindex >= 0 && ifindex <= 2147483647) || ifindex != static_cast<double>(static_cast<int64_t>(ifindex)))
+    double i = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
+    if (!(i >= 0 && i <= 2147483647) || i != static_cast<double>(static_cast<int64_t>(i)))
       throw Napi::RangeError::New(env, std::string(fn) + ": ifindex must be a non-negative integer");
-    msg.req.id.idiag_if = static_cast<uint32_t>(ifindex);
+    ifindex = static_cast<uint32_t>(i);
   }
-  msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-  msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  // no NLM_F_DUMP: the kernel looks the one socket up; a destroy answers only with an ack
+  DiagRequest msg = ExactDiagRequest(type, type == SOCK_DESTROY ? NLM_F_ACK : 0, static_cast<uint8_t>(local.family),
+                                     htons(local.port), htons(remote.port), local.addr, remote.addr, ifindex);
 
   int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) throw ErrnoError(env, errno, "socket", "NETLINK_SOCK_DIAG");
