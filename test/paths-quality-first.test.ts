@@ -10,51 +10,33 @@
 //   order; see subflow-plan.ts);
 // - within 15 s after the delay goes wwan0 is restored and carries the same connection again;
 // - the download completes, the byte count and SHA-256 of what the server sent.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipUnlessRoot } from './helpers/netns';
-import { startBraid, type BraidProxy } from './helpers/proc';
-import { curlDownload, missingPrerequisite, startByteServer, type CurlResult } from './helpers/multipath-harness';
-import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
-import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
-import { mbit, qualityControl } from './helpers/quality-control';
+import { curlDownload, missingPrerequisite, type CurlResult } from './helpers/multipath-harness';
+import { until } from './helpers/paths-harness';
+import { mbit, qualityRig } from './helpers/quality-control';
 import { requireFor, missingPython } from './helpers/prerequisites';
 import { expectedSha256 } from './helpers/byte-stream';
 import type { ConnectionView, PathsView } from '../electron/core/contract';
 
 const skip = requireFor('path quality, first subflow on the slow path (paths-quality-first.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
 const PORT = 8080;
-const CONTROL_PORT = 9798;
-const TOKEN = `quality-first-${process.pid}`;
 const BYTES = 200 * 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('path quality, first subflow on the delayed path', { skip, timeout: 240_000 }, () => {
-  let topo: QualityTopology;
-  let braid: BraidProxy | null = null;
-  const files = scratchDir('quality-first');
-
-  const { api, wwan, rates } = qualityControl(() => topo, CONTROL_PORT, TOKEN);
+  const rig = qualityRig({ tag: 'quality-first', bytesPort: PORT, controlPort: 9798, cellFirst: true });
+  const { api, wwan, rates } = rig;
   const download = async (): Promise<ConnectionView | undefined> => (await api<ConnectionView[]>('connections.list')).find((c) => c.destination?.endsWith(`:${PORT}`));
   const subflows = (c: ConnectionView): string => c.subflows.map((s) => `${s.interface}${s.backup ? ' (backup)' : ''}`).join(', ');
 
-  before(async () => {
-    topo = await createQualityTopology({ rateMbit: 20, cellFirst: true });
-    await startByteServer(topo.server, { port: PORT });
-    files.write({ paths: { interfaces: { wlan0: 'use', wwan0: 'use' } }, control: { host: '127.0.0.1', port: CONTROL_PORT, token: TOKEN } });
-    braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
-      { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
-  });
-
-  after(async () => {
-    await braid?.stop('SIGTERM', 5000);
-    await topo?.destroy();
-  });
-
   test('demoted while it holds the first subflow: the traffic moves, the connection lives on intact, the path is restored', async (t) => {
+    const topo = rig.topo();
+    const braid = rig.braid();
     let result: CurlResult | null = null;
     let failure: unknown = null;
-    const dl = curlDownload(topo.client, `http://${topo.dest}:${PORT}/bytes/${BYTES}`, { socksPort: braid!.port, hash: true, maxSeconds: 150 })
+    const dl = curlDownload(topo.client, `http://${topo.dest}:${PORT}/bytes/${BYTES}`, { socksPort: braid.port, hash: true, maxSeconds: 150 })
       .then((r) => { result = r; }, (err: unknown) => { failure = err; });
     try {
       await sleep(4000);

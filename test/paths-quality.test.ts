@@ -9,45 +9,28 @@
 //   server had queued on the delayed subflow: MPTCP delivers in order; see subflow-plan.ts);
 // - within 15 s after the delay goes it is restored, and carries again;
 // - `braid paths --json` and `braid status` show each path's RTT, and status the reason.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipUnlessRoot } from './helpers/netns';
-import { runProcess, startBraid, type BraidProxy } from './helpers/proc';
-import { BRAID_CLI, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
-import { killOnSignal, scratchDir, until } from './helpers/paths-harness';
-import { createQualityTopology, type QualityTopology } from './helpers/quality-topology';
-import { mbit, qualityControl } from './helpers/quality-control';
+import { runProcess } from './helpers/proc';
+import { BRAID_CLI, missingPrerequisite } from './helpers/multipath-harness';
+import { until } from './helpers/paths-harness';
+import { mbit, qualityRig } from './helpers/quality-control';
 import { requireFor, missingPython } from './helpers/prerequisites';
 import type { InterfaceView } from '../electron/core/contract';
 
 const skip = requireFor('path quality end to end (paths-quality.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingPython());
 const PORT = 8080;
-const CONTROL_PORT = 9797;
-const TOKEN = `quality-${process.pid}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('path quality', { skip, timeout: 240_000 }, () => {
-  let topo: QualityTopology;
-  let braid: BraidProxy | null = null;
-  const files = scratchDir('quality');
-
-  const { wwan, rates } = qualityControl(() => topo, CONTROL_PORT, TOKEN);
-
-  before(async () => {
-    topo = await createQualityTopology({ rateMbit: 20 });
-    await startByteServer(topo.server, { port: PORT });
-    files.write({ paths: { interfaces: { wlan0: 'use', wwan0: 'use' } }, control: { host: '127.0.0.1', port: CONTROL_PORT, token: TOKEN } });
-    braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
-      { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
-  });
-
-  after(async () => {
-    await braid?.stop('SIGTERM', 5000);
-    await topo?.destroy();
-  });
+  const rig = qualityRig({ tag: 'quality', bytesPort: PORT, controlPort: 9797 });
+  const { wwan, rates, files } = rig;
 
   test('a path whose RTT grows by 200 ms is demoted within 5 s, its traffic moves, and it is restored within 15 s after', async (t) => {
-    const dl = topo.client.spawn(['curl', '-sS', '--max-time', '90', '--socks5-hostname', `127.0.0.1:${braid!.port}`, '-o', '/dev/null',
+    const topo = rig.topo();
+    const braid = rig.braid();
+    const dl = topo.client.spawn(['curl', '-sS', '--max-time', '90', '--socks5-hostname', `127.0.0.1:${braid.port}`, '-o', '/dev/null',
       `http://${topo.dest}:${PORT}/bytes/400000000`], { label: 'long download' });
     try {
       await sleep(4000);

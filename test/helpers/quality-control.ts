@@ -1,7 +1,15 @@
-/** The control API and link counters as the path-quality end-to-end tests read them. */
+/**
+ * The path-quality end-to-end suites' shared set-up and readings: quality-topology.ts (WiFi and
+ * cellular, both `use`), a byte server, `braid up` in the client namespace with its control API on,
+ * and the control API and link counters as the tests read them.
+ */
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import type { InterfaceView, PathsView } from '../../electron/core/contract';
-import type { QualityTopology } from './quality-topology';
+import { startByteServer } from './multipath-harness';
+import { killOnSignal, scratchDir } from './paths-harness';
+import { startBraid, type BraidProxy } from './proc';
+import { createQualityTopology, type QualityTopology } from './quality-topology';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -25,4 +33,44 @@ export function qualityControl(topo: () => QualityTopology, port: number, token:
     return { wlan0: ((b[0]! - a[0]!) * 1000) / ms, wwan0: ((b[1]! - a[1]!) * 1000) / ms };
   };
   return { api, wwan, rates };
+}
+
+export interface QualityRig extends ReturnType<typeof qualityControl> {
+  topo(): QualityTopology;
+  braid(): BraidProxy;
+  /** The config file and state directory `braid up` runs with. */
+  files: ReturnType<typeof scratchDir>;
+}
+
+/**
+ * Registers the suite's before() and after() (call it inside describe()): the topology at 20 Mbit/s
+ * per link, a byte server on `bytesPort` in the server namespace, and `braid up -v` with both paths
+ * `use` and the control API on `controlPort`. `cellFirst`: cellular's default route has the lower
+ * metric, so first subflows open on wwan0.
+ */
+export function qualityRig(opts: { tag: string; bytesPort: number; controlPort: number; cellFirst?: boolean }): QualityRig {
+  let topo: QualityTopology | null = null;
+  let braid: BraidProxy | null = null;
+  const token = `${opts.tag}-${process.pid}`;
+  const files = scratchDir(opts.tag);
+  before(async () => {
+    topo = await createQualityTopology({ rateMbit: 20, cellFirst: opts.cellFirst });
+    await startByteServer(topo.server, { port: opts.bytesPort });
+    files.write({ paths: { interfaces: { wlan0: 'use', wwan0: 'use' } }, control: { host: '127.0.0.1', port: opts.controlPort, token } });
+    braid = killOnSignal(await startBraid(['up', '-v', '--port', '0', '--config', files.config, '--state-dir', files.state],
+      { prefix: ['ip', 'netns', 'exec', topo.client.name], timeoutMs: 15_000 }));
+  });
+  after(async () => {
+    await braid?.stop('SIGTERM', 5000);
+    await topo?.destroy();
+  });
+  const getTopo = (): QualityTopology => {
+    if (!topo) throw new Error('the quality topology is made in before()');
+    return topo;
+  };
+  const getBraid = (): BraidProxy => {
+    if (!braid) throw new Error('braid up is started in before()');
+    return braid;
+  };
+  return { ...qualityControl(getTopo, opts.controlPort, token), topo: getTopo, braid: getBraid, files };
 }
