@@ -37,7 +37,6 @@ interface Query {
   resolve(state: PeerState): void;
 }
 
-
 /** An address as /proc/net/tcp prints it: the 32-bit words of the address in host byte order, %08X each. */
 export function procHexAddress(address: string): string {
   const a = unmapIPv4(address);
