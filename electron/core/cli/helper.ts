@@ -22,13 +22,16 @@ async function runHelper(values: Values): Promise<number> {
   // Per-connection wishes of unprivileged Braids go to the path manager of --paths-config.
   const server = new HelperServer({ socketPath, stateDir, log, paths: () => paths?.upm ?? null });
   await server.start();
-  process.stdout.write(`braid: helper listening on ${socketPath} (transparent-mode rules for local users, each for their own traffic)\n`);
-  const pathsConfig = str(values, 'paths-config');
-  const stopPaths = pathsConfig ? startPathsDaemon(pathsConfig, stateDir, log, (m) => (paths = m)) : () => {};
-  return untilSignal(async () => {
+  // Handled before the ready line: a SIGTERM right after it must still stop the helper cleanly.
+  let stopPaths = (): void => {};
+  const stopped = untilSignal(async () => {
     stopPaths();
     await server.stop();
   }, log);
+  process.stdout.write(`braid: helper listening on ${socketPath} (transparent-mode rules for local users, each for their own traffic)\n`);
+  const pathsConfig = str(values, 'paths-config');
+  if (pathsConfig) stopPaths = startPathsDaemon(pathsConfig, stateDir, log, (m) => (paths = m));
+  return stopped;
 }
 
 export const helper: Command = {

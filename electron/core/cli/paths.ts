@@ -197,8 +197,11 @@ async function runPaths(values: Values, positionals: string[]): Promise<number> 
     return 0;
   }
   if (sub === 'daemon') {
-    const stop = startPathsDaemon(file, stateDir, log);
-    return untilSignal(async () => stop(), log);
+    // Handled before the daemon says it is managing endpoints (its ready line).
+    let stop = (): void => {};
+    const stopped = untilSignal(async () => stop(), log);
+    stop = startPathsDaemon(file, stateDir, log);
+    return stopped;
   }
   throw usageError(`unknown 'braid paths' subcommand '${sub}' (list, set, cap, usage, rules, daemon)`);
 }

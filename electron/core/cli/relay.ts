@@ -72,6 +72,8 @@ async function runRelay(values: Values): Promise<number> {
 
   const server = new RelayServer({ host: listen.host, port: listen.port, credentials, policy, dial, ...limits, metrics, log });
   const addr = await server.start();
+  // Handled before the ready line: a SIGTERM right after it must still stop the relay cleanly.
+  const stopped = untilSignal(() => server.stop(), log);
   const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   process.stdout.write(`braid: relay listening on ${shown}:${addr.port} (MPTCP + TLS 1.3)\n`);
   const m = server.metricsAddress();
@@ -85,7 +87,7 @@ async function runRelay(values: Values): Promise<number> {
   // The link carries the secret: it goes to stdout once, for the operator to hand to clients, and
   // never into the log.
   process.stdout.write(`braid: share link: ${formatRelayLink({ host, port: addr.port, secret: credentials.secret, pin: credentials.pin, name: str(values, 'name') })}\n`);
-  return untilSignal(() => server.stop(), log);
+  return stopped;
 }
 
 export const relay: Command = {

@@ -91,6 +91,11 @@ async function runUp(values: Values): Promise<number> {
     const ends = f.saddr ? ` ${f.saddr}:${f.sport} -> ${f.daddr}:${f.dport}` : '';
     log.debug(`mptcp ${e.type} token ${f.token ?? '-'}${ends}${f.ifname ? ` dev ${f.ifname}` : ''}`);
   });
+  // Signals are handled before anything says the proxy is ready: whoever reads that line may stop
+  // it at once, and a SIGTERM with no handler yet would end it without putting anything back.
+  const stopped = untilSignal(async () => {
+    await rt.shutdown();
+  }, log);
   // Nothing changes on the system silently: what this start changed, in one line each.
   const changes = service.systemChanges().filter((c) => c.pid === process.pid);
   if (changes.length) {
@@ -110,9 +115,7 @@ async function runUp(values: Values): Promise<number> {
     // The token is for the person at this terminal (like a notebook server's); it never goes to the log.
     process.stdout.write(`braid: control API on ${control.url} (dashboard: ${control.url}#token=${control.token})\n`);
   }
-  return untilSignal(async () => {
-    await rt.shutdown();
-  }, log);
+  return stopped;
 }
 
 export const up: Command = {
