@@ -4,10 +4,10 @@
  * and the control API and link counters as the tests read them.
  */
 import assert from 'node:assert/strict';
-import { after, before } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import type { InterfaceView, PathsView } from '../../electron/core/contract';
 import { startByteServer } from './multipath-harness';
-import { killOnSignal, scratchDir } from './paths-harness';
+import { killOnSignal, scratchDir, until } from './paths-harness';
 import { startBraid, type BraidProxy } from './proc';
 import { createQualityTopology, type QualityTopology } from './quality-topology';
 
@@ -32,7 +32,21 @@ export function qualityControl(topo: () => QualityTopology, port: number, token:
     const b = [await t.rx('wlan0'), await t.rx('wwan0')];
     return { wlan0: ((b[0]! - a[0]!) * 1000) / ms, wwan0: ((b[1]! - a[1]!) * 1000) / ms };
   };
-  return { api, wwan, rates };
+  /**
+   * Takes the delay off wwan0 and waits until its demotion ends, which must be within 15 s; then,
+   * 1.5 s later, what each link received over 2 s.
+   */
+  const restore = async (t: TestContext): Promise<{ wlan0: number; wwan0: number }> => {
+    const t1 = Date.now();
+    await topo().clearDelay();
+    await until(async () => ((await wwan()).demotion === null ? true : undefined), 16_000, 'wwan0 restored', 100);
+    const restoredMs = Date.now() - t1;
+    t.diagnostic(`restored ${restoredMs} ms after the delay went`);
+    assert.ok(restoredMs <= 15_000, `restored only after ${restoredMs} ms`);
+    await sleep(1500);
+    return rates(2000);
+  };
+  return { api, wwan, rates, restore };
 }
 
 export interface QualityRig extends ReturnType<typeof qualityControl> {
