@@ -192,32 +192,43 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
   return [a, b];
 }
 
+/**
+ * A pump from an application to a sink that does not read: the application writes `total` random
+ * bytes, 1.5 s pass (the kernel's buffers fill, the pump must stop reading), then the sink reads
+ * everything. What was held in userland towards the sink meanwhile, at most (`peak`, sampled every
+ * ms) and after the 1.5 s, and what the application still had queued then.
+ */
+async function stallThenDrain(opts: { maxQueued: number; maxQueuedUp?: number; total: number }) {
+  const [app, proxyIn] = await socketPair();
+  const [proxyOut, sink] = await socketPair();
+  sink.pause();
+  const done = pump(proxyIn, proxyOut, { idleMs: 30_000, maxQueued: opts.maxQueued, maxQueuedUp: opts.maxQueuedUp });
+  const data = crypto.randomBytes(opts.total);
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, proxyOut.writableLength)), 1);
+  // The application writes everything; the kernel's buffers fill, then ours must stop growing.
+  app.end(data);
+  await new Promise((r) => setTimeout(r, 1500));
+  const stalledUserland = proxyOut.writableLength;
+  const appStillQueued = app.writableLength;
+  const parts: Buffer[] = [];
+  sink.on('data', (d: Buffer) => parts.push(d));
+  const received = new Promise<Buffer>((r) => sink.once('end', () => r(Buffer.concat(parts))));
+  sink.resume();
+  const got = await received;
+  clearInterval(sampler);
+  sink.end();
+  const result = await done;
+  app.destroy();
+  sink.destroy();
+  return { data, got, result, peak, stalledUserland, appStillQueued };
+}
+
 describe('pump backpressure', () => {
   test('a destination that stops reading pauses the source: userland queue bounded, every byte delivered', async () => {
     const maxQueued = 64 * 1024;
-    const [app, proxyIn] = await socketPair();
-    const [proxyOut, sink] = await socketPair();
-    sink.pause();
-    const done = pump(proxyIn, proxyOut, { idleMs: 30_000, maxQueued });
     const total = 48 * 1024 * 1024;
-    const data = crypto.randomBytes(total);
-    let peak = 0;
-    const sampler = setInterval(() => (peak = Math.max(peak, proxyOut.writableLength)), 1);
-    // The application writes everything; the kernel's buffers fill, then ours must stop growing.
-    app.end(data);
-    await new Promise((r) => setTimeout(r, 1500));
-    const stalledUserland = proxyOut.writableLength;
-    const appStillQueued = app.writableLength;
-    const parts: Buffer[] = [];
-    sink.on('data', (d: Buffer) => parts.push(d));
-    const received = new Promise<Buffer>((r) => sink.once('end', () => r(Buffer.concat(parts))));
-    sink.resume();
-    const got = await received;
-    clearInterval(sampler);
-    sink.end();
-    const result = await done;
-    app.destroy();
-    sink.destroy();
+    const { data, got, result, peak, stalledUserland, appStillQueued } = await stallThenDrain({ maxQueued, total });
     assert.ok(appStillQueued > 0, 'the transfer should have been held back while the sink did not read (data larger than all kernel buffers)');
     // One read's worth (64 KiB) may land after the pause decision, and a paused stream keeps up to
     // its own high-water mark: anything beyond that would mean reading went on without bound.
@@ -233,24 +244,8 @@ describe('pump backpressure per direction', () => {
   test('maxQueuedUp bounds what is held towards the destination on its own (the relay holds more there)', async () => {
     const maxQueued = 64 * 1024;
     const maxQueuedUp = 1024 * 1024;
-    const [app, proxyIn] = await socketPair();
-    const [proxyOut, sink] = await socketPair();
-    sink.pause();
-    const done = pump(proxyIn, proxyOut, { idleMs: 30_000, maxQueued, maxQueuedUp });
     const total = 48 * 1024 * 1024;
-    const data = crypto.randomBytes(total);
-    app.end(data);
-    await new Promise((r) => setTimeout(r, 1500));
-    const stalledUserland = proxyOut.writableLength;
-    const parts: Buffer[] = [];
-    sink.on('data', (d: Buffer) => parts.push(d));
-    const received = new Promise<Buffer>((r) => sink.once('end', () => r(Buffer.concat(parts))));
-    sink.resume();
-    const got = await received;
-    sink.end();
-    const result = await done;
-    app.destroy();
-    sink.destroy();
+    const { data, got, result, stalledUserland } = await stallThenDrain({ maxQueued, maxQueuedUp, total });
     assert.ok(stalledUserland > maxQueued + 128 * 1024, `held only ${stalledUserland} bytes towards the destination: maxQueuedUp was not applied`);
     assert.ok(stalledUserland <= maxQueuedUp + 128 * 1024, `queued in userland while stalled: ${stalledUserland}`);
     assert.equal(got.length, total);
