@@ -73,11 +73,12 @@ export const RELAY_DEFAULT_DIAL = 'tcp' as const;
  * Bytes of an upload the relay holds in userland towards the destination before it stops reading
  * the client's MPTCP connection (the pump's default, 256 KiB, holds the other direction). Each pause
  * of an MPTCP socket's reader can stall the connection until the sender's MPTCP retransmission
- * timer fires (200 ms; see RELAY_DEFAULT_DIAL), and an unshaped upload paused often: measured
- * (updown-bench's unshaped upload, 1 GB, 12 repetitions each) 1.27–3.30 Gbit/s, median 2.29, with
- * 256 KiB against 0.72–3.80, median 3.07, with 8 MiB, at less CPU per GB at both ends. The bound
- * still holds: at most this much per tunnel, and only while its destination is slower than its
- * client. Uploads stay erratic (a few repetitions in each set near 1 Gbit/s): not explained.
+ * timer fires (200 ms; see RELAY_DEFAULT_DIAL); this holds off such pauses while a destination is
+ * briefly slower than the client. At most this much per tunnel, and only while its destination is
+ * slower than its client. In the bench's unshaped upload it does not engage: the relay's reader was
+ * never paused there (counted), and what made those uploads erratic was the relay connection's
+ * receive window closing (receive-buffer.ts). The gain once measured for it (median 2.29 -> 3.07
+ * Gbit/s over 12 repetitions each) was within that noise.
  */
 export const RELAY_UPLOAD_QUEUE = 8 * 1024 * 1024;
 
