@@ -14,6 +14,7 @@ import { Namespace, skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { killOnSignal, scratchDir } from './helpers/paths-harness';
 import { requireFor } from './helpers/prerequisites';
 import { startBraid, type BraidProxy } from './helpers/proc';
+import { SYSTEM_SOCKETS_TTL_MS } from '../electron/core/stats/system';
 import crypto from 'node:crypto';
 
 const skip = requireFor('control API against the kernel in a namespace (control-kernel.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
@@ -61,12 +62,12 @@ describe('control API against the kernel, in a namespace', { skip, timeout: 90_0
     watcher.lines.slice(from).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { at: number; frame: Frame });
 
   /** The first stats tick sampled after `sinceMs` (epoch ms). */
-  async function tickAfter(sinceMs: number): Promise<StatsTick> {
+  async function tickAfter(sinceMs: number, timeoutMs = TICK_MS): Promise<StatsTick> {
     const { line } = await watcher.waitForLine((l) => {
       if (!l.includes('"event":"stats"')) return false;
       const f = JSON.parse(l) as { frame: Frame };
       return (f.frame.data as StatsTick).t > sinceMs;
-    }, TICK_MS);
+    }, timeoutMs);
     return (JSON.parse(line) as { frame: Frame }).frame.data as StatsTick;
   }
 
@@ -75,19 +76,22 @@ describe('control API against the kernel, in a namespace', { skip, timeout: 90_0
     return stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[0] === 'MPTCP' || c[0] === 'MPTCPv6').reduce((n, c) => n + Number(c[2]), 0);
   }
 
+  /** A tick whose count was read after now: the count is read at most SYSTEM_SOCKETS_TTL_MS apart. */
+  const countedAfterNow = (): Promise<StatsTick> => tickAfter(Date.now() + SYSTEM_SOCKETS_TTL_MS, TICK_MS + SYSTEM_SOCKETS_TTL_MS);
+
   test('system.mptcpSockets counts this namespace\'s MPTCP sockets exactly, as they come and go', async () => {
-    const base = await tickAfter(Date.now());
+    const base = await countedAfterNow();
     assert.equal(typeof base.system.mptcpSockets, 'number', JSON.stringify(base.system));
     // Braid's own sockets do not change while nothing connects: the kernel's count now is the tick's.
     assert.equal(base.system.mptcpSockets, await kernelCount(), 'the tick does not match /proc/net/protocols');
 
     const holder = ns.spawn(['python3', '-c', HOLDER], { label: 'MPTCP socket holder' });
     await holder.waitForLine(/^ready$/, 10_000);
-    const held = await tickAfter(Date.now());
+    const held = await countedAfterNow();
     assert.equal(held.system.mptcpSockets, base.system.mptcpSockets! + HELD, `with ${HELD} more MPTCP sockets open`);
 
     await holder.stop();
-    const released = await tickAfter(Date.now());
+    const released = await countedAfterNow();
     assert.equal(released.system.mptcpSockets, base.system.mptcpSockets, 'after they closed');
   });
 

@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ConnectionView, StatsTick } from '../electron/core/contract';
 import { CONTROL_LINE, parseControlLine, type ControlAddress } from './helpers/control-client';
 import { BRAID_CLI, DIST, curlDownload, missingPrerequisite, startByteServer, type CurlResult } from './helpers/multipath-harness';
+import { SYSTEM_SOCKETS_TTL_MS } from '../electron/core/stats/system';
 import { createTwoLinkTopology, skipUnlessRoot, type NsProcess, type TwoLinkTopology } from './helpers/netns';
 import { requireFor } from './helpers/prerequisites';
 
@@ -278,18 +279,24 @@ describe('stats engine in the two-link namespaces', { skip, timeout: 300_000 }, 
   });
 
   test('MPTCP connections that are not the proxy\'s are not counted as ours', { timeout: 60_000 }, async () => {
-    const before = await tickAfter(Date.now());
-    // Straight to the server with mptcpize: MPTCP in this namespace, but not through Braid.
-    const r = await topo.client.exec(['mptcpize', 'run', 'curl', '--silent', '--fail', '--max-time', '30', '--output', '/dev/null', '--write-out', '%{size_download}',
-      `http://${topo.serverAddress(1)}:${MPTCP_PORT}/bytes/${8 * 1000 * 1000}`], { timeoutMs: 40_000 });
-    assert.equal(r.stdout.trim(), String(8 * 1000 * 1000));
+    // A tick whose count of system sockets was read from now on, not left from the test before.
+    const before = await tickAfter(Date.now() + SYSTEM_SOCKETS_TTL_MS, 5000 + SYSTEM_SOCKETS_TTL_MS);
+    // Straight to the server with mptcpize: MPTCP in this namespace, but not through Braid. Paced
+    // (curl lets the first few MB through at full speed) to outlast the interval at which the engine
+    // reads the count of system sockets, so that it is read during the download.
+    const bytes = 16 * 1000 * 1000;
+    const started = Date.now();
+    const r = await topo.client.exec(['mptcpize', 'run', 'curl', '--silent', '--fail', '--max-time', '30', '--limit-rate', '2M', '--output', '/dev/null', '--write-out', '%{size_download}',
+      `http://${topo.serverAddress(1)}:${MPTCP_PORT}/bytes/${bytes}`], { timeoutMs: 40_000 });
+    assert.equal(r.stdout.trim(), String(bytes));
+    assert.ok(Date.now() - started >= SYSTEM_SOCKETS_TTL_MS + 1000, `the foreign download took only ${Date.now() - started} ms: too short to be counted`);
     const after = await tickAfter(Date.now() + 100);
     const during = ticks().filter((k) => k.t > before.t && k.t <= after.t);
     assert.ok(during.length >= 2);
     assert.ok(during.every((k) => k.connections === 0), 'the engine sampled a connection that is not the proxy\'s');
     assert.equal(after.totalDown, before.totalDown, 'bytes of a foreign connection were counted');
     const system = Math.max(...during.map((k) => k.system.mptcpSockets ?? -1));
-    assert.ok(system > (before.system.mptcpSockets ?? 0), `system MPTCP sockets did not rise during a foreign MPTCP download (${system})`);
+    assert.ok(system > (before.system.mptcpSockets ?? 0), `system MPTCP sockets did not rise during a foreign MPTCP download (before ${before.system.mptcpSockets}, during ${during.map((k) => `${k.t - before.t}:${k.system.mptcpSockets}`).join(' ')})`);
   });
 });
 
