@@ -2,7 +2,7 @@
  * MPTCP sockets from the native addon, typed. Everything else in Braid talks to the kernel's MPTCP
  * sockets through the functions exported here.
  */
-import { interfaceNames } from '../local-addresses';
+import { interfaceOf } from '../local-addresses';
 import { binding } from './binding';
 
 export interface ListenOptions {
@@ -71,8 +71,7 @@ export const connectFd = (opts: ConnectOptions): Promise<number> => binding.conn
  */
 export function socketInfo(fd: number, withBackupFlags = true): MptcpInfo {
   const info = binding.info(fd, withBackupFlags);
-  const names = interfaceNames();
-  for (const sf of info.subflows) sf.interface = names.get(sf.localAddress) ?? null;
+  for (const sf of info.subflows) sf.interface = interfaceOf(sf.localAddress) ?? null;
   return info;
 }
 
