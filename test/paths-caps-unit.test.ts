@@ -279,6 +279,23 @@ describe('path quality', () => {
     assert.match(s.eff('wwan0').demotion!.reason, /^wwan0 demoted: 15 % retransmits$/);
     assert.equal(s.eff('wlan0').policy, 'use');
   });
+
+  test('a subflow unseen for 90 s is forgotten, one seen again is kept (expiry stops at the first fresh mark)', () => {
+    const s = setup(['wlan0', 'wwan0']);
+    const marks = (): number[] => [...(s.judge as unknown as { marks: Map<string, unknown> }).marks.keys()].map((k) => Number(k.split('|')[1]) - 40000);
+    s.judge.subflow('wlan0', sf('wlan0', 1), 0, 0);
+    s.judge.subflow('wwan0', sf('wwan0', 2), 0, 0);
+    s.clock.now += 50_000;
+    s.judge.subflow('wlan0', sf('wlan0', 1), 0, 0);
+    s.judge.tick();
+    assert.deepEqual(marks(), [2, 1], 'seen again: moved behind the older one');
+    s.clock.now += 45_000;
+    s.judge.tick();
+    assert.deepEqual(marks(), [1], 'the one unseen for 95 s went, the one seen 45 s ago stayed');
+    s.clock.now += 50_000;
+    s.judge.tick();
+    assert.deepEqual(marks(), []);
+  });
 });
 
 describe('the stats engine for caps and per-program totals', () => {

@@ -115,6 +115,7 @@ export interface QualityOptions {
 export class QualityJudge implements SubflowObserver {
   private readonly acc = new Map<string, Acc>();
   private readonly sentAcc = new Map<string, { sent: number; retrans: number }>();
+  /** Oldest first (a mark is moved to the end when renewed), so that expiry stops at the first fresh one. */
   private readonly marks = new Map<string, { sent: number; retrans: number; at: number }>();
   private readonly tracks = new Map<string, PathTrack>();
   private readonly now: () => number;
@@ -135,6 +136,7 @@ export class QualityJudge implements SubflowObserver {
       sa.retrans += retrans - m.retrans;
       this.sentAcc.set(path, sa);
     }
+    if (m) this.marks.delete(key);
     this.marks.set(key, { sent, retrans, at: now });
     const moved = dAcked + dReceived;
     if (moved <= 0) return;
@@ -183,7 +185,11 @@ export class QualityJudge implements SubflowObserver {
     }
     this.acc.clear();
     this.sentAcc.clear();
-    for (const [k, m] of this.marks) if (now - m.at > MARK_TTL_MS) this.marks.delete(k);
+    // Every tick, so it must not walk the thousands of marks an idle proxy keeps.
+    for (const [k, m] of this.marks) {
+      if (now - m.at <= MARK_TTL_MS) break;
+      this.marks.delete(k);
+    }
     this.judge(now);
     for (const t of this.tracks.values()) t.sampledNow = false;
   }
