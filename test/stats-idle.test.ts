@@ -66,17 +66,25 @@ function setup(n: number) {
   return { tracker, engine, reads, tick };
 }
 
-test('idle connections are read once per 60 ticks, a slice each tick; a moving one every tick', () => {
+test('idle connections are read once per 60 ticks, in slices 4 ticks apart; a moving one every tick', () => {
   const { tracker, reads, tick } = setup(600);
   for (let i = 0; i < 10; i++) tick(); // first reads, then quiet
   reads.clear();
   const busy = tracker.live.get(7)!;
+  const idleReadsPerTick: number[] = [];
   for (let i = 0; i < 120; i++) {
     busy.bytesDown += 1500;
     busy.sub![0]!.bytesReceived += 1500;
+    const before = [...reads.values()].reduce((x, y) => x + y, 0);
     tick();
+    idleReadsPerTick.push([...reads.values()].reduce((x, y) => x + y, 0) - before - 1);
   }
   assert.equal(reads.get(7), 120, 'the moving connection was read on every tick');
+  // Batched: an idle process wakes to read them every 2 s rather than every tick (cheaper per read).
+  const slices = idleReadsPerTick.filter((n) => n > 0);
+  assert.equal(slices.length, 30, `idle reads per tick: ${idleReadsPerTick.join(',')}`);
+  // A slice is 600 * 4 / 60 = 40 connections, one fewer when it passes the moving one (read anyway).
+  assert.ok(slices.every((n) => n === 40 || n === 39), `slice sizes: ${[...new Set(slices)].join(',')}`);
   const idle = [...reads.entries()].filter(([id]) => id !== 7).map(([, n]) => n);
   assert.equal(idle.length, 599, 'every idle connection was refreshed');
   assert.ok(idle.every((n) => n === 2), `each idle one read twice in 120 ticks: ${[...new Set(idle)].join(',')}`);

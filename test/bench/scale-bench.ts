@@ -8,7 +8,8 @@
  *     opened (V8's heap still sized for the burst) and once settled;
  *   - idle CPU, % of one core (utime + stime from /proc, all threads), the median of a few windows
  *     after the connections have settled;
- *   - the stats sampler's CPU time per connection per tick (from the ticks' system.sampleUs),
+ *   - the stats sampler's CPU time per connection per tick (the mean of the ticks' system.sampleUs:
+ *     idle connections are read in slices a few ticks apart, so most ticks read none),
  *     against one bare socketInfo() per connection in the reference (what reading every connection
  *     costs).
  *
@@ -132,7 +133,7 @@ async function measure(topo: TwoLinkTopology, kind: 'braid' | 'reference', n: nu
         const d = f.frame.data;
         if (d.t >= t0 && d.t <= t1 && d.connections >= n && typeof d.system.sampleUs === 'number') costs.push(d.system.sampleUs);
       }
-      if (costs.length) sampleUs = median(costs) / n;
+      if (costs.length) sampleUs = costs.reduce((a, b) => a + b, 0) / costs.length / n;
     } else {
       const from = target.lines.length;
       target.child.kill('SIGUSR2');

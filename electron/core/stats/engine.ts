@@ -13,8 +13,10 @@
  * connection's new bytes are split, so a tick visits only the connections that are active: those
  * whose byte counts moved since the last tick (the tracker hands them over), new ones, and those
  * that moved within the last QUIET_TICKS (their send buffers drain after the proxy's counts stop).
- * Idle connections are refreshed a slice per tick, each once every IDLE_REFRESH_TICKS, to keep their
- * subflow lists current for the dashboard; when their bytes move again they are split by the
+ * Idle connections are refreshed a slice at a time, each once every IDLE_REFRESH_TICKS, to keep their
+ * subflow lists current for the dashboard; the slices come every IDLE_BATCH_TICKS rather than every
+ * tick, because work done after the process slept costs several times the same work done in one go
+ * (measured: 17 reads after a 500 ms sleep 1.4 ms, back to back 0.25 ms); when their bytes move again they are split by the
  * counters read then, measured from the last read. Per-path subflow counts and RTTs are sums kept up
  * to date as connections are read. An idle connection costs nothing per tick.
  */
@@ -37,6 +39,8 @@ export interface StatsOptions {
   historyMs?: number;       // default 10 minutes
   /** Reads subflows of a connection; injectable for tests. */
   read?: (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
+  /** Every how many ticks a slice of the idle connections is refreshed (default IDLE_BATCH_TICKS). */
+  idleBatchTicks?: number;
 }
 
 type Reader = (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
@@ -49,6 +53,8 @@ const QUIET_TICKS = 4;
  * endpoint added, a subflow reset), which the dashboard then shows up to this late.
  */
 const IDLE_REFRESH_TICKS = 60;
+/** Idle connections are refreshed in slices this many ticks apart (2 s at 500 ms). */
+const IDLE_BATCH_TICKS = 4;
 
 interface PathTotals {
   up: number;
@@ -80,6 +86,8 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private readonly pathAgg = new Map<string, PathAgg>();
   private timer: NodeJS.Timeout | null = null;
   private lastAt = 0;
+  private ticks = 0;
+  private readonly idleBatchTicks: number;
   /** Connections visited every tick: moved lately, or new. */
   private readonly active = new Map<number, TrackedConnection>();
   /** New connections, read on the next tick. */
@@ -109,6 +117,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     super();
     this.intervalMs = opts.intervalMs ?? 500;
     this.capacity = Math.ceil((opts.historyMs ?? 10 * 60_000) / this.intervalMs);
+    this.idleBatchTicks = Math.max(1, Math.min(IDLE_REFRESH_TICKS, Math.floor(opts.idleBatchTicks ?? IDLE_BATCH_TICKS)));
   }
 
   private attached: ConnectionTracker | null = null;
@@ -193,8 +202,9 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
         const c = tracker.get(id);
         if (c) this.active.set(id, c);
       }
-      // A slice of the idle connections, so that each is read once every IDLE_REFRESH_TICKS.
-      const slice = Math.ceil(tracker.size / IDLE_REFRESH_TICKS);
+      // A slice of the idle connections every idleBatchTicks, so that each is read once every
+      // IDLE_REFRESH_TICKS.
+      const slice = this.ticks++ % this.idleBatchTicks === 0 ? Math.ceil((tracker.size * this.idleBatchTicks) / IDLE_REFRESH_TICKS) : 0;
       for (let i = 0; i < slice; i++) {
         let next = this.cursor?.next();
         if (!next || next.done) {
