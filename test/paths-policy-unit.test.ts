@@ -18,7 +18,7 @@ import type { InterfaceState } from '../electron/core/paths/inventory';
 import type { RouteInfo } from '../electron/core/native/netlink';
 import { planAttempts } from '../electron/core/proxy/dialer';
 import { SECONDARY, SecondaryController } from '../electron/core/paths/secondary';
-import type { TrackedConnection } from '../electron/core/proxy/tracker';
+import { ConnectionTracker, type TrackedConnection } from '../electron/core/proxy/tracker';
 import { UserspacePm, type SubflowApi } from '../electron/core/paths/userspace-pm';
 import { PathManagerSysctl, currentPathManager } from '../electron/core/paths/pm-sysctl';
 import type { PmEvent } from '../electron/core/native/netlink';
@@ -276,7 +276,7 @@ function secondaryRig(peak: number | null) {
   const updates: string[] = [];
   let current = 0;
   const ctl = new SecondaryController({
-    tracker: () => ({ connections: () => [live()][Symbol.iterator]() }) as never,
+    tracker: () => ({ withSecondaryPaths: () => [live()][Symbol.iterator]() }) as never,
     meter: { measure: () => (peak === null ? null : { rttUs: null, peakBps: peak }), current: () => current },
     sink: () => ({ register() {}, update: (_t, w) => void updates.push(w.secondary!) }),
     pathsOf: () => ['wlan0', 'wwan0'],
@@ -342,6 +342,24 @@ describe('secondary controller', () => {
     const { c, run } = secondaryRig(2_500_000);
     run(0, 10_000, 250_000, { pathBps: 250_000 });
     assert.equal(c.route.state, 'idle');
+  });
+
+  test('it looks only at the connections whose route has secondary paths, and forgets them when they close', () => {
+    const tracker = new ConnectionTracker(10);
+    const route = (secondary: string[]) => ({ rule: null, via: 'wlan0', note: null, secondary, use: ['wlan0'], token: 1, state: null });
+    const a = tracker.open({ address: '127.0.0.1', port: 1 })!;
+    const b = tracker.open({ address: '127.0.0.1', port: 2 })!;
+    tracker.open({ address: '127.0.0.1', port: 3 });
+    const listed = (): number[] => [...tracker.withSecondaryPaths()].map((c) => c.id);
+    a.route = route(['wwan0']);
+    b.route = route([]);
+    assert.deepEqual(listed(), [a.id]);
+    b.route = route(['wwan0']);
+    a.route = null;
+    assert.deepEqual(listed(), [b.id]);
+    b.close();
+    assert.deepEqual(listed(), []);
+    assert.equal(tracker.size, 2);
   });
 });
 

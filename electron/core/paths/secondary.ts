@@ -102,7 +102,7 @@ export class SecondaryController {
   /** One look at every connection that has secondary paths; public for tests. */
   tick(now = this.now()): void {
     const seen = new Set<number>();
-    for (const c of this.opts.tracker()?.connections() ?? []) {
+    for (const c of this.opts.tracker()?.withSecondaryPaths() ?? []) {
       const r = c.route;
       if (!r || r.token === null || r.secondary.length === 0 || r.state === null) continue;
       seen.add(c.id);

@@ -50,7 +50,7 @@ export class TrackedConnection {
   private down = 0;
   transport: Transport = 'unknown';
   program: { name: string; pid: number } | null = null;
-  route: ConnectionRoute | null = null;
+  private routeValue: ConnectionRoute | null = null;
   /** the socket toward the client (whether it keeps up shows in the kernel's queue for it) */
   clientFd: number | null = null;
   readonly startedAt = Date.now();
@@ -67,6 +67,16 @@ export class TrackedConnection {
     readonly client: { address: string; port: number },
     private readonly tracker: ConnectionTracker,
   ) {}
+
+  /** How its paths were chosen; one with secondary paths is listed for the secondary controller. */
+  get route(): ConnectionRoute | null {
+    return this.routeValue;
+  }
+
+  set route(r: ConnectionRoute | null) {
+    this.routeValue = r;
+    this.tracker.routed(this);
+  }
 
   /** Bytes from the client to the destination; a change puts the connection on the tracker's moved list. */
   get bytesUp(): number {
@@ -195,6 +205,7 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
   private readonly live = new Map<number, TrackedConnection>();
   /** Connections whose byte counts changed since takeMoved() was last called. */
   private moved = new Set<TrackedConnection>();
+  private readonly secondaryRouted = new Set<TrackedConnection>();
 
   constructor(readonly maxConnections: number) {
     super();
@@ -220,7 +231,22 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
   /** @internal called by TrackedConnection.close */
   remove(conn: TrackedConnection): void {
     this.moved.delete(conn);
+    this.secondaryRouted.delete(conn);
     if (this.live.delete(conn.id)) this.emit('closed', conn.snapshot());
+  }
+
+  /** @internal called by TrackedConnection when its route is set */
+  routed(conn: TrackedConnection): void {
+    if (conn.route?.secondary.length && this.live.has(conn.id)) this.secondaryRouted.add(conn);
+    else this.secondaryRouted.delete(conn);
+  }
+
+  /**
+   * The live connections that have secondary paths: the secondary controller looks at these four
+   * times a second, and an idle proxy's thousands of others need not be walked for it.
+   */
+  withSecondaryPaths(): IterableIterator<TrackedConnection> {
+    return this.secondaryRouted.values();
   }
 
   /** @internal called by TrackedConnection when its byte counts change */
