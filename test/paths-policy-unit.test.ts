@@ -361,6 +361,25 @@ describe('secondary controller', () => {
     assert.deepEqual(listed(), []);
     assert.equal(tracker.size, 2);
   });
+
+  test('its timer runs only while some connection has secondary paths', () => {
+    const tracker = new ConnectionTracker(10);
+    const ctl = new SecondaryController({
+      tracker: () => tracker, meter: { measure: () => null, current: () => 0 }, sink: () => null, pathsOf: () => [], read: () => null,
+    });
+    ctl.start();
+    try {
+      assert.equal(ctl.running, false, 'no connection with secondary paths: no timer');
+      const a = tracker.open({ address: '127.0.0.1', port: 1 })!;
+      a.route = { rule: null, via: 'wlan0', note: null, secondary: ['wwan0'], use: ['wlan0'], token: 1, state: 'idle' };
+      assert.equal(ctl.running, true);
+      a.close();
+      assert.equal(ctl.running, false, 'the last one closed');
+    } finally {
+      ctl.stop();
+    }
+    assert.equal(tracker.listenerCount('secondary'), 0, 'stop() lets go of the tracker');
+  });
 });
 
 // ---- Braid's path manager against a stand-in kernel -------------------------------------------

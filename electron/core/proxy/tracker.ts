@@ -198,6 +198,8 @@ export class TrackedConnection {
 export interface TrackerEvents {
   opened: [ConnectionSnapshot];
   closed: [ConnectionSnapshot];
+  /** the number of live connections with secondary paths changed */
+  secondary: [number];
 }
 
 export class ConnectionTracker extends EventEmitter<TrackerEvents> {
@@ -231,14 +233,21 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
   /** @internal called by TrackedConnection.close */
   remove(conn: TrackedConnection): void {
     this.moved.delete(conn);
-    this.secondaryRouted.delete(conn);
+    if (this.secondaryRouted.delete(conn)) this.emit('secondary', this.secondaryRouted.size);
     if (this.live.delete(conn.id)) this.emit('closed', conn.snapshot());
   }
 
   /** @internal called by TrackedConnection when its route is set */
   routed(conn: TrackedConnection): void {
+    const before = this.secondaryRouted.size;
     if (conn.route?.secondary.length && this.live.has(conn.id)) this.secondaryRouted.add(conn);
     else this.secondaryRouted.delete(conn);
+    if (this.secondaryRouted.size !== before) this.emit('secondary', this.secondaryRouted.size);
+  }
+
+  /** How many live connections have secondary paths. */
+  get secondaryCount(): number {
+    return this.secondaryRouted.size;
   }
 
   /**
