@@ -132,7 +132,8 @@ export class SecondaryController {
     const seen = new Set<number>();
     for (const c of this.opts.tracker()?.withSecondaryPaths() ?? []) {
       const r = c.route;
-      if (!r || r.token === null || r.secondary.length === 0 || r.state === null) continue;
+      // The tracker lists only connections whose route has secondary paths.
+      if (!r || r.token === null || r.state === null) continue;
       seen.add(c.id);
       let s = this.conns.get(c.id);
       if (!s) this.conns.set(c.id, (s = { state: 'idle', samples: [], since: now, lostSince: null, retryAt: 0, trial: null }));

@@ -16,9 +16,10 @@
  * Idle connections are refreshed a slice at a time, each once every IDLE_REFRESH_TICKS, to keep their
  * subflow lists current for the dashboard; the slices come every IDLE_BATCH_TICKS rather than every
  * tick, because work done after the process slept costs several times the same work done in one go
- * (measured: 17 reads after a 500 ms sleep 1.4 ms, back to back 0.25 ms); when their bytes move again they are split by the
- * counters read then, measured from the last read. Per-path subflow counts and RTTs are sums kept up
- * to date as connections are read. An idle connection costs nothing per tick.
+ * (measured: 17 reads after a 500 ms sleep 1.4 ms, back to back 0.25 ms). When their bytes move
+ * again they are split by the counters read then, measured from the last read. Per-path subflow
+ * counts and RTTs are sums kept up to date as connections are read. An idle connection costs
+ * nothing per tick.
  */
 import { EventEmitter } from 'node:events';
 import type { PathSample, StatsTick, SubflowView } from '../contract';
@@ -39,8 +40,6 @@ export interface StatsOptions {
   historyMs?: number;       // default 10 minutes
   /** Reads subflows of a connection; injectable for tests. */
   read?: (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
-  /** Every how many ticks a slice of the idle connections is refreshed (default IDLE_BATCH_TICKS). */
-  idleBatchTicks?: number;
 }
 
 type Reader = (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
@@ -87,7 +86,6 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private timer: NodeJS.Timeout | null = null;
   private lastAt = 0;
   private ticks = 0;
-  private readonly idleBatchTicks: number;
   /** Connections visited every tick: moved lately, or new. */
   private readonly active = new Map<number, TrackedConnection>();
   /** New connections, read on the next tick. */
@@ -117,7 +115,6 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     super();
     this.intervalMs = opts.intervalMs ?? 500;
     this.capacity = Math.ceil((opts.historyMs ?? 10 * 60_000) / this.intervalMs);
-    this.idleBatchTicks = Math.max(1, Math.min(IDLE_REFRESH_TICKS, Math.floor(opts.idleBatchTicks ?? IDLE_BATCH_TICKS)));
   }
 
   private attached: ConnectionTracker | null = null;
@@ -202,9 +199,9 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
         const c = tracker.get(id);
         if (c) this.active.set(id, c);
       }
-      // A slice of the idle connections every idleBatchTicks, so that each is read once every
+      // A slice of the idle connections every IDLE_BATCH_TICKS, so that each is read once every
       // IDLE_REFRESH_TICKS.
-      const slice = this.ticks++ % this.idleBatchTicks === 0 ? Math.ceil((tracker.size * this.idleBatchTicks) / IDLE_REFRESH_TICKS) : 0;
+      const slice = this.ticks++ % IDLE_BATCH_TICKS === 0 ? Math.ceil((tracker.size * IDLE_BATCH_TICKS) / IDLE_REFRESH_TICKS) : 0;
       for (let i = 0; i < slice; i++) {
         let next = this.cursor?.next();
         if (!next || next.done) {

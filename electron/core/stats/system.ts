@@ -11,7 +11,8 @@ export const SYSTEM_SOCKETS_TTL_MS = 2000;
 let cache: { at: number; value: number | null } | null = null;
 
 /** MPTCP sockets in use in this network namespace (all of them, not only Braid's); up to SYSTEM_SOCKETS_TTL_MS old. */
-export function systemMptcpSockets(now = Date.now()): number | null {
+export function systemMptcpSockets(): number | null {
+  const now = Date.now();
   if (cache && now >= cache.at && now - cache.at < SYSTEM_SOCKETS_TTL_MS) return cache.value;
   cache = { at: now, value: readCount() };
   return cache.value;
