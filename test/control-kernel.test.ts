@@ -15,11 +15,12 @@ import { killOnSignal, scratchDir } from './helpers/paths-harness';
 import { requireFor } from './helpers/prerequisites';
 import { startBraid, type BraidProxy } from './helpers/proc';
 import { SYSTEM_SOCKETS_TTL_MS } from '../electron/core/stats/system';
+import { IDLE_INTERVAL_MS } from '../electron/core/stats/engine';
 import crypto from 'node:crypto';
 
 const skip = requireFor('control API against the kernel in a namespace (control-kernel.test.ts)', skipUnlessRoot() ?? missingPrerequisite());
 const CONTROL_CLIENT = path.join(__dirname, 'helpers', 'control-client.js');
-const TICK_MS = 4000;      // the engine ticks every second; a few of them, on a loaded host
+const TICK_MS = 4000 + IDLE_INTERVAL_MS; // a few ticks on a loaded host, the first maybe at the idle pace
 const HELD = 5;
 
 /** Holds HELD listening MPTCP sockets (hashed, so the kernel counts them) until stdin closes or SIGTERM. */
@@ -76,7 +77,7 @@ describe('control API against the kernel, in a namespace', { skip, timeout: 90_0
     return stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c[0] === 'MPTCP' || c[0] === 'MPTCPv6').reduce((n, c) => n + Number(c[2]), 0);
   }
 
-  /** A tick whose count was read after now: the count is read at most SYSTEM_SOCKETS_TTL_MS apart. */
+  /** A tick whose count was read after now: the count is read at most SYSTEM_SOCKETS_TTL_MS apart, on ticks an idle engine makes every IDLE_INTERVAL_MS. */
   const countedAfterNow = (): Promise<StatsTick> => tickAfter(Date.now() + SYSTEM_SOCKETS_TTL_MS, TICK_MS + SYSTEM_SOCKETS_TTL_MS);
 
   test('system.mptcpSockets counts this namespace\'s MPTCP sockets exactly, as they come and go', async () => {

@@ -14,6 +14,7 @@ import type { ConnectionView, StatsTick, StatusView } from '../electron/core/con
 import { apiRequest, call, callOk, waitControlLine, WsClient, type ControlAddress } from './helpers/control-client';
 import { runBraid, runProcess, startBraid, type BraidProxy } from './helpers/proc';
 import { mptcpAvailable, startOrigin, type OriginServer } from './helpers/servers';
+import { IDLE_INTERVAL_MS } from '../electron/core/stats/engine';
 
 let tmp: string;
 let origin: OriginServer;
@@ -292,8 +293,9 @@ describe('control API over WebSocket', () => {
   test('events: stats ticks, connection.opened/closed for a connection through the proxy', async () => {
     const ws = await WsClient.open(wsUrl(c.token));
     try {
-      const t1 = await ws.waitFor((f) => f.event === 'stats', 3000);
-      const t2 = await ws.waitFor((f) => f.event === 'stats' && f.data !== t1.data && (f.data as StatsTick).t > (t1.data as StatsTick).t, 3000);
+      // An idle proxy ticks every IDLE_INTERVAL_MS.
+      const t1 = await ws.waitFor((f) => f.event === 'stats', IDLE_INTERVAL_MS + 3000);
+      const t2 = await ws.waitFor((f) => f.event === 'stats' && f.data !== t1.data && (f.data as StatsTick).t > (t1.data as StatsTick).t, IDLE_INTERVAL_MS + 3000);
       const tick = t2.data as StatsTick;
       assert.equal(typeof tick.totalDown, 'number');
       assert.ok(Array.isArray(tick.paths));

@@ -14,6 +14,7 @@ import { defaultPathsConfig, type PathsConfig } from '../electron/core/paths/pol
 import { matchRule, RuleError, ruleAllows, validateRule } from '../electron/core/paths/rules';
 import { planConnection, type ConnState, type ConnWish, type PathInfo, type SubflowState } from '../electron/core/paths/subflow-plan';
 import { RouteChooser } from '../electron/core/paths/route-choice';
+import { PathMeter } from '../electron/core/paths/path-meter';
 import type { InterfaceState } from '../electron/core/paths/inventory';
 import type { RouteInfo } from '../electron/core/native/netlink';
 import { planAttempts } from '../electron/core/proxy/dialer';
@@ -482,4 +483,18 @@ describe('net.mptcp.path_manager', () => {
     s2.forget();
     assert.equal(currentPathManager(dir), 'userspace');
   });
+});
+
+test('path meter: a peak decays by time, the same whether ticks come every 0.5 s or every 2 s (an idle engine)', () => {
+  const tickAt = (t: number, bps: number) => ({ t, paths: [{ path: 'wlan0', upBps: 0, downBps: bps, rttUs: null, totalUp: 0, totalDown: 0, subflows: 0 }], connections: 0, totalUp: 0, totalDown: 0, system: { mptcpSockets: null, sampleUs: 0 } });
+  const peakAfter = (spacingMs: number): number => {
+    const m = new PathMeter();
+    m.feed(tickAt(0, 1_000_000));
+    for (let t = spacingMs; t <= 300_000; t += spacingMs) m.feed(tickAt(t, 0));
+    return m.measure('wlan0')!.peakBps!;
+  };
+  const fast = peakAfter(500);
+  const slow = peakAfter(2000);
+  assert.ok(fast > 450_000 && fast < 550_000, `about halved in 5 minutes: ${fast}`);
+  assert.ok(Math.abs(slow - fast) / fast < 0.001, `2 s ticks ${slow} vs 0.5 s ticks ${fast}`);
 });

@@ -2,13 +2,15 @@
  * The stats engine with many idle connections (unit, no kernel): a connection whose byte counts do
  * not move is read only now and then, one that moves is read every tick, bytes that move after a
  * quiet spell are split by the subflow counters read then, and the per-path subflow counts and
- * RTTs stay right while connections sit idle and after they close.
+ * RTTs stay right while connections sit idle and after they close; with nothing moving the engine
+ * ticks at its slower idle pace until a byte, an opening or a closing wakes it.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import type { SubflowInfo } from '../electron/core/native/mptcp';
-import type { ConnectionSnapshot, ConnectionTracker } from '../electron/core/proxy/tracker';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConnectionTracker, type ConnectionSnapshot } from '../electron/core/proxy/tracker';
 import { StatsEngine } from '../electron/core/stats/engine';
 
 interface FakeConn { id: number; bytesUp: number; bytesDown: number; sub: SubflowInfo[] | null }
@@ -66,28 +68,88 @@ function setup(n: number) {
   return { tracker, engine, reads, tick };
 }
 
-test('idle connections are read once per 60 ticks, in slices 4 ticks apart; a moving one every tick', () => {
+test('idle connections are read once per 600 s, in slices 10 s apart; a moving one every tick', () => {
   const { tracker, reads, tick } = setup(600);
   for (let i = 0; i < 10; i++) tick(); // first reads, then quiet
   reads.clear();
   const busy = tracker.live.get(7)!;
   const idleReadsPerTick: number[] = [];
-  for (let i = 0; i < 120; i++) {
+  for (let i = 0; i < 1200; i++) {
     busy.bytesDown += 1500;
     busy.sub![0]!.bytesReceived += 1500;
     const before = [...reads.values()].reduce((x, y) => x + y, 0);
     tick();
     idleReadsPerTick.push([...reads.values()].reduce((x, y) => x + y, 0) - before - 1);
   }
-  assert.equal(reads.get(7), 120, 'the moving connection was read on every tick');
-  // Batched: an idle process wakes to read them every 2 s rather than every tick (cheaper per read).
+  assert.equal(reads.get(7), 1200, 'the moving connection was read on every tick');
+  // Batched: a few larger slices rather than a few reads every tick (cheaper per read).
   const slices = idleReadsPerTick.filter((n) => n > 0);
-  assert.equal(slices.length, 30, `idle reads per tick: ${idleReadsPerTick.join(',')}`);
-  // A slice is 600 * 4 / 60 = 40 connections, one fewer when it passes the moving one (read anyway).
-  assert.ok(slices.every((n) => n === 40 || n === 39), `slice sizes: ${[...new Set(slices)].join(',')}`);
+  assert.equal(slices.length, 60, `idle reads per tick: ${idleReadsPerTick.join(',')}`);
+  // A slice is 600 * 10 s / 600 s = 10 connections, one fewer when it passes the moving one (read anyway).
+  assert.ok(slices.every((n) => n === 10 || n === 9), `slice sizes: ${[...new Set(slices)].join(',')}`);
   const idle = [...reads.entries()].filter(([id]) => id !== 7).map(([, n]) => n);
   assert.equal(idle.length, 599, 'every idle connection was refreshed');
-  assert.ok(idle.every((n) => n === 2), `each idle one read twice in 120 ticks: ${[...new Set(idle)].join(',')}`);
+  assert.ok(idle.every((n) => n === 1), `each idle one read once in 600 s: ${[...new Set(idle)].join(',')}`);
+});
+
+test('refreshIdle() reads every idle connection within a few ticks, not all in one', () => {
+  const { engine, reads, tick } = setup(600);
+  for (let i = 0; i < 10; i++) tick();
+  reads.clear();
+  engine.refreshIdle();
+  const perTick: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const before = [...reads.values()].reduce((x, y) => x + y, 0);
+    tick();
+    perTick.push([...reads.values()].reduce((x, y) => x + y, 0) - before);
+  }
+  assert.equal(reads.size, 600, `read after refreshIdle: ${reads.size} of 600 (per tick ${perTick.join(',')})`);
+  assert.ok(perTick.every((n) => n <= 210), `per tick: ${perTick.join(',')}`);
+  reads.clear();
+  for (let i = 0; i < 3; i++) tick();
+  assert.ok(reads.size <= 10, `back to the slow refresh: ${reads.size} reads in 3 ticks`);
+});
+
+test('the engine ticks at its idle pace while nothing moves; a byte, an opening or a closing wakes it', async () => {
+  const tracker = new ConnectionTracker(10);
+  const engine = new StatsEngine(() => tracker, { intervalMs: 50, idleIntervalMs: 1000, read: () => [] });
+  const at: number[] = [];
+  engine.on('tick', (k) => at.push(k.t));
+  const conn = tracker.open({ address: '127.0.0.1', port: 1 })!;
+  engine.start();
+  const waitFor = async (what: string, ok: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (!ok()) {
+      if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms (ticks at ${at.map((t) => t - at[0]!).join(',')})`);
+      await sleep(5);
+    }
+  };
+  try {
+    // New, then quiet for a few ticks at the fast pace: then the idle pace.
+    await waitFor('idle pace', () => engine.idle, 3000);
+    const n = at.length;
+    await waitFor('two idle ticks', () => at.length >= n + 2, 5000);
+    const gaps = at.slice(n - 1).map((t, i, a) => (i ? t - a[i - 1]! : null)).filter((g): g is number => g !== null);
+    assert.ok(gaps.every((g) => g >= 995), `idle gaps ${gaps.join(',')} ms`);
+    for (const [what, act] of [
+      ['a byte', () => void (conn.bytesDown += 100)],
+      ['an opening', () => void tracker.open({ address: '127.0.0.1', port: 2 })],
+      ['a closing', () => conn.close()],
+    ] as const) {
+      await waitFor(`idle before ${what}`, () => engine.idle, 3000);
+      // Just after an idle tick, so that the next one would be a whole idle interval away.
+      const m = at.length;
+      await waitFor('an idle tick', () => at.length > m, 3000);
+      const t0 = Date.now();
+      act();
+      assert.equal(engine.idle, false, `${what} woke the engine`);
+      await waitFor(`a tick after ${what}`, () => at.length > m + 1, 3000);
+      assert.ok(at[m + 1]! - t0 < 500, `${what}: next tick ${at[m + 1]! - t0} ms later (idle pace 1000 ms)`);
+    }
+    assert.equal(engine.recent().at(-1)!.connections, 1, 'the tick after the closing counts one connection');
+  } finally {
+    engine.stop();
+  }
 });
 
 test('bytes after a quiet spell are split by the subflow counters read then', () => {

@@ -1,6 +1,6 @@
 /**
  * This host's addresses and the interface each belongs to, from a cached read of the interface
- * table (a netlink dump, 0.1-0.6 ms). Stats name the subflows of many sockets per tick and the
+ * table (a netlink dump, 0.1-0.6 ms; several ms after a sleep on a busy host). Stats name the subflows of many sockets per tick and the
  * client-gone check looks up many clients at once; addresses change far less often than either.
  * A read serves lookups that find their address for HIT_TTL_MS; a lookup that misses reads again,
  * at most once per MISS_TTL_MS, so a new address is known within a second. What can be late (up to
@@ -9,7 +9,7 @@
 import net from 'node:net';
 import os from 'node:os';
 
-const HIT_TTL_MS = 10_000;
+const HIT_TTL_MS = 30_000;
 const MISS_TTL_MS = 1000;
 let cache: { at: number; map: Map<string, string> } | null = null;
 

@@ -81,6 +81,8 @@ export class BraidService extends EventEmitter<ServiceEvents> {
       : null;
     this.stats = new StatsEngine(() => this.proxy?.tracker ?? null);
     this.stats.on('tick', (t) => meter.feed(t));
+    // Endpoints or links changed: idle connections' subflows may have too (the engine reads those rarely).
+    this.paths?.on('changed', () => this.stats.refreshIdle());
     this.usage = new UsageMeter({ file: opts.stateDir ? usageFile(opts.stateDir) : null, log: opts.log, now: testClock() });
     this.caps = new CapController({ usage: this.usage, board: this.board, caps: () => this.config.paths.caps });
     this.caps.on('reached', (c) => opts.log.warn(`paths: ${c.iface} reached its data cap (${c.used} bytes used since ${c.from}); ${c.cap.atCap} until ${c.until}`));

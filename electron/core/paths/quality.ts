@@ -64,7 +64,11 @@ const RELAPSE_MS = 30_000;
 const BASELINE_MS = 3_000;
 /** A sample older than this is not the path's RTT now. */
 const FRESH_MS = 10_000;
-/** Subflow marks unseen this long are dropped (idle connections are read every 30 s). */
+/**
+ * Subflow marks unseen this long are dropped. An idle connection is read only every few minutes, so
+ * its mark may go first; the price is its first read after that counting no retransmissions, of the
+ * few bytes sent since it went quiet.
+ */
 const MARK_TTL_MS = 90_000;
 
 export interface PathQuality {

@@ -200,6 +200,8 @@ export interface TrackerEvents {
   closed: [ConnectionSnapshot];
   /** the number of live connections with secondary paths changed */
   secondary: [number];
+  /** the first byte count moved since takeMoved() (the stats engine wakes from its idle pace) */
+  moved: [];
 }
 
 export class ConnectionTracker extends EventEmitter<TrackerEvents> {
@@ -260,7 +262,12 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
 
   /** @internal called by TrackedConnection when its byte counts change */
   touched(conn: TrackedConnection): void {
+    if (this.moved.size > 0) {
+      this.moved.add(conn);
+      return;
+    }
     this.moved.add(conn);
+    this.emit('moved');
   }
 
   /**

@@ -13,13 +13,19 @@
  * connection's new bytes are split, so a tick visits only the connections that are active: those
  * whose byte counts moved since the last tick (the tracker hands them over), new ones, and those
  * that moved within the last QUIET_TICKS (their send buffers drain after the proxy's counts stop).
- * Idle connections are refreshed a slice at a time, each once every IDLE_REFRESH_TICKS, to keep their
- * subflow lists current for the dashboard; the slices come every IDLE_BATCH_TICKS rather than every
- * tick, because work done after the process slept costs several times the same work done in one go
- * (measured: 17 reads after a 500 ms sleep 1.4 ms, back to back 0.25 ms). When their bytes move
- * again they are split by the counters read then, measured from the last read. Per-path subflow
- * counts and RTTs are sums kept up to date as connections are read. An idle connection costs
- * nothing per tick.
+ * Idle connections are refreshed a slice at a time, each once every IDLE_REFRESH_MS, to keep their
+ * subflow lists current for the dashboard, and all of them within seconds of refreshIdle() (the
+ * service calls it when the paths change, the usual reason for an idle connection's subflows to).
+ * When their bytes move again they are split by the counters read then, measured from the last read.
+ * Per-path subflow counts and RTTs are sums kept up to date as connections are read. An idle
+ * connection costs nothing per tick.
+ *
+ * While nothing moves, the engine ticks every idleIntervalMs instead of every intervalMs, and the
+ * first byte, opening or closing wakes it. Why: on a virtual machine the first work after the
+ * process slept costs several times the same work done warm, more the longer it slept (measured
+ * here: trivial work 0.15 ms after a 10 ms sleep, 2.4 ms after 500 ms, 3.6 ms after 2 s), so an idle
+ * proxy's CPU is set mostly by how often it wakes. A dashboard's chart then gets a zero sample every
+ * idleIntervalMs: the ticks carry their time, and rates are over the time since the last tick.
  */
 import { EventEmitter } from 'node:events';
 import type { PathSample, StatsTick, SubflowView } from '../contract';
@@ -37,6 +43,8 @@ export { pathKey } from './connection-state';
 
 export interface StatsOptions {
   intervalMs?: number;      // default 500
+  /** the pace while no connection moves; default IDLE_INTERVAL_MS */
+  idleIntervalMs?: number;
   historyMs?: number;       // default 10 minutes
   /** Reads subflows of a connection; injectable for tests. */
   read?: (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
@@ -44,16 +52,26 @@ export interface StatsOptions {
 
 type Reader = (c: TrackedConnection) => SubflowInfo[] | MptcpInfo | null;
 
+/** The engine's pace while no connection moves (the first byte, opening or closing wakes it). */
+export const IDLE_INTERVAL_MS = 5000;
 /** Ticks without new bytes after which a connection counts as idle (2 s at 500 ms). */
 const QUIET_TICKS = 4;
 /**
- * An idle connection's subflows are read every this many ticks (30 s at 500 ms). Without traffic
- * its RTT does not change (no ACKs to measure it from); what can change is the subflow set (an
- * endpoint added, a subflow reset), which the dashboard then shows up to this late.
+ * An idle connection's subflows are read this often. Without traffic its RTT does not change (no
+ * ACKs to measure it from), and its subflow set changes mostly when the endpoints or links do (then
+ * refreshIdle() reads them all within seconds). What this period bounds is the rest: a change made
+ * with Braid's path management off, or a subflow the peer's late announcement added, which the
+ * dashboard shows up to this late. Each read costs up to 1 ms of CPU on a busy host.
  */
-const IDLE_REFRESH_TICKS = 60;
-/** Idle connections are refreshed in slices this many ticks apart (2 s at 500 ms). */
-const IDLE_BATCH_TICKS = 4;
+const IDLE_REFRESH_MS = 600_000;
+/**
+ * Idle connections are refreshed in slices this far apart: a few larger slices cost less than many
+ * small ones, each after the process slept (measured at 1,000 connections: 17 reads after a 2 s
+ * sleep took 14-18 ms of CPU on a busy host).
+ */
+const SLICE_MS = 2 * IDLE_INTERVAL_MS;
+/** Connections per tick read after refreshIdle(), on top of the slice. */
+const URGENT_SLICE = 200;
 
 interface PathTotals {
   up: number;
@@ -76,6 +94,7 @@ const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}
 
 export class StatsEngine extends EventEmitter<StatsEvents> {
   readonly intervalMs: number;
+  readonly idleIntervalMs: number;
   private readonly capacity: number;
   private readonly history: StatsTick[] = [];
   private readonly conns = new Map<number, ConnState>();
@@ -84,15 +103,27 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   /** Per path, over the live connections' last reads: an idle connection costs nothing per tick. */
   private readonly pathAgg = new Map<string, PathAgg>();
   private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  /** The timer set is the idle pace's: any movement brings the next tick forward. */
+  private sleeping = false;
   private lastAt = 0;
-  private ticks = 0;
+  /** When the last slice of idle connections was read. */
+  private sliceAt = 0;
+  /** Idle connections still to read after refreshIdle(). */
+  private urgent = 0;
   /** Connections visited every tick: moved lately, or new. */
   private readonly active = new Map<number, TrackedConnection>();
   /** New connections, read on the next tick. */
   private fresh: number[] = [];
   /** Where the slice-per-tick refresh of idle connections has got to (a Map iterator survives changes). */
   private cursor: Iterator<TrackedConnection> | null = null;
-  private readonly onOpened = (snap: ConnectionSnapshot): void => void this.fresh.push(snap.id);
+  private readonly onOpened = (snap: ConnectionSnapshot): void => {
+    this.fresh.push(snap.id);
+    this.wake();
+  };
+  private readonly wake = (): void => {
+    if (this.sleeping) this.schedule(this.intervalMs, false);
+  };
   private pendingClosed: { snapshot: ConnectionSnapshot; state: ConnState }[] = [];
   private readonly onClosed = (snap: ConnectionSnapshot): void => {
     // A connection that opened and closed between two ticks was never sampled: its bytes still
@@ -102,6 +133,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     this.active.delete(snap.id);
     this.account(state, false);
     this.pendingClosed.push({ snapshot: snap, state });
+    this.wake();
   };
   /**
    * CPU time the last sample took, ms (the process's, so GC threads count; wall time would count
@@ -114,23 +146,56 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   constructor(private readonly tracker: () => ConnectionTracker | null, private readonly opts: StatsOptions = {}) {
     super();
     this.intervalMs = opts.intervalMs ?? 500;
+    this.idleIntervalMs = Math.max(this.intervalMs, opts.idleIntervalMs ?? IDLE_INTERVAL_MS);
     this.capacity = Math.ceil((opts.historyMs ?? 10 * 60_000) / this.intervalMs);
   }
 
   private attached: ConnectionTracker | null = null;
 
   start(): void {
-    if (this.timer) return;
-    this.lastAt = Date.now();
-    this.timer = setInterval(() => this.tick(), this.intervalMs);
-    this.timer.unref();
+    if (this.running) return;
+    this.running = true;
+    this.lastAt = this.sliceAt = Date.now();
+    this.schedule(this.intervalMs, false);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.running = false;
+    this.sleeping = false;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.attach(null);
   }
+
+  /** Reads every idle connection's subflows within the next ticks (the paths changed). */
+  refreshIdle(): void {
+    this.urgent = this.attached?.size ?? 0;
+    this.wake();
+  }
+
+  /** Whether the engine ticks at its idle pace now (nothing moved lately). */
+  get idle(): boolean {
+    return this.sleeping;
+  }
+
+  /** The next tick, `pace` ms after the last one (or at once if that is past). */
+  private schedule(pace: number, sleeping: boolean): void {
+    if (!this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.sleeping = sleeping;
+    this.timer = setTimeout(this.onTimer, Math.max(0, this.lastAt + pace - Date.now()));
+    this.timer.unref();
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    try {
+      this.tick();
+    } finally {
+      const quiet = this.active.size === 0 && this.fresh.length === 0 && this.pendingClosed.length === 0 && this.urgent === 0;
+      this.schedule(quiet ? this.idleIntervalMs : this.intervalMs, quiet);
+    }
+  };
 
   /** Adds an observer of every subflow read (data caps, path quality). */
   observe(o: SubflowObserver): void {
@@ -175,9 +240,12 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     this.active.clear();
     this.fresh = [];
     this.cursor = null;
+    this.urgent = 0;
+    this.attached?.off('moved', this.wake);
     this.attached = t;
     t?.on('closed', this.onClosed);
     t?.on('opened', this.onOpened);
+    t?.on('moved', this.wake);
     // Connections that were there before we looked are read on the first tick.
     for (const c of t?.connections() ?? []) this.active.set(c.id, c);
   }
@@ -199,14 +267,21 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
         const c = tracker.get(id);
         if (c) this.active.set(id, c);
       }
-      // A slice of the idle connections every IDLE_BATCH_TICKS, so that each is read once every
-      // IDLE_REFRESH_TICKS.
-      const slice = this.ticks++ % IDLE_BATCH_TICKS === 0 ? Math.ceil((tracker.size * IDLE_BATCH_TICKS) / IDLE_REFRESH_TICKS) : 0;
+      // A slice of the idle connections every SLICE_MS or so, each read once every IDLE_REFRESH_MS
+      // (after a long gap, a suspended laptop's, no more than two slices' worth at once).
+      let slice = 0;
+      if (now - this.sliceAt >= SLICE_MS - this.intervalMs / 2) {
+        slice = Math.ceil((tracker.size * Math.min(now - this.sliceAt, 2 * SLICE_MS)) / IDLE_REFRESH_MS);
+        this.sliceAt = now;
+      }
+      const extra = Math.min(this.urgent, URGENT_SLICE);
+      this.urgent -= extra;
+      slice = Math.min(tracker.size, slice + extra);
       for (let i = 0; i < slice; i++) {
         let next = this.cursor?.next();
         if (!next || next.done) {
+          // Round again from the first (a slice is at most every connection once).
           this.cursor = tracker.connections();
-          if (i > 0) break;
           next = this.cursor.next();
           if (next.done) break;
         }

@@ -3,10 +3,10 @@ import fs from 'node:fs';
 /**
  * How long one read of the count serves. Reading /proc/net/protocols sums every protocol's per-CPU
  * counters over all possible CPUs: measured at 0.4-0.6 ms in a namespace of an idle two-core
- * machine, the largest single cost of an idle stats tick with 1,000 connections. The count is
- * shown, not acted on, so it may be this late.
+ * machine, 3-6 ms after a sleep on a busy host, the largest single cost of an idle stats tick. The
+ * count is shown, not acted on, so it may be this late (plus up to one tick of the engine's pace).
  */
-export const SYSTEM_SOCKETS_TTL_MS = 2000;
+export const SYSTEM_SOCKETS_TTL_MS = 5000;
 
 let cache: { at: number; value: number | null } | null = null;
 
