@@ -110,9 +110,10 @@ test('refreshIdle() reads every idle connection within a few ticks, not all in o
   assert.ok(reads.size <= 10, `back to the slow refresh: ${reads.size} reads in 3 ticks`);
 });
 
-test('the engine ticks at its idle pace while nothing moves; a byte, an opening or a closing wakes it', async () => {
+test('the engine ticks at its idle pace while nothing moves; a byte, an opening, a closing or a new proxy wakes it', async () => {
   const tracker = new ConnectionTracker(10);
-  const engine = new StatsEngine(() => tracker, { intervalMs: 50, idleIntervalMs: 1000, read: () => [] });
+  let current = tracker;
+  const engine = new StatsEngine(() => current, { intervalMs: 50, idleIntervalMs: 1000, read: () => [] });
   const at: number[] = [];
   engine.on('tick', (k) => at.push(k.t));
   const conn = tracker.open({ address: '127.0.0.1', port: 1 })!;
@@ -135,6 +136,7 @@ test('the engine ticks at its idle pace while nothing moves; a byte, an opening 
       ['a byte', () => void (conn.bytesDown += 100)],
       ['an opening', () => void tracker.open({ address: '127.0.0.1', port: 2 })],
       ['a closing', () => conn.close()],
+      ['a new proxy', () => engine.track((current = new ConnectionTracker(10)))],
     ] as const) {
       await waitFor(`idle before ${what}`, () => engine.idle, 3000);
       // Just after an idle tick, so that the next one would be a whole idle interval away.
@@ -145,8 +147,9 @@ test('the engine ticks at its idle pace while nothing moves; a byte, an opening 
       assert.equal(engine.idle, false, `${what} woke the engine`);
       await waitFor(`a tick after ${what}`, () => at.length > m + 1, 3000);
       assert.ok(at[m + 1]! - t0 < 500, `${what}: next tick ${at[m + 1]! - t0} ms later (idle pace 1000 ms)`);
+      if (what === 'a closing') assert.equal(engine.recent().at(-1)!.connections, 1, 'the tick after the closing counts one connection');
     }
-    assert.equal(engine.recent().at(-1)!.connections, 1, 'the tick after the closing counts one connection');
+    assert.equal(engine.recent().at(-1)!.connections, 0, 'the new proxy\'s tracker is the one counted');
   } finally {
     engine.stop();
   }

@@ -246,8 +246,10 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     t?.on('closed', this.onClosed);
     t?.on('opened', this.onOpened);
     t?.on('moved', this.wake);
-    // Connections that were there before we looked are read on the first tick.
+    // Connections that were there before we looked are read on the first tick, which a new proxy
+    // brings forward.
     for (const c of t?.connections() ?? []) this.active.set(c.id, c);
+    if (t) this.wake();
   }
 
   /** One sample; public so tests and the bench can drive it without timers. */
