@@ -364,6 +364,7 @@ export interface PmEventView {
 }
 
 export interface Events {
+  /** a tick every 500 ms while any connection moves bytes, every 5 s while none does (rates are over the time since the last) */
   stats: StatsTick;
   'connection.opened': ConnectionView;
   'connection.closed': ConnectionView;
