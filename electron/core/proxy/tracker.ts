@@ -262,12 +262,9 @@ export class ConnectionTracker extends EventEmitter<TrackerEvents> {
 
   /** @internal called by TrackedConnection when its byte counts change */
   touched(conn: TrackedConnection): void {
-    if (this.moved.size > 0) {
-      this.moved.add(conn);
-      return;
-    }
+    const first = this.moved.size === 0;
     this.moved.add(conn);
-    this.emit('moved');
+    if (first) this.emit('moved');
   }
 
   /**
