@@ -5,7 +5,8 @@
  * Shaped (two 20 Mbit/s links): download through `braid up --dial mptcp`, the same with raw kernel
  * MPTCP sockets and no proxy, and plain single-link TCP with no proxy; median of a few repetitions.
  * Unshaped (same two-link topology, no tbf): Gbit/s through the proxy and the proxy's CPU seconds per
- * GB, against a direct MPTCP download with no proxy.
+ * GB, against a direct MPTCP download with no proxy; and the proxy dialling an MPTCP-speaking
+ * destination (the byte server above) against a plain-TCP one on the same host, in pairs.
  *
  * Path policy (test/bench/policy-bench.ts): Braid as the path manager against `--paths off`.
  *
@@ -40,6 +41,7 @@ const SHAPED_REPS = 3;
 const UNSHAPED_BYTES = 2 * 1000 * 1000 * 1000;
 const UNSHAPED_REPS = 5;
 const SERVER_PORT = 8080;
+const SERVER_TCP_PORT = 8082;   // the same byte server, listening on plain TCP
 const PROXY_PORT = 1080;
 // Bounds per download: a stalled transfer costs at most this, keeping the bench under ~5 minutes.
 const SHAPED_MAX_SECONDS = 30;
@@ -86,7 +88,10 @@ async function shaped(log: (s: string) => void): Promise<Record<string, Sample[]
 }
 
 interface UnshapedResult {
+  /** through the proxy to the byte server, which speaks MPTCP */
   proxyGbit: number[];
+  /** through the proxy to the same server listening on plain TCP, in the same repetition */
+  proxyTcpDestGbit: number[];
   proxyCpuSecondsPerGB: number[];
   directGbit: number[];
   directClient: string;
@@ -97,14 +102,16 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
   const ticks = clockTicks();
   // curl on both sides of the comparison when possible, so the client's own cost is the same.
   const mptcpize = hasCommand('mptcpize');
-  const out: UnshapedResult = { proxyGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)' };
+  const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)' };
   let proxy: NsProcess | undefined;
   try {
     await startByteServer(topo.server, { port: SERVER_PORT });
+    await startByteServer(topo.server, { port: SERVER_TCP_PORT, tcp: true });
     proxy = await startProxy(topo.client, { port: PROXY_PORT, dial: 'mptcp' });
     const pid = proxy.pid;
     if (pid === undefined) throw new Error('proxy has no pid');
     const url = `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/${UNSHAPED_BYTES}`;
+    const tcpDestUrl = `http://${topo.serverAddress(1)}:${SERVER_TCP_PORT}/bytes/${UNSHAPED_BYTES}`;
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const before = cpuTicks(pid);
       const p = await curlDownload(topo.client, url, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
@@ -124,7 +131,11 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
         directMbit = d.mbit;
       }
       out.directGbit.push(directMbit / 1000);
-      log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s`);
+      // The proxy dials MPTCP either way; a destination that does not speak it gets plain TCP.
+      const t = await curlDownload(topo.client, tcpDestUrl, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      expectBytes(t.bytes, UNSHAPED_BYTES, 'proxy to a TCP destination (unshaped)');
+      out.proxyTcpDestGbit.push(t.mbit / 1000);
+      log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s, proxy to a TCP destination ${(t.mbit / 1000).toFixed(2)} Gbit/s`);
     }
   } finally {
     await proxy?.stop();
@@ -193,6 +204,7 @@ async function main(): Promise<void> {
   const cpu = median(u.proxyCpuSecondsPerGB);
   // Paired per repetition: unshaped runs are CPU-bound and drift with whatever else the host runs.
   const pairedRatio = median(u.proxyGbit.map((g, i) => g / u.directGbit[i]!));
+  const destPairs = u.proxyGbit.map((g, i) => g / u.proxyTcpDestGbit[i]!);
 
   const rows: Array<[string, string, string, string]> = [
     ['download through proxy (MPTCP dial)', `${proxy.toFixed(1)} Mbit/s`, pct(medSplit('proxyMptcp', 1)), pct(medSplit('proxyMptcp', 2))],
@@ -213,6 +225,8 @@ async function main(): Promise<void> {
   line(directLabel, `${directGbit.toFixed(2)} Gbit/s`);
   line('ratio proxy / direct (median of pairs)', pairedRatio.toFixed(2));
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
+  line('through proxy to a plain-TCP destination', `${median(u.proxyTcpDestGbit).toFixed(2)} Gbit/s`);
+  line('ratio MPTCP-speaking / TCP destination, pairs', `${Math.min(...destPairs).toFixed(2)}–${Math.max(...destPairs).toFixed(2)}x`, `  (${destPairs.length} pairs; target >= 0.8 in every pair)`);
   printRelay(rb, log);
   printTransparent(tb, log);
   printUpDown(ud, log);
@@ -232,8 +246,9 @@ async function main(): Promise<void> {
     },
     unshaped: {
       bytes: UNSHAPED_BYTES, repetitions: UNSHAPED_REPS,
-      medianGbit: { proxyMptcp: proxyGbit, directMptcp: directGbit },
+      medianGbit: { proxyMptcp: proxyGbit, directMptcp: directGbit, proxyTcpDest: median(u.proxyTcpDestGbit) },
       ratioProxyOverDirect: pairedRatio,
+      mptcpOverTcpDestPairs: destPairs,
       proxyCpuSecondsPerGB: cpu,
       directClient: u.directClient,
       samples: u,

@@ -12,9 +12,14 @@
  * - relay, MPTCP destination: the same to a destination that speaks MPTCP;
  * - ss: curl → ss-local --mptcp → ss-server --mptcp → the plain-TCP destination.
  *
- * Ratios are paired per repetition (path / raw of the same repetition), then the median; the share
- * of each link is the sender's bytes on that link's interface (the relay host's for a download, the
- * client's for an upload), from the kernel's interface counters.
+ * - raw again: the same as raw, a second time in the repetition: the reference against itself, so
+ *   every run shows how far two identical transfers differ (the floor under any per-repetition bar).
+ *
+ * The order of the paths rotates from one repetition to the next, so no path always runs first
+ * after the change of direction. Ratios are paired per repetition (path / raw of the same
+ * repetition), then the median; the share of each link is the sender's bytes on that link's
+ * interface (the relay host's for a download, the client's for an upload), from the kernel's
+ * interface counters.
  *
  * Unshaped upload (1 GB, relay topology without tbf): braid relay vs the shadowsocks chain vs direct
  * MPTCP, with CPU seconds per GB of both ends of each chain (the download side is relay-bench.ts).
@@ -46,11 +51,12 @@ const BRAID_DIRECT_PORT = 1083;
 const SS_SERVER_PORT = 8388;
 const SS_CIPHER = 'chacha20-ietf-poly1305';
 
-export const PATHS = ['raw', 'proxy', 'relay', 'relayMptcpDest', 'ss'] as const;
+export const PATHS = ['raw', 'rawAgain', 'proxy', 'relay', 'relayMptcpDest', 'ss'] as const;
 export type PathName = typeof PATHS[number];
 export type Direction = 'down' | 'up';
 export const PATH_LABEL: Record<PathName, string> = {
   raw: 'raw kernel MPTCP (mptcpize curl), no proxy',
+  rawAgain: 'raw again (the reference against itself)',
   proxy: 'braid up (local proxy, MPTCP dial)',
   relay: 'braid up → braid relay → TCP destination',
   relayMptcpDest: 'braid up → braid relay → MPTCP destination',
@@ -89,7 +95,7 @@ export interface UpDownOptions {
   unshapedBytes: number;
   unshapedReps: number;
   scenarios: Array<{ name: string; rates: [number, number] }>;
-  /** paths to measure (raw is always measured: it is the reference) */
+  /** paths to measure (raw and raw again are always measured: the reference and its own spread) */
   paths?: PathName[];
   maxSeconds?: number;
 }
@@ -196,13 +202,14 @@ export async function startRig(rateMbit: number | null, opts: { relayExtra?: str
     const dest = topo.destAddress(4);
     const ep: Endpoints = {
       url: (dir, p, bytes) => {
-        const host = p === 'raw' || p === 'proxy' ? local : dest;
+        const near = p === 'raw' || p === 'rawAgain' || p === 'proxy';
+        const host = near ? local : dest;
         const port = dir === 'down'
-          ? (p === 'raw' || p === 'proxy' ? LOCAL_GET : p === 'relayMptcpDest' ? DEST_GET_MPTCP : DEST_GET_TCP)
-          : (p === 'raw' || p === 'proxy' ? LOCAL_PUT : p === 'relayMptcpDest' ? DEST_PUT_MPTCP : DEST_PUT_TCP);
+          ? (near ? LOCAL_GET : p === 'relayMptcpDest' ? DEST_GET_MPTCP : DEST_GET_TCP)
+          : (near ? LOCAL_PUT : p === 'relayMptcpDest' ? DEST_PUT_MPTCP : DEST_PUT_TCP);
         return dir === 'down' ? `http://${host}:${port}/bytes/${bytes}` : `http://${host}:${port}/sink`;
       },
-      socks: (p) => (p === 'raw' ? null : p === 'proxy' ? BRAID_DIRECT_PORT : p === 'ss' ? SS_LOCAL_PORT : BRAID_RELAY_PORT),
+      socks: (p) => (p === 'raw' || p === 'rawAgain' ? null : p === 'proxy' ? BRAID_DIRECT_PORT : p === 'ss' ? SS_LOCAL_PORT : BRAID_RELAY_PORT),
     };
     return { topo, relay: relay.proc, braidRelay, braidDirect, ssLocal, ssServer, dirs, ep };
   } catch (err) {
@@ -244,9 +251,15 @@ export async function transfer(ns: Namespace, dir: Direction, url: string, opts:
   return (moved * 8) / (total - pre) / 1e6;
 }
 
+/** `xs` rotated left by `k` (the order of one repetition). */
+export function rotate<T>(xs: readonly T[], k: number): T[] {
+  const n = xs.length;
+  return n === 0 ? [] : xs.map((_, i) => xs[(i + k) % n]!);
+}
+
 async function shapedScenario(sc: { name: string; rates: [number, number] }, o: UpDownOptions, file: { file: string; sha256: string }, log: (s: string) => void): Promise<ScenarioResult> {
-  const paths = PATHS.filter((p) => p === 'raw' || !o.paths || o.paths.includes(p));
-  const empty = (): Record<PathName, Transfer[]> => ({ raw: [], proxy: [], relay: [], relayMptcpDest: [], ss: [] });
+  const paths = PATHS.filter((p) => p === 'raw' || p === 'rawAgain' || !o.paths || o.paths.includes(p));
+  const empty = (): Record<PathName, Transfer[]> => ({ raw: [], rawAgain: [], proxy: [], relay: [], relayMptcpDest: [], ss: [] });
   const out: ScenarioResult = {
     name: sc.name, rates: sc.rates, bytes: o.shapedBytes, samples: { down: empty(), up: empty() },
     pairedRatio: { down: {} as Record<PathName, number>, up: {} as Record<PathName, number> },
@@ -263,11 +276,11 @@ async function shapedScenario(sc: { name: string; rates: [number, number] }, o: 
       const parts: string[] = [];
       for (const dir of ['down', 'up'] as const) {
         const sender = dir === 'down' ? topo.relay : topo.client;
-        for (const p of paths) {
+        for (const p of rotate(paths, rep - 1)) {
           const before = await txBytes(sender, devs);
           let mbit: number;
           try {
-            mbit = await transfer(topo.client, dir, ep.url(dir, p, o.shapedBytes), { socks: ep.socks(p), mptcpize: p === 'raw', bytes: o.shapedBytes, file, maxSeconds: o.maxSeconds ?? 60 });
+            mbit = await transfer(topo.client, dir, ep.url(dir, p, o.shapedBytes), { socks: ep.socks(p), mptcpize: ep.socks(p) === null, bytes: o.shapedBytes, file, maxSeconds: o.maxSeconds ?? 60 });
           } catch (err) {
             // A path that failed is a figure too (0), not a reason to lose the others.
             log(`  ${sc.name} ${dir} ${p}: FAILED ${(err as Error).message.split('\n')[0]}`);
