@@ -20,6 +20,8 @@
  * connection, idle CPU and the stats sampler's cost, against a bare Node process holding as many
  * socket pairs. `--scale-only` runs just that part.
  *
+ * `--proxy-only` runs just the local proxy's two parts above.
+ *
  * Results go to stdout as a table and to test-artifacts/bench.json.
  */
 import fs from 'node:fs';
@@ -92,6 +94,8 @@ interface UnshapedResult {
   proxyGbit: number[];
   /** through the proxy to the same server listening on plain TCP, in the same repetition */
   proxyTcpDestGbit: number[];
+  /** plain curl, no proxy, to that plain-TCP server: with directGbit, what the kernel's MPTCP costs against TCP here */
+  directTcpGbit: number[];
   proxyCpuSecondsPerGB: number[];
   directGbit: number[];
   directClient: string;
@@ -102,7 +106,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
   const ticks = clockTicks();
   // curl on both sides of the comparison when possible, so the client's own cost is the same.
   const mptcpize = hasCommand('mptcpize');
-  const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)' };
+  const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], directTcpGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)' };
   let proxy: NsProcess | undefined;
   try {
     await startByteServer(topo.server, { port: SERVER_PORT });
@@ -135,7 +139,11 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
       const t = await curlDownload(topo.client, tcpDestUrl, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
       expectBytes(t.bytes, UNSHAPED_BYTES, 'proxy to a TCP destination (unshaped)');
       out.proxyTcpDestGbit.push(t.mbit / 1000);
-      log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s, proxy to a TCP destination ${(t.mbit / 1000).toFixed(2)} Gbit/s`);
+      const dt = await curlDownload(topo.client, tcpDestUrl, { maxSeconds: UNSHAPED_MAX_SECONDS });
+      expectBytes(dt.bytes, UNSHAPED_BYTES, 'direct TCP (unshaped)');
+      out.directTcpGbit.push(dt.mbit / 1000);
+      log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s; ` +
+        `TCP destination: through the proxy ${(t.mbit / 1000).toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)} Gbit/s`);
     }
   } finally {
     await proxy?.stop();
@@ -186,13 +194,14 @@ async function main(): Promise<void> {
     writeResult({ when: new Date().toISOString(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version, seconds: (Date.now() - started) / 1000, relay: only }, log);
     return;
   }
+  const proxyOnly = process.argv.includes('--proxy-only');
   log(`bench: two-link topology, ${RATE_MBIT} Mbit/s per link, ${SHAPED_BYTES / 1e6} MB x ${SHAPED_REPS} (median)`);
   const s = await shaped(log);
   log(`bench: unshaped two-link topology, ${UNSHAPED_BYTES / 1e9} GB x ${UNSHAPED_REPS} (median)`);
   const u = await unshaped(log);
-  const rb = await relayBench(log);
-  const tb = await transparentBench(log);
-  const ud = await upDownBench(log);
+  const rb = proxyOnly ? null : await relayBench(log);
+  const tb = proxyOnly ? null : await transparentBench(log);
+  const ud = proxyOnly ? null : await upDownBench(log);
 
   const med = (k: string): number => median(s[k]!.map((x) => x.mbit));
   const medSplit = (k: string, link: number): number => median(s[k]!.map((x) => x.split?.[link] ?? 0));
@@ -205,6 +214,7 @@ async function main(): Promise<void> {
   // Paired per repetition: unshaped runs are CPU-bound and drift with whatever else the host runs.
   const pairedRatio = median(u.proxyGbit.map((g, i) => g / u.directGbit[i]!));
   const destPairs = u.proxyGbit.map((g, i) => g / u.proxyTcpDestGbit[i]!);
+  const kernelPairs = u.directGbit.map((g, i) => g / u.directTcpGbit[i]!);
 
   const rows: Array<[string, string, string, string]> = [
     ['download through proxy (MPTCP dial)', `${proxy.toFixed(1)} Mbit/s`, pct(medSplit('proxyMptcp', 1)), pct(medSplit('proxyMptcp', 2))],
@@ -227,9 +237,10 @@ async function main(): Promise<void> {
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
   line('through proxy to a plain-TCP destination', `${median(u.proxyTcpDestGbit).toFixed(2)} Gbit/s`);
   line('ratio MPTCP-speaking / TCP destination, pairs', `${Math.min(...destPairs).toFixed(2)}–${Math.max(...destPairs).toFixed(2)}x`, `  (${destPairs.length} pairs; target >= 0.8 in every pair)`);
-  printRelay(rb, log);
-  printTransparent(tb, log);
-  printUpDown(ud, log);
+  line('the same without Braid (mptcpize curl / curl), pairs', `${Math.min(...kernelPairs).toFixed(2)}–${Math.max(...kernelPairs).toFixed(2)}x`, '  (the kernel\'s own MPTCP against TCP on this host)');
+  if (rb) printRelay(rb, log);
+  if (tb) printTransparent(tb, log);
+  if (ud) printUpDown(ud, log);
   const seconds = (Date.now() - started) / 1000;
   log(`\nbench took ${seconds.toFixed(0)} s`);
 
@@ -249,6 +260,7 @@ async function main(): Promise<void> {
       medianGbit: { proxyMptcp: proxyGbit, directMptcp: directGbit, proxyTcpDest: median(u.proxyTcpDestGbit) },
       ratioProxyOverDirect: pairedRatio,
       mptcpOverTcpDestPairs: destPairs,
+      kernelMptcpOverTcpPairs: kernelPairs,
       proxyCpuSecondsPerGB: cpu,
       directClient: u.directClient,
       samples: u,
@@ -258,6 +270,7 @@ async function main(): Promise<void> {
     updown: ud,
   };
   writeResult(result, log);
+  if (proxyOnly) return;
   log(''); await (await import('./stats-bench.js')).statsBench(log);
   log(''); await (await import('./policy-bench.js')).policyBench(log);
   log(''); await (await import('./scale-bench.js')).scaleBench(log);
