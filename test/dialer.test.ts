@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { BraidError } from '../electron/core/errors';
 import { dialFailureReply, SOCKS_REPLY } from '../electron/core/proxy/dial-errors';
 import { Dialer, interleaveFamilies, ResolvedAddress } from '../electron/core/proxy/dialer';
+import { FallbackMemory } from '../electron/core/proxy/fallback-memory';
 import { loadNative, NativeModule } from '../electron/core/proxy/native';
 import { mptcpAvailable } from './helpers/servers';
 import { requireFor } from './helpers/prerequisites';
@@ -184,6 +185,144 @@ describe('happy eyeballs against a destination that hangs', { skip: requireFor('
       native!.closeFd(hang);
       await new Promise<void>((r) => mptcpServer.close(() => r()));
     }
+  });
+});
+
+describe('destinations that do not speak MPTCP (FallbackMemory)', { skip: requireFor('fallback memory in the dialer (dialer.test.ts)', mp.ok ? false : mp.reason) }, () => {
+  const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+
+  /** A plain TCP listener that counts the connections it accepts and what each one sent. */
+  async function countingServer(mptcp: boolean): Promise<{ port: number; conns: { bytes: number; closed: boolean }[]; close(): Promise<void> }> {
+    const conns: { bytes: number; closed: boolean }[] = [];
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((s) => {
+      const c = { bytes: 0, closed: false };
+      conns.push(c);
+      sockets.push(s);
+      s.on('data', (d) => (c.bytes += d.length));
+      s.on('close', () => (c.closed = true));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(mptcp ? { fd: native!.listenFd({ host: '127.0.0.1', port: 0 }) } : { host: '127.0.0.1', port: 0 }, () => r()));
+    return {
+      port: (srv.address() as net.AddressInfo).port,
+      conns,
+      close: async () => {
+        for (const s of sockets) s.destroy();
+        await new Promise<void>((r) => srv.close(() => r()));
+      },
+    };
+  }
+  const until = async (ok: () => boolean): Promise<void> => {
+    for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 20));
+  };
+
+  test('the first dial is redone as plain TCP before any byte moves; later dials are plain TCP from the start', async () => {
+    const srv = await countingServer(false);
+    const memory = new FallbackMemory();
+    const d = new Dialer({ mode: 'mptcp', connectMs: 3000, native, lookup: at('127.0.0.1'), fallbackMemory: memory });
+    try {
+      const first = await d.dial({ host: 'example', port: srv.port });
+      assert.equal(first.fellBack, true, 'the dial did not report the fallback');
+      assert.equal(native!.socketInfo(fdOf(first.socket)).mptcp, false, 'the socket handed over is still an MPTCP socket');
+      assert.equal(memory.has('127.0.0.1', srv.port), true, 'the destination was not remembered');
+      first.socket.write('x');
+      await until(() => srv.conns.length === 2 && srv.conns[0]!.closed && srv.conns[1]!.bytes === 1);
+      assert.equal(srv.conns.length, 2, 'the MPTCP attempt and the plain TCP one');
+      assert.equal(srv.conns[0]!.closed, true, 'the fallen-back MPTCP socket was not closed');
+      assert.equal(srv.conns[0]!.bytes, 0, 'a byte went over the fallen-back socket');
+      assert.equal(srv.conns[1]!.bytes, 1);
+      first.socket.destroy();
+
+      const second = await d.dial({ host: 'example', port: srv.port });
+      assert.equal(second.fellBack, true);
+      assert.equal(native!.socketInfo(fdOf(second.socket)).mptcp, false);
+      await until(() => srv.conns.length >= 3);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(srv.conns.length, 3, 'a remembered destination was dialled MPTCP again');
+      second.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('without a memory the fallen-back MPTCP socket is used as it is', async () => {
+    const srv = await countingServer(false);
+    try {
+      const r = await new Dialer({ mode: 'mptcp', connectMs: 3000, native, lookup: at('127.0.0.1') }).dial({ host: 'example', port: srv.port });
+      const info = native!.socketInfo(fdOf(r.socket));
+      assert.equal(r.fellBack, undefined);
+      assert.equal(info.mptcp && info.fallback, true, 'expected an MPTCP socket that fell back');
+      r.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a destination that speaks MPTCP is neither redialled nor remembered', async () => {
+    const srv = await countingServer(true);
+    const memory = new FallbackMemory();
+    try {
+      const r = await new Dialer({ mode: 'mptcp', connectMs: 3000, native, lookup: at('127.0.0.1'), fallbackMemory: memory }).dial({ host: 'example', port: srv.port });
+      const info = native!.socketInfo(fdOf(r.socket));
+      assert.equal(r.fellBack, undefined);
+      assert.equal(info.mptcp && !info.fallback, true, 'expected MPTCP end to end');
+      assert.equal(memory.size, 0);
+      await until(() => srv.conns.length >= 1);
+      await new Promise((res) => setTimeout(res, 100));
+      assert.equal(srv.conns.length, 1);
+      r.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('in tcp mode the memory is not consulted', async () => {
+    const srv = await countingServer(false);
+    const memory = new FallbackMemory();
+    memory.remember('127.0.0.1', srv.port);
+    try {
+      const r = await new Dialer({ mode: 'tcp', connectMs: 3000, native, lookup: at('127.0.0.1'), fallbackMemory: memory }).dial({ host: 'example', port: srv.port });
+      assert.equal(r.fellBack, undefined, 'plain TCP asked for is not a fallback');
+      r.socket.destroy();
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('FallbackMemory', () => {
+  test('entries expire after the TTL and are then dialled MPTCP again', () => {
+    let now = 1000;
+    const m = new FallbackMemory({ ttlMs: 500, now: () => now });
+    m.remember('192.0.2.1', 443);
+    assert.equal(m.has('192.0.2.1', 443), true);
+    assert.equal(m.has('192.0.2.1', 80), false, 'the port is part of the key');
+    now += 499;
+    assert.equal(m.has('192.0.2.1', 443), true);
+    now += 1;
+    assert.equal(m.has('192.0.2.1', 443), false);
+    assert.equal(m.size, 0, 'an expired entry is dropped when looked up');
+  });
+
+  test('IPv6 spellings that differ only in case are one destination', () => {
+    const m = new FallbackMemory();
+    m.remember('2001:DB8::1', 443);
+    assert.equal(m.has('2001:db8::1', 443), true);
+  });
+
+  test('it is bounded: the entry remembered longest ago goes first, and remembering again refreshes', () => {
+    let now = 0;
+    const m = new FallbackMemory({ max: 3, now: () => now });
+    for (const a of ['192.0.2.1', '192.0.2.2', '192.0.2.3']) {
+      m.remember(a, 80);
+      now++;
+    }
+    m.remember('192.0.2.1', 80); // refreshed: now the newest
+    m.remember('192.0.2.4', 80);
+    assert.equal(m.size, 3);
+    assert.equal(m.has('192.0.2.2', 80), false, 'the oldest entry was kept');
+    for (const a of ['192.0.2.1', '192.0.2.3', '192.0.2.4']) assert.equal(m.has(a, 80), true, a);
   });
 });
 

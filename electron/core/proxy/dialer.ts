@@ -6,6 +6,11 @@
  * Dialling goes through the native addon's non-blocking connect so that the same code path makes
  * MPTCP (`mode: 'mptcp'`) and plain TCP (`mode: 'tcp'`, IPPROTO_TCP) sockets. Only when the addon is
  * not loaded at all does `tcp` mode use net.connect, so the proxy still works on a machine without it.
+ *
+ * With a FallbackMemory, an MPTCP dial that the destination answers with plain TCP is closed before
+ * any byte moves and dialled again as plain TCP (same address, same path), and later dials to that
+ * destination are plain TCP from the start: the kernel's fallen-back sockets can stall or end early
+ * (fallback-memory.ts says why).
  */
 import dns from 'node:dns';
 import net from 'node:net';
@@ -13,6 +18,7 @@ import { BraidError, errorCode } from '../errors';
 import type { DialMode } from '../config/schema';
 import type { FirstCandidate, RoutePlan, RouteTarget } from '../paths/route-choice';
 import { ExplainedDialError } from './dial-errors';
+import type { FallbackMemory } from './fallback-memory';
 import type { NativeModule } from './native';
 
 export interface DialTarget {
@@ -58,6 +64,8 @@ export interface DialResult {
   /** The MPTCP socket's fd when `socket` is layered on top of it (TLS to a relay). */
   fd?: number | null;
   route?: DialRoute;
+  /** MPTCP was asked for but the destination does not speak it: `socket` is plain TCP (FallbackMemory). */
+  fellBack?: boolean;
 }
 
 /** Where the proxy sends a connection: straight to the destination, or through a relay. */
@@ -85,6 +93,8 @@ export interface DialerOptions {
   routing?: () => DialRouting | null;
   /** How long attempts on `use` paths have before a lower tier (secondary, backup) is tried too. */
   tierDelayMs?: number;
+  /** Destinations known not to speak MPTCP: dialled plain TCP in `mptcp` mode (null: keep fallen-back sockets). */
+  fallbackMemory?: FallbackMemory | null;
 }
 
 interface PlannedAttempt extends ResolvedAddress {
@@ -143,8 +153,16 @@ function pickError(errors: unknown[]): unknown {
   return errors.find((e) => !WEAK_ERRORS.has(errorCode(e))) ?? errors[0];
 }
 
+interface Connected {
+  socket: net.Socket;
+  /** the socket is MPTCP (it may still have fallen back when there is no FallbackMemory) */
+  mptcp: boolean;
+  /** dialled plain TCP because the destination does not speak MPTCP */
+  fellBack: boolean;
+}
+
 interface Attempt {
-  promise: Promise<net.Socket>;
+  promise: Promise<Connected>;
   cancel(): void;
 }
 
@@ -212,7 +230,7 @@ export class Dialer implements Upstream {
         attempts.push(attempt);
         pending++;
         attempt.promise.then(
-          (socket) => {
+          ({ socket, mptcp, fellBack }) => {
             pending--;
             if (done) {
               socket.destroy();
@@ -220,7 +238,7 @@ export class Dialer implements Upstream {
             }
             const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
             let token: number | null = null;
-            if (routing && next.plan && typeof fd === 'number' && this.opts.mode === 'mptcp') {
+            if (routing && next.plan && typeof fd === 'number' && mptcp) {
               try {
                 token = routing.attach(fd, next.plan, next.via);
               } catch {
@@ -230,7 +248,7 @@ export class Dialer implements Upstream {
             const route: DialRoute | undefined = next.plan
               ? { rule: next.plan.rule, via: next.via?.iface ?? null, note: next.plan.note, secondary: next.plan.secondary, use: next.plan.use, token }
               : undefined;
-            finish(null, { socket, address: next.address, port, family: next.family, route });
+            finish(null, { socket, address: next.address, port, family: next.family, route, ...(fellBack ? { fellBack } : {}) });
           },
           (err) => {
             pending--;
@@ -280,25 +298,39 @@ export class Dialer implements Upstream {
     const bind = via ? { device: via.iface, localAddress: via.localAddress } : {};
     if (native) {
       let cancelled = false;
-      // Through a then() so that a synchronous throw from the addon becomes this attempt's failure.
-      const promise = Promise.resolve()
-        .then(() => native.connectFd({ address, port, timeoutMs, mptcp: this.opts.mode === 'mptcp', mark: this.opts.mark?.() ?? 0, ...bind }))
-        .then((fd) => {
+      const deadline = Date.now() + timeoutMs;
+      const memory = this.opts.mode === 'mptcp' ? this.opts.fallbackMemory ?? null : null;
+      const known = memory?.has(address, port) ?? false;
+      const connect = (mptcp: boolean): Promise<number> =>
+        // Through a then() so that a synchronous throw from the addon becomes this attempt's failure.
+        Promise.resolve().then(() => native.connectFd({ address, port, timeoutMs: Math.max(1, deadline - Date.now()), mptcp, mark: this.opts.mark?.() ?? 0, ...bind }));
+      const close = (fd: number): void => {
+        try {
+          native.closeFd(fd);
+        } catch {
+          /* already closed: nothing leaks */
+        }
+      };
+      const mptcp = this.opts.mode === 'mptcp' && !known;
+      const promise = connect(mptcp)
+        .then(async (fd): Promise<Connected> => {
           // The native connect cannot be interrupted; a loser that completes late is closed here.
           if (cancelled) {
-            try {
-              native.closeFd(fd);
-            } catch {
-              /* already closed: nothing leaks */
-            }
+            close(fd);
             throw new BraidError('ECANCELED', 'attempt lost the race');
           }
-          return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }).pause();
+          if (mptcp && memory && fellBackAtConnect(native, fd)) {
+            // Nothing has been sent or read on it yet: a plain TCP socket takes its place.
+            memory.remember(address, port);
+            close(fd);
+            return this.finishAttempt(await connect(false), false, true, () => cancelled, close);
+          }
+          return this.finishAttempt(fd, mptcp, known, () => cancelled, close);
         });
       return { promise, cancel: () => void (cancelled = true) };
     }
     let socket: net.Socket | undefined;
-    const promise = new Promise<net.Socket>((resolve, reject) => {
+    const promise = new Promise<Connected>((resolve, reject) => {
       const s = net.connect({ host: address, port, allowHalfOpen: true, timeout: timeoutMs, ...(via ? { localAddress: via.localAddress } : {}) });
       socket = s;
       const onError = (err: Error): void => {
@@ -311,7 +343,7 @@ export class Dialer implements Upstream {
         s.off('error', onError);
         s.setTimeout(0);
         s.removeAllListeners('timeout');
-        resolve(s.pause());
+        resolve({ socket: s.pause(), mptcp: false, fellBack: false });
       });
     });
     return {
@@ -320,5 +352,23 @@ export class Dialer implements Upstream {
         if (socket && socket.connecting) socket.destroy();
       },
     };
+  }
+
+  private finishAttempt(fd: number, mptcp: boolean, fellBack: boolean, cancelled: () => boolean, close: (fd: number) => void): Connected {
+    if (cancelled()) {
+      close(fd);
+      throw new BraidError('ECANCELED', 'attempt lost the race');
+    }
+    return { socket: new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }).pause(), mptcp, fellBack };
+  }
+}
+
+/** The MPTCP dial came back as plain TCP: no MP_CAPABLE in the SYN/ACK, or the kernel gave up on MPTCP's SYN. */
+function fellBackAtConnect(native: NativeModule, fd: number): boolean {
+  try {
+    const s = native.mptcpStatus(fd);
+    return !s.mptcp || s.fallback;
+  } catch {
+    return false; // unknown: keep the socket as it is
   }
 }

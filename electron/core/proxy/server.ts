@@ -10,6 +10,7 @@ import { connectionsForFds, currentFdLimit, isFdExhaustion } from '../fd-limit';
 import { ClientSession, type SessionHost } from './client-session';
 import { closeWhenClientGone } from './client-gone';
 import { Dialer, type DialRouting, type Upstream } from './dialer';
+import { FallbackMemory } from './fallback-memory';
 import { loadNative, mptcpUnavailableReason } from './native';
 import { programs } from './program';
 import type { Logger } from './session';
@@ -61,6 +62,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private fdSoftLimit = Infinity;
   private bound: net.AddressInfo | null = null;
   private effectiveDial: DialMode;
+  /** Destinations that do not speak MPTCP, dialled plain TCP (fallback-memory.ts). */
+  private readonly fallbackMemory = new FallbackMemory();
   /** What every ClientSession uses of this server; one object, and one copy of each listener. */
   private readonly host: SessionHost;
   private readonly untrack: (this: net.Socket) => void;
@@ -123,6 +126,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       isSelf: (address, port) => this.isSelf(address, port),
       mark: this.opts.mark,
       routing: this.opts.routing,
+      fallbackMemory: this.fallbackMemory,
     });
     const upstream = this.opts.upstream ? this.opts.upstream(direct) : direct;
     this.dialer = {

@@ -9,7 +9,10 @@ import type { DialRoute } from './dialer';
 import { loadNative, type NativeModule } from './native';
 
 export type ProxyProtocol = 'socks5' | 'http-connect' | 'http' | 'transparent';
-/** mptcp: MPTCP end to end; fallback: MPTCP socket that fell back to TCP; tcp: dialled plain TCP. */
+/**
+ * mptcp: MPTCP end to end; fallback: MPTCP was dialled and the destination does not speak it (the
+ * dialer then puts a plain TCP socket in place of the fallen-back one); tcp: dialled plain TCP.
+ */
 export type Transport = 'mptcp' | 'fallback' | 'tcp' | 'unknown';
 
 export interface Destination {
@@ -97,11 +100,19 @@ export class TrackedConnection {
     if (!this.closed) this.tracker.touched(this);
   }
 
-  /** Records the outbound socket; reads MPTCP status from it right away (known after the handshake). */
-  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean, fd?: number | null): void {
+  /**
+   * Records the outbound socket; reads MPTCP status from it right away (known after the handshake).
+   * `fellBack`: MPTCP was dialled, the destination does not speak it, and the dialer put a plain TCP
+   * socket in its place: reported as a fallback, which is what it is to the user.
+   */
+  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean, fd?: number | null, fellBack = false): void {
     this.upstream = socket;
     this.upstreamFd = fd ?? socketFd(socket);
     this.destination = destination;
+    if (dialedMptcp && fellBack) {
+      this.transport = 'fallback';
+      return;
+    }
     if (!dialedMptcp) {
       this.transport = 'tcp';
       return;

@@ -14,6 +14,7 @@ import tls from 'node:tls';
 import type http from 'node:http';
 import { errorCode, errorMessage } from '../errors';
 import { Dialer, type ResolvedAddress } from '../proxy/dialer';
+import { FallbackMemory } from '../proxy/fallback-memory';
 import { loadNative } from '../proxy/native';
 import { describeEnd, pump } from '../proxy/pump';
 import type { Logger } from '../proxy/session';
@@ -118,6 +119,7 @@ export class RelayServer {
       connectMs: opts.connectMs,
       native,
       lookup: (host) => this.resolveAllowed(host),
+      fallbackMemory: new FallbackMemory(),
     });
   }
 
