@@ -116,7 +116,7 @@ describe('multipath over two shaped links', { skip, timeout: 300_000 }, () => {
     }
   });
 
-  test('through braid up --dial mptcp to a plain-TCP server: falls back, content intact', { timeout: 90_000 }, async (t) => {
+  test('through braid up --dial mptcp to a plain-TCP server: falls back to a plain TCP socket, content intact, remembered', { timeout: 90_000 }, async (t) => {
     const proxy = await startProxy(topo.client, { port: PROXY_PORT, dial: 'mptcp' });
     try {
       const from = tcpServer.lines.length;
@@ -139,6 +139,13 @@ describe('multipath over two shaped links', { skip, timeout: 300_000 }, () => {
       assert.equal(report.info.mptcp, false, 'the plain-TCP server accepted an MPTCP socket: the fallback was not exercised');
       assert.equal(report.info.subflows.length, 1);
       assert.equal(split.subflowsWithData, 1, `${split.subflowsWithData} paths carried data`);
+
+      // The destination is remembered: the next connection to it is plain TCP from its first SYN.
+      const again0 = await topo.client.mptcpCounters();
+      const again = await curlDownload(topo.client, url(TCP_PORT, FALLBACK_BYTES), { socksPort: PROXY_PORT, hash: true, maxSeconds: DOWNLOAD_MAX_SECONDS });
+      const again1 = await topo.client.mptcpCounters();
+      assert.equal(again.sha256, expectedSha256(FALLBACK_BYTES), 'content differs from what the server sent');
+      assert.equal(counterDelta(again0, again1, 'MPCapableSYNTX'), 0, 'a destination known not to speak MPTCP was sent an MPTCP SYN again');
     } finally {
       await proxy.stop();
     }
