@@ -305,6 +305,14 @@ describe('FallbackMemory', () => {
     assert.equal(m.size, 0, 'an expired entry is dropped when looked up');
   });
 
+  test('the path the first subflow leaves by is part of the key', () => {
+    const m = new FallbackMemory();
+    m.remember('192.0.2.1', 443, 'wlan0');
+    assert.equal(m.has('192.0.2.1', 443, 'wlan0'), true);
+    assert.equal(m.has('192.0.2.1', 443, 'usb0'), false, 'a fallback on one path says nothing about another');
+    assert.equal(m.has('192.0.2.1', 443), false, 'nor about the routing table\'s choice');
+  });
+
   test('IPv6 spellings that differ only in case are one destination', () => {
     const m = new FallbackMemory();
     m.remember('2001:DB8::1', 443);

@@ -8,7 +8,9 @@
  * early. It happens without Braid too (`mptcpize run curl` to a plain-TCP server, README). A plain
  * TCP socket gives up nothing: a destination that does not speak MPTCP gets one path either way.
  *
- * The memory is per address and port (MPTCP support is the listener's), expires like the kernel's
+ * The memory is per address and port (MPTCP support is the listener's) and per path the first
+ * subflow left by (a middlebox on one path strips MPTCP for every destination behind it, and
+ * should not cost the other paths their MPTCP), expires like the kernel's
  * own MPTCP blackhole memory (net.mptcp.blackhole_timeout, 3600 s by default) so that a server that
  * learns MPTCP is tried again, and is bounded: the oldest entry goes first.
  */
@@ -34,9 +36,9 @@ export class FallbackMemory {
     this.now = opts.now ?? Date.now;
   }
 
-  /** True while `address:port` is known not to speak MPTCP. */
-  has(address: string, port: number): boolean {
-    const key = keyOf(address, port);
+  /** True while `address:port` is known not to speak MPTCP over `path` (an interface; null: the routing table's choice). */
+  has(address: string, port: number, path: string | null = null): boolean {
+    const key = keyOf(address, port, path);
     const until = this.until.get(key);
     if (until === undefined) return false;
     if (until > this.now()) return true;
@@ -45,8 +47,8 @@ export class FallbackMemory {
   }
 
   /** `address:port` answered an MPTCP SYN without MP_CAPABLE (or the kernel gave up on MPTCP for it). */
-  remember(address: string, port: number): void {
-    const key = keyOf(address, port);
+  remember(address: string, port: number, path: string | null = null): void {
+    const key = keyOf(address, port, path);
     this.until.delete(key); // re-inserted last: the Map's order is the order of expiry
     this.until.set(key, this.now() + this.ttlMs);
     while (this.until.size > this.max) this.until.delete(this.until.keys().next().value as string);
@@ -57,6 +59,6 @@ export class FallbackMemory {
   }
 }
 
-function keyOf(address: string, port: number): string {
-  return `${address.toLowerCase()}|${port}`;
+function keyOf(address: string, port: number, path: string | null): string {
+  return `${path ?? ''}|${address.toLowerCase()}|${port}`;
 }
