@@ -300,7 +300,9 @@ export class Dialer implements Upstream {
       let cancelled = false;
       const deadline = Date.now() + timeoutMs;
       const memory = this.opts.mode === 'mptcp' ? this.opts.fallbackMemory ?? null : null;
-      const known = memory?.has(address, port, via?.iface ?? null) ?? false;
+      // The path as it is now: the interface and its address (another network on the same interface is another path).
+      const path = via ? `${via.iface} ${via.localAddress}` : null;
+      const known = memory?.has(address, port, path) ?? false;
       const connect = (mptcp: boolean): Promise<number> =>
         // Through a then() so that a synchronous throw from the addon becomes this attempt's failure.
         Promise.resolve().then(() => native.connectFd({ address, port, timeoutMs: Math.max(1, deadline - Date.now()), mptcp, mark: this.opts.mark?.() ?? 0, ...bind }));
@@ -321,7 +323,7 @@ export class Dialer implements Upstream {
           }
           if (mptcp && memory && fellBackAtConnect(native, fd)) {
             // Nothing has been sent or read on it yet: a plain TCP socket takes its place.
-            memory.remember(address, port, via?.iface ?? null);
+            memory.remember(address, port, path);
             close(fd);
             return this.finishAttempt(await connect(false), false, true, () => cancelled, close);
           }

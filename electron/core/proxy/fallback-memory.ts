@@ -9,8 +9,9 @@
  * TCP socket gives up nothing: a destination that does not speak MPTCP gets one path either way.
  *
  * The memory is per address and port (MPTCP support is the listener's) and per path the first
- * subflow left by (a middlebox on one path strips MPTCP for every destination behind it, and
- * should not cost the other paths their MPTCP), expires like the kernel's
+ * subflow left by, interface and local address (a middlebox on one network strips MPTCP for every
+ * destination behind it, and should not cost other paths, or the next network the interface joins,
+ * their MPTCP), expires like the kernel's
  * own MPTCP blackhole memory (net.mptcp.blackhole_timeout, 3600 s by default) so that a server that
  * learns MPTCP is tried again, and is bounded: the oldest entry goes first.
  */
@@ -36,7 +37,7 @@ export class FallbackMemory {
     this.now = opts.now ?? Date.now;
   }
 
-  /** True while `address:port` is known not to speak MPTCP over `path` (an interface; null: the routing table's choice). */
+  /** True while `address:port` is known not to speak MPTCP over `path` (interface and local address; null: the routing table's choice). */
   has(address: string, port: number, path: string | null = null): boolean {
     const key = keyOf(address, port, path);
     const until = this.until.get(key);
