@@ -6,12 +6,17 @@
  * the critical path: a small pool of connections is kept established and verified, and a dial
  * only costs the CONNECT round trip. A pooled connection that died meanwhile (relay restarted) is
  * noticed on use and replaced once, so new connections recover without restarting the client.
+ *
+ * The relay speaks MPTCP, so a connection to it that falls back means a middlebox on that path
+ * strips MPTCP. Like any destination that does not answer in MPTCP, it then gets a plain TCP socket
+ * (proxy/fallback-memory.ts): one path either way, without the kernel's fallback stall.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorCode, errorMessage } from '../errors';
 import { ExplainedDialError } from '../proxy/dial-errors';
 import { Dialer, type DialResult, type DialRoute, type DialRouting, type DialTarget } from '../proxy/dialer';
+import { FallbackMemory } from '../proxy/fallback-memory';
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
@@ -40,6 +45,7 @@ interface Warm {
   fd: number | null;  // of the MPTCP socket under TLS, for subflow statistics
   born: number;
   route: DialRoute | undefined;
+  fellBack: boolean;
 }
 
 export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null };
@@ -67,7 +73,10 @@ export class RelayDialer {
   private readonly refusalsLogged = new Set<string>();
 
   constructor(private readonly opts: RelayClientOptions) {
-    this.transport = new Dialer({ mode: opts.mode, connectMs: opts.connectMs, native: opts.native, mark: opts.mark, routing: opts.routing });
+    this.transport = new Dialer({
+      mode: opts.mode, connectMs: opts.connectMs, native: opts.native, mark: opts.mark, routing: opts.routing,
+      fallbackMemory: opts.mode === 'mptcp' ? new FallbackMemory() : null,
+    });
   }
 
   get mode(): 'mptcp' | 'tcp' {
@@ -199,11 +208,11 @@ export class RelayDialer {
       socket.destroy();
       throw new BraidError('ERELAYPIN', `the relay's certificate does not match the link's pin (expected ${link.pin}, got ${pin || 'none'})`);
     }
-    return { socket, raw, fd, born: Date.now(), route: dialed.route };
+    return { socket, raw, fd, born: Date.now(), route: dialed.route, fellBack: dialed.fellBack === true };
   }
 
   private async request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
-    const { socket, raw, fd, route } = warm;
+    const { socket, raw, fd, route, fellBack } = warm;
     let answer: { head: Head; status: number };
     try {
       answer = await requestConnect(socket as unknown as net.Socket, target, this.opts.link.secret, { timeoutMs: this.opts.connectMs, signal: target.signal });
@@ -224,7 +233,7 @@ export class RelayDialer {
     // destination sends before the consumer's listeners are in place wait instead of being lost.
     if (head.rest.length) socket.unshift(head.rest);
     const remote = raw.remoteAddress ?? this.opts.link.host;
-    return { socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route };
+    return { socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route, ...(fellBack ? { fellBack } : {}) };
   }
 
   /** The user sees the relay's reason in the reply and, once per destination, in the log. */
