@@ -17,3 +17,18 @@ export function cpuTicks(pid: number): number {
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(rest[11]) + Number(rest[12]);
 }
+
+/**
+ * Busy time of the whole host, in clock ticks: user, nice, system, irq and softirq of every CPU
+ * (/proc/stat's first line; idle, iowait and steal left out). The namespaces of a bench share
+ * one kernel, and packet processing is charged to whichever process a CPU happens to be running
+ * (a sender's write runs the receiving namespace's softirq work too), so a per-process figure
+ * moves work between the two ends of a chain; the whole host's figure does not. It includes curl
+ * and the bench's servers, which do the same work for every chain compared.
+ */
+export function hostBusyTicks(): number {
+  const first = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  if (first[0] !== 'cpu') throw new Error('/proc/stat does not start with the cpu line');
+  const [user, nice, system, , , irq, softirq] = first.slice(1).map(Number) as number[];
+  return user! + nice! + system! + irq! + softirq!;
+}

@@ -35,7 +35,7 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { DIST, startByteServer } from '../helpers/multipath-harness';
 import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 import { BRAID_CLI } from '../helpers/multipath-harness';
-import { clockTicks, cpuTicks } from './cpu';
+import { clockTicks, cpuTicks, hostBusyTicks } from './cpu';
 
 const SINK = path.join(DIST, 'test', 'bench', 'upload-sink.js');
 const LOCAL_GET = 8081;   // byte server in the relay namespace: raw and proxy downloads
@@ -78,9 +78,9 @@ export interface ScenarioResult {
 
 export interface UnshapedUploadResult {
   bytes: number;
-  samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number }>;
+  samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number; braidHostCpu: number; ssHostCpu: number }>;
   medianGbit: { braid: number; ss: number; direct: number };
-  medianCpuSecondsPerGB: { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number };
+  medianCpuSecondsPerGB: { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number; braidHost: number; ssHost: number };
 }
 
 export interface UpDownResult {
@@ -311,7 +311,7 @@ async function shapedScenario(sc: { name: string; rates: [number, number] }, o: 
 
 async function unshapedUpload(o: UpDownOptions, file: { file: string; sha256: string }, log: (s: string) => void): Promise<UnshapedUploadResult> {
   const ticks = clockTicks();
-  const out: UnshapedUploadResult = { bytes: o.unshapedBytes, samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN } };
+  const out: UnshapedUploadResult = { bytes: o.unshapedBytes, samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN, braidHost: NaN, ssHost: NaN } };
   let rig: Rig | undefined;
   try {
     rig = await startRig(null);
@@ -324,28 +324,32 @@ async function unshapedUpload(o: UpDownOptions, file: { file: string; sha256: st
     // Counted, not hashed, at the sink: hashing 1 GB would compete for the CPU being measured.
     const url = (p: PathName): string => `${ep.url('up', p, 0)}?hash=0`;
     for (let rep = 1; rep <= o.unshapedReps; rep++) {
-      const b0 = [cpuTicks(bc), cpuTicks(br)];
+      const b0 = [cpuTicks(bc), cpuTicks(br), hostBusyTicks()];
       const b = await transfer(topo.client, 'up', url('relay'), { ...t, socks: ep.socks('relay'), mptcpize: false });
-      const b1 = [cpuTicks(bc), cpuTicks(br)];
-      const s0 = [cpuTicks(sl), cpuTicks(ss)];
+      const b1 = [cpuTicks(bc), cpuTicks(br), hostBusyTicks()];
+      const s0 = [cpuTicks(sl), cpuTicks(ss), hostBusyTicks()];
       const s = await transfer(topo.client, 'up', url('ss'), { ...t, socks: ep.socks('ss'), mptcpize: false });
-      const s1 = [cpuTicks(sl), cpuTicks(ss)];
+      const s1 = [cpuTicks(sl), cpuTicks(ss), hostBusyTicks()];
       const d = await transfer(topo.client, 'up', url('raw'), { ...t, socks: null, mptcpize: true });
       const sample = {
         braidGbit: b / 1000, ssGbit: s / 1000, directGbit: d / 1000,
         braidClientCpu: (b1[0]! - b0[0]!) / ticks / gb, braidRelayCpu: (b1[1]! - b0[1]!) / ticks / gb,
         ssLocalCpu: (s1[0]! - s0[0]!) / ticks / gb, ssServerCpu: (s1[1]! - s0[1]!) / ticks / gb,
+        braidHostCpu: (b1[2]! - b0[2]!) / ticks / gb, ssHostCpu: (s1[2]! - s0[2]!) / ticks / gb,
       };
       out.samples.push(sample);
-      log(`  unshaped upload rep ${rep}: braid ${sample.braidGbit.toFixed(2)} Gbit/s (client ${sample.braidClientCpu.toFixed(2)}, relay ${sample.braidRelayCpu.toFixed(2)} CPU s/GB), ` +
-        `ss ${sample.ssGbit.toFixed(2)} Gbit/s (local ${sample.ssLocalCpu.toFixed(2)}, server ${sample.ssServerCpu.toFixed(2)} CPU s/GB), direct ${sample.directGbit.toFixed(2)} Gbit/s`);
+      log(`  unshaped upload rep ${rep}: braid ${sample.braidGbit.toFixed(2)} Gbit/s (client ${sample.braidClientCpu.toFixed(2)}, relay ${sample.braidRelayCpu.toFixed(2)}, whole host ${sample.braidHostCpu.toFixed(2)} CPU s/GB), ` +
+        `ss ${sample.ssGbit.toFixed(2)} Gbit/s (local ${sample.ssLocalCpu.toFixed(2)}, server ${sample.ssServerCpu.toFixed(2)}, whole host ${sample.ssHostCpu.toFixed(2)} CPU s/GB), direct ${sample.directGbit.toFixed(2)} Gbit/s`);
     }
   } finally {
     await stopRig(rig);
   }
   const m = (f: (x: UnshapedUploadResult['samples'][number]) => number): number => median(out.samples.map(f));
   out.medianGbit = { braid: m((x) => x.braidGbit), ss: m((x) => x.ssGbit), direct: m((x) => x.directGbit) };
-  out.medianCpuSecondsPerGB = { braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu) };
+  out.medianCpuSecondsPerGB = {
+    braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu),
+    braidHost: m((x) => x.braidHostCpu), ssHost: m((x) => x.ssHostCpu),
+  };
   return out;
 }
 
@@ -399,9 +403,9 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
   if (u) {
     const c = u.medianCpuSecondsPerGB;
     log('');
-    log(`upload, relay topology unshaped, ${u.bytes / 1e9} GB, median of ${u.samples.length}           throughput  CPU s/GB: client  relay/server`);
-    log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${c.braidClient.toFixed(2).padStart(14)}  ${c.braidRelay.toFixed(2).padStart(12)}`);
-    log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${c.ssLocal.toFixed(2).padStart(14)}  ${c.ssServer.toFixed(2).padStart(12)}`);
+    log(`upload, relay topology unshaped, ${u.bytes / 1e9} GB, median of ${u.samples.length}           throughput  CPU s/GB: client  relay/server  whole host`);
+    log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${c.braidClient.toFixed(2).padStart(14)}  ${c.braidRelay.toFixed(2).padStart(12)}  ${c.braidHost.toFixed(2).padStart(10)}`);
+    log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${c.ssLocal.toFixed(2).padStart(14)}  ${c.ssServer.toFixed(2).padStart(12)}  ${c.ssHost.toFixed(2).padStart(10)}`);
     log(`${'direct MPTCP to the relay host (mptcpize curl -T)'.padEnd(56)}  ${u.medianGbit.direct.toFixed(2).padStart(6)} Gbit/s`);
   }
 }
