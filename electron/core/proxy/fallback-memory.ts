@@ -9,11 +9,11 @@
  * TCP socket gives up nothing: a destination that does not speak MPTCP gets one path either way.
  *
  * The memory is per address and port (MPTCP support is the listener's) and per path the first
- * subflow left by, interface and local address (a middlebox on one network strips MPTCP for every
+ * subflow left by, interface and local address: a middlebox on one network strips MPTCP for every
  * destination behind it, and should not cost other paths, or the next network the interface joins,
- * their MPTCP), expires like the kernel's
- * own MPTCP blackhole memory (net.mptcp.blackhole_timeout, 3600 s by default) so that a server that
- * learns MPTCP is tried again, and is bounded: the oldest entry goes first.
+ * their MPTCP. Entries expire like the kernel's own MPTCP blackhole memory
+ * (net.mptcp.blackhole_timeout, 3600 s by default), so that a server that learns MPTCP is tried
+ * again, and the memory is bounded: the entry remembered longest ago goes first.
  */
 
 export interface FallbackMemoryOptions {
