@@ -14,6 +14,7 @@ import type { StatusView } from '../electron/core/contract';
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { BRAID_CLI, missingPrerequisite } from './helpers/multipath-harness';
 import { startBraid, type BraidProxy } from './helpers/proc';
+import { missingNft } from './helpers/prerequisites';
 import { tempRelayDir } from './helpers/relay-topology';
 import { createUiTopology, killAllIn, missingBrowser, poll, UiDriver, type UiTopology } from './helpers/ui-harness';
 
@@ -21,7 +22,7 @@ const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts', 'doctor-
 const RELAY_PORT = 8443;
 const CONTROL_PORT = 9797;
 const skip = skipUnlessRoot() ?? missingPrerequisite() ?? missingBrowser()
-  ?? (['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some((f) => fs.existsSync(f)) ? undefined : 'needs nftables (nft) for the middlebox');
+  ?? missingNft('for the middlebox');
 
 interface PanelFinding { check: string; status: string; subject: string; text: string }
 interface Panel { verdict: string | null; progress: boolean; findings: PanelFinding[] }

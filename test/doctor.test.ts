@@ -17,6 +17,7 @@ import type { DoctorFinding, DoctorReport, StatsTick } from '../electron/core/co
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { BRAID_CLI, missingPrerequisite, startByteServer } from './helpers/multipath-harness';
 import { until } from './helpers/paths-harness';
+import { missingNft } from './helpers/prerequisites';
 import { createRelayTopology, metricValue, scrapeMetrics, startRelay, startRelayClient, tempRelayDir, type RelayProcess, type RelayTopology } from './helpers/relay-topology';
 
 const RATE_MBIT = 20;
@@ -37,7 +38,7 @@ require('http').createServer((req, res) => {
 `;
 
 const skip = skipUnlessRoot() ?? missingPrerequisite()
-  ?? (['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some((f) => fs.existsSync(f)) ? undefined : 'needs nftables (nft) for the middleboxes');
+  ?? missingNft('for the middleboxes');
 
 interface Run {
   code: number | null;

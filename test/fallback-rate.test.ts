@@ -22,7 +22,7 @@ import { createTwoLinkTopology, skipUnlessRoot, type TwoLinkTopology } from './h
 import { expectedSha256 } from './helpers/byte-stream';
 import { counterDelta, curlDownload, missingPrerequisite, startByteServer, startProxy } from './helpers/multipath-harness';
 import type { NsProcess } from './helpers/netns';
-import { requireFor } from './helpers/prerequisites';
+import { missingNft, requireFor } from './helpers/prerequisites';
 import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayProcess, type RelayTopology } from './helpers/relay-topology';
 
 const RATE_MBIT = 1000;
@@ -69,8 +69,7 @@ describe('braid up --dial mptcp to a plain-TCP server at 1 Gbit/s', { skip, time
   });
 });
 
-const hasNft = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some((f) => fs.existsSync(f));
-const relaySkip = requireFor('fallback through a relay at 1 Gbit/s (fallback-rate.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? (hasNft ? false : 'needs nftables (nft) for the middlebox'));
+const relaySkip = requireFor('fallback through a relay (fallback-rate.test.ts)', skipUnlessRoot() ?? missingPrerequisite() ?? missingNft('for the middlebox'));
 
 describe('braid up --relay when the first path strips MPTCP', { skip: relaySkip, timeout: 300_000 }, () => {
   const RELAY_PORT = 8443;

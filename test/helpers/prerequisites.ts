@@ -70,3 +70,8 @@ export function missingPython(): string | undefined {
   }
   return 'needs python3 for the delay line';
 }
+
+/** Why the nftables middleboxes of a test cannot be made here: no `nft` where Debian puts it (the paths transparent/nft.ts tries); undefined when they can. */
+export function missingNft(forWhat: string): string | undefined {
+  return ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].some((f) => fs.existsSync(f)) ? undefined : `needs nftables (nft) ${forWhat}`;
+}
