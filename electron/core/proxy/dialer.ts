@@ -313,22 +313,24 @@ export class Dialer implements Upstream {
           /* already closed: nothing leaks */
         }
       };
+      const hand = (fd: number, isMptcp: boolean, fellBack: boolean): Connected => {
+        // The native connect cannot be interrupted; a loser that completes late is closed here.
+        if (cancelled) {
+          close(fd);
+          throw new BraidError('ECANCELED', 'attempt lost the race');
+        }
+        return { socket: new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }).pause(), mptcp: isMptcp, fellBack };
+      };
       const mptcp = this.opts.mode === 'mptcp' && !known;
-      const promise = connect(mptcp)
-        .then(async (fd): Promise<Connected> => {
-          // The native connect cannot be interrupted; a loser that completes late is closed here.
-          if (cancelled) {
-            close(fd);
-            throw new BraidError('ECANCELED', 'attempt lost the race');
-          }
-          if (mptcp && memory && fellBackAtConnect(native, fd)) {
-            // Nothing has been sent or read on it yet: a plain TCP socket takes its place.
-            memory.remember(address, port, path);
-            close(fd);
-            return this.finishAttempt(await connect(false), false, true, () => cancelled, close);
-          }
-          return this.finishAttempt(fd, mptcp, known, () => cancelled, close);
-        });
+      const promise = connect(mptcp).then(async (fd): Promise<Connected> => {
+        if (!cancelled && mptcp && memory && fellBackAtConnect(native, fd)) {
+          // Nothing has been sent or read on it yet: a plain TCP socket takes its place.
+          memory.remember(address, port, path);
+          close(fd);
+          return hand(await connect(false), false, true);
+        }
+        return hand(fd, mptcp, known);
+      });
       return { promise, cancel: () => void (cancelled = true) };
     }
     let socket: net.Socket | undefined;
@@ -354,14 +356,6 @@ export class Dialer implements Upstream {
         if (socket && socket.connecting) socket.destroy();
       },
     };
-  }
-
-  private finishAttempt(fd: number, mptcp: boolean, fellBack: boolean, cancelled: () => boolean, close: (fd: number) => void): Connected {
-    if (cancelled()) {
-      close(fd);
-      throw new BraidError('ECANCELED', 'attempt lost the race');
-    }
-    return { socket: new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true }).pause(), mptcp, fellBack };
   }
 }
 
