@@ -32,3 +32,45 @@ export function hostBusyTicks(): number {
   const [user, nice, system, , , irq, softirq] = first.slice(1).map(Number) as number[];
   return user! + nice! + system! + irq! + softirq!;
 }
+
+/** One repetition of Braid's relay chain beside the shadowsocks chain, unshaped: Gbit/s and CPU s/GB. */
+export interface ChainSample {
+  braidGbit: number; ssGbit: number; directGbit: number;
+  braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number;
+  braidHostCpu: number; ssHostCpu: number;
+}
+
+export interface ChainCpuMedians { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number; braidHost: number; ssHost: number }
+
+export const NO_CHAIN_CPU: ChainCpuMedians = { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN, braidHost: NaN, ssHost: NaN };
+
+/** CPU ticks of a chain's two processes and of the whole host, now: one reading before a transfer, one after. */
+export function chainTicks(clientPid: number, serverPid: number): [number, number, number] {
+  return [cpuTicks(clientPid), cpuTicks(serverPid), hostBusyTicks()];
+}
+
+type Ticks = [number, number, number];
+
+/** The sample from both chains' readings around their transfers of `gb` gigabytes each. */
+export function chainSample(gbit: { braid: number; ss: number; direct: number }, braid: [Ticks, Ticks], ss: [Ticks, Ticks], ticks: number, gb: number): ChainSample {
+  const per = ([before, after]: [Ticks, Ticks], i: number): number => (after[i]! - before[i]!) / ticks / gb;
+  return {
+    braidGbit: gbit.braid, ssGbit: gbit.ss, directGbit: gbit.direct,
+    braidClientCpu: per(braid, 0), braidRelayCpu: per(braid, 1), ssLocalCpu: per(ss, 0), ssServerCpu: per(ss, 1),
+    braidHostCpu: per(braid, 2), ssHostCpu: per(ss, 2),
+  };
+}
+
+/** The per-repetition log line's figures, after its "rep N:". */
+export function describeChainSample(s: ChainSample): string {
+  return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${s.braidClientCpu.toFixed(2)}, relay ${s.braidRelayCpu.toFixed(2)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB), ` +
+    `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${s.ssLocalCpu.toFixed(2)}, server ${s.ssServerCpu.toFixed(2)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB), direct ${s.directGbit.toFixed(2)} Gbit/s`;
+}
+
+export function chainCpuMedians(samples: ChainSample[], median: (xs: number[]) => number): ChainCpuMedians {
+  const m = (f: (x: ChainSample) => number): number => median(samples.map(f));
+  return {
+    braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu),
+    braidHost: m((x) => x.braidHostCpu), ssHost: m((x) => x.ssHostCpu),
+  };
+}

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
-import { clockTicks, cpuTicks, hostBusyTicks } from './cpu';
+import { chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
@@ -139,9 +139,9 @@ export interface RelayBenchResult {
     ratios: { braidOverRaw: number; braidMptcpDestOverRaw: number; braidOverSingle: number; ssOverRaw: number };
   };
   unshaped: {
-    samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number; braidHostCpu: number; ssHostCpu: number }>;
+    samples: ChainSample[];
     medianGbit: { braid: number; ss: number; direct: number };
-    medianCpuSecondsPerGB: { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number; braidHost: number; ssHost: number };
+    medianCpuSecondsPerGB: ChainCpuMedians;
     /** braid to an MPTCP-speaking destination beside a TCP one, per repetition: Gbit/s, null when it timed out. */
     mptcpDestination: Array<{ mptcpGbit: number | null; tcpGbit: number | null }>;
   };
@@ -284,25 +284,19 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     const localUrl = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/${UNSHAPED_BYTES}`;
     const gb = UNSHAPED_BYTES / 1e9;
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
-      const b0 = [cpuTicks(braidPid), cpuTicks(relayPid), hostBusyTicks()];
+      const b0 = chainTicks(braidPid, relayPid);
       const b = await braidDownload(c, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
-      const b1 = [cpuTicks(braidPid), cpuTicks(relayPid), hostBusyTicks()];
+      const b1 = chainTicks(braidPid, relayPid);
       expectBytes(b.bytes, UNSHAPED_BYTES, 'braid relay (unshaped)');
-      const s0 = [cpuTicks(ssLocalPid), cpuTicks(ssServerPid), hostBusyTicks()];
+      const s0 = chainTicks(ssLocalPid, ssServerPid);
       const ss = await curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
-      const s1 = [cpuTicks(ssLocalPid), cpuTicks(ssServerPid), hostBusyTicks()];
+      const s1 = chainTicks(ssLocalPid, ssServerPid);
       expectBytes(ss.bytes, UNSHAPED_BYTES, 'shadowsocks chain (unshaped)');
       const d = await curlDownload(topo.client, localUrl, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });
       expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
-      const sample = {
-        braidGbit: b.mbit / 1000, ssGbit: ss.mbit / 1000, directGbit: d.mbit / 1000,
-        braidClientCpu: (b1[0]! - b0[0]!) / ticks / gb, braidRelayCpu: (b1[1]! - b0[1]!) / ticks / gb,
-        ssLocalCpu: (s1[0]! - s0[0]!) / ticks / gb, ssServerCpu: (s1[1]! - s0[1]!) / ticks / gb,
-        braidHostCpu: (b1[2]! - b0[2]!) / ticks / gb, ssHostCpu: (s1[2]! - s0[2]!) / ticks / gb,
-      };
+      const sample = chainSample({ braid: b.mbit / 1000, ss: ss.mbit / 1000, direct: d.mbit / 1000 }, [b0, b1], [s0, s1], ticks, gb);
       out.unshaped.samples.push(sample);
-      log(`  relay unshaped rep ${rep}: braid ${sample.braidGbit.toFixed(2)} Gbit/s (client ${sample.braidClientCpu.toFixed(2)}, relay ${sample.braidRelayCpu.toFixed(2)}, whole host ${sample.braidHostCpu.toFixed(2)} CPU s/GB), ` +
-        `ss ${sample.ssGbit.toFixed(2)} Gbit/s (local ${sample.ssLocalCpu.toFixed(2)}, server ${sample.ssServerCpu.toFixed(2)}, whole host ${sample.ssHostCpu.toFixed(2)} CPU s/GB), direct ${sample.directGbit.toFixed(2)} Gbit/s`);
+      log(`  relay unshaped rep ${rep}: ${describeChainSample(sample)}`);
     }
     // The MPTCP-speaking destination beside the TCP one, same size, back to back, once per repetition
     // (order alternating), so that each ratio pairs two downloads made under the same load.
@@ -331,16 +325,13 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
   }
   const m = (f: (x: RelayBenchResult['unshaped']['samples'][number]) => number): number => median(out.unshaped.samples.map(f));
   out.unshaped.medianGbit = { braid: m((x) => x.braidGbit), ss: m((x) => x.ssGbit), direct: m((x) => x.directGbit) };
-  out.unshaped.medianCpuSecondsPerGB = {
-    braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu),
-    braidHost: m((x) => x.braidHostCpu), ssHost: m((x) => x.ssHostCpu),
-  };
+  out.unshaped.medianCpuSecondsPerGB = chainCpuMedians(out.unshaped.samples, median);
 }
 
 export async function relayBench(log: (s: string) => void): Promise<RelayBenchResult> {
   const out: RelayBenchResult = {
     shaped: { samplesMbit: { braidRelay: [], braidRelayMptcpDest: [], ssChain: [], rawMptcp: [], singleTcp: [] }, braidLinkShare: [], medianMbit: {}, ratios: { braidOverRaw: NaN, braidMptcpDestOverRaw: NaN, braidOverSingle: NaN, ssOverRaw: NaN } },
-    unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN, braidHost: NaN, ssHost: NaN }, mptcpDestination: [] },
+    unshaped: { samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { ...NO_CHAIN_CPU }, mptcpDestination: [] },
     ttfb: emptyTtfb(),
     ttfbDelayed: { ...emptyTtfb(), rttMs: NaN, nominalRttMs: DELAYED_RTT_MS, extraRoundTrips: {} },
     ssCipher: SS_CIPHER,

@@ -35,7 +35,7 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { DIST, startByteServer } from '../helpers/multipath-harness';
 import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 import { BRAID_CLI } from '../helpers/multipath-harness';
-import { clockTicks, cpuTicks, hostBusyTicks } from './cpu';
+import { chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 
 const SINK = path.join(DIST, 'test', 'bench', 'upload-sink.js');
 const LOCAL_GET = 8081;   // byte server in the relay namespace: raw and proxy downloads
@@ -78,9 +78,9 @@ export interface ScenarioResult {
 
 export interface UnshapedUploadResult {
   bytes: number;
-  samples: Array<{ braidGbit: number; ssGbit: number; directGbit: number; braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number; braidHostCpu: number; ssHostCpu: number }>;
+  samples: ChainSample[];
   medianGbit: { braid: number; ss: number; direct: number };
-  medianCpuSecondsPerGB: { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number; braidHost: number; ssHost: number };
+  medianCpuSecondsPerGB: ChainCpuMedians;
 }
 
 export interface UpDownResult {
@@ -311,7 +311,7 @@ async function shapedScenario(sc: { name: string; rates: [number, number] }, o: 
 
 async function unshapedUpload(o: UpDownOptions, file: { file: string; sha256: string }, log: (s: string) => void): Promise<UnshapedUploadResult> {
   const ticks = clockTicks();
-  const out: UnshapedUploadResult = { bytes: o.unshapedBytes, samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN, braidHost: NaN, ssHost: NaN } };
+  const out: UnshapedUploadResult = { bytes: o.unshapedBytes, samples: [], medianGbit: { braid: NaN, ss: NaN, direct: NaN }, medianCpuSecondsPerGB: { ...NO_CHAIN_CPU } };
   let rig: Rig | undefined;
   try {
     rig = await startRig(null);
@@ -324,32 +324,23 @@ async function unshapedUpload(o: UpDownOptions, file: { file: string; sha256: st
     // Counted, not hashed, at the sink: hashing 1 GB would compete for the CPU being measured.
     const url = (p: PathName): string => `${ep.url('up', p, 0)}?hash=0`;
     for (let rep = 1; rep <= o.unshapedReps; rep++) {
-      const b0 = [cpuTicks(bc), cpuTicks(br), hostBusyTicks()];
+      const b0 = chainTicks(bc, br);
       const b = await transfer(topo.client, 'up', url('relay'), { ...t, socks: ep.socks('relay'), mptcpize: false });
-      const b1 = [cpuTicks(bc), cpuTicks(br), hostBusyTicks()];
-      const s0 = [cpuTicks(sl), cpuTicks(ss), hostBusyTicks()];
+      const b1 = chainTicks(bc, br);
+      const s0 = chainTicks(sl, ss);
       const s = await transfer(topo.client, 'up', url('ss'), { ...t, socks: ep.socks('ss'), mptcpize: false });
-      const s1 = [cpuTicks(sl), cpuTicks(ss), hostBusyTicks()];
+      const s1 = chainTicks(sl, ss);
       const d = await transfer(topo.client, 'up', url('raw'), { ...t, socks: null, mptcpize: true });
-      const sample = {
-        braidGbit: b / 1000, ssGbit: s / 1000, directGbit: d / 1000,
-        braidClientCpu: (b1[0]! - b0[0]!) / ticks / gb, braidRelayCpu: (b1[1]! - b0[1]!) / ticks / gb,
-        ssLocalCpu: (s1[0]! - s0[0]!) / ticks / gb, ssServerCpu: (s1[1]! - s0[1]!) / ticks / gb,
-        braidHostCpu: (b1[2]! - b0[2]!) / ticks / gb, ssHostCpu: (s1[2]! - s0[2]!) / ticks / gb,
-      };
+      const sample = chainSample({ braid: b / 1000, ss: s / 1000, direct: d / 1000 }, [b0, b1], [s0, s1], ticks, gb);
       out.samples.push(sample);
-      log(`  unshaped upload rep ${rep}: braid ${sample.braidGbit.toFixed(2)} Gbit/s (client ${sample.braidClientCpu.toFixed(2)}, relay ${sample.braidRelayCpu.toFixed(2)}, whole host ${sample.braidHostCpu.toFixed(2)} CPU s/GB), ` +
-        `ss ${sample.ssGbit.toFixed(2)} Gbit/s (local ${sample.ssLocalCpu.toFixed(2)}, server ${sample.ssServerCpu.toFixed(2)}, whole host ${sample.ssHostCpu.toFixed(2)} CPU s/GB), direct ${sample.directGbit.toFixed(2)} Gbit/s`);
+      log(`  unshaped upload rep ${rep}: ${describeChainSample(sample)}`);
     }
   } finally {
     await stopRig(rig);
   }
   const m = (f: (x: UnshapedUploadResult['samples'][number]) => number): number => median(out.samples.map(f));
   out.medianGbit = { braid: m((x) => x.braidGbit), ss: m((x) => x.ssGbit), direct: m((x) => x.directGbit) };
-  out.medianCpuSecondsPerGB = {
-    braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu),
-    braidHost: m((x) => x.braidHostCpu), ssHost: m((x) => x.ssHostCpu),
-  };
+  out.medianCpuSecondsPerGB = chainCpuMedians(out.samples, median);
   return out;
 }
 
