@@ -61,7 +61,7 @@ export async function dialFor(session: Session, host: string, port: number): Pro
   }
   session.adoptUpstream(result.socket);
   result.socket.on('error', () => {}); // the relay or handler reports; never an uncaught 'error'
-  session.conn?.setUpstream(result.socket, { host, port, address: result.address }, session.dialer.mode === 'mptcp', result.fd, result.fellBack === true);
+  session.conn?.setUpstream(result.socket, { host, port, address: result.address }, session.dialer.mode === 'mptcp', result.fd);
   if (session.conn && result.route) session.conn.route = { ...result.route, state: result.route.secondary.length ? 'idle' : null };
   return result;
 }

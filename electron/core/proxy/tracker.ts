@@ -102,17 +102,13 @@ export class TrackedConnection {
 
   /**
    * Records the outbound socket; reads MPTCP status from it right away (known after the handshake).
-   * `fellBack`: MPTCP was dialled, the destination does not speak it, and the dialer put a plain TCP
-   * socket in its place: reported as a fallback, which is what it is to the user.
+   * Dialled MPTCP, a plain TCP socket (the dialer's replacement for a fallen-back one) reads as a
+   * fallback, which is what it is to the user.
    */
-  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean, fd?: number | null, fellBack = false): void {
+  setUpstream(socket: net.Socket, destination: Destination, dialedMptcp: boolean, fd?: number | null): void {
     this.upstream = socket;
     this.upstreamFd = fd ?? socketFd(socket);
     this.destination = destination;
-    if (dialedMptcp && fellBack) {
-      this.transport = 'fallback';
-      return;
-    }
     if (!dialedMptcp) {
       this.transport = 'tcp';
       return;

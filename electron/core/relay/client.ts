@@ -45,7 +45,6 @@ interface Warm {
   fd: number | null;  // of the MPTCP socket under TLS, for subflow statistics
   born: number;
   route: DialRoute | undefined;
-  fellBack: boolean;
 }
 
 export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null };
@@ -208,11 +207,11 @@ export class RelayDialer {
       socket.destroy();
       throw new BraidError('ERELAYPIN', `the relay's certificate does not match the link's pin (expected ${link.pin}, got ${pin || 'none'})`);
     }
-    return { socket, raw, fd, born: Date.now(), route: dialed.route, fellBack: dialed.fellBack === true };
+    return { socket, raw, fd, born: Date.now(), route: dialed.route };
   }
 
   private async request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
-    const { socket, raw, fd, route, fellBack } = warm;
+    const { socket, raw, fd, route } = warm;
     let answer: { head: Head; status: number };
     try {
       answer = await requestConnect(socket as unknown as net.Socket, target, this.opts.link.secret, { timeoutMs: this.opts.connectMs, signal: target.signal });
@@ -233,7 +232,7 @@ export class RelayDialer {
     // destination sends before the consumer's listeners are in place wait instead of being lost.
     if (head.rest.length) socket.unshift(head.rest);
     const remote = raw.remoteAddress ?? this.opts.link.host;
-    return { socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route, ...(fellBack ? { fellBack } : {}) };
+    return { socket: socket as unknown as net.Socket, raw, fd, address: remote, port: raw.remotePort ?? this.opts.link.port, family: net.isIPv6(remote) ? 6 : 4, route };
   }
 
   /** The user sees the relay's reason in the reply and, once per destination, in the log. */
