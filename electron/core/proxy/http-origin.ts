@@ -55,6 +55,21 @@ export function newExchange(req: RequestHead, fwd: OriginRequest, clientEnded: b
   };
 }
 
+/**
+ * What an origin closing its connection in the middle of an exchange means for that exchange:
+ * - 'body-ends': the response body is delimited by the close, so it is complete;
+ * - 'retry': the origin closed its idle keep-alive connection as we reused it, so the request was
+ *   never processed, and one without a body can be sent again on a fresh connection (once);
+ * - 'cut': part of the response already reached the client, and a truncated body can only be
+ *   signalled by cutting the client's connection;
+ * - 'fail': nothing reached the client yet, so it gets a 502.
+ */
+export function originGone(ex: Exchange): 'body-ends' | 'retry' | 'cut' | 'fail' {
+  if (ex.res && ex.resBody?.framing.kind === 'close') return 'body-ends';
+  if (!ex.res && !ex.sentToClient && ex.reused && !ex.retried && ex.reqDone && ex.reqBody.framing.kind === 'none') return 'retry';
+  return ex.sentToClient ? 'cut' : 'fail';
+}
+
 export interface OriginHandlers {
   data(): void;
   drain(): void;

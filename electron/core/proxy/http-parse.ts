@@ -68,6 +68,23 @@ export function skipLeadingNewlines(buf: Buffer): number {
   return i;
 }
 
+/**
+ * Takes one request head off the front of a client's buffered bytes, after any blank lines before
+ * it: the head (null while it is incomplete), the bytes after it, and where the next call on the
+ * same bytes plus more may resume scanning. A head larger than MAX_HEAD_BYTES is a 431.
+ */
+export function takeRequestHead(buf: Buffer, scanFrom: number): { head: Buffer | null; rest: Buffer; scanFrom: number } {
+  const skip = skipLeadingNewlines(buf);
+  if (skip > 0) {
+    buf = buf.subarray(skip);
+    scanFrom = 0;
+  }
+  const end = findHeadEnd(buf, scanFrom);
+  if (end < 0 ? buf.length > MAX_HEAD_BYTES : end > MAX_HEAD_BYTES) throw new HttpParseError(431, `request head larger than ${MAX_HEAD_BYTES} bytes`);
+  if (end < 0) return { head: null, rest: buf, scanFrom: buf.length };
+  return { head: buf.subarray(0, end), rest: buf.subarray(end), scanFrom: 0 };
+}
+
 function parseHeaderLines(lines: string[]): HeaderField[] {
   const out: HeaderField[] = [];
   for (const line of lines) {

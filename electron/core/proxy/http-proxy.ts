@@ -12,17 +12,8 @@ import { errorCode, errorMessage } from '../errors';
 import { basicAuthMatches } from './auth';
 import { dialFailureReply, dialFailureText } from './dial-errors';
 import { errorResponse, originRequest, parseAuthority, responseHead, switchingProtocolsHead } from './http-message';
-import { detachOrigin, newExchange, openOrigin, readResponse, type Exchange, type OriginConnection } from './http-origin';
-import {
-  findHeadEnd,
-  headerValues,
-  HttpParseError,
-  MAX_HEAD_BYTES,
-  parseRequestHead,
-  RequestHead,
-  type ResponseHead,
-  skipLeadingNewlines,
-} from './http-parse';
+import { detachOrigin, newExchange, openOrigin, originGone, readResponse, type Exchange, type OriginConnection } from './http-origin';
+import { headerValues, HttpParseError, MAX_HEAD_BYTES, parseRequestHead, RequestHead, takeRequestHead, type ResponseHead } from './http-parse';
 import { dialFor, replyAndClose, Session, startTunnel } from './session';
 
 type State = 'head' | 'dial' | 'body' | 'wait' | 'tunnel' | 'closed';
@@ -112,21 +103,10 @@ class HttpProxySession {
       switch (this.state) {
         case 'head': {
           if (this.ex) return;
-          const skip = skipLeadingNewlines(this.cbuf);
-          if (skip > 0) {
-            this.cbuf = this.cbuf.subarray(skip);
-            this.scanFrom = 0;
-          }
-          const end = findHeadEnd(this.cbuf, this.scanFrom);
-          if (end < 0) {
-            if (this.cbuf.length > MAX_HEAD_BYTES) throw new HttpParseError(431, `request head larger than ${MAX_HEAD_BYTES} bytes`);
-            this.scanFrom = this.cbuf.length;
-            return;
-          }
-          if (end > MAX_HEAD_BYTES) throw new HttpParseError(431, `request head larger than ${MAX_HEAD_BYTES} bytes`);
-          const head = this.cbuf.subarray(0, end);
-          this.cbuf = this.cbuf.subarray(end);
-          this.scanFrom = 0;
+          const { head, rest, scanFrom } = takeRequestHead(this.cbuf, this.scanFrom);
+          this.cbuf = rest;
+          this.scanFrom = scanFrom;
+          if (!head) return;
           this.onRequest(parseRequestHead(head));
           break;
         }
@@ -327,28 +307,23 @@ class HttpProxySession {
     this.up = null;
     up.socket.destroy();
     if (!ex || ex.resDone) return;
-    if (ex.res && ex.resBody?.framing.kind === 'close') {
-      ex.resBody.done = true;
-      ex.reqDone = true;
-      this.responseDone();
-      return;
+    switch (originGone(ex)) {
+      case 'body-ends':
+        ex.resBody!.done = true;
+        ex.reqDone = true;
+        return this.responseDone();
+      case 'retry':
+        ex.retried = true;
+        ex.headScan = 0;
+        this.session.log.debug(`http ${ex.dest.host}:${ex.dest.port}: kept-alive connection closed by origin, retrying`);
+        return this.sendRequest(ex);
+      case 'cut':
+        this.client.destroy();
+        this.state = 'closed';
+        return;
+      case 'fail':
+        return this.fail(502, 'origin closed the connection without a complete response');
     }
-    if (!ex.res && !ex.sentToClient && ex.reused && !ex.retried && ex.reqDone && ex.reqBody.framing.kind === 'none') {
-      // The origin closed its idle keep-alive connection as we reused it: the request was never
-      // processed, and one without a body can be sent again on a fresh connection.
-      ex.retried = true;
-      ex.headScan = 0;
-      this.session.log.debug(`http ${ex.dest.host}:${ex.dest.port}: kept-alive connection closed by origin, retrying`);
-      this.sendRequest(ex);
-      return;
-    }
-    if (ex.sentToClient) {
-      // A truncated body can only be signalled by cutting the client connection.
-      this.client.destroy();
-      this.state = 'closed';
-      return;
-    }
-    this.fail(502, 'origin closed the connection without a complete response');
   }
 
   private upstreamFail(message: string): void {
