@@ -10,7 +10,7 @@ import { errorCode } from '../errors';
 import * as netlink from '../native/netlink';
 import type { PmEndpoint, RouteInfo } from '../native/netlink';
 import type { InterfaceState } from '../paths/inventory';
-import { endpointsRecordFile } from '../paths/manager';
+import { endpointsRecordFile } from '../paths/records';
 import { policyFor, type PathPolicy, type PathsConfig } from '../paths/policy';
 import { currentNetns } from '../paths/reconcile';
 import type { Findings } from './findings';

@@ -5,14 +5,11 @@
  * Changing endpoints needs CAP_NET_ADMIN. Without it the manager says why in its status and keeps
  * reporting what exists; the proxy keeps working with whatever endpoints are there.
  */
-import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import path from 'node:path';
 import * as netlink from '../native/netlink';
 import type { PmEndpoint, PmEvent, PmLimits, WatchHandle } from '../native/netlink';
 import { errorCode, errorMessage } from '../errors';
-import { guardianDir } from '../guardian/record';
 import type { Logger } from '../proxy/session';
 import { snapshot, withWifiDetails, type InterfaceState } from './inventory';
 import type { PathPolicy, PathsConfig, PathManagerKind } from './policy';
@@ -21,7 +18,8 @@ import { PolicyBoard, type EffectivePolicy } from './effective';
 import { interfaceOutcome, userspaceOutcome } from './outcome';
 import { PathManagerSysctl, pmSysctlRecordFile } from './pm-sysctl';
 import { PmMode } from './pm-mode';
-import { currentNetns, desiredEndpoints, ENDPOINTS_KIND, plan, Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+import { desiredEndpoints, plan, Reconciler, type EndpointApi, type ReconcileReport } from './reconcile';
+import { endpointsRecordFile, pathsStamp, removeManagerRecord, writeManagerRecord, type ManagerRecord } from './records';
 import { RouteChooser } from './route-choice';
 import type { SubflowApi, UserspacePm } from './userspace-pm';
 import type { InterfaceState as Iface } from './inventory';
@@ -74,58 +72,8 @@ export const PRIVILEGE_HELP =
 
 export const DISABLED_REASON = 'path management is disabled in the config (paths.enabled = false)';
 
-/**
- * What a running manager last found, kept in the state directory so that another process (`braid
- * paths` run by the user next to `braid up` or `braid paths daemon`) can say whether endpoints are
- * being managed and, if not, why. Written at every reconcile, removed at stop.
- */
-export interface ManagerRecord {
-  pid: number;
-  managed: boolean;
-  reason: string | null;
-  at: string;
-  /** pathsStamp() of the policy this record's outcomes were computed for. */
-  configStamp?: string;
-  /** Per interface: the policy applied and what it did, in words. */
-  interfaces?: Record<string, { policy: PathPolicy; note: string }>;
-  manager?: PathManagerKind;
-  managerNote?: string | null;
-}
-
-/** Identifies a paths policy, so that `braid paths set` knows when a running manager applied it. */
-export function pathsStamp(cfg: PathsConfig): string {
-  const interfaces = Object.fromEntries(Object.entries(cfg.interfaces).sort(([a], [b]) => a.localeCompare(b)));
-  return crypto.createHash('sha256').update(JSON.stringify({ ...cfg, interfaces })).digest('hex').slice(0, 16);
-}
-
 /** How often the endpoints are checked against the policy: the kernel sends no event when someone else deletes or adds one. */
 const VERIFY_MS = 5000;
-
-/** The guardian record of the endpoints this process added, one per network namespace. */
-export function endpointsRecordFile(stateDir: string): string {
-  const ns = /\[(\d+)\]/.exec(currentNetns() ?? '')?.[1] ?? 'unknown';
-  return path.join(guardianDir(stateDir), `${ENDPOINTS_KIND}-net${ns}.json`);
-}
-
-export const managerRecordFile = (stateDir: string): string => path.join(stateDir, 'paths-manager.json');
-
-/** The record of a manager that is still running, or null (none, or it crashed). */
-export function readManagerRecord(stateDir: string): ManagerRecord | null {
-  let rec: ManagerRecord;
-  try {
-    rec = JSON.parse(fs.readFileSync(managerRecordFile(stateDir), 'utf8')) as ManagerRecord;
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(rec.pid) || rec.pid <= 0) return null;
-  try {
-    process.kill(rec.pid, 0);
-  } catch (err) {
-    // EPERM: alive but someone else's (a root daemon seen by a user); anything else: gone.
-    if (errorCode(err) !== 'EPERM') return null;
-  }
-  return rec;
-}
 
 /** Whether this process may change MPTCP endpoints (CAP_NET_ADMIN, bit 12 of CapEff). */
 export function hasNetAdmin(): boolean {
@@ -376,7 +324,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
     this.pm.leave(null);
     const report = this.reconciler.cleanup();
     if (report.error && errorCode(report.error) !== 'EPERM') this.opts.log.warn(`paths cleanup: ${report.error.message}`);
-    if (this.opts.stateDir) fs.rmSync(managerRecordFile(this.opts.stateDir), { force: true });
+    if (this.opts.stateDir) removeManagerRecord(this.opts.stateDir);
     return report;
   }
 
@@ -392,14 +340,7 @@ export class PathManager extends EventEmitter<PathManagerEvents> {
       manager: this.pm.mode,
       managerNote: this.pm.note,
     };
-    try {
-      fs.mkdirSync(this.opts.stateDir, { recursive: true });
-      const file = managerRecordFile(this.opts.stateDir);
-      fs.writeFileSync(`${file}.${process.pid}.tmp`, JSON.stringify(rec) + '\n');
-      fs.renameSync(`${file}.${process.pid}.tmp`, file);
-    } catch {
-      /* best effort: only `braid paths` in another process misses the explanation */
-    }
+    writeManagerRecord(this.opts.stateDir, rec);
   }
 
   private schedule(): void {
