@@ -1,10 +1,11 @@
 /**
- * What the stats engine keeps per connection between reads, and the bytes no subflow read showed:
- * those of a subflow that closed between two reads, and those of a connection that closed after
- * its last read. Data caps count every byte (paths/usage.ts), so these go to the observers too.
+ * What the stats engine keeps per connection between reads, how far its subflows moved since the
+ * last read, and the bytes no subflow read showed: those of a subflow that closed between two
+ * reads, and those of a connection that closed after its last read. Data caps count every byte
+ * (paths/usage.ts), so these go to the observers too.
  */
 import type { SubflowView } from '../contract';
-import type { MptcpInfo } from '../native/mptcp';
+import type { MptcpInfo, SubflowInfo } from '../native/mptcp';
 import type { ConnectionSnapshot } from '../proxy/tracker';
 import type { SubflowObserver } from './observer';
 import { NO_PROGRAM } from './programs';
@@ -39,6 +40,36 @@ export const NO_SUBFLOWS: SubflowView[] = [];
 export const pathKey = (s: { interface: string | null; localAddress: string }): string => s.interface ?? s.localAddress;
 
 export const newState = (): ConnState => ({ lastUp: 0, lastDown: 0, quiet: 0, counted: false, subflows: null, shareUp: null, shareDown: null, latest: NO_SUBFLOWS, wireUp: 0, wireDown: 0, connAcked: -1, connReceived: -1, program: NO_PROGRAM });
+
+const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
+
+/**
+ * How far each of a connection's subflows' counters moved since its last read, summed by path (the
+ * weights its new bytes are split by), and the marks the next read measures from. Observers see
+ * each subflow's movement.
+ */
+export function subflowMovement(state: ConnState, subflows: readonly SubflowInfo[], observers: readonly SubflowObserver[]): { up: Map<string, number>; down: Map<string, number>; marks: Map<string, SubflowMark> } {
+  const up = new Map<string, number>();
+  const down = new Map<string, number>();
+  const marks = new Map<string, SubflowMark>();
+  for (const s of subflows) {
+    const key = subflowKey(s);
+    const p = pathKey(s);
+    const before = state.subflows?.get(key) ?? { sent: 0, received: 0, path: p, dSent: 0, dReceived: 0 };
+    // Counters only grow; a smaller value means a new socket reused the 4-tuple.
+    const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
+    const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
+    add(up, p, dSent);
+    add(down, p, dRecv);
+    marks.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p, dSent, dReceived: dRecv });
+    if (observers.length) {
+      state.wireUp += dSent;
+      state.wireDown += dRecv;
+      for (const o of observers) o.subflow(p, s, dSent, dRecv);
+    }
+  }
+  return { up, down, marks };
+}
 
 /**
  * A subflow that closed since the last read (its path demoted or gone, a reset) took the bytes it

@@ -31,7 +31,8 @@ import { EventEmitter } from 'node:events';
 import type { PathSample, StatsTick, SubflowView } from '../contract';
 import type { MptcpInfo, SubflowInfo } from '../native/mptcp';
 import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '../proxy/tracker';
-import { closedResidual, newState, NO_SUBFLOWS, pathKey, vanishedSubflows, type ConnState, type SubflowMark } from './connection-state';
+import { closedResidual, newState, NO_SUBFLOWS, pathKey, subflowMovement, vanishedSubflows, type ConnState } from './connection-state';
+import { PathSums } from './path-sums';
 import { ProgramTotals, type ProgramPathTotals } from './programs';
 import { addTo as add, splitByWeight } from './shares';
 import type { SubflowObserver } from './observer';
@@ -83,15 +84,6 @@ export interface StatsEvents {
 }
 
 
-/** Live subflows and the sum of their RTTs on one path, kept up to date as connections are read. */
-interface PathAgg {
-  subflows: number;
-  rttSum: number;
-  rttN: number;
-}
-
-const subflowKey = (s: SubflowInfo): string => `${s.localAddress}|${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
-
 export class StatsEngine extends EventEmitter<StatsEvents> {
   readonly intervalMs: number;
   readonly idleIntervalMs: number;
@@ -101,7 +93,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private readonly totals = new Map<string, PathTotals>();
   private readonly rtt = new Map<string, number>();
   /** Per path, over the live connections' last reads: an idle connection costs nothing per tick. */
-  private readonly pathAgg = new Map<string, PathAgg>();
+  private readonly pathSums = new PathSums();
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   /** The timer set is the idle pace's: any movement brings the next tick forward. */
@@ -131,7 +123,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     const state = this.conns.get(snap.id) ?? newState();
     this.conns.delete(snap.id);
     this.active.delete(snap.id);
-    this.account(state, false);
+    this.pathSums.account(state, false);
     this.pendingClosed.push({ snapshot: snap, state });
     this.wake();
   };
@@ -236,7 +228,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     // A new tracker (the proxy restarted) numbers its connections from 1 again: state kept for the
     // old one's ids would be taken for the new connections' and swallow their first bytes.
     this.conns.clear();
-    this.pathAgg.clear();
+    this.pathSums.clear();
     this.active.clear();
     this.fresh = [];
     this.cursor = null;
@@ -302,7 +294,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     for (const o of this.observers) o.tick(now, seconds);
 
     const paths: PathSample[] = [];
-    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...this.pathAgg.keys()]);
+    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...this.pathSums.keys()]);
     let totalUp = 0;
     let totalDown = 0;
     for (const k of keys) {
@@ -313,7 +305,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
       totalUp += t.up;
       totalDown += t.down;
       // Subflows and RTT as of each connection's last read, a few seconds old for an idle one.
-      const agg = this.pathAgg.get(k);
+      const agg = this.pathSums.get(k);
       if (agg && agg.rttN > 0) this.rtt.set(k, agg.rttSum / agg.rttN);
       paths.push({
         path: k,
@@ -358,63 +350,25 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     let weightsUp: Map<string, number> | null = null;
     let weightsDown: Map<string, number> | null = null;
     if (subflows) {
-      weightsUp = new Map();
-      weightsDown = new Map();
-      const seen = new Map<string, SubflowMark>();
-      for (const s of subflows) {
-        const key = subflowKey(s);
-        const p = pathKey(s);
-        const before = state.subflows?.get(key) ?? { sent: 0, received: 0, path: p, dSent: 0, dReceived: 0 };
-        // Counters only grow; a smaller value means a new socket reused the 4-tuple.
-        const dSent = s.bytesAcked >= before.sent ? s.bytesAcked - before.sent : s.bytesAcked;
-        const dRecv = s.bytesReceived >= before.received ? s.bytesReceived - before.received : s.bytesReceived;
-        add(weightsUp, p, dSent);
-        add(weightsDown, p, dRecv);
-        seen.set(key, { sent: s.bytesAcked, received: s.bytesReceived, path: p, dSent, dReceived: dRecv });
-        if (this.observers.length) {
-          state.wireUp += dSent;
-          state.wireDown += dRecv;
-          for (const o of this.observers) o.subflow(p, s, dSent, dRecv);
-        }
-      }
-      if (conn) vanishedSubflows(state, seen, conn, weightsUp, weightsDown, this.observers);
-      state.subflows = seen;
-      this.account(state, false);
+      const movement = subflowMovement(state, subflows, this.observers);
+      weightsUp = movement.up;
+      weightsDown = movement.down;
+      if (conn) vanishedSubflows(state, movement.marks, conn, weightsUp, weightsDown, this.observers);
+      state.subflows = movement.marks;
+      this.pathSums.account(state, false);
       state.latest = subflows.map((s) => ({
         localAddress: s.localAddress, remoteAddress: s.remoteAddress, interface: s.interface,
         bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, rttUs: s.rttUs, backup: s.backup,
       }));
-      this.account(state, true);
+      this.pathSums.account(state, true);
     } else {
       // Nothing to read (no outbound socket yet, or it is gone): its subflows no longer count.
-      this.account(state, false);
+      this.pathSums.account(state, false);
     }
     if (moved) this.attribute(state, dUp, dDown, weightsUp, weightsDown, up, down);
     state.lastUp = c.bytesUp;
     state.lastDown = c.bytesDown;
     return state.quiet;
-  }
-
-  /** Adds a connection's last-read subflows to the per-path sums, or takes them out. */
-  private account(state: ConnState, counted: boolean): void {
-    if (state.counted === counted) return;
-    state.counted = counted;
-    // Not iterated when empty: NO_SUBFLOWS is an array of another elements kind than the read ones,
-    // and meeting both here sent tick() into an endless deoptimise/reoptimise loop (--trace-deopt:
-    // "wrong map"), which cost ten times the sampling itself.
-    if (state.latest.length === 0) return;
-    const sign = counted ? 1 : -1;
-    for (const s of state.latest) {
-      const p = pathKey(s);
-      let agg = this.pathAgg.get(p);
-      if (!agg) this.pathAgg.set(p, (agg = { subflows: 0, rttSum: 0, rttN: 0 }));
-      agg.subflows += sign;
-      if (s.rttUs > 0) {
-        agg.rttSum += sign * s.rttUs;
-        agg.rttN += sign;
-      }
-      if (agg.subflows <= 0) this.pathAgg.delete(p);
-    }
   }
 
   private attribute(
