@@ -32,7 +32,10 @@ import {
   DIST, missingPrerequisite, startByteServer, startProxy, curlDownload, rawDownload, nextReport, splitByLink,
   type LinkSplit,
 } from '../helpers/multipath-harness';
-import { clockTicks, cpuTicks } from './cpu';
+import { CHAIN_CPU_HEADER, chainCpuColumns, clockTicks, cpuTicks } from './cpu';
+
+/** Where the unshaped relay table's CPU columns end under CHAIN_CPU_HEADER. */
+const CPU_WIDTHS: [number, number, number] = [29, 12, 10];
 import { median, relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
 import { printUpDown, upDownBench } from './updown-bench';
@@ -313,9 +316,9 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   line('ratio shadowsocks chain / raw MPTCP, pairs', rb.shaped.ratios.ssOverRaw.toFixed(3));
   line('ratio braid relay / one link, pairs', rb.shaped.ratios.braidOverSingle.toFixed(2));
   log('');
-  line('relay, unshaped, median', 'throughput', '  CPU s/GB: client    relay/server  whole host');
-  line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${cpu.braidClient.toFixed(2).padStart(16)}  ${cpu.braidRelay.toFixed(2).padStart(14)}  ${cpu.braidHost.toFixed(2).padStart(10)}`);
-  line(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${cpu.ssLocal.toFixed(2).padStart(16)}  ${cpu.ssServer.toFixed(2).padStart(14)}  ${cpu.ssHost.toFixed(2).padStart(10)}`);
+  line('relay, unshaped, median', 'throughput', `  ${CHAIN_CPU_HEADER}`);
+  line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'braid', CPU_WIDTHS)}`);
+  line(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'ss', CPU_WIDTHS)}`);
   line('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
   const pairs = u.mptcpDestination.filter((p) => p.mptcpGbit !== null && p.tcpGbit !== null).map((p) => p.mptcpGbit! / p.tcpGbit!);
   const unfinished = u.mptcpDestination.length - pairs.length;

@@ -10,12 +10,18 @@ export function clockTicks(): number {
   return 100;
 }
 
-/** utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15). */
-export function cpuTicks(pid: number): number {
+/** utime and stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15). */
+export function cpuTicksSplit(pid: number): { user: number; system: number } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) may contain spaces; fields are counted after its closing parenthesis.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
+  return { user: Number(rest[11]), system: Number(rest[12]) };
+}
+
+/** utime + stime of a process, in clock ticks. */
+export function cpuTicks(pid: number): number {
+  const { user, system } = cpuTicksSplit(pid);
+  return user + system;
 }
 
 /**
@@ -33,44 +39,74 @@ export function hostBusyTicks(): number {
   return user! + nice! + system! + irq! + softirq!;
 }
 
-/** One repetition of Braid's relay chain beside the shadowsocks chain, unshaped: Gbit/s and CPU s/GB. */
+/**
+ * One repetition of Braid's relay chain beside the shadowsocks chain, unshaped: Gbit/s and CPU
+ * s/GB. Each process's figure comes with its user-space part (utime): the rest is kernel time,
+ * which includes the packet work charged to it (see hostBusyTicks), so the user-space part is
+ * what the program itself spends.
+ */
 export interface ChainSample {
   braidGbit: number; ssGbit: number; directGbit: number;
   braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number;
+  braidClientUserCpu: number; braidRelayUserCpu: number; ssLocalUserCpu: number; ssServerUserCpu: number;
   braidHostCpu: number; ssHostCpu: number;
 }
 
-export interface ChainCpuMedians { braidClient: number; braidRelay: number; ssLocal: number; ssServer: number; braidHost: number; ssHost: number }
-
-export const NO_CHAIN_CPU: ChainCpuMedians = { braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN, braidHost: NaN, ssHost: NaN };
-
-/** CPU ticks of a chain's two processes and of the whole host, now: one reading before a transfer, one after. */
-export function chainTicks(clientPid: number, serverPid: number): [number, number, number] {
-  return [cpuTicks(clientPid), cpuTicks(serverPid), hostBusyTicks()];
+export interface ChainCpuMedians {
+  braidClient: number; braidRelay: number; ssLocal: number; ssServer: number;
+  braidClientUser: number; braidRelayUser: number; ssLocalUser: number; ssServerUser: number;
+  braidHost: number; ssHost: number;
 }
 
-type Ticks = [number, number, number];
+export const NO_CHAIN_CPU: ChainCpuMedians = {
+  braidClient: NaN, braidRelay: NaN, ssLocal: NaN, ssServer: NaN,
+  braidClientUser: NaN, braidRelayUser: NaN, ssLocalUser: NaN, ssServerUser: NaN,
+  braidHost: NaN, ssHost: NaN,
+};
+
+/** CPU ticks now: the chain's client and server (total and user space) and the whole host. One reading before a transfer, one after. */
+type Ticks = { client: number; server: number; clientUser: number; serverUser: number; host: number };
+
+export function chainTicks(clientPid: number, serverPid: number): Ticks {
+  const c = cpuTicksSplit(clientPid);
+  const s = cpuTicksSplit(serverPid);
+  return { client: c.user + c.system, server: s.user + s.system, clientUser: c.user, serverUser: s.user, host: hostBusyTicks() };
+}
 
 /** The sample from both chains' readings around their transfers of `gb` gigabytes each. */
 export function chainSample(gbit: { braid: number; ss: number; direct: number }, braid: [Ticks, Ticks], ss: [Ticks, Ticks], ticks: number, gb: number): ChainSample {
-  const per = ([before, after]: [Ticks, Ticks], i: number): number => (after[i]! - before[i]!) / ticks / gb;
+  const per = ([before, after]: [Ticks, Ticks], k: keyof Ticks): number => (after[k] - before[k]) / ticks / gb;
   return {
     braidGbit: gbit.braid, ssGbit: gbit.ss, directGbit: gbit.direct,
-    braidClientCpu: per(braid, 0), braidRelayCpu: per(braid, 1), ssLocalCpu: per(ss, 0), ssServerCpu: per(ss, 1),
-    braidHostCpu: per(braid, 2), ssHostCpu: per(ss, 2),
+    braidClientCpu: per(braid, 'client'), braidRelayCpu: per(braid, 'server'), ssLocalCpu: per(ss, 'client'), ssServerCpu: per(ss, 'server'),
+    braidClientUserCpu: per(braid, 'clientUser'), braidRelayUserCpu: per(braid, 'serverUser'), ssLocalUserCpu: per(ss, 'clientUser'), ssServerUserCpu: per(ss, 'serverUser'),
+    braidHostCpu: per(braid, 'host'), ssHostCpu: per(ss, 'host'),
   };
 }
 
+const cell = (total: number, user: number): string => `${total.toFixed(2)} (${user.toFixed(2)})`;
+
 /** The per-repetition log line's figures, after its "rep N:". */
 export function describeChainSample(s: ChainSample): string {
-  return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${s.braidClientCpu.toFixed(2)}, relay ${s.braidRelayCpu.toFixed(2)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB), ` +
-    `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${s.ssLocalCpu.toFixed(2)}, server ${s.ssServerCpu.toFixed(2)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB), direct ${s.directGbit.toFixed(2)} Gbit/s`;
+  return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${cell(s.braidClientCpu, s.braidClientUserCpu)}, relay ${cell(s.braidRelayCpu, s.braidRelayUserCpu)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB, user space in brackets), ` +
+    `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB), direct ${s.directGbit.toFixed(2)} Gbit/s`;
+}
+
+/** The summary table's header over chainCpuColumns, and its columns for one chain, each padded to `widths`. */
+export const CHAIN_CPU_HEADER = 'CPU s/GB (user space): client  relay/server  whole host';
+export function chainCpuColumns(c: ChainCpuMedians, chain: 'braid' | 'ss', widths: [number, number, number]): string {
+  const [client, server] = chain === 'braid'
+    ? [cell(c.braidClient, c.braidClientUser), cell(c.braidRelay, c.braidRelayUser)]
+    : [cell(c.ssLocal, c.ssLocalUser), cell(c.ssServer, c.ssServerUser)];
+  const host = (chain === 'braid' ? c.braidHost : c.ssHost).toFixed(2);
+  return `${client.padStart(widths[0])}  ${server.padStart(widths[1])}  ${host.padStart(widths[2])}`;
 }
 
 export function chainCpuMedians(samples: ChainSample[], median: (xs: number[]) => number): ChainCpuMedians {
   const m = (f: (x: ChainSample) => number): number => median(samples.map(f));
   return {
     braidClient: m((x) => x.braidClientCpu), braidRelay: m((x) => x.braidRelayCpu), ssLocal: m((x) => x.ssLocalCpu), ssServer: m((x) => x.ssServerCpu),
+    braidClientUser: m((x) => x.braidClientUserCpu), braidRelayUser: m((x) => x.braidRelayUserCpu), ssLocalUser: m((x) => x.ssLocalUserCpu), ssServerUser: m((x) => x.ssServerUserCpu),
     braidHost: m((x) => x.braidHostCpu), ssHost: m((x) => x.ssHostCpu),
   };
 }

@@ -35,7 +35,10 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { DIST, startByteServer } from '../helpers/multipath-harness';
 import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 import { BRAID_CLI } from '../helpers/multipath-harness';
-import { chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+
+/** Where the unshaped upload table's CPU columns end under CHAIN_CPU_HEADER. */
+const CPU_WIDTHS: [number, number, number] = [29, 12, 10];
 
 const SINK = path.join(DIST, 'test', 'bench', 'upload-sink.js');
 const LOCAL_GET = 8081;   // byte server in the relay namespace: raw and proxy downloads
@@ -394,9 +397,9 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
   if (u) {
     const c = u.medianCpuSecondsPerGB;
     log('');
-    log(`upload, relay topology unshaped, ${u.bytes / 1e9} GB, median of ${u.samples.length}           throughput  CPU s/GB: client  relay/server  whole host`);
-    log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${c.braidClient.toFixed(2).padStart(14)}  ${c.braidRelay.toFixed(2).padStart(12)}  ${c.braidHost.toFixed(2).padStart(10)}`);
-    log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${c.ssLocal.toFixed(2).padStart(14)}  ${c.ssServer.toFixed(2).padStart(12)}  ${c.ssHost.toFixed(2).padStart(10)}`);
+    log(`${`upload, relay topology unshaped, ${u.bytes / 1e9} GB, median of ${u.samples.length}`.padEnd(56)}      throughput  ${CHAIN_CPU_HEADER}`);
+    log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'braid', CPU_WIDTHS)}`);
+    log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'ss', CPU_WIDTHS)}`);
     log(`${'direct MPTCP to the relay host (mptcpize curl -T)'.padEnd(56)}  ${u.medianGbit.direct.toFixed(2).padStart(6)} Gbit/s`);
   }
 }
