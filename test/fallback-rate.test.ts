@@ -115,6 +115,12 @@ describe('braid up --relay when the first path strips MPTCP', { skip: relaySkip,
       const mptcp = (await topo.client.exec(['ss', '-HMn', 'state', 'established'])).stdout.split('\n').filter((l) => l.includes(port));
       assert.ok(tcp.length >= 1, 'no connection to the relay is open');
       assert.deepEqual(mptcp, [], 'a connection to the relay is an MPTCP socket that fell back');
+      // The relay's end: a SYN that arrives without MP_CAPABLE is accepted from the MPTCP listener
+      // as a plain TCP socket, so the relay does not receive over a fallen-back socket either.
+      const relayTcp = (await topo.relay.exec(['ss', '-Htn', 'state', 'established'])).stdout.split('\n').filter((l) => l.includes(port));
+      const relayMptcp = (await topo.relay.exec(['ss', '-HMn', 'state', 'established'])).stdout.split('\n').filter((l) => l.includes(port));
+      assert.ok(relayTcp.length >= 1, 'the relay holds no connection from the client');
+      assert.deepEqual(relayMptcp, [], 'the relay accepted a stripped connection as an MPTCP socket');
     } finally {
       await up.stop();
     }
