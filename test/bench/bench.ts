@@ -36,7 +36,8 @@ import { CHAIN_CPU_HEADER, chainCpuColumns, clockTicks, cpuTicks } from './cpu';
 
 /** Where the unshaped relay table's CPU columns end under CHAIN_CPU_HEADER. */
 const CPU_WIDTHS: [number, number, number] = [29, 12, 10];
-import { median, relayBench, type RelayBenchResult } from './relay-bench';
+import { median } from './median';
+import { relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
 import { printUpDown, upDownBench } from './updown-bench';
 

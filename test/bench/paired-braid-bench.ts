@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createTwoLinkTopology, skipUnlessRoot } from '../helpers/netns';
 import { curlDownload, DIST, missingPrerequisite, startByteServer } from '../helpers/multipath-harness';
 import { startBraid, type BraidProxy } from '../helpers/proc';
-import { median } from './relay-bench';
+import { median } from './median';
 
 const RATE_MBIT = 20;
 const BYTES = 32 * 1000 * 1000;

@@ -19,6 +19,7 @@ import path from 'node:path';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
 import { chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+import { median } from './median';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
@@ -45,12 +46,6 @@ const SS_LOCAL_PORT = 1081;
 const SS_CIPHER = 'chacha20-ietf-poly1305';
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function expectBytes(got: number, want: number, what: string): void {
   if (got !== want) throw new Error(`${what}: downloaded ${got} bytes, expected ${want}`);

@@ -36,6 +36,7 @@ import { DIST, startByteServer } from '../helpers/multipath-harness';
 import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 import { BRAID_CLI } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+import { median } from './median';
 
 /** Where the unshaped upload table's CPU columns end under CHAIN_CPU_HEADER. */
 const CPU_WIDTHS: [number, number, number] = [29, 12, 10];
@@ -112,12 +113,6 @@ export const DEFAULT_UPDOWN: UpDownOptions = {
   unshapedReps: 3,
   scenarios: [{ name: '2 x 20 Mbit/s', rates: [20, 20] }, { name: '30 + 10 Mbit/s', rates: [30, 10] }],
 };
-
-export function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** The two client⇄relay links get their own rates (tbf on both ends, as Topology.link sets it up). */
 export async function reshape(topo: RelayTopology, rates: [number, number]): Promise<void> {
@@ -255,7 +250,7 @@ export async function transfer(ns: Namespace, dir: Direction, url: string, opts:
 }
 
 /** `xs` rotated left by `k` (the order of one repetition). */
-export function rotate<T>(xs: readonly T[], k: number): T[] {
+function rotate<T>(xs: readonly T[], k: number): T[] {
   const n = xs.length;
   return n === 0 ? [] : xs.map((_, i) => xs[(i + k) % n]!);
 }
