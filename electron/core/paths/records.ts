@@ -60,6 +60,7 @@ export function readManagerRecord(stateDir: string): ManagerRecord | null {
   return rec;
 }
 
+/** Writes the record atomically (temporary file, then rename); best effort. */
 export function writeManagerRecord(stateDir: string, rec: ManagerRecord): void {
   try {
     fs.mkdirSync(stateDir, { recursive: true });
@@ -71,6 +72,7 @@ export function writeManagerRecord(stateDir: string, rec: ManagerRecord): void {
   }
 }
 
+/** At stop: no record means no manager is running. */
 export function removeManagerRecord(stateDir: string): void {
   fs.rmSync(managerRecordFile(stateDir), { force: true });
 }
