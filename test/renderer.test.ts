@@ -29,6 +29,8 @@ const skip = requireFor('dashboard in Chromium against braid up in namespaces (r
 
 interface Snapshot {
   proxyOn: string | null;
+  /** the master switch's label: "Proxy on", "Proxy off", or "Proxy …" until the status has arrived */
+  proxyLabel: string | null;
   link: string | null;
   legend: { path: string; down: number; up: number }[];
   cards: { name: string; state: string; down: number; up: number; policy: string | null; stateText: string | null; text: string }[];
@@ -91,8 +93,10 @@ describe('dashboard in Chromium against braid up in the two-link namespaces', { 
     assert.match(opened.csp ?? '', /default-src 'self'/);
     const s = await poll(async () => {
       const v = await snap();
-      return v.link === 'connected' && v.cards.length >= 2 ? v : undefined;
-    }, 10_000, 'dashboard connected with interface cards');
+      // The cards may come from paths.list before the status call has answered (the switch then
+      // reads "Proxy …", unchecked): wait for both.
+      return v.link === 'connected' && v.cards.length >= 2 && !v.proxyLabel?.endsWith('…') ? v : undefined;
+    }, 10_000, 'dashboard connected with interface cards and the proxy state');
     assert.equal(s.proxyOn, 'true', 'the master switch does not show the running proxy');
     const names = s.cards.map((c) => c.name).sort();
     assert.deepEqual(names, [topo.ifname[1], topo.ifname[2]].sort());

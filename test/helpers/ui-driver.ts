@@ -128,6 +128,7 @@ const ops: Record<string, (r: Req) => Promise<unknown>> = {
   async snapshot() {
     return read(`(() => ({
       proxyOn: document.querySelector('[role=switch]')?.getAttribute('aria-checked') ?? null,
+      proxyLabel: document.querySelector('[role=switch]')?.textContent?.trim() ?? null,
       link: document.querySelector('.link')?.textContent?.trim() ?? null,
       legend: [...document.querySelectorAll('.legend li[data-path]')].map((li) => ({ path: li.dataset.path, down: Number(li.dataset.down), up: Number(li.dataset.up) })),
       cards: [...document.querySelectorAll('article[data-interface]')].map((a) => ({
