@@ -33,9 +33,6 @@ import {
   type LinkSplit,
 } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, clockTicks, cpuTicks } from './cpu';
-
-/** Where the unshaped relay table's CPU columns end under CHAIN_CPU_HEADER. */
-const CPU_WIDTHS: [number, number, number] = [29, 12, 10];
 import { median } from './median';
 import { relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
@@ -318,8 +315,8 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   line('ratio braid relay / one link, pairs', rb.shaped.ratios.braidOverSingle.toFixed(2));
   log('');
   line('relay, unshaped, median', 'throughput', `  ${CHAIN_CPU_HEADER}`);
-  line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'braid', CPU_WIDTHS)}`);
-  line(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'ss', CPU_WIDTHS)}`);
+  line('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'braid')}`);
+  line(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'ss')}`);
   line('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
   const pairs = u.mptcpDestination.filter((p) => p.mptcpGbit !== null && p.tcpGbit !== null).map((p) => p.mptcpGbit! / p.tcpGbit!);
   const unfinished = u.mptcpDestination.length - pairs.length;

@@ -92,14 +92,15 @@ export function describeChainSample(s: ChainSample): string {
     `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB), direct ${s.directGbit.toFixed(2)} Gbit/s`;
 }
 
-/** The summary table's header over chainCpuColumns, and its columns for one chain, each padded to `widths`. */
+/** The summary table's header over chainCpuColumns, and its columns for one chain, each ending where its header does. */
 export const CHAIN_CPU_HEADER = 'CPU s/GB (user space): client  relay/server  whole host';
-export function chainCpuColumns(c: ChainCpuMedians, chain: 'braid' | 'ss', widths: [number, number, number]): string {
+const widths = ['CPU s/GB (user space): client', 'relay/server', 'whole host'].map((h) => h.length);
+export function chainCpuColumns(c: ChainCpuMedians, chain: 'braid' | 'ss'): string {
   const [client, server] = chain === 'braid'
     ? [cell(c.braidClient, c.braidClientUser), cell(c.braidRelay, c.braidRelayUser)]
     : [cell(c.ssLocal, c.ssLocalUser), cell(c.ssServer, c.ssServerUser)];
   const host = (chain === 'braid' ? c.braidHost : c.ssHost).toFixed(2);
-  return `${client.padStart(widths[0])}  ${server.padStart(widths[1])}  ${host.padStart(widths[2])}`;
+  return `${client.padStart(widths[0]!)}  ${server.padStart(widths[1]!)}  ${host.padStart(widths[2]!)}`;
 }
 
 export function chainCpuMedians(samples: ChainSample[], median: (xs: number[]) => number): ChainCpuMedians {

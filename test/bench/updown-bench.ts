@@ -38,9 +38,6 @@ import { BRAID_CLI } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { median } from './median';
 
-/** Where the unshaped upload table's CPU columns end under CHAIN_CPU_HEADER. */
-const CPU_WIDTHS: [number, number, number] = [29, 12, 10];
-
 const SINK = path.join(DIST, 'test', 'bench', 'upload-sink.js');
 const LOCAL_GET = 8081;   // byte server in the relay namespace: raw and proxy downloads
 const LOCAL_PUT = 8091;   // upload sink in the relay namespace: raw and proxy uploads
@@ -393,8 +390,8 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
     const c = u.medianCpuSecondsPerGB;
     log('');
     log(`${`upload, relay topology unshaped, ${u.bytes / 1e9} GB, median of ${u.samples.length}`.padEnd(56)}      throughput  ${CHAIN_CPU_HEADER}`);
-    log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'braid', CPU_WIDTHS)}`);
-    log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'ss', CPU_WIDTHS)}`);
+    log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'braid')}`);
+    log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'ss')}`);
     log(`${'direct MPTCP to the relay host (mptcpize curl -T)'.padEnd(56)}  ${u.medianGbit.direct.toFixed(2).padStart(6)} Gbit/s`);
   }
 }
