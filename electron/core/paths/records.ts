@@ -40,7 +40,7 @@ export function endpointsRecordFile(stateDir: string): string {
   return path.join(guardianDir(stateDir), `${ENDPOINTS_KIND}-net${ns}.json`);
 }
 
-export const managerRecordFile = (stateDir: string): string => path.join(stateDir, 'paths-manager.json');
+const managerRecordFile = (stateDir: string): string => path.join(stateDir, 'paths-manager.json');
 
 /** The record of a manager that is still running, or null (none, or it crashed). */
 export function readManagerRecord(stateDir: string): ManagerRecord | null {

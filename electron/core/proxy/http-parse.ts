@@ -62,7 +62,7 @@ export function findHeadEnd(buf: Buffer, from = 0): number {
 }
 
 /** Skips blank lines a client may send between keep-alive requests (RFC 9112 section 2.2). */
-export function skipLeadingNewlines(buf: Buffer): number {
+function skipLeadingNewlines(buf: Buffer): number {
   let i = 0;
   while (i < buf.length && (buf[i] === 13 || buf[i] === 10)) i++;
   return i;
