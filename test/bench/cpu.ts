@@ -93,8 +93,9 @@ export function describeChainSample(s: ChainSample): string {
 }
 
 /** The summary table's header over chainCpuColumns, and its columns for one chain, each ending where its header does. */
-export const CHAIN_CPU_HEADER = 'CPU s/GB (user space): client  relay/server  whole host';
-const widths = ['CPU s/GB (user space): client', 'relay/server', 'whole host'].map((h) => h.length);
+const HEADER_COLUMNS = ['CPU s/GB (user space): client', 'relay/server', 'whole host'];
+export const CHAIN_CPU_HEADER = HEADER_COLUMNS.join('  ');
+const widths = HEADER_COLUMNS.map((h) => h.length);
 export function chainCpuColumns(c: ChainCpuMedians, chain: 'braid' | 'ss'): string {
   const [client, server] = chain === 'braid'
     ? [cell(c.braidClient, c.braidClientUser), cell(c.braidRelay, c.braidRelayUser)]
