@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Topology, type Link, type Namespace, type NsProcess } from './netns';
+import { Link, Topology, type LinkEnd, type Namespace, type NsProcess } from './netns';
 import { BRAID_CLI } from './multipath-harness';
 
 const START_TIMEOUT_MS = 15_000;
@@ -41,6 +41,8 @@ export interface RelayTopology {
 export interface RelayTopologyOptions {
   /** tbf rate of both client⇄relay links, on both ends; null = unshaped (default 20) */
   rateMbit?: number | null;
+  /** one-way delay added on each client⇄relay link, ms (default 0: none, no delay line) */
+  oneWayMs?: number;
 }
 
 export async function createRelayTopology(opts: RelayTopologyOptions = {}): Promise<RelayTopology> {
@@ -50,8 +52,10 @@ export async function createRelayTopology(opts: RelayTopologyOptions = {}): Prom
     const relay = await topology.addNamespace('r');
     const dest = await topology.addNamespace('d');
     const rateMbit = opts.rateMbit === undefined ? 20 : opts.rateMbit;
-    const l1 = await topology.link(client, relay, { rateMbit });
-    const l2 = await topology.link(client, relay, { rateMbit });
+    const oneWayMs = opts.oneWayMs ?? 0;
+    const shapedLink = (): Promise<Link> => (oneWayMs > 0 ? delayedLink(topology, client, relay, rateMbit, oneWayMs) : topology.link(client, relay, { rateMbit }));
+    const l1 = await shapedLink();
+    const l2 = await shapedLink();
     const l3 = await topology.link(relay, dest, { rateMbit: null });
     for (const ns of [client, relay]) await ns.setMptcpLimits(8, 8);
     // The relay is a host, not a router: the client must not reach the destination past it.
@@ -72,7 +76,7 @@ export async function createRelayTopology(opts: RelayTopologyOptions = {}): Prom
       destSubnets: [l3.subnet4, l3.subnet6],
       linkOf: (address) => {
         const a = norm(address);
-        for (const l of links) if ([l.a.ipv4, l.b.ipv4, l.a.ipv6, l.b.ipv6].some((x) => x.toLowerCase() === a)) return l.index as 1 | 2;
+        for (const [i, l] of links.entries()) if ([l.a.ipv4, l.b.ipv4, l.a.ipv6, l.b.ipv6].some((x) => x.toLowerCase() === a)) return (i + 1) as 1 | 2;
         return null;
       },
       destroy: () => topology.destroy(),
@@ -85,6 +89,32 @@ export async function createRelayTopology(opts: RelayTopologyOptions = {}): Prom
 
 /** The userspace delay line (this kernel has no netem): test/helpers/delay-line.py in the source tree. */
 export const DELAY_LINE = path.resolve(__dirname, '..', '..', '..', 'test', 'helpers', 'delay-line.py');
+
+/**
+ * A client⇄relay link whose frames pass through the delay line in a namespace of its own:
+ *
+ *   client ──near── [delay line] ──far── relay
+ *
+ * The relay's end of `far` takes the address `near` gave its far end, so client and relay share one
+ * subnet as on a direct link, and the returned Link has the client's and the relay's end (tbf on
+ * both, as Topology.link shapes a direct one, so reshape() and the interface counters apply alike).
+ */
+async function delayedLink(topology: Topology, client: Namespace, relay: Namespace, rateMbit: number | null, oneWayMs: number): Promise<Link> {
+  const middle = await topology.addNamespace(`x${topology.links.length + 1}`);
+  const near = await topology.link(client, middle);
+  const far = await topology.link(middle, relay);
+  for (const end of [near.b, far.a, far.b]) await end.ns.exec(['ip', 'addr', 'flush', 'dev', end.dev]);
+  await relay.exec(['ip', 'addr', 'add', `${near.b.ipv4}/24`, 'dev', far.b.dev]);
+  await relay.exec(['ip', '-6', 'addr', 'add', `${near.b.ipv6}/64`, 'dev', far.b.dev, 'nodad']);
+  const relayEnd: LinkEnd = { ns: relay, dev: far.b.dev, ipv4: near.b.ipv4, ipv6: near.b.ipv6 };
+  const link = new Link(near.index, near.a, relayEnd, near.subnet4, near.subnet6, rateMbit);
+  if (rateMbit !== null) {
+    for (const end of [link.a, link.b]) await end.ns.exec(['tc', 'qdisc', 'add', 'dev', end.dev, 'root', 'tbf', 'rate', `${rateMbit}mbit`, 'burst', '32kbit', 'latency', '100ms']);
+  }
+  const line = middle.spawn(['python3', DELAY_LINE, near.b.dev, far.a.dev, String(oneWayMs)], { label: `delay line ${near.index}` });
+  await line.waitForLine(/^ready$/, START_TIMEOUT_MS);
+  return link;
+}
 
 export interface DelayedRelayTopology extends RelayTopology {
   /** round-trip time added between client and relay, ms */
@@ -164,10 +194,10 @@ export function tempRelayDir(): string {
 }
 
 /** `braid up --relay LINK` in the client namespace (path management off: the topology owns the endpoints). */
-export async function startRelayClient(ns: Namespace, opts: { port: number; link: string; extra?: string[] }): Promise<NsProcess> {
+export async function startRelayClient(ns: Namespace, opts: { port: number; link: string; extra?: string[]; env?: NodeJS.ProcessEnv; label?: string }): Promise<NsProcess> {
   const argv = [process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(opts.port), '--dial', 'mptcp',
     '--relay', opts.link, '--paths', 'off', ...(opts.extra ?? [])];
-  const proc = ns.spawn(argv, { label: 'braid up --relay' });
+  const proc = ns.spawn(argv, { label: opts.label ?? 'braid up --relay', env: opts.env });
   await proc.waitForLine(/^braid: proxy listening on .*via relay/, START_TIMEOUT_MS);
   return proc;
 }
