@@ -2,18 +2,13 @@
  * Both directions of `npm run bench`: download and upload through each of Braid's data paths,
  * each beside raw kernel MPTCP over the same two links in the same run.
  *
- * One relay topology per shaping (client ⇄ two links ⇄ relay ⇄ unshaped ⇄ destination), with
- * the links shaped 2 × 20 Mbit/s and asymmetric 30 + 10 Mbit/s. In each repetition, back to back,
- * in both directions (curl everywhere, so the client's own cost is alike):
- *
- * - raw: `mptcpize run curl` to a server in the relay namespace (no proxy);
- * - proxy: curl → `braid up --dial mptcp` → the same server (the local proxy alone);
- * - relay: curl → `braid up --relay` → `braid relay` → a plain-TCP destination;
- * - relay, MPTCP destination: the same to a destination that speaks MPTCP;
- * - ss: curl → ss-local --mptcp → ss-server --mptcp → the plain-TCP destination.
- *
- * - raw again: the same as raw, a second time in the repetition: the reference against itself, so
- *   every run shows how far two identical transfers differ (the floor under any per-repetition bar).
+ * One relay rig per scenario (updown-rig.ts: the topology and every path on it), with the links
+ * shaped 2 × 20 Mbit/s and asymmetric 30 + 10 Mbit/s on bare veths, and 30 + 10 Mbit/s again with
+ * a delay line on each link (20 ms round trip), where the no-pool relay path is measured as well.
+ * In each repetition, back to back, in both directions, every path of the scenario runs once (curl
+ * everywhere, so the client's own cost is alike), raw twice: the second is the reference against
+ * itself, so every run shows how far two identical transfers differ (the floor under any
+ * per-repetition bar).
  *
  * The order of the paths rotates from one repetition to the next, so no path always runs first
  * after the change of direction. Ratios are paired per repetition (path / raw of the same
@@ -23,52 +18,34 @@
  *
  * Unshaped upload (1 GB, relay topology without tbf): braid relay vs the shadowsocks chain vs direct
  * MPTCP, with CPU seconds per GB of both ends of each chain (the download side is relay-bench.ts).
- *
- * Both braid up instances run with `--paths off`: the topology's endpoints make the second subflow,
- * so the two instances do not both try to be the namespace's path manager.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import type { Namespace, NsProcess } from '../helpers/netns';
-import { DIST, startByteServer } from '../helpers/multipath-harness';
-import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
-import { BRAID_CLI } from '../helpers/multipath-harness';
+import { DIST } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { median } from './median';
+import { PATH_LABEL, PATHS, reshape, SS_CIPHER, startRig, stopRig, transfer, txBytes, uploadFile, type Direction, type PathName, type Rig } from './updown-rig';
 
-const SINK = path.join(DIST, 'test', 'bench', 'upload-sink.js');
-const LOCAL_GET = 8081;   // byte server in the relay namespace: raw and proxy downloads
-const LOCAL_PUT = 8091;   // upload sink in the relay namespace: raw and proxy uploads
-const DEST_GET_TCP = 8082;
-const DEST_GET_MPTCP = 8080;
-const DEST_PUT_TCP = 8092;
-const DEST_PUT_MPTCP = 8090;
-const RELAY_PORT = 8443;
-const BRAID_RELAY_PORT = 1080;
-const SS_LOCAL_PORT = 1081;
-const BRAID_DIRECT_PORT = 1083;
-const SS_SERVER_PORT = 8388;
-const SS_CIPHER = 'chacha20-ietf-poly1305';
+export { PATHS, PATH_LABEL, type Direction, type PathName };
 
-export const PATHS = ['raw', 'rawAgain', 'proxy', 'relay', 'relayMptcpDest', 'ss'] as const;
-export type PathName = typeof PATHS[number];
-export type Direction = 'down' | 'up';
-export const PATH_LABEL: Record<PathName, string> = {
-  raw: 'raw kernel MPTCP (mptcpize curl), no proxy',
-  rawAgain: 'raw again (the reference against itself)',
-  proxy: 'braid up (local proxy, MPTCP dial)',
-  relay: 'braid up → braid relay → TCP destination',
-  relayMptcpDest: 'braid up → braid relay → MPTCP destination',
-  ss: `ss-local → ss-server, --mptcp, ${SS_CIPHER}`,
-};
+/** The paths a scenario measures unless it names its own (raw and raw again always run). */
+const DEFAULT_PATHS: PathName[] = ['proxy', 'relay', 'relayMptcpDest', 'ss'];
+
+export interface Scenario {
+  name: string;
+  rates: [number, number];
+  /** one-way delay on each link, ms (a delay line; none when absent) */
+  oneWayMs?: number;
+  paths?: PathName[];
+}
 
 export interface Transfer { mbit: number; share: [number, number] }
 
 export interface ScenarioResult {
   name: string;
   rates: [number, number];
+  /** one-way delay on each link, ms (0: bare veths) */
+  oneWayMs: number;
   bytes: number;
   samples: Record<Direction, Record<PathName, Transfer[]>>;
   /** median over repetitions of path / raw in the same repetition */
@@ -95,8 +72,8 @@ export interface UpDownOptions {
   shapedBytes: number;
   unshapedBytes: number;
   unshapedReps: number;
-  scenarios: Array<{ name: string; rates: [number, number] }>;
-  /** paths to measure (raw and raw again are always measured: the reference and its own spread) */
+  scenarios: Scenario[];
+  /** paths to measure, of each scenario's (raw and raw again are always measured: the reference and its own spread) */
   paths?: PathName[];
   maxSeconds?: number;
 }
@@ -108,142 +85,18 @@ export const DEFAULT_UPDOWN: UpDownOptions = {
   shapedBytes: 40 * 1000 * 1000,
   unshapedBytes: 1000 * 1000 * 1000,
   unshapedReps: 3,
-  scenarios: [{ name: '2 x 20 Mbit/s', rates: [20, 20] }, { name: '30 + 10 Mbit/s', rates: [30, 10] }],
+  scenarios: [
+    { name: '2 x 20 Mbit/s', rates: [20, 20] },
+    { name: '30 + 10 Mbit/s', rates: [30, 10] },
+    // The bare veths' round trip is tens of microseconds; this one has the internet's order of it.
+    // The no-pool relay is measured here only: on bare veths its extra set-up costs nothing.
+    { name: '30 + 10 Mbit/s, 20 ms RTT', rates: [30, 10], oneWayMs: 10, paths: ['relay', 'relayNoPool', 'ss'] },
+  ],
 };
 
-/** The two client⇄relay links get their own rates (tbf on both ends, as Topology.link sets it up). */
-export async function reshape(topo: RelayTopology, rates: [number, number]): Promise<void> {
-  for (const [i, link] of topo.links.entries()) {
-    for (const end of [link.a, link.b]) {
-      await end.ns.exec(['tc', 'qdisc', 'replace', 'dev', end.dev, 'root', 'tbf', 'rate', `${rates[i]}mbit`, 'burst', '32kbit', 'latency', '100ms']);
-    }
-  }
-}
-
-async function txBytes(ns: Namespace, devs: [string, string]): Promise<[number, number]> {
-  const { stdout } = await ns.exec(['ip', '-s', '-j', 'link', 'show']);
-  const all = JSON.parse(stdout) as Array<{ ifname: string; stats64?: { tx?: { bytes?: number } } }>;
-  const tx = (dev: string): number => Number(all.find((l) => l.ifname === dev)?.stats64?.tx?.bytes ?? NaN);
-  return [tx(devs[0]), tx(devs[1])];
-}
-
-async function startSink(ns: Namespace, port: number, tcp: boolean): Promise<NsProcess> {
-  const proc = ns.spawn([process.execPath, SINK, '--port', String(port), ...(tcp ? ['--tcp'] : [])], { label: `upload-sink${tcp ? ' --tcp' : ''} :${port}` });
-  await proc.waitForLine(/^listening \d+/, 15_000);
-  return proc;
-}
-
-async function waitForPort(ns: Namespace, port: number, what: string): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    const r = await ns.exec(['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { allowFailure: true, timeoutMs: 2000 });
-    if (r.code === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${what} did not listen on port ${port} within 5 s`);
-}
-
-/** A file of `bytes` pseudo-random bytes (a random 1 MiB block repeated) and its SHA-256. */
-export function uploadFile(bytes: number): { file: string; sha256: string; dir: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-upload-'));
-  const file = path.join(dir, 'body');
-  const block = crypto.randomBytes(1024 * 1024);
-  const hash = crypto.createHash('sha256');
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (let left = bytes; left > 0;) {
-      const n = Math.min(left, block.length);
-      fs.writeSync(fd, block, 0, n);
-      hash.update(block.subarray(0, n));
-      left -= n;
-    }
-  } finally { fs.closeSync(fd); }
-  return { file, sha256: hash.digest('hex'), dir };
-}
-
-interface Endpoints { url: (dir: Direction, p: PathName, bytes: number) => string; socks: (p: PathName) => number | null }
-
-export interface Rig {
-  topo: RelayTopology;
-  relay: NsProcess;
-  braidRelay: NsProcess;
-  braidDirect: NsProcess;
-  ssLocal: NsProcess;
-  ssServer: NsProcess;
-  dirs: string[];
-  ep: Endpoints;
-}
-
-export async function startRig(rateMbit: number | null, opts: { relayExtra?: string[] } = {}): Promise<Rig> {
-  const topo = await createRelayTopology({ rateMbit });
-  const dirs: string[] = [];
-  try {
-    await startByteServer(topo.relay, { port: LOCAL_GET });
-    await startSink(topo.relay, LOCAL_PUT, false);
-    await startByteServer(topo.dest, { port: DEST_GET_MPTCP });
-    await startByteServer(topo.dest, { port: DEST_GET_TCP, tcp: true });
-    await startSink(topo.dest, DEST_PUT_MPTCP, false);
-    await startSink(topo.dest, DEST_PUT_TCP, true);
-    const relayDir = tempRelayDir();
-    dirs.push(relayDir);
-    const relay = await startRelay(topo, { port: RELAY_PORT, dir: relayDir, extra: opts.relayExtra });
-    const braidRelay = await startRelayClient(topo.client, { port: BRAID_RELAY_PORT, link: relay.link });
-    const braidDirect = topo.client.spawn([process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(BRAID_DIRECT_PORT), '--dial', 'mptcp', '--paths', 'off', '--control', 'off'], { label: 'braid up (direct)' });
-    await braidDirect.waitForLine(/listening/i, 15_000);
-    const password = 'bench-' + crypto.randomBytes(6).toString('hex');
-    const ssServer = topo.relay.spawn(['ss-server', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-server' });
-    const ssLocal = topo.client.spawn(['ss-local', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-b', '127.0.0.1', '-l', String(SS_LOCAL_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-local' });
-    await waitForPort(topo.client, SS_LOCAL_PORT, 'ss-local');
-    const local = topo.relayAddress(1);
-    const dest = topo.destAddress(4);
-    const ep: Endpoints = {
-      url: (dir, p, bytes) => {
-        const near = p === 'raw' || p === 'rawAgain' || p === 'proxy';
-        const host = near ? local : dest;
-        const port = dir === 'down'
-          ? (near ? LOCAL_GET : p === 'relayMptcpDest' ? DEST_GET_MPTCP : DEST_GET_TCP)
-          : (near ? LOCAL_PUT : p === 'relayMptcpDest' ? DEST_PUT_MPTCP : DEST_PUT_TCP);
-        return dir === 'down' ? `http://${host}:${port}/bytes/${bytes}` : `http://${host}:${port}/sink`;
-      },
-      socks: (p) => (p === 'raw' || p === 'rawAgain' ? null : p === 'proxy' ? BRAID_DIRECT_PORT : p === 'ss' ? SS_LOCAL_PORT : BRAID_RELAY_PORT),
-    };
-    return { topo, relay: relay.proc, braidRelay, braidDirect, ssLocal, ssServer, dirs, ep };
-  } catch (err) {
-    await topo.destroy();
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-    throw err;
-  }
-}
-
-export async function stopRig(r: Rig | undefined): Promise<void> {
-  if (!r) return;
-  await r.topo.destroy();
-  for (const d of r.dirs) fs.rmSync(d, { recursive: true, force: true });
-}
-
-/**
- * One curl transfer in either direction; checks the byte count (and, for uploads, the sink's
- * SHA-256 of what arrived). Mbit/s over curl's transfer time (after the SOCKS handshake and dial).
- */
-export async function transfer(ns: Namespace, dir: Direction, url: string, opts: { socks: number | null; mptcpize: boolean; bytes: number; file?: { file: string; sha256: string }; maxSeconds: number }): Promise<number> {
-  const argv = [
-    ...(opts.mptcpize ? ['mptcpize', 'run'] : []),
-    'curl', '--silent', '--show-error', '--fail', '--max-time', String(opts.maxSeconds),
-    ...(opts.socks ? ['--socks5-hostname', `127.0.0.1:${opts.socks}`] : []),
-    ...(dir === 'up' ? ['-T', opts.file!.file, '-H', 'Expect:', '--output', '-'] : ['--output', '/dev/null']),
-    '--write-out', '\n%{http_code} %{size_download} %{size_upload} %{time_pretransfer} %{time_total}',
-    url,
-  ];
-  const { stdout } = await ns.exec(argv, { timeoutMs: (opts.maxSeconds + 10) * 1000 });
-  const lines = stdout.trim().split('\n');
-  const [code, down, up, pre, total] = lines.pop()!.trim().split(/\s+/).map(Number) as [number, number, number, number, number];
-  if (code !== 200) throw new Error(`${url}: HTTP ${code}`);
-  const moved = dir === 'down' ? down : up;
-  if (moved !== opts.bytes) throw new Error(`${url}: ${dir === 'down' ? 'downloaded' : 'uploaded'} ${moved} bytes, expected ${opts.bytes}`);
-  if (dir === 'up') {
-    const got = JSON.parse(lines.join('\n')) as { bytes: number; sha256: string | null };
-    if (got.bytes !== opts.bytes || (got.sha256 !== null && got.sha256 !== opts.file!.sha256)) throw new Error(`${url}: the sink received ${got.bytes} bytes (sha256 ${got.sha256?.slice(0, 12) ?? 'not taken'}…), not the ${opts.bytes} sent`);
-  }
-  return (moved * 8) / (total - pre) / 1e6;
+/** The name `--only` takes: `20x20`, `30+10`, `30+10@20ms`. */
+export function scenarioKey(s: Scenario): string {
+  return s.rates.join(s.rates[0] === s.rates[1] ? 'x' : '+') + (s.oneWayMs ? `@${2 * s.oneWayMs}ms` : '');
 }
 
 /** `xs` rotated left by `k` (the order of one repetition). */
@@ -252,25 +105,28 @@ function rotate<T>(xs: readonly T[], k: number): T[] {
   return n === 0 ? [] : xs.map((_, i) => xs[(i + k) % n]!);
 }
 
-async function shapedScenario(sc: { name: string; rates: [number, number] }, o: UpDownOptions, file: { file: string; sha256: string }, log: (s: string) => void): Promise<ScenarioResult> {
-  const paths = PATHS.filter((p) => p === 'raw' || p === 'rawAgain' || !o.paths || o.paths.includes(p));
-  const empty = (): Record<PathName, Transfer[]> => ({ raw: [], rawAgain: [], proxy: [], relay: [], relayMptcpDest: [], ss: [] });
+async function shapedScenario(sc: Scenario, o: UpDownOptions, file: { file: string; sha256: string }, log: (s: string) => void): Promise<ScenarioResult> {
+  const wanted = sc.paths ?? DEFAULT_PATHS;
+  const paths = PATHS.filter((p) => p === 'raw' || p === 'rawAgain' || (wanted.includes(p) && (!o.paths || o.paths.includes(p))));
+  const empty = (): Record<PathName, Transfer[]> => Object.fromEntries(PATHS.map((p) => [p, []])) as unknown as Record<PathName, Transfer[]>;
   const out: ScenarioResult = {
-    name: sc.name, rates: sc.rates, bytes: o.shapedBytes, samples: { down: empty(), up: empty() },
+    name: sc.name, rates: sc.rates, oneWayMs: sc.oneWayMs ?? 0, bytes: o.shapedBytes, samples: { down: empty(), up: empty() },
     pairedRatio: { down: {} as Record<PathName, number>, up: {} as Record<PathName, number> },
     medianMbit: { down: {} as Record<PathName, number>, up: {} as Record<PathName, number> },
     medianShare: { down: {} as Record<PathName, [number, number]>, up: {} as Record<PathName, [number, number]> },
   };
   let rig: Rig | undefined;
   try {
-    rig = await startRig(20);
+    rig = await startRig(20, { oneWayMs: sc.oneWayMs });
     await reshape(rig.topo, sc.rates);
     const { topo, ep } = rig;
-    const devs: [string, string] = [topo.links[0].a.dev, topo.links[1].a.dev];
     for (let rep = 1; rep <= o.reps; rep++) {
       const parts: string[] = [];
       for (const dir of ['down', 'up'] as const) {
         const sender = dir === 'down' ? topo.relay : topo.client;
+        // The sender's own end of each link (named alike on a bare veth pair, not through a delay line).
+        const end = dir === 'down' ? 'b' : 'a';
+        const devs: [string, string] = [topo.links[0][end].dev, topo.links[1][end].dev];
         for (const p of rotate(paths, rep - 1)) {
           const before = await txBytes(sender, devs);
           let mbit: number;
@@ -396,7 +252,7 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
   }
 }
 
-/** `node dist/test/bench/updown-bench.js [--reps N] [--mb N] [--unshaped-reps N] [--only 20x20|30+10] [--paths a,b]` */
+/** `node dist/test/bench/updown-bench.js [--reps N] [--mb N] [--unshaped-reps N] [--only 20x20|30+10|30+10@20ms] [--paths a,b]` */
 async function cli(): Promise<void> {
   const args = process.argv.slice(2);
   const arg = (name: string): string | undefined => {
@@ -408,7 +264,7 @@ async function cli(): Promise<void> {
   if (arg('--mb')) o.shapedBytes = Number(arg('--mb')) * 1e6;
   if (arg('--unshaped-reps')) o.unshapedReps = Number(arg('--unshaped-reps'));
   if (arg('--unshaped-mb')) o.unshapedBytes = Number(arg('--unshaped-mb')) * 1e6;
-  if (arg('--only')) o.scenarios = o.scenarios.filter((s) => s.rates.join(s.rates[0] === s.rates[1] ? 'x' : '+') === arg('--only'));
+  if (arg('--only')) o.scenarios = o.scenarios.filter((s) => scenarioKey(s) === arg('--only'));
   if (arg('--paths')) o.paths = arg('--paths')!.split(',') as PathName[];
   const log = (s: string): void => { process.stdout.write(s + '\n'); };
   const r = await upDownBench(log, o);
