@@ -26,8 +26,6 @@ import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainT
 import { median } from './median';
 import { PATH_LABEL, PATHS, reshape, SS_CIPHER, startRig, stopRig, transfer, txBytes, uploadFile, type Direction, type PathName, type Rig } from './updown-rig';
 
-export { PATHS, PATH_LABEL, type Direction, type PathName };
-
 /** The paths a scenario measures unless it names its own (raw and raw again always run). */
 const DEFAULT_PATHS: PathName[] = ['proxy', 'relay', 'relayMptcpDest', 'ss'];
 
@@ -73,7 +71,7 @@ export interface UpDownOptions {
   unshapedBytes: number;
   unshapedReps: number;
   scenarios: Scenario[];
-  /** paths to measure, of each scenario's (raw and raw again are always measured: the reference and its own spread) */
+  /** only these of each scenario's paths (raw and raw again are always measured: the reference and its own spread) */
   paths?: PathName[];
   maxSeconds?: number;
 }

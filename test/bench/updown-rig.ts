@@ -51,7 +51,6 @@ export const PATH_LABEL: Record<PathName, string> = {
   ss: `ss-local → ss-server, --mptcp, ${SS_CIPHER}`,
 };
 
-
 /** The two client⇄relay links get their own rates (tbf on both ends, as Topology.link sets it up). */
 export async function reshape(topo: RelayTopology, rates: [number, number]): Promise<void> {
   for (const [i, link] of topo.links.entries()) {
