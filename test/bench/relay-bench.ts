@@ -20,7 +20,7 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
 import { chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { median } from './median';
-import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
+import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -61,16 +61,6 @@ interface Chain {
   dirs: string[];
 }
 
-/** Waits (bounded) until something accepts TCP connections on 127.0.0.1:port inside `ns`. */
-async function waitForPort(ns: Namespace, port: number, what: string): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    const r = await ns.exec(['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { allowFailure: true, timeoutMs: 2000 });
-    if (r.code === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${what} did not listen on port ${port} within 5 s`);
-}
-
 async function startChains(makeTopology: () => Promise<RelayTopology>): Promise<Chain> {
   const topo = await makeTopology();
   const dirs: string[] = [];
@@ -88,10 +78,7 @@ async function startChains(makeTopology: () => Promise<RelayTopology>): Promise<
     const coldConfig = path.join(coldDir, 'config.json');
     fs.writeFileSync(coldConfig, JSON.stringify({ relay: { poolSize: 0 } }));
     const braidCold = await startRelayClient(topo.client, { port: BRAID_COLD_PORT, link: relay.link, extra: ['--config', coldConfig] });
-    const password = 'bench-' + Math.random().toString(36).slice(2);
-    const ssServer = topo.relay.spawn(['ss-server', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-server' });
-    const ssLocal = topo.client.spawn(['ss-local', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-b', '127.0.0.1', '-l', String(SS_LOCAL_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-local' });
-    await waitForPort(topo.client, SS_LOCAL_PORT, 'ss-local');
+    const { ssServer, ssLocal } = await startShadowsocksChain(topo, { serverPort: SS_SERVER_PORT, localPort: SS_LOCAL_PORT, cipher: SS_CIPHER });
     return { topo, relay: relay.proc, braid, braidCold, ssServer, ssLocal, dirs };
   } catch (err) {
     await topo.destroy();

@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { BRAID_CLI, DIST, startByteServer } from '../helpers/multipath-harness';
-import { createRelayTopology, startRelay, startRelayClient, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
+import { createRelayTopology, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const SINK = path.join(DIST, 'test', 'bench', 'upload-sink.js');
 const LOCAL_GET = 8081;   // byte server in the relay namespace: raw and proxy downloads
@@ -71,15 +71,6 @@ async function startSink(ns: Namespace, port: number, tcp: boolean): Promise<NsP
   const proc = ns.spawn([process.execPath, SINK, '--port', String(port), ...(tcp ? ['--tcp'] : [])], { label: `upload-sink${tcp ? ' --tcp' : ''} :${port}` });
   await proc.waitForLine(/^listening \d+/, 15_000);
   return proc;
-}
-
-async function waitForPort(ns: Namespace, port: number, what: string): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    const r = await ns.exec(['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { allowFailure: true, timeoutMs: 2000 });
-    if (r.code === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${what} did not listen on port ${port} within 5 s`);
 }
 
 /** A file of `bytes` pseudo-random bytes (a random 1 MiB block repeated) and its SHA-256. */
@@ -134,10 +125,7 @@ export async function startRig(rateMbit: number | null, opts: { relayExtra?: str
     const braidRelayNoPool = await startRelayClient(topo.client, { port: BRAID_RELAY_NOPOOL_PORT, link: relay.link, extra: ['--control', 'off'], env: { ...process.env, BRAID_CONFIG: noPoolConfig }, label: 'braid up --relay (no pool)' });
     const braidDirect = topo.client.spawn([process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(BRAID_DIRECT_PORT), '--dial', 'mptcp', '--paths', 'off', '--control', 'off'], { label: 'braid up (direct)' });
     await braidDirect.waitForLine(/listening/i, 15_000);
-    const password = 'bench-' + crypto.randomBytes(6).toString('hex');
-    const ssServer = topo.relay.spawn(['ss-server', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-server' });
-    const ssLocal = topo.client.spawn(['ss-local', '-s', topo.relayAddress(1), '-p', String(SS_SERVER_PORT), '-b', '127.0.0.1', '-l', String(SS_LOCAL_PORT), '-k', password, '-m', SS_CIPHER, '--mptcp'], { label: 'ss-local' });
-    await waitForPort(topo.client, SS_LOCAL_PORT, 'ss-local');
+    const { ssServer, ssLocal } = await startShadowsocksChain(topo, { serverPort: SS_SERVER_PORT, localPort: SS_LOCAL_PORT, cipher: SS_CIPHER });
     const local = topo.relayAddress(1);
     const dest = topo.destAddress(4);
     const ep: Endpoints = {

@@ -11,6 +11,7 @@
  * relay`. Link 3 is in private ranges, so the relay must be started with `--allow` for it, which
  * exercises the destination policy on every test.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -200,6 +201,30 @@ export async function startRelayClient(ns: Namespace, opts: { port: number; link
   const proc = ns.spawn(argv, { label: opts.label ?? 'braid up --relay', env: opts.env });
   await proc.waitForLine(/^braid: proxy listening on .*via relay/, START_TIMEOUT_MS);
   return proc;
+}
+
+/** Waits (bounded) until something accepts TCP connections on 127.0.0.1:port inside `ns`. */
+export async function waitForPort(ns: Namespace, port: number, what: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const r = await ns.exec(['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`], { allowFailure: true, timeoutMs: 2000 });
+    if (r.code === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${what} did not listen on port ${port} within 5 s`);
+}
+
+/**
+ * The shadowsocks-libev chain the benches compare the relay with: ss-server --mptcp on the relay's
+ * link-1 address, ss-local --mptcp in the client namespace on 127.0.0.1:localPort; resolves once
+ * ss-local accepts connections.
+ */
+export async function startShadowsocksChain(topo: RelayTopology, opts: { serverPort: number; localPort: number; cipher: string }): Promise<{ ssServer: NsProcess; ssLocal: NsProcess }> {
+  const password = 'bench-' + crypto.randomBytes(6).toString('hex');
+  const server = topo.relayAddress(1);
+  const ssServer = topo.relay.spawn(['ss-server', '-s', server, '-p', String(opts.serverPort), '-k', password, '-m', opts.cipher, '--mptcp'], { label: 'ss-server' });
+  const ssLocal = topo.client.spawn(['ss-local', '-s', server, '-p', String(opts.serverPort), '-b', '127.0.0.1', '-l', String(opts.localPort), '-k', password, '-m', opts.cipher, '--mptcp'], { label: 'ss-local' });
+  await waitForPort(topo.client, opts.localPort, 'ss-local');
+  return { ssServer, ssLocal };
 }
 
 /** Bytes sent on each of the relay's two client-facing links, by the kernel's interface counters. */
