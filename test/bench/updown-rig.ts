@@ -122,7 +122,7 @@ export async function startRig(rateMbit: number | null, opts: { relayExtra?: str
     const braidRelay = await startRelayClient(topo.client, { port: BRAID_RELAY_PORT, link: relay.link });
     const noPoolConfig = path.join(relayDir, 'client-no-pool.json');
     fs.writeFileSync(noPoolConfig, JSON.stringify({ relay: { poolSize: 0 } }));
-    const braidRelayNoPool = await startRelayClient(topo.client, { port: BRAID_RELAY_NOPOOL_PORT, link: relay.link, extra: ['--control', 'off'], env: { ...process.env, BRAID_CONFIG: noPoolConfig }, label: 'braid up --relay (no pool)' });
+    const braidRelayNoPool = await startRelayClient(topo.client, { port: BRAID_RELAY_NOPOOL_PORT, link: relay.link, extra: ['--config', noPoolConfig, '--control', 'off'] });
     const braidDirect = topo.client.spawn([process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(BRAID_DIRECT_PORT), '--dial', 'mptcp', '--paths', 'off', '--control', 'off'], { label: 'braid up (direct)' });
     await braidDirect.waitForLine(/listening/i, 15_000);
     const { ssServer, ssLocal } = await startShadowsocksChain(topo, { serverPort: SS_SERVER_PORT, localPort: SS_LOCAL_PORT, cipher: SS_CIPHER });
