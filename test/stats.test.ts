@@ -19,7 +19,7 @@ import { CONTROL_LINE, parseControlLine, type ControlAddress } from './helpers/c
 import { BRAID_CLI, DIST, curlDownload, missingPrerequisite, startByteServer, type CurlResult } from './helpers/multipath-harness';
 import { SYSTEM_SOCKETS_TTL_MS } from '../electron/core/stats/system';
 import { IDLE_INTERVAL_MS } from '../electron/core/stats/engine';
-import { createTwoLinkTopology, skipUnlessRoot, type NsProcess, type TwoLinkTopology } from './helpers/netns';
+import { createTwoLinkTopology, skipUnlessRoot, tbf, type NsProcess, type TwoLinkTopology } from './helpers/netns';
 import { requireFor } from './helpers/prerequisites';
 
 const RATE_MBIT = 20;
@@ -139,7 +139,7 @@ describe('stats engine in the two-link namespaces', { skip, timeout: 300_000 }, 
 
   async function setRate(link: 1 | 2, mbit: number): Promise<void> {
     for (const ns of [topo.client, topo.server]) {
-      await ns.exec(['tc', 'qdisc', 'change', 'dev', `link${link}`, 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', '32kbit', 'latency', '100ms']);
+      await ns.exec(['tc', 'qdisc', 'change', 'dev', `link${link}`, 'root', ...tbf(mbit)]);
     }
   }
 

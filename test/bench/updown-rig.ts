@@ -19,7 +19,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Namespace, NsProcess } from '../helpers/netns';
+import { tbf, type Namespace, type NsProcess } from '../helpers/netns';
 import { BRAID_CLI, DIST, startByteServer } from '../helpers/multipath-harness';
 import { createRelayTopology, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
@@ -55,7 +55,7 @@ export const PATH_LABEL: Record<PathName, string> = {
 export async function reshape(topo: RelayTopology, rates: [number, number]): Promise<void> {
   for (const [i, link] of topo.links.entries()) {
     for (const end of [link.a, link.b]) {
-      await end.ns.exec(['tc', 'qdisc', 'replace', 'dev', end.dev, 'root', 'tbf', 'rate', `${rates[i]}mbit`, 'burst', '32kbit', 'latency', '100ms']);
+      await end.ns.exec(['tc', 'qdisc', 'replace', 'dev', end.dev, 'root', ...tbf(rates[i]!)]);
     }
   }
 }

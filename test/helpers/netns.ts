@@ -304,6 +304,11 @@ export interface LinkOptions {
   rateMbit?: number | null;
 }
 
+/** The tbf qdisc every shaped link in the tests and the bench gets: `tc qdisc add|replace … root` + this. */
+export function tbf(rateMbit: number): string[] {
+  return ['tbf', 'rate', `${rateMbit}mbit`, 'burst', '32kbit', 'latency', '100ms'];
+}
+
 export class Link {
   constructor(
     readonly index: number,
@@ -384,7 +389,7 @@ export class Topology {
       await end.ns.exec([IP, '-6', 'addr', 'add', `${end.ipv6}/64`, 'dev', dev, 'nodad']);
       await end.ns.exec([IP, 'link', 'set', 'dev', dev, 'up']);
       if (rate !== null) {
-        await end.ns.exec(['tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${rate}mbit`, 'burst', '32kbit', 'latency', '100ms']);
+        await end.ns.exec(['tc', 'qdisc', 'add', 'dev', dev, 'root', ...tbf(rate)]);
       }
     }
     return link;

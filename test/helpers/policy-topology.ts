@@ -6,7 +6,7 @@
  * destination addresses live on its loopback, so that they are reached only through those default
  * routes. Braid (not the test) manages the client's paths; the server accepts joins (limits 8/8).
  */
-import { run, Topology, type Namespace } from './netns';
+import { run, tbf, Topology, type Namespace } from './netns';
 
 export interface PolicyLink {
   dev: 'wlan0' | 'wwan0';
@@ -52,8 +52,8 @@ export async function createPolicyTopology(opts: { rateMbit: number }): Promise<
       await server.exec(['ip', 'addr', 'add', `${l.server}/24`, 'dev', l.peer]);
       await client.exec(['ip', 'link', 'set', l.dev, 'up']);
       await server.exec(['ip', 'link', 'set', l.peer, 'up']);
-      await client.exec(['tc', 'qdisc', 'add', 'dev', l.dev, 'root', 'tbf', 'rate', `${opts.rateMbit}mbit`, 'burst', '32kbit', 'latency', '100ms']);
-      await server.exec(['tc', 'qdisc', 'add', 'dev', l.peer, 'root', 'tbf', 'rate', `${opts.rateMbit}mbit`, 'burst', '32kbit', 'latency', '100ms']);
+      await client.exec(['tc', 'qdisc', 'add', 'dev', l.dev, 'root', ...tbf(opts.rateMbit)]);
+      await server.exec(['tc', 'qdisc', 'add', 'dev', l.peer, 'root', ...tbf(opts.rateMbit)]);
       await defaultRoute(l);
     }
     const dest = '198.51.100.1';

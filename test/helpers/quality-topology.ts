@@ -8,7 +8,7 @@
  *   client wwan0 ── m2a [bridge | delay line] m2b ── srv2 server
  */
 import { DELAY_LINE } from './relay-topology';
-import { run, Topology, type Namespace, type NsProcess } from './netns';
+import { run, tbf, Topology, type Namespace, type NsProcess } from './netns';
 
 export interface QualityTopology {
   topology: Topology;
@@ -34,7 +34,7 @@ export async function createQualityTopology(opts: { rateMbit: number; cellFirst?
     const server = await topology.addNamespace('q-s');
     const middle = await topology.addNamespace('q-m');
     const octet = ((process.pid * 13) % 200) + 20;
-    const shape = ['tbf', 'rate', `${opts.rateMbit}mbit`, 'burst', '32kbit', 'latency', '100ms'];
+    const shape = tbf(opts.rateMbit);
     const wifiClient = `10.${octet}.1.1`;
     const cellClient = `10.${octet}.2.1`;
     // WiFi: straight to the server.

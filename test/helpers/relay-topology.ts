@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Link, Topology, type LinkEnd, type Namespace, type NsProcess } from './netns';
+import { Link, tbf, Topology, type LinkEnd, type Namespace, type NsProcess } from './netns';
 import { BRAID_CLI } from './multipath-harness';
 
 const START_TIMEOUT_MS = 15_000;
@@ -110,7 +110,7 @@ async function delayedLink(topology: Topology, client: Namespace, relay: Namespa
   const relayEnd: LinkEnd = { ns: relay, dev: far.b.dev, ipv4: near.b.ipv4, ipv6: near.b.ipv6 };
   const link = new Link(near.index, near.a, relayEnd, near.subnet4, near.subnet6, rateMbit);
   if (rateMbit !== null) {
-    for (const end of [link.a, link.b]) await end.ns.exec(['tc', 'qdisc', 'add', 'dev', end.dev, 'root', 'tbf', 'rate', `${rateMbit}mbit`, 'burst', '32kbit', 'latency', '100ms']);
+    for (const end of [link.a, link.b]) await end.ns.exec(['tc', 'qdisc', 'add', 'dev', end.dev, 'root', ...tbf(rateMbit)]);
   }
   const line = middle.spawn(['python3', DELAY_LINE, near.b.dev, far.a.dev, String(oneWayMs)], { label: `delay line ${near.index}` });
   await line.waitForLine(/^ready$/, START_TIMEOUT_MS);
