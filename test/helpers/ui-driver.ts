@@ -36,7 +36,9 @@ async function toggleSwitch(label: string): Promise<boolean> {
   const before = await sw.getAttribute('aria-checked');
   await sw.click();
   const want = before === 'true' ? 'false' : 'true';
-  await until(`[...document.querySelectorAll('[role=switch]')].some((s) => s.textContent.trim().startsWith(${JSON.stringify(label)}) && s.getAttribute('aria-checked') === '${want}')`);
+  // Flipped and enabled again: a status event can flip it while the call is still running (the
+  // switch is disabled until the call returns, e.g. until transparent mode's table is gone).
+  await until(`[...document.querySelectorAll('[role=switch]')].some((s) => s.textContent.trim().startsWith(${JSON.stringify(label)}) && s.getAttribute('aria-checked') === '${want}' && !s.disabled)`);
   return want === 'true';
 }
 
