@@ -34,6 +34,7 @@ import {
 } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, clockTicks, cpuTicks } from './cpu';
 import { median } from './median';
+import { watchStalls, type StallSample } from './stalls';
 import { relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
 import { printUpDown, upDownBench } from './updown-bench';
@@ -100,6 +101,12 @@ interface UnshapedResult {
   proxyCpuSecondsPerGB: number[];
   directGbit: number[];
   directClient: string;
+  /** per repetition, beside proxyGbit and directGbit: gaps with no byte arriving, the sender's MPTCP retransmissions */
+  proxyStalls: StallSample[];
+  directStalls: StallSample[];
+  /** each download's seconds from request to last byte, for the ratio with the gaps taken out */
+  proxySeconds: number[];
+  directSeconds: number[];
 }
 
 async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
@@ -107,35 +114,44 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
   const ticks = clockTicks();
   // curl on both sides of the comparison when possible, so the client's own cost is the same.
   const mptcpize = hasCommand('mptcpize');
-  const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], directTcpGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)' };
+  const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], directTcpGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)',
+    proxyStalls: [], directStalls: [], proxySeconds: [], directSeconds: [] };
   let proxy: NsProcess | undefined;
   try {
-    await startByteServer(topo.server, { port: SERVER_PORT });
+    const server = await startByteServer(topo.server, { port: SERVER_PORT });
     await startByteServer(topo.server, { port: SERVER_TCP_PORT, tcp: true });
     proxy = await startProxy(topo.client, { port: PROXY_PORT, dial: 'mptcp' });
     const pid = proxy.pid;
-    if (pid === undefined) throw new Error('proxy has no pid');
+    if (pid === undefined || server.pid === undefined) throw new Error('proxy or byte server has no pid');
+    const serverPid = server.pid;
+    const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
+    const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls(pid, clientDevs, serverPid, download);
     const url = `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/${UNSHAPED_BYTES}`;
     const tcpDestUrl = `http://${topo.serverAddress(1)}:${SERVER_TCP_PORT}/bytes/${UNSHAPED_BYTES}`;
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const before = cpuTicks(pid);
-      const p = await curlDownload(topo.client, url, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      const { result: p, stalls: ps } = await watched(() => curlDownload(topo.client, url, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
       const after = cpuTicks(pid);
       expectBytes(p.bytes, UNSHAPED_BYTES, 'proxy (unshaped)');
       out.proxyGbit.push(p.mbit / 1000);
+      out.proxyStalls.push(ps);
+      out.proxySeconds.push(p.transferSeconds);
       out.proxyCpuSecondsPerGB.push((after - before) / ticks / (p.bytes / 1e9));
 
       let directMbit: number;
       if (mptcpize) {
-        const d = await curlDownload(topo.client, url, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });
+        const { result: d, stalls } = await watched(() => curlDownload(topo.client, url, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS }));
         expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
         directMbit = d.mbit;
+        out.directStalls.push(stalls);
       } else {
-        const d = await rawDownload(topo.client, { address: topo.serverAddress(1), port: SERVER_PORT, bytes: UNSHAPED_BYTES, hash: false, maxSeconds: UNSHAPED_MAX_SECONDS });
+        const { result: d, stalls } = await watched(() => rawDownload(topo.client, { address: topo.serverAddress(1), port: SERVER_PORT, bytes: UNSHAPED_BYTES, hash: false, maxSeconds: UNSHAPED_MAX_SECONDS }));
         expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
         directMbit = d.mbit;
+        out.directStalls.push(stalls);
       }
       out.directGbit.push(directMbit / 1000);
+      out.directSeconds.push((UNSHAPED_BYTES * 8) / (directMbit * 1e6));
       // The proxy dials MPTCP either way; a destination that does not speak it gets plain TCP. A
       // download that ends early is a figure too (README: such a socket can read as ended on 6.18).
       let tcpDestGbit = NaN;
@@ -151,13 +167,22 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
       expectBytes(dt.bytes, UNSHAPED_BYTES, 'direct TCP (unshaped)');
       out.directTcpGbit.push(dt.mbit / 1000);
       log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s; ` +
-        `TCP destination: through the proxy ${tcpDestGbit.toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)} Gbit/s`);
+        `TCP destination: through the proxy ${tcpDestGbit.toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)} Gbit/s; ` +
+        `stalls (gaps >= 50 ms, their seconds, sender's MPTCP retransmissions): proxy ${fmtStalls(ps)}, direct ${fmtStalls(out.directStalls.at(-1)!)}`);
     }
   } finally {
     await proxy?.stop();
     await topo.destroy();
   }
   return out;
+}
+
+function fmtStalls(x: StallSample): string {
+  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans}`;
+}
+
+function range(xs: number[], digits: number): string {
+  return `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
 }
 
 function expectBytes(got: number, want: number, what: string): void {
@@ -225,6 +250,8 @@ async function main(): Promise<void> {
   const tcpDestFinished = u.proxyTcpDestGbit.filter((x) => Number.isFinite(x));
   const destFailed = u.proxyTcpDestGbit.length - tcpDestFinished.length;
   const kernelPairs = u.directGbit.map((g, i) => g / u.directTcpGbit[i]!);
+  // Throughput over the time bytes were moving: what the proxy costs apart from the kernel's stalls.
+  const gaplessPairs = u.proxySeconds.map((t, i) => (u.directSeconds[i]! - u.directStalls[i]!.gapSeconds) / (t - u.proxyStalls[i]!.gapSeconds));
 
   const rows: Array<[string, string, string, string]> = [
     ['download through proxy (MPTCP dial)', `${proxy.toFixed(1)} Mbit/s`, pct(medSplit('proxyMptcp', 1)), pct(medSplit('proxyMptcp', 2))],
@@ -248,6 +275,10 @@ async function main(): Promise<void> {
   line('through proxy to a plain-TCP destination', `${median(tcpDestFinished).toFixed(2)} Gbit/s`, destFailed ? `  (${destFailed} of ${u.proxyTcpDestGbit.length} ended early)` : '');
   line('ratio MPTCP-speaking / TCP destination, pairs', destPairs.length ? `${Math.min(...destPairs).toFixed(2)}–${Math.max(...destPairs).toFixed(2)}x` : 'none', `  (${destPairs.length} pairs; target >= 0.8 in every pair)`);
   line('the same without Braid (mptcpize curl / curl), pairs', `${Math.min(...kernelPairs).toFixed(2)}–${Math.max(...kernelPairs).toFixed(2)}x`, '  (the kernel\'s own MPTCP against TCP on this host)');
+  line('stalls per download: gaps >= 50 ms', `proxy ${range(u.proxyStalls.map((x) => x.gaps), 0)}`, `, direct ${range(u.directStalls.map((x) => x.gaps), 0)}  (no byte arriving on either link)`);
+  line('  their seconds', `proxy ${range(u.proxyStalls.map((x) => x.gapSeconds), 2)}`, `, direct ${range(u.directStalls.map((x) => x.gapSeconds), 2)}`);
+  line('  the server\'s MPTCP-level retransmissions', `proxy ${range(u.proxyStalls.map((x) => x.senderRetrans), 0)}`, `, direct ${range(u.directStalls.map((x) => x.senderRetrans), 0)}`);
+  line('ratio proxy / direct with the gaps taken out, pairs', `${range(gaplessPairs, 2)}x`, `  (median ${median(gaplessPairs).toFixed(2)}; an explanation, not the bar)`);
   if (rb) printRelay(rb, log);
   if (tb) printTransparent(tb, log);
   if (ud) printUpDown(ud, log);
@@ -272,6 +303,7 @@ async function main(): Promise<void> {
       ratioProxyOverDirect: pairedRatio,
       mptcpOverTcpDestPairs: destPairs,
       kernelMptcpOverTcpPairs: kernelPairs,
+      proxyOverDirectGapsTakenOutPairs: gaplessPairs,
       proxyCpuSecondsPerGB: cpu,
       directClient: u.directClient,
       samples: u,
