@@ -35,6 +35,7 @@ import {
 import { CHAIN_CPU_HEADER, chainCpuColumns, clockTicks, cpuTicks } from './cpu';
 import { median } from './median';
 import { watchStalls, type StallSample } from './stalls';
+import { waitForPort } from '../helpers/relay-topology';
 import { relayBench, type RelayBenchResult } from './relay-bench';
 import { printTransparent, transparentBench } from './transparent-bench';
 import { printUpDown, upDownBench } from './updown-bench';
@@ -47,6 +48,7 @@ const UNSHAPED_REPS = 5;
 const SERVER_PORT = 8080;
 const SERVER_TCP_PORT = 8082;   // the same byte server, listening on plain TCP
 const PROXY_PORT = 1080;
+const FORWARDER_PORT = 9000;  // socat, the unshaped part's plain-forwarder reference
 // Bounds per download: a stalled transfer costs at most this, keeping the bench under ~5 minutes.
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
@@ -107,6 +109,10 @@ interface UnshapedResult {
   /** each download's seconds from request to last byte, for the ratio with the gaps taken out */
   proxySeconds: number[];
   directSeconds: number[];
+  /** the proxy's download from the plain-TCP destination, NaN when it ended early */
+  proxyTcpDestSeconds: number[];
+  /** the TCP destination through socat (a plain forwarder copying with read/write), empty without socat */
+  forwarderTcpGbit: number[];
 }
 
 async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
@@ -115,8 +121,9 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
   // curl on both sides of the comparison when possible, so the client's own cost is the same.
   const mptcpize = hasCommand('mptcpize');
   const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], directTcpGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)',
-    proxyStalls: [], directStalls: [], proxySeconds: [], directSeconds: [] };
+    proxyStalls: [], directStalls: [], proxySeconds: [], directSeconds: [], proxyTcpDestSeconds: [], forwarderTcpGbit: [] };
   let proxy: NsProcess | undefined;
+  let forwarder: NsProcess | undefined;
   try {
     const server = await startByteServer(topo.server, { port: SERVER_PORT });
     await startByteServer(topo.server, { port: SERVER_TCP_PORT, tcp: true });
@@ -126,6 +133,11 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
     const serverPid = server.pid;
     const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
     const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls(pid, clientDevs, serverPid, download);
+    // The reference for what a forwarding hop costs on this host: any local proxy adds one.
+    if (hasCommand('socat')) {
+      forwarder = topo.client.spawn(['socat', `TCP-LISTEN:${FORWARDER_PORT},bind=127.0.0.1,reuseaddr,fork`, `TCP:${topo.serverAddress(1)}:${SERVER_TCP_PORT}`], { label: 'socat' });
+      await waitForPort(topo.client, FORWARDER_PORT, 'socat');
+    }
     const url = `http://${topo.serverAddress(1)}:${SERVER_PORT}/bytes/${UNSHAPED_BYTES}`;
     const tcpDestUrl = `http://${topo.serverAddress(1)}:${SERVER_TCP_PORT}/bytes/${UNSHAPED_BYTES}`;
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
@@ -155,22 +167,31 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
       // The proxy dials MPTCP either way; a destination that does not speak it gets plain TCP. A
       // download that ends early is a figure too (README: such a socket can read as ended on 6.18).
       let tcpDestGbit = NaN;
+      let tcpDestSeconds = NaN;
       try {
         const t = await curlDownload(topo.client, tcpDestUrl, { socksPort: PROXY_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
         expectBytes(t.bytes, UNSHAPED_BYTES, 'proxy to a TCP destination (unshaped)');
         tcpDestGbit = t.mbit / 1000;
+        tcpDestSeconds = t.transferSeconds;
       } catch (err) {
         log(`  unshaped rep ${rep}: proxy to a TCP destination FAILED: ${(err as Error).message.split('\n')[0]!.slice(-160)}`);
       }
       out.proxyTcpDestGbit.push(tcpDestGbit);
+      out.proxyTcpDestSeconds.push(tcpDestSeconds);
       const dt = await curlDownload(topo.client, tcpDestUrl, { maxSeconds: UNSHAPED_MAX_SECONDS });
       expectBytes(dt.bytes, UNSHAPED_BYTES, 'direct TCP (unshaped)');
       out.directTcpGbit.push(dt.mbit / 1000);
+      if (forwarder) {
+        const f = await curlDownload(topo.client, `http://127.0.0.1:${FORWARDER_PORT}/bytes/${UNSHAPED_BYTES}`, { maxSeconds: UNSHAPED_MAX_SECONDS });
+        expectBytes(f.bytes, UNSHAPED_BYTES, 'socat to the TCP destination (unshaped)');
+        out.forwarderTcpGbit.push(f.mbit / 1000);
+      }
       log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s; ` +
-        `TCP destination: through the proxy ${tcpDestGbit.toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)} Gbit/s; ` +
+        `TCP destination: through the proxy ${tcpDestGbit.toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)}, socat ${out.forwarderTcpGbit.at(-1)?.toFixed(2) ?? '-'} Gbit/s; ` +
         `stalls (gaps >= 50 ms, their seconds, sender's MPTCP retransmissions): proxy ${fmtStalls(ps)}, direct ${fmtStalls(out.directStalls.at(-1)!)}`);
     }
   } finally {
+    await forwarder?.stop();
     await proxy?.stop();
     await topo.destroy();
   }
@@ -252,6 +273,7 @@ async function main(): Promise<void> {
   const kernelPairs = u.directGbit.map((g, i) => g / u.directTcpGbit[i]!);
   // Throughput over the time bytes were moving: what the proxy costs apart from the kernel's stalls.
   const gaplessPairs = u.proxySeconds.map((t, i) => (u.directSeconds[i]! - u.directStalls[i]!.gapSeconds) / (t - u.proxyStalls[i]!.gapSeconds));
+  const gaplessDestPairs = u.proxySeconds.map((t, i) => u.proxyTcpDestSeconds[i]! / (t - u.proxyStalls[i]!.gapSeconds)).filter((x) => Number.isFinite(x));
 
   const rows: Array<[string, string, string, string]> = [
     ['download through proxy (MPTCP dial)', `${proxy.toFixed(1)} Mbit/s`, pct(medSplit('proxyMptcp', 1)), pct(medSplit('proxyMptcp', 2))],
@@ -279,6 +301,12 @@ async function main(): Promise<void> {
   line('  their seconds', `proxy ${range(u.proxyStalls.map((x) => x.gapSeconds), 2)}`, `, direct ${range(u.directStalls.map((x) => x.gapSeconds), 2)}`);
   line('  the server\'s MPTCP-level retransmissions', `proxy ${range(u.proxyStalls.map((x) => x.senderRetrans), 0)}`, `, direct ${range(u.directStalls.map((x) => x.senderRetrans), 0)}`);
   line('ratio proxy / direct with the gaps taken out, pairs', `${range(gaplessPairs, 2)}x`, `  (median ${median(gaplessPairs).toFixed(2)}; an explanation, not the bar)`);
+  if (u.forwarderTcpGbit.length) {
+    const pairs = u.forwarderTcpGbit.map((g, i) => u.proxyTcpDestGbit[i]! / g).filter((x) => Number.isFinite(x));
+    line('TCP destination through socat (read/write forwarder)', `${median(u.forwarderTcpGbit).toFixed(2)} Gbit/s`, `  (direct TCP ${median(u.directTcpGbit).toFixed(2)})`);
+    if (pairs.length) line('ratio proxy / socat to the TCP destination, pairs', `${range(pairs, 2)}x`, '  (what one forwarding hop costs on this host, done plainly)');
+  }
+  if (gaplessDestPairs.length) line('ratio MPTCP-speaking / TCP destination, the same', `${range(gaplessDestPairs, 2)}x`, `  (median ${median(gaplessDestPairs).toFixed(2)})`);
   if (rb) printRelay(rb, log);
   if (tb) printTransparent(tb, log);
   if (ud) printUpDown(ud, log);
@@ -304,6 +332,7 @@ async function main(): Promise<void> {
       mptcpOverTcpDestPairs: destPairs,
       kernelMptcpOverTcpPairs: kernelPairs,
       proxyOverDirectGapsTakenOutPairs: gaplessPairs,
+      mptcpOverTcpDestGapsTakenOutPairs: gaplessDestPairs,
       proxyCpuSecondsPerGB: cpu,
       directClient: u.directClient,
       samples: u,
