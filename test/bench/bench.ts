@@ -125,14 +125,13 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
   let proxy: NsProcess | undefined;
   let forwarder: NsProcess | undefined;
   try {
-    const server = await startByteServer(topo.server, { port: SERVER_PORT });
+    await startByteServer(topo.server, { port: SERVER_PORT });
     await startByteServer(topo.server, { port: SERVER_TCP_PORT, tcp: true });
     proxy = await startProxy(topo.client, { port: PROXY_PORT, dial: 'mptcp' });
     const pid = proxy.pid;
-    if (pid === undefined || server.pid === undefined) throw new Error('proxy or byte server has no pid');
-    const serverPid = server.pid;
+    if (pid === undefined) throw new Error('proxy has no pid');
     const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
-    const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls(pid, clientDevs, serverPid, download);
+    const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls(pid, clientDevs, topo.server, download);
     // The reference for what a forwarding hop costs on this host: any local proxy adds one.
     if (hasCommand('socat')) {
       forwarder = topo.client.spawn(['socat', `TCP-LISTEN:${FORWARDER_PORT},bind=127.0.0.1,reuseaddr,fork`, `TCP:${topo.serverAddress(1)}:${SERVER_TCP_PORT}`], { label: 'socat' });
@@ -295,8 +294,8 @@ async function main(): Promise<void> {
   line('ratio proxy / direct (median of pairs)', pairedRatio.toFixed(2));
   line('proxy CPU per GB (utime+stime)', `${cpu.toFixed(2)} s/GB`);
   line('through proxy to a plain-TCP destination', `${median(tcpDestFinished).toFixed(2)} Gbit/s`, destFailed ? `  (${destFailed} of ${u.proxyTcpDestGbit.length} ended early)` : '');
-  line('ratio MPTCP-speaking / TCP destination, pairs', destPairs.length ? `${Math.min(...destPairs).toFixed(2)}–${Math.max(...destPairs).toFixed(2)}x` : 'none', `  (${destPairs.length} pairs; target >= 0.8 in every pair)`);
-  line('the same without Braid (mptcpize curl / curl), pairs', `${Math.min(...kernelPairs).toFixed(2)}–${Math.max(...kernelPairs).toFixed(2)}x`, '  (the kernel\'s own MPTCP against TCP on this host)');
+  line('ratio MPTCP-speaking / TCP destination, pairs', destPairs.length ? `${range(destPairs, 2)}x` : 'none', `  (${destPairs.length} pairs; target >= 0.8 in every pair)`);
+  line('the same without Braid (mptcpize curl / curl), pairs', `${range(kernelPairs, 2)}x`, '  (the kernel\'s own MPTCP against TCP on this host)');
   line('stalls per download: gaps >= 50 ms', `proxy ${range(u.proxyStalls.map((x) => x.gaps), 0)}`, `, direct ${range(u.directStalls.map((x) => x.gaps), 0)}  (no byte arriving on either link)`);
   line('  their seconds', `proxy ${range(u.proxyStalls.map((x) => x.gapSeconds), 2)}`, `, direct ${range(u.directStalls.map((x) => x.gapSeconds), 2)}`);
   line('  the server\'s MPTCP-level retransmissions', `proxy ${range(u.proxyStalls.map((x) => x.senderRetrans), 0)}`, `, direct ${range(u.directStalls.map((x) => x.senderRetrans), 0)}`);
@@ -381,7 +380,7 @@ function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
   line('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
   const pairs = u.mptcpDestination.filter((p) => p.mptcpGbit !== null && p.tcpGbit !== null).map((p) => p.mptcpGbit! / p.tcpGbit!);
   const unfinished = u.mptcpDestination.length - pairs.length;
-  line('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${Math.min(...pairs).toFixed(2)}–${Math.max(...pairs).toFixed(2)}x` : 'none',
+  line('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${range(pairs, 2)}x` : 'none',
     `  (${pairs.length} pairs${unfinished ? `, ${unfinished} did not finish` : ''}; target >= 0.8 in every pair)`);
   log('');
   line('time to first byte (1-byte body), median', 'ms');

@@ -14,6 +14,7 @@
  * late timer only widens an interval, in which bytes still count, so it cannot make a gap of its own.
  */
 import fs from 'node:fs';
+import type { Namespace } from '../helpers/netns';
 
 const SAMPLE_MS = 10;
 const MIN_GAP_MS = 50;
@@ -38,25 +39,19 @@ function rxBytes(pid: number, devs: readonly string[]): number {
   return sum;
 }
 
-/** MPTcpExt.MPTCPRetrans in the namespace of `pid` (/proc/<pid>/net/netstat). */
-export function mptcpRetrans(pid: number): number {
-  const lines = fs.readFileSync(`/proc/${pid}/net/netstat`, 'utf8').trim().split('\n');
-  for (let i = 0; i + 1 < lines.length; i += 2) {
-    if (!lines[i]!.startsWith('MPTcpExt:')) continue;
-    const keys = lines[i]!.split(/\s+/);
-    const values = lines[i + 1]!.split(/\s+/);
-    const at = keys.indexOf('MPTCPRetrans');
-    if (at > 0) return Number(values[at]);
-  }
-  throw new Error(`no MPTcpExt MPTCPRetrans in /proc/${pid}/net/netstat`);
+/** MPTcpExt.MPTCPRetrans in `ns` (its MIB counters, Namespace.mptcpCounters). */
+async function mptcpRetrans(ns: Namespace): Promise<number> {
+  const value = (await ns.mptcpCounters()).MPTCPRetrans;
+  if (value === undefined) throw new Error(`no MPTcpExt MPTCPRetrans in namespace ${ns.name}`);
+  return value;
 }
 
 /**
  * Runs `download` while watching: `receiverPid` is any process in the namespace whose links `devs`
- * receive the download, `senderPid` any process in the sender's namespace.
+ * receive the download, `sender` the sender's namespace.
  */
-export async function watchStalls<T>(receiverPid: number, devs: readonly string[], senderPid: number, download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> {
-  const retransBefore = mptcpRetrans(senderPid);
+export async function watchStalls<T>(receiverPid: number, devs: readonly string[], sender: Namespace, download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> {
+  const retransBefore = await mptcpRetrans(sender);
   let last = rxBytes(receiverPid, devs);
   let lastAt = performance.now();
   let idleSince: number | null = null;
@@ -81,7 +76,6 @@ export async function watchStalls<T>(receiverPid: number, devs: readonly string[
   } finally {
     clearInterval(timer);
   }
-  // The download's last bytes end any gap; idle time after them is not a stall.
-  idleSince = null;
-  return { result, stalls: { gaps, gapSeconds: gapMs / 1000, senderRetrans: mptcpRetrans(senderPid) - retransBefore } };
+  // A gap is counted only when bytes arrive after it: idle time after the last bytes is not a stall.
+  return { result, stalls: { gaps, gapSeconds: gapMs / 1000, senderRetrans: (await mptcpRetrans(sender)) - retransBefore } };
 }
