@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createTwoLinkTopology, skipUnlessRoot } from '../helpers/netns';
 import { curlDownload, DIST, missingPrerequisite, startByteServer } from '../helpers/multipath-harness';
 import { startBraid, type BraidProxy } from '../helpers/proc';
-import { median } from './median';
+import { median, range } from './figures';
 
 const RATE_MBIT = 20;
 const BYTES = 32 * 1000 * 1000;
@@ -79,7 +79,7 @@ export async function pairedBraidBench(part: { name: string; title: string; rati
   line(reference.label, `${median(out.mbit[reference.key]!).toFixed(1)} Mbit/s`);
   line(candidate.label, `${median(out.mbit[candidate.key]!).toFixed(1)} Mbit/s`);
   line(`ratio ${part.ratioLabel}, median of pairs (target >= 0.98)`, out.medianRatio.toFixed(3));
-  line('  range over the pairs', `${Math.min(...out.ratios).toFixed(3)}-${Math.max(...out.ratios).toFixed(3)}`);
+  line('  range over the pairs', range(out.ratios, 3));
   const file = path.resolve(DIST, '..', 'test-artifacts', `${part.name}-bench.json`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...out }, null, 2) + '\n');

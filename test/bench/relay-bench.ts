@@ -18,8 +18,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
-import { chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
-import { median } from './median';
+import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+import { expectBytes, median, range, Table } from './figures';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
@@ -46,10 +46,6 @@ const SS_LOCAL_PORT = 1081;
 const SS_CIPHER = 'chacha20-ietf-poly1305';
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
-
-function expectBytes(got: number, want: number, what: string): void {
-  if (got !== want) throw new Error(`${what}: downloaded ${got} bytes, expected ${want}`);
-}
 
 interface Chain {
   topo: RelayTopology;
@@ -325,4 +321,45 @@ export async function relayBench(log: (s: string) => void): Promise<RelayBenchRe
   log(`bench: relay topology with a ${DELAYED_RTT_MS} ms round trip between client and relay (userspace delay line), TTFB x ${TTFB_ROUNDS}`);
   await ttfbDelayed(log, out);
   return out;
+}
+
+export function printRelay(rb: RelayBenchResult, log: (s: string) => void): void {
+  const sm = rb.shaped.medianMbit;
+  const share = (i: number): string => `${(median(rb.shaped.braidLinkShare.map((x) => x[i] ?? 0)) * 100).toFixed(0)}%`;
+  const t = new Table();
+  const tt = rb.ttfb.medianMs;
+  const u = rb.unshaped;
+  const cpu = u.medianCpuSecondsPerGB;
+  t.heading(`relay, shaped 2 x ${RATE_MBIT} Mbit/s, median`, 'throughput');
+  t.row('curl → braid up → braid relay → TCP destination', `${sm.braidRelay!.toFixed(1)} Mbit/s`, `  (relay sent link1 ${share(0)} / link2 ${share(1)})`);
+  t.row('curl → braid up → braid relay → MPTCP destination', `${sm.braidRelayMptcpDest!.toFixed(1)} Mbit/s`);
+  t.row('curl → ss-local → ss-server, both --mptcp → TCP destination', `${sm.ssChain!.toFixed(1)} Mbit/s`);
+  t.row('raw kernel MPTCP to the relay host, no proxy', `${sm.rawMptcp!.toFixed(1)} Mbit/s`);
+  t.row('single-link TCP to the relay host, no proxy', `${sm.singleTcp!.toFixed(1)} Mbit/s`);
+  t.row('ratio braid relay / raw MPTCP, median of pairs (target >= 0.99)', rb.shaped.ratios.braidOverRaw.toFixed(3));
+  t.row('ratio braid relay, MPTCP destination / raw MPTCP, pairs', rb.shaped.ratios.braidMptcpDestOverRaw.toFixed(3));
+  t.row('ratio shadowsocks chain / raw MPTCP, pairs', rb.shaped.ratios.ssOverRaw.toFixed(3));
+  t.row('ratio braid relay / one link, pairs', rb.shaped.ratios.braidOverSingle.toFixed(2));
+  t.heading('relay, unshaped, median', 'throughput', `  ${CHAIN_CPU_HEADER}`);
+  t.row('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'braid')}`);
+  t.row(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'ss')}`);
+  t.row('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
+  const pairs = u.mptcpDestination.filter((p) => p.mptcpGbit !== null && p.tcpGbit !== null).map((p) => p.mptcpGbit! / p.tcpGbit!);
+  const unfinished = u.mptcpDestination.length - pairs.length;
+  t.row('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${range(pairs, 2)}x` : 'none',
+    `  (${pairs.length} pairs${unfinished ? `, ${unfinished} did not finish` : ''}; target >= 0.8 in every pair)`);
+  t.heading('time to first byte (1-byte body), median', 'ms');
+  t.row('direct to the relay host (TCP connect + GET)', tt.direct!.toFixed(2), `  (TCP connect alone ${tt.directConnect!.toFixed(2)} ms)`);
+  t.row('through braid relay, warm pool', tt.braidWarm!.toFixed(2), `  (+${(tt.braidWarm! - tt.direct!).toFixed(2)} ms over direct)`);
+  t.row('through braid relay, no pool (TCP + TLS per dial)', tt.braidCold!.toFixed(2), `  (+${(tt.braidCold! - tt.direct!).toFixed(2)} ms)`);
+  t.row('through the shadowsocks chain', tt.ssChain!.toFixed(2), `  (+${(tt.ssChain! - tt.direct!).toFixed(2)} ms)`);
+  const d = rb.ttfbDelayed;
+  const dm = d.medianMs;
+  const rt = (k: string): string => `${(d.extraRoundTrips[k]! >= 0 ? '+' : '')}${d.extraRoundTrips[k]!.toFixed(2)} RTT`;
+  t.heading(`time to first byte, ${d.rttMs.toFixed(1)} ms RTT client ⇄ relay (measured; delay line set to ${d.nominalRttMs}), median`, 'ms');
+  t.row('direct to the relay host (TCP connect + GET)', dm.direct!.toFixed(1), `  (TCP connect alone ${dm.directConnect!.toFixed(1)} ms)`);
+  t.row('through braid relay, warm pool (target <= +1 RTT)', dm.braidWarm!.toFixed(1), `  (${rt('braidWarm')} over direct)`);
+  t.row('through braid relay, no pool (TCP + TLS per dial)', dm.braidCold!.toFixed(1), `  (${rt('braidCold')})`);
+  t.row('through the shadowsocks chain', dm.ssChain!.toFixed(1), `  (${rt('ssChain')})`);
+  t.print(log);
 }

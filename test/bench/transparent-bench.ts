@@ -16,7 +16,7 @@ import path from 'node:path';
 import { createTwoLinkTopology, type NsProcess, type TwoLinkTopology } from '../helpers/netns';
 import { BRAID_CLI, curlDownload, startByteServer } from '../helpers/multipath-harness';
 import { clockTicks, cpuTicks } from './cpu';
-import { median } from './median';
+import { median } from './figures';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;

@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DIST } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
-import { median } from './median';
+import { median, range } from './figures';
 import { PATH_LABEL, PATHS, reshape, SS_CIPHER, startRig, stopRig, transfer, txBytes, uploadFile, type Direction, type PathName, type Rig } from './updown-rig';
 
 /** The paths a scenario measures unless it names its own (raw and raw again always run). */
@@ -225,8 +225,6 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
     for (const p of PATHS) {
       if (!(p in sc.medianMbit.down)) continue;
       const col = (dir: Direction): string => {
-        const range = sc.samples[dir][p].map((x) => x.mbit);
-        void range;
         return `${sc.medianMbit[dir][p]!.toFixed(1).padStart(dir === 'down' ? 11 : 9)} ${(p === 'raw' ? '' : sc.pairedRatio[dir][p]!.toFixed(3)).padStart(6)} ${pct(sc.medianShare[dir][p]![0]).padStart(5)} ${pct(sc.medianShare[dir][p]![1]).padStart(5)}`;
       };
       log(`${PATH_LABEL[p].padEnd(48)}  ${col('down')}   ${col('up')}`);
@@ -234,7 +232,7 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
     for (const dir of ['down', 'up'] as const) {
       const ratios = PATHS.filter((p) => p !== 'raw' && p in sc.medianMbit[dir]).map((p) => {
         const rs = sc.samples[dir][p].map((x, i) => x.mbit / sc.samples[dir].raw[i]!.mbit);
-        return `${p} ${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)}`;
+        return `${p} ${range(rs, 2)}`;
       });
       log(`  ${dir} ×raw range over reps: ${ratios.join(', ')}`);
     }
