@@ -20,6 +20,7 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { expectBytes, median, range, Table } from './figures';
+import { SS_CIPHER } from './updown-rig';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
 const RATE_MBIT = 20;
@@ -43,9 +44,6 @@ const BRAID_PORT = 1080;
 const BRAID_COLD_PORT = 1082;
 const SS_SERVER_PORT = 8388;
 const SS_LOCAL_PORT = 1081;
-// shadowsocks-libev at its fastest here: its aes-128-gcm ran at under half the speed
-// (1.40-1.61 against 3.15-4.29 Gbit/s unshaped, README "Performance").
-const SS_CIPHER = 'chacha20-ietf-poly1305';
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
 
