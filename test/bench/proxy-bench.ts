@@ -12,7 +12,7 @@
  *   taken out; and socat, a plain read/write forwarder, to the TCP destination: what one
  *   forwarding hop costs on this host.
  */
-import { execFileSync } from 'node:child_process';
+import { onPath } from '../../electron/core/sysproxy/exec';
 import { createTwoLinkTopology, type TwoLinkTopology, type NsProcess } from '../helpers/netns';
 import { startByteServer, startProxy, curlDownload, rawDownload, nextReport, splitByLink, type LinkSplit } from '../helpers/multipath-harness';
 import { waitForPort } from '../helpers/relay-topology';
@@ -32,10 +32,6 @@ const FORWARDER_PORT = 9000;  // socat, the unshaped part's plain-forwarder refe
 // Bounds per download: a stalled transfer costs at most this, keeping the bench under ~5 minutes.
 const SHAPED_MAX_SECONDS = 30;
 const UNSHAPED_MAX_SECONDS = 40;
-
-function hasCommand(cmd: string): boolean {
-  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore', timeout: 5000 }); return true; } catch { return false; }
-}
 
 export interface Sample { mbit: number; split?: LinkSplit['shareByLink'] }
 
@@ -99,7 +95,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
   const topo: TwoLinkTopology = await createTwoLinkTopology({ rateMbit: null });
   const ticks = clockTicks();
   // curl on both sides of the comparison when possible, so the client's own cost is the same.
-  const mptcpize = hasCommand('mptcpize');
+  const mptcpize = onPath('mptcpize');
   const out: UnshapedResult = { proxyGbit: [], proxyTcpDestGbit: [], directTcpGbit: [], proxyCpuSecondsPerGB: [], directGbit: [], directClient: mptcpize ? 'mptcpize run curl' : 'fetch-bytes (connectFd)',
     proxyStalls: [], directStalls: [], proxySeconds: [], directSeconds: [], proxyTcpDestSeconds: [], forwarderTcpGbit: [] };
   let proxy: NsProcess | undefined;
@@ -113,7 +109,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
     const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
     const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls(pid, clientDevs, topo.server, download);
     // The reference for what a forwarding hop costs on this host: any local proxy adds one.
-    if (hasCommand('socat')) {
+    if (onPath('socat')) {
       forwarder = topo.client.spawn(['socat', `TCP-LISTEN:${FORWARDER_PORT},bind=127.0.0.1,reuseaddr,fork`, `TCP:${topo.serverAddress(1)}:${SERVER_TCP_PORT}`], { label: 'socat' });
       await waitForPort(topo.client, FORWARDER_PORT, 'socat');
     }
@@ -129,18 +125,12 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
       out.proxySeconds.push(p.transferSeconds);
       out.proxyCpuSecondsPerGB.push((after - before) / ticks / (p.bytes / 1e9));
 
-      let directMbit: number;
-      if (mptcpize) {
-        const { result: d, stalls } = await watched(() => curlDownload(topo.client, url, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS }));
-        expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
-        directMbit = d.mbit;
-        out.directStalls.push(stalls);
-      } else {
-        const { result: d, stalls } = await watched(() => rawDownload(topo.client, { address: topo.serverAddress(1), port: SERVER_PORT, bytes: UNSHAPED_BYTES, hash: false, maxSeconds: UNSHAPED_MAX_SECONDS }));
-        expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
-        directMbit = d.mbit;
-        out.directStalls.push(stalls);
-      }
+      const { result: d, stalls } = await watched<{ bytes: number; mbit: number }>(() => (mptcpize
+        ? curlDownload(topo.client, url, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS })
+        : rawDownload(topo.client, { address: topo.serverAddress(1), port: SERVER_PORT, bytes: UNSHAPED_BYTES, hash: false, maxSeconds: UNSHAPED_MAX_SECONDS })));
+      expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
+      const directMbit = d.mbit;
+      out.directStalls.push(stalls);
       out.directGbit.push(directMbit / 1000);
       out.directSeconds.push((UNSHAPED_BYTES * 8) / (directMbit * 1e6));
       // The proxy dials MPTCP either way; a destination that does not speak it gets plain TCP. A

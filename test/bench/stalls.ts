@@ -29,10 +29,10 @@ export interface StallSample {
 }
 
 function rxBytes(pid: number, devs: readonly string[]): number {
-  const text = fs.readFileSync(`/proc/${pid}/net/dev`, 'utf8');
+  const lines = fs.readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n');
   let sum = 0;
   for (const dev of devs) {
-    const line = text.split('\n').find((l) => l.trim().startsWith(`${dev}:`));
+    const line = lines.find((l) => l.trim().startsWith(`${dev}:`));
     if (!line) throw new Error(`no device ${dev} in /proc/${pid}/net/dev`);
     sum += Number(line.slice(line.indexOf(':') + 1).trim().split(/\s+/)[0]);
   }
