@@ -3,6 +3,7 @@
 #include "datapath.h"
 #include "netlink_api.h"
 #include "sockets.h"
+#include "seal.h"
 #include "splice.h"
 #include "tcpstate.h"
 #include "transparent.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   braid::RegisterNetlink(env, exports);
   braid::RegisterDatapath(env, exports);
   braid::RegisterSplice(env, exports);
+  braid::RegisterSeal(env, exports);
   return exports;
 }
 

@@ -9,6 +9,7 @@ import type { ConnectOptions, ListenOptions, MptcpInfo, NativeSupport, SendState
 import type { NetlinkBinding } from './netlink';
 import type { DatapathBinding } from './datapath';
 import type { SpliceBinding } from './splice';
+import type { SealBinding } from './seal';
 import type { RlimitBinding } from './rlimit';
 
 export interface SocketBinding {
@@ -54,7 +55,7 @@ export function nativeBinding(): NativeBinding {
   return loaded;
 }
 
-export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding & DatapathBinding & SpliceBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding & DatapathBinding & SpliceBinding & SealBinding;
 
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],
