@@ -16,16 +16,15 @@
  * - half-close: the native pump turns one side's EOF into shutdown(SHUT_WR) on the other, and says
  *   so, so that a client's FIN still reaches the client-gone check (client-gone.ts listens for 'end');
  * - backpressure: the pump holds at most one pipe (1 MiB) per direction;
- * - counts: bytes moved are read from the pump every COUNT_MS into the connection's counters, which
- *   the stats engine and the secondary-path logic (250 ms ticks) read.
+ * - counts: bytes moved are read from the pump every COUNT_MS (count-poll.ts).
  */
 import type net from 'node:net';
 import { loadNative } from './native';
 import type { SpliceEnd } from '../native/splice';
+import { trackCounts, untrackCounts } from './count-poll';
 
 export const SPLICE_AFTER_BYTES = 1024 * 1024;
 export const MAX_SPLICED = 16;
-const COUNT_MS = 200;
 
 export interface SplicedTunnel {
   /** Ends it now (the caller destroys the sockets); the end hook still runs once, if it started. */
@@ -74,27 +73,6 @@ export function spliceable(a: net.Socket, b: net.Socket): boolean {
   }
 }
 
-const live = new Set<{ poll(): void }>();
-let timer: NodeJS.Timeout | null = null;
-
-function track(entry: { poll(): void }): void {
-  live.add(entry);
-  if (!timer) {
-    timer = setInterval(() => {
-      for (const e of live) e.poll();
-    }, COUNT_MS);
-    timer.unref();
-  }
-}
-
-function untrack(entry: { poll(): void }): void {
-  if (!live.delete(entry)) return;
-  if (live.size === 0 && timer) {
-    clearInterval(timer);
-    timer = null;
-  }
-}
-
 /**
  * Stops Node reading both sockets, lets the caller's 'data' listeners write on what it had read,
  * waits until nothing is queued in userland, then starts the splice pump (hooks.started) or, when
@@ -138,7 +116,7 @@ export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: Sp
     const { spliceStart } = require('../native/splice') as typeof import('../native/splice');
     try {
       handle = spliceStart(fdOf(client)!, fdOf(upstream)!, (end) => {
-        untrack(entry);
+        untrackCounts(entry);
         release();
         if (end.up !== counted.up || end.down !== counted.down) hooks.moved(end.up - counted.up, end.down - counted.down);
         counted = { up: end.up, down: end.down };
@@ -155,7 +133,7 @@ export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: Sp
       hooks.declined();
       return;
     }
-    track(entry);
+    trackCounts(entry);
     hooks.started();
   };
   // An empty write's callback runs once everything queued before it is flushed ('drain' is only
