@@ -7,9 +7,14 @@
  * scale section measures it): the state is one object, the socket listeners are functions shared by
  * every tunnel (a listener finds its tunnel through the socket), and idleness is checked by one
  * sweep per idle timeout value rather than a timer per tunnel.
+ *
+ * The addon can take bytes off this pump: a plain tunnel that carries bulk data goes to the kernel's
+ * splice (splice-tunnel.ts), and a tunnel through the relay has its upload sealed as TLS records from
+ * the start (seal-tunnel.ts) while its download stays here.
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
+import { sealUpload, takeSealable, type SealedUpload } from './seal-tunnel';
 import { SPLICE_AFTER_BYTES, spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
 export interface PumpOptions {
@@ -38,6 +43,11 @@ export interface PumpOptions {
    * tcpi_rwnd_limited of its socket).
    */
   splice?: boolean;
+  /**
+   * Bytes the client sent before the tunnel existed (read by the handler), sent on first and
+   * counted as the client's.
+   */
+  early?: Buffer | null;
 }
 
 export interface PumpResult {
@@ -69,6 +79,9 @@ class Tunnel {
   spliced: SplicedTunnel | null = null;
   /** bytes moved so far by this pump, until it is handed over (0: not yet asked, -1: asked) */
   movedBeforeSplice = 0;
+  /** the upload sealed by the addon (seal-tunnel.ts), and whether its close_notify and FIN went out */
+  sealed: SealedUpload | null = null;
+  sealDone = false;
 
   constructor(
     readonly client: PumpSocket,
@@ -88,8 +101,10 @@ class Tunnel {
     if (this.finished) return;
     this.finished = true;
     sweeper(this.opts.idleMs).delete(this);
-    // Before the sockets: the pump holds duplicates of their fds, which would keep them open.
+    // Before the sockets: the splice pump holds duplicates of their fds, which would keep them
+    // open, and the sealer works on their own fds, which must not be closed under it.
     this.spliced?.stop();
+    this.sealed?.stop();
     this.client.destroy();
     this.upstream.destroy();
     this.done(result);
@@ -98,7 +113,8 @@ class Tunnel {
   /** Both FINs seen: wait until our own writes are flushed before tearing down, so no tail is lost. */
   maybeDone(): void {
     const flushed = (s: net.Socket): boolean => s.writableFinished || s.destroyed;
-    if (this.ends === 2 && flushed(this.client) && flushed(this.upstream)) this.finish({ reason: 'done' });
+    const upstreamFlushed = this.sealed ? this.sealDone : flushed(this.upstream);
+    if (this.ends === 2 && flushed(this.client) && upstreamFlushed) this.finish({ reason: 'done' });
   }
 
   onData(src: PumpSocket, chunk: Buffer): void {
@@ -274,20 +290,23 @@ function trySplice(t: Tunnel): void {
 /** Starts the pump; `done` is called once, when both sockets have been destroyed. */
 export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOptions, done: (result: PumpResult) => void): void {
   const t = new Tunnel(client, upstream, opts, done);
+  // Through the relay the addon can seal the upload: the client is then read by it, not by Node.
+  const sealable = takeSealable(client, upstream);
   for (const s of [t.client, t.upstream]) {
     s[TUNNEL] = t;
-    s.on('data', onData);
+    if (!sealable || s !== t.client) listenForReading(s);
     s.on('drain', onDrain);
-    s.on('end', onEnd);
     s.on('finish', onFinish);
     s.on('error', onError);
     s.on('close', onClose);
   }
   sweeper(opts.idleMs).add(t);
+  if (sealable) sealUp(t, sealable);
+  else if (opts.early?.length) t.onData(t.client, opts.early);
   // An EOF that arrived before the pump took over (client sent its request, data and FIN at
   // once) would otherwise never be passed on.
   for (const src of [t.client, t.upstream]) {
-    if (src.readableEnded) {
+    if (src.readableEnded && !(src === t.client && t.sealed)) {
       t.peer(src).end();
       t.ends++;
     }
@@ -296,8 +315,39 @@ export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOp
   // A socket already gone never emits 'close' again.
   if (t.client.destroyed || t.upstream.destroyed) t.finish({ reason: 'closed' });
   if (t.finished) return;
-  client.resume();
+  if (!t.sealed) client.resume();
   upstream.resume();
+}
+
+function listenForReading(s: PumpSocket): void {
+  s.on('data', onData);
+  s.on('end', onEnd);
+}
+
+/** The addon seals the client's bytes onto the relay's socket from here (seal-tunnel.ts). */
+function sealUp(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSealable>>): void {
+  t.sealed = sealUpload(t.client, sealable, t.opts.early ?? null, {
+    moved: (up) => {
+      t.last = Date.now();
+      t.counted(up, 0);
+    },
+    // What the JavaScript pump's reader would have seen: the client-gone check listens for it.
+    clientEof: () => t.client.emit('end'),
+    end: (r) => {
+      if (r.reason === 'stopped') return;
+      if (r.reason === 'done') {
+        t.sealDone = true;
+        if (++t.ends === 2) t.maybeDone();
+        return;
+      }
+      const error = Object.assign(new Error(`${r.syscall ?? 'send'} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
+      t.finish({ reason: 'error', error });
+    },
+    declined: (head) => {
+      listenForReading(t.client);
+      if (head.length) t.onData(t.client, head);
+    },
+  });
 }
 
 export function pump(client: net.Socket, upstream: net.Socket, opts: PumpOptions): Promise<PumpResult> {

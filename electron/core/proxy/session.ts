@@ -69,17 +69,13 @@ export async function dialFor(session: Session, host: string, port: number): Pro
 /** Hands both sockets to the relay after flushing bytes the client sent before we were connected. */
 export function startTunnel(session: Session, upstream: net.Socket, early: Buffer | null): void {
   const conn = session.conn;
-  if (early && early.length > 0) {
-    if (conn) conn.bytesUp += early.length;
-    upstream.write(early);
-  }
   session.socket.removeAllListeners('data');
   session.socket.removeAllListeners('end');
   const clientFd = (session.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (conn && typeof clientFd === 'number' && clientFd >= 0) conn.clientFd = clientFd;
   // Its 'end' listener went with the handler's.
   closeWhenClientGone(session.socket, { onGone: () => session.log.debug(`connection ${conn?.id ?? '-'}: client closed its socket; closing`) });
-  startPump(session.socket, upstream, { idleMs: session.config.timeouts.idleMs, count: conn ?? undefined, splice: true }, (r) => {
+  startPump(session.socket, upstream, { idleMs: session.config.timeouts.idleMs, count: conn ?? undefined, splice: true, early }, (r) => {
     if (r.reason === 'idle') session.log.debug(`connection ${conn?.id ?? '-'} closed after ${session.config.timeouts.idleMs} ms idle`);
     else if (r.reason !== 'done') session.log.debug(`connection ${conn?.id ?? '-'} ended before both sides finished (${describeEnd(r)})`);
   });

@@ -17,6 +17,7 @@ import { BraidError, errorCode, errorMessage } from '../errors';
 import { ExplainedDialError } from '../proxy/dial-errors';
 import { Dialer, type DialResult, type DialRoute, type DialRouting, type DialTarget } from '../proxy/dialer';
 import { FallbackMemory } from '../proxy/fallback-memory';
+import { markSealable, type UploadKeys } from '../proxy/seal-tunnel';
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
@@ -45,6 +46,7 @@ interface Warm {
   fd: number | null;  // of the MPTCP socket under TLS, for subflow statistics
   born: number;
   route: DialRoute | undefined;
+  upload: UploadKeys | null;
 }
 
 export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null };
@@ -201,13 +203,13 @@ export class RelayDialer {
     raw.setNoDelay(true);
     const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd ?? null;
     fixReceiveBuffer(fd);
-    const { socket, pin, pinOk } = await tlsToRelay(raw, link, this.opts.connectMs);
+    const { socket, pin, pinOk, upload } = await tlsToRelay(raw, link, this.opts.connectMs);
     if (!pinOk) {
       this.fail(`relay certificate pin mismatch: expected ${link.pin}, got ${pin || 'none'}`);
       socket.destroy();
       throw new BraidError('ERELAYPIN', `the relay's certificate does not match the link's pin (expected ${link.pin}, got ${pin || 'none'})`);
     }
-    return { socket, raw, fd, born: Date.now(), route: dialed.route };
+    return { socket, raw, fd, born: Date.now(), route: dialed.route, upload };
   }
 
   private async request(warm: Warm, target: DialTarget): Promise<RelayDialResult> {
@@ -228,6 +230,8 @@ export class RelayDialer {
       throw new BraidError(code, `relay: ${head.startLine.slice(9)} for ${target.host}:${target.port} (${code})`);
     }
     this.lastFailure = null;
+    // The CONNECT request was the one application record Node sent: the addon may seal from here.
+    if (warm.upload && fd !== null) markSealable(socket as unknown as net.Socket, fd, warm.upload, 1);
     // Handed over paused, as every Upstream's sockets are (DialResult in dialer.ts): bytes the
     // destination sends before the consumer's listeners are in place wait instead of being lost.
     if (head.rest.length) socket.unshift(head.rest);

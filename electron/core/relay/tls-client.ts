@@ -6,13 +6,19 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorMessage } from '../errors';
+import { uploadKeys, type UploadKeys } from '../proxy/seal-tunnel';
 import { certificatePin, type RelayLink } from './share-link';
 
 export interface RelayTls {
   socket: tls.TLSSocket;
   pin: string;
   pinOk: boolean;
+  /** the keys the addon can seal this connection's upload with (proxy/seal-tunnel.ts), if any */
+  upload: UploadKeys | null;
 }
+
+/** NSS key log line naming the client's first application traffic secret (TLS 1.3). */
+const CLIENT_SECRET_LINE = /^CLIENT_TRAFFIC_SECRET_0 [0-9a-f]+ ([0-9a-f]+)\s*$/i;
 
 /** TLS 1.3 over `raw`, and the certificate's pin (compared with the link's: the caller decides what a mismatch means). */
 export function tlsToRelay(raw: net.Socket, link: RelayLink, timeoutMs: number): Promise<RelayTls> {
@@ -23,6 +29,13 @@ export function tlsToRelay(raw: net.Socket, link: RelayLink, timeoutMs: number):
       minVersion: 'TLSv1.3',
       rejectUnauthorized: false,
     });
+    // The client's own secret, for sealing its upload in the addon; never logged or stored.
+    let secret: Buffer | null = null;
+    const onKeylog = (line: Buffer): void => {
+      const m = CLIENT_SECRET_LINE.exec(line.toString('latin1'));
+      if (m) secret = Buffer.from(m[1], 'hex');
+    };
+    socket.on('keylog', onKeylog);
     const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', `no TLS handshake within ${timeoutMs} ms`)), timeoutMs);
     const fail = (err: Error): void => {
       clearTimeout(timer);
@@ -32,11 +45,12 @@ export function tlsToRelay(raw: net.Socket, link: RelayLink, timeoutMs: number):
     socket.once('error', (err) => fail(new BraidError('ERELAYTLS', `TLS with the relay failed: ${errorMessage(err)}`)));
     socket.once('secureConnect', () => {
       clearTimeout(timer);
+      socket.off('keylog', onKeylog);
       socket.removeAllListeners('error');
       socket.on('error', () => {});
       const der = socket.getPeerCertificate(false)?.raw;
       const pin = der ? certificatePin(der) : '';
-      resolve({ socket, pin, pinOk: pin === link.pin });
+      resolve({ socket, pin, pinOk: pin === link.pin, upload: uploadKeys(socket.getCipher()?.standardName, secret) });
     });
   });
 }
