@@ -18,8 +18,9 @@ import { startPump, type PumpResult } from '../electron/core/proxy/pump';
 import { markSealable } from '../electron/core/proxy/seal-tunnel';
 import { loadOrCreateCredentials } from '../electron/core/relay/credentials';
 import { tlsToRelay, type RelayTls } from '../electron/core/relay/tls-client';
+import { requireFor } from './helpers/prerequisites';
 
-const skip = mptcpUnavailableReason() ?? (sealAvailable() ? undefined : "the addon cannot seal here (not Linux, or no libcrypto symbols)");
+const skip = requireFor('sealed relay upload', mptcpUnavailableReason() ?? (sealAvailable() ? undefined : 'the addon cannot seal here (not Linux, or no libcrypto symbols)'));
 const SUITES: SealSuite[] = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384'];
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 

@@ -13,8 +13,9 @@ import { spliceTunnel } from '../electron/core/proxy/splice-tunnel';
 import { setReceiveBuffer } from '../electron/core/native/datapath';
 import { connectFd, listenFd } from '../electron/core/native/mptcp';
 import { mptcpUnavailableReason } from '../electron/core/proxy/native';
+import { requireFor } from './helpers/prerequisites';
 
-const skip = mptcpUnavailableReason() ?? (spliceAvailable() ? undefined : 'the addon has no splice pump (not Linux)');
+const skip = requireFor('native splice pump', mptcpUnavailableReason() ?? (spliceAvailable() ? undefined : 'the addon has no splice pump (not Linux)'));
 
 function fdOf(s: net.Socket): number {
   const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
