@@ -37,6 +37,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,7 +47,6 @@ namespace braid {
 namespace {
 
 constexpr size_t kRecordPlain = 16384;       // TLS 1.3's largest record plaintext
-constexpr size_t kRecordOverhead = 5 + 1 + 16;  // header, inner content type, tag
 constexpr size_t kReadBytes = 256 * 1024;
 constexpr size_t kBurstBytes = 4 << 20;
 constexpr double kDefaultRekeyAfter = 8388608;  // 2^23 records
@@ -89,6 +89,33 @@ const Crypto& Lib() {
   }();
   return c;
 }
+
+// A byte buffer that grows without zero-filling what it adds (std::vector's resize would: one more
+// pass over every byte sealed).
+struct Bytes {
+  std::unique_ptr<unsigned char[]> buf;
+  size_t size = 0, cap = 0;
+
+  unsigned char* data() const { return buf.get(); }
+  // Appends n bytes, left for the caller to write; returns where they start.
+  unsigned char* Grow(size_t n) {
+    if (size + n > cap) {
+      size_t next = std::max(cap * 2, size + n);
+      std::unique_ptr<unsigned char[]> grown(new unsigned char[next]);
+      if (size) memcpy(grown.get(), buf.get(), size);
+      buf.swap(grown);
+      cap = next;
+    }
+    unsigned char* at = buf.get() + size;
+    size += n;
+    return at;
+  }
+  void Clear() { size = 0; }
+  void Release() {
+    buf.reset();
+    size = cap = 0;
+  }
+};
 
 struct Suite {
   size_t key_len, hash_len;
@@ -142,16 +169,14 @@ struct Sealer {
   }
 
   // Appends one record (inner content type `type`) holding data[0, n) to out.
-  bool Record(unsigned char type, const unsigned char* data, size_t n, std::vector<unsigned char>* out) {
+  bool Record(unsigned char type, const unsigned char* data, size_t n, Bytes* out) {
     const Crypto& c = Lib();
     unsigned char nonce[12];
     memcpy(nonce, iv, 12);
     auto sq = static_cast<uint64_t>(seq);
     for (int i = 0; i < 8; i++) nonce[4 + i] ^= static_cast<unsigned char>(sq >> (56 - 8 * i));
     size_t len = n + 1 + 16;
-    size_t at = out->size();
-    out->resize(at + 5 + len);
-    unsigned char* p = out->data() + at;
+    unsigned char* p = out->Grow(5 + len);
     p[0] = 23;  // application_data
     p[1] = 3;
     p[2] = 3;
@@ -169,8 +194,7 @@ struct Sealer {
   }
 
   // Seals data[0, n) as application data, sending a KeyUpdate first when the key is used up.
-  bool Seal(const unsigned char* data, size_t n, std::vector<unsigned char>* out) {
-    out->reserve(out->size() + n + (n / kRecordPlain + 2) * kRecordOverhead + 64);
+  bool Seal(const unsigned char* data, size_t n, Bytes* out) {
     for (size_t off = 0; off < n; off += kRecordPlain) {
       if (seq >= rekey_after && !Update(out)) return false;
       if (!Record(23, data + off, std::min(kRecordPlain, n - off), out)) return false;
@@ -179,7 +203,7 @@ struct Sealer {
   }
 
   // KeyUpdate(update_not_requested) under the current key, then the next secret's keys.
-  bool Update(std::vector<unsigned char>* out) {
+  bool Update(Bytes* out) {
     static const unsigned char msg[] = {24, 0, 0, 1, 0};
     if (!Record(22, msg, sizeof msg, out)) return false;
     std::vector<unsigned char> next(suite.hash_len);
@@ -190,7 +214,7 @@ struct Sealer {
     return Keys();
   }
 
-  bool CloseNotify(std::vector<unsigned char>* out) {
+  bool CloseNotify(Bytes* out) {
     static const unsigned char alert[] = {1, 0};  // warning, close_notify
     return Record(21, alert, sizeof alert, out);
   }
@@ -207,7 +231,7 @@ struct Pump {
   ino_t in_ino = 0, out_ino = 0;
   uint32_t in_events = 0, out_events = 0;  // registered in the shared epoll
   Sealer sealer;
-  std::vector<unsigned char> pending;  // records the socket did not take yet
+  Bytes pending;                       // records the socket did not take yet
   size_t sent = 0;                     // of pending
   double pending_plain = 0;            // plaintext bytes in pending
   double up = 0;
@@ -224,7 +248,7 @@ struct Shared {
   int ep = -1;
   uv_poll_t poll{};
   std::vector<unsigned char> plain;   // one read's plaintext (the loop runs one pump at a time)
-  std::vector<unsigned char> sealed;  // its records, before the socket takes them
+  Bytes sealed;                       // its records, before the socket takes them
   int depth = 0;                      // inside OnEpoll: ended pumps are freed after it
   std::vector<Pump*> dead;
 } g;
@@ -287,8 +311,8 @@ void End(Pump* p, const char* reason, int err, const char* syscall) {
 bool Offer(Pump* p, double plain, bool* blocked, const char** syscall) {
   size_t off = 0;
   *blocked = false;
-  while (off < g.sealed.size()) {
-    ssize_t n = send(p->out, g.sealed.data() + off, g.sealed.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (off < g.sealed.size) {
+    ssize_t n = send(p->out, g.sealed.data() + off, g.sealed.size - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       off += static_cast<size_t>(n);
       continue;
@@ -301,11 +325,12 @@ bool Offer(Pump* p, double plain, bool* blocked, const char** syscall) {
     *syscall = "send";
     return false;
   }
-  if (off == g.sealed.size()) {
+  if (off == g.sealed.size) {
     p->up += plain;
     return true;
   }
-  p->pending.assign(g.sealed.begin() + static_cast<std::ptrdiff_t>(off), g.sealed.end());
+  p->pending.Clear();
+  memcpy(p->pending.Grow(g.sealed.size - off), g.sealed.data() + off, g.sealed.size - off);
   p->sent = 0;
   p->pending_plain = plain;
   return true;
@@ -316,13 +341,13 @@ bool Step(Pump* p, const char** syscall) {
   size_t moved = 0;
   p->want_read = p->want_write = false;
   while (moved < kBurstBytes) {
-    if (p->sent < p->pending.size()) {
-      ssize_t n = send(p->out, p->pending.data() + p->sent, p->pending.size() - p->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (p->sent < p->pending.size) {
+      ssize_t n = send(p->out, p->pending.data() + p->sent, p->pending.size - p->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         p->sent += static_cast<size_t>(n);
         moved += static_cast<size_t>(n);
-        if (p->sent == p->pending.size()) {
-          p->pending.clear();
+        if (p->sent == p->pending.size) {
+          p->pending.Clear();
           p->sent = 0;
           p->up += p->pending_plain;
           p->pending_plain = 0;
@@ -341,7 +366,7 @@ bool Step(Pump* p, const char** syscall) {
     if (p->eof) {
       if (!p->closed) {
         p->closed = true;
-        g.sealed.clear();
+        g.sealed.Clear();
         if (!p->sealer.CloseNotify(&g.sealed)) {
           *syscall = "EVP_EncryptUpdate";
           errno = EPROTO;
@@ -365,7 +390,7 @@ bool Step(Pump* p, const char** syscall) {
     }
     ssize_t n = recv(p->in, g.plain.data(), g.plain.size(), MSG_DONTWAIT);
     if (n > 0) {
-      g.sealed.clear();
+      g.sealed.Clear();
       if (!p->sealer.Seal(g.plain.data(), static_cast<size_t>(n), &g.sealed)) {
         *syscall = "EVP_EncryptUpdate";
         errno = EPROTO;
@@ -387,15 +412,15 @@ bool Step(Pump* p, const char** syscall) {
     if (errno == EAGAIN) {
       p->want_read = true;
       // Idle: a backlog buffer from a burst is not kept for a quiet connection.
-      if (p->pending.capacity()) std::vector<unsigned char>().swap(p->pending);
+      if (p->pending.cap) p->pending.Release();
       return true;
     }
     *syscall = "recv";
     return false;
   }
   // Burst spent: come back on the next loop turn (the shared epoll is level triggered).
-  p->want_read = !p->eof && p->sent >= p->pending.size();
-  p->want_write = p->sent < p->pending.size();
+  p->want_read = !p->eof && p->sent >= p->pending.size;
+  p->want_write = p->sent < p->pending.size;
   return true;
 }
 
@@ -508,9 +533,9 @@ Napi::Value SealRecords(const Napi::CallbackInfo& info) {
   MakeSealer(env, "sealRecords", info[0], info[1], info[2], info.Length() > 4 ? info[4] : env.Undefined(), &s);
   if (info.Length() < 4 || !info[3].IsBuffer()) throw Napi::TypeError::New(env, "sealRecords: plaintext must be a Buffer");
   auto plain = info[3].As<Napi::Buffer<unsigned char>>();
-  std::vector<unsigned char> out;
+  Bytes out;
   if (!s.Seal(plain.Data(), plain.Length(), &out)) throw Napi::Error::New(env, "sealRecords: EVP_EncryptUpdate failed");
-  return Napi::Buffer<unsigned char>::Copy(env, out.data(), out.size());
+  return Napi::Buffer<unsigned char>::Copy(env, out.data(), out.size);
 }
 
 Napi::Value SealDerive(const Napi::CallbackInfo& info) {
