@@ -98,6 +98,8 @@ interface Endpoints { url: (dir: Direction, p: PathName, bytes: number) => strin
 export interface Rig {
   topo: RelayTopology;
   relay: NsProcess;
+  /** the relay's share link, for more clients */
+  relayLink: string;
   braidRelay: NsProcess;
   braidRelayNoPool: NsProcess;
   braidDirect: NsProcess;
@@ -141,7 +143,7 @@ export async function startRig(rateMbit: number | null, opts: { relayExtra?: str
       },
       socks: (p) => (p === 'raw' || p === 'rawAgain' ? null : p === 'proxy' ? BRAID_DIRECT_PORT : p === 'ss' ? SS_LOCAL_PORT : p === 'relayNoPool' ? BRAID_RELAY_NOPOOL_PORT : BRAID_RELAY_PORT),
     };
-    return { topo, relay: relay.proc, braidRelay, braidRelayNoPool, braidDirect, ssLocal, ssServer, dirs, ep };
+    return { topo, relay: relay.proc, relayLink: relay.link, braidRelay, braidRelayNoPool, braidDirect, ssLocal, ssServer, dirs, ep };
   } catch (err) {
     await topo.destroy();
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });

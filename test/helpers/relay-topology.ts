@@ -195,10 +195,10 @@ export function tempRelayDir(): string {
 }
 
 /** `braid up --relay LINK` in the client namespace (path management off: the topology owns the endpoints). */
-export async function startRelayClient(ns: Namespace, opts: { port: number; link: string; extra?: string[] }): Promise<NsProcess> {
+export async function startRelayClient(ns: Namespace, opts: { port: number; link: string; extra?: string[]; env?: NodeJS.ProcessEnv }): Promise<NsProcess> {
   const argv = [process.execPath, BRAID_CLI, 'up', '--host', '127.0.0.1', '--port', String(opts.port), '--dial', 'mptcp',
     '--relay', opts.link, '--paths', 'off', ...(opts.extra ?? [])];
-  const proc = ns.spawn(argv, { label: 'braid up --relay' });
+  const proc = ns.spawn(argv, { label: 'braid up --relay', env: opts.env });
   await proc.waitForLine(/^braid: proxy listening on .*via relay/, START_TIMEOUT_MS);
   return proc;
 }
