@@ -18,7 +18,8 @@
         "src/netlink_exports.cc",
         "src/datapath.cc",
         "src/splice.cc",
-        "src/seal.cc"
+        "src/seal.cc",
+        "src/tls_records.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -38,8 +38,9 @@ export interface SealBinding {
 
 /**
  * Starts sealing what fdIn (the local socket) sends onto fdOut (the relay's socket), `head` first.
- * Both fds stay the caller's (the pump works on duplicates); Node must neither read fdIn nor write
- * fdOut from now on. fdIn's EOF becomes close_notify and shutdown(SHUT_WR) on fdOut.
+ * Both fds stay the caller's, used as they are (not duplicated): stop it before closing either.
+ * Node must neither read fdIn nor write fdOut from now on. fdIn's EOF becomes close_notify and
+ * shutdown(SHUT_WR) on fdOut.
  */
 export function sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): { stats(): { up: number } | undefined; stop(): void } {
   const id = binding.sealStart(fdIn, fdOut, params, head, onEnd, onEof);
