@@ -288,6 +288,8 @@ const RELAY_PORT = 8443;
 const PROXY_PORT = 1080;
 const DEST_MPTCP = 8080;
 const DEST_TCP = 8081;
+const DEST_SINK_TCP = 8082;
+const DEST_SINK_MPTCP = 8083;
 const AGG_BYTES = 16 * 1000 * 1000;
 const RELAY_ABUSE = path.join(DIST, 'test', 'helpers', 'relay-abuse.js');
 
@@ -349,6 +351,32 @@ describe('relay end to end: client ⇄ two shaped links ⇄ relay ⇄ destinatio
     const m = await scrapeMetrics(topo, relayProc.metricsUrl!);
     assert.ok(metricValue(m, 'braid_relay_tunnels_total') >= 5, m);
     assert.ok(metricValue(m, 'braid_relay_bytes_total{direction="down"}') >= 5 * n, m);
+  });
+
+  test('curl -T → braid up → relay → destination: uploads arrive intact (the client seals them in the addon where it can)', async (t) => {
+    // The sink hashes what it receives and answers only after the last byte; TCP and MPTCP destinations.
+    const sink = path.join(DIST, 'test', 'bench', 'upload-sink.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-relay-up-'));
+    const body = crypto.randomBytes(8 * 1000 * 1000);
+    const file = path.join(dir, 'body');
+    fs.writeFileSync(file, body);
+    const want = crypto.createHash('sha256').update(body).digest('hex');
+    try {
+      for (const [port, tcp] of [[DEST_SINK_TCP, true], [DEST_SINK_MPTCP, false]] as const) {
+        const proc = topo.dest.spawn([process.execPath, sink, '--port', String(port), ...(tcp ? ['--tcp'] : [])], { label: `upload-sink :${port}` });
+        await proc.waitForLine(/^listening \d+/, 15_000);
+        const r = await topo.client.exec(['curl', '-sS', '--fail', '--max-time', '30', '--socks5-hostname', `127.0.0.1:${PROXY_PORT}`,
+          '-T', file, '-H', 'Expect:', '--output', '-', `http://${topo.destAddress(4)}:${port}/sink`], { allowFailure: true, timeoutMs: 40_000 });
+        assert.equal(r.code, 0, r.stderr);
+        const got = JSON.parse(r.stdout) as { bytes: number; sha256: string };
+        assert.equal(got.bytes, body.length, `${tcp ? 'TCP' : 'MPTCP'} destination: bytes received`);
+        assert.equal(got.sha256, want, `${tcp ? 'TCP' : 'MPTCP'} destination: content differs`);
+        t.diagnostic(`${tcp ? 'TCP' : 'MPTCP'} destination: ${body.length} bytes intact`);
+        await proc.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('aggregation through the relay: both links carry substantial bytes, faster than one link', async (t) => {
