@@ -19,7 +19,8 @@
         "src/datapath.cc",
         "src/splice.cc",
         "src/seal.cc",
-        "src/tls_records.cc"
+        "src/tls_records.cc",
+        "src/pump_args.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "pump_args.h"
 
 namespace braid {
 namespace {
@@ -322,40 +323,21 @@ void Setup(Napi::Env env) {
   g.plain.resize(kReadBytes);
 }
 
-int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  Napi::Env env = info.Env();
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(env, std::string("sealStart: ") + what + " must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 2147483647) || d != static_cast<double>(static_cast<int>(d))) throw Napi::RangeError::New(env, std::string("sealStart: ") + what + " must be a non-negative integer");
-  return static_cast<int>(d);
-}
-
 Napi::Value SealAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), TlsCryptoAvailable());
 }
 
-bool IsStreamSocket(int fd) {
-  int type = 0;
-  socklen_t len = sizeof(type);
-  return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
-}
-
 Napi::Value SealStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int in = FdArg(info, 0, "fdIn");
-  int out = FdArg(info, 1, "fdOut");
+  int in = FdArg(info, 0, "sealStart", "fdIn");
+  int out = FdArg(info, 1, "sealStart", "fdOut");
   if (in == out) throw Napi::RangeError::New(env, "sealStart: fdIn and fdOut must differ");
   if (info.Length() < 3 || !info[2].IsObject()) throw Napi::TypeError::New(env, "sealStart: params must be an object");
   if (info.Length() < 4 || !info[3].IsBuffer()) throw Napi::TypeError::New(env, "sealStart: head must be a Buffer");
   if (info.Length() < 5 || !info[4].IsFunction()) throw Napi::TypeError::New(env, "sealStart: onEnd must be a function");
   if (info.Length() > 5 && !info[5].IsFunction() && !info[5].IsUndefined()) throw Napi::TypeError::New(env, "sealStart: onEof must be a function");
   struct stat sin, sout;
-  for (int fd : {in, out}) {
-    if (!IsStreamSocket(fd)) {
-      int err = errno == 0 ? ENOTSOCK : errno;
-      throw ErrnoError(env, err == ENOPROTOOPT ? ENOTSOCK : err, "getsockopt", "SO_TYPE (sealStart needs stream sockets)");
-    }
-  }
+  for (int fd : {in, out}) RequireStreamSocket(env, fd, "sealStart");
   if (fstat(in, &sin) != 0 || fstat(out, &sout) != 0) throw ErrnoError(env, errno, "fstat");
   Napi::Object params = info[2].As<Napi::Object>();
   auto* p = new Pump();
@@ -396,11 +378,9 @@ Napi::Value SealStart(const Napi::CallbackInfo& info) {
 }
 
 Pump* Find(const Napi::CallbackInfo& info, const char* fn) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, std::string(fn) + ": id must be a number");
-  double d = info[0].As<Napi::Number>().DoubleValue();
-  if (!(d >= 1 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) return nullptr;
-  auto it = g_pumps.find(static_cast<uint32_t>(d));
+  uint32_t id = 0;
+  if (!IdArg(info, fn, &id)) return nullptr;
+  auto it = g_pumps.find(id);
   return it == g_pumps.end() ? nullptr : it->second;
 }
 

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "errors.h"
+#include "pump_args.h"
 
 namespace braid {
 namespace {
@@ -225,20 +226,6 @@ void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
   Run(t);
 }
 
-int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  Napi::Env env = info.Env();
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(env, std::string("spliceStart: ") + what + " must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 2147483647) || d != static_cast<double>(static_cast<int>(d))) throw Napi::RangeError::New(env, std::string("spliceStart: ") + what + " must be a non-negative integer");
-  return static_cast<int>(d);
-}
-
-bool IsStreamSocket(int fd) {
-  int type = 0;
-  socklen_t len = sizeof(type);
-  return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
-}
-
 bool MakePipe(Direction* d) {
   int p[2];
   if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return false;
@@ -253,17 +240,12 @@ bool MakePipe(Direction* d) {
 
 Napi::Value SpliceStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int a = FdArg(info, 0, "fdA");
-  int b = FdArg(info, 1, "fdB");
+  int a = FdArg(info, 0, "spliceStart", "fdA");
+  int b = FdArg(info, 1, "spliceStart", "fdB");
   if (info.Length() < 3 || !info[2].IsFunction()) throw Napi::TypeError::New(env, "spliceStart: onEnd must be a function");
   if (info.Length() > 3 && !info[3].IsFunction() && !info[3].IsUndefined()) throw Napi::TypeError::New(env, "spliceStart: onEof must be a function");
   if (a == b) throw Napi::RangeError::New(env, "spliceStart: fdA and fdB must differ");
-  for (int fd : {a, b}) {
-    if (!IsStreamSocket(fd)) {
-      int err = errno == 0 ? ENOTSOCK : errno;
-      throw ErrnoError(env, err == ENOPROTOOPT ? ENOTSOCK : err, "getsockopt", "SO_TYPE (spliceStart needs stream sockets)");
-    }
-  }
+  for (int fd : {a, b}) RequireStreamSocket(env, fd, "spliceStart");
   auto* t = new Tunnel();
   auto fail = [&](int err, const char* syscall) -> Napi::Value {
     CloseFd(t->fa);
@@ -306,11 +288,9 @@ Napi::Value SpliceStart(const Napi::CallbackInfo& info) {
 }
 
 Tunnel* Find(const Napi::CallbackInfo& info, const char* fn) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, std::string(fn) + ": id must be a number");
-  double d = info[0].As<Napi::Number>().DoubleValue();
-  if (!(d >= 1 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) return nullptr;
-  auto it = g_tunnels.find(static_cast<uint32_t>(d));
+  uint32_t id = 0;
+  if (!IdArg(info, fn, &id)) return nullptr;
+  auto it = g_tunnels.find(id);
   return it == g_tunnels.end() ? nullptr : it->second;
 }
 
