@@ -24,6 +24,7 @@ import type net from 'node:net';
 import { SEAL_SUITES, type SealEnd, type SealSuite } from '../native/seal';
 import { trackCounts, untrackCounts } from './count-poll';
 import { loadNative } from './native';
+import { addonCanRead, giveReadingBack, socketFd, takeReading } from './node-reading';
 
 export interface UploadKeys {
   suite: SealSuite;
@@ -54,12 +55,6 @@ export interface SealHooks {
 
 const SEALABLE = Symbol('braid.sealable');
 type Marked = net.Socket & { [SEALABLE]?: Sealable };
-type RawSocket = net.Socket & {
-  _handle?: { fd?: number; readStop?: () => number; reading?: boolean } | null;
-  encrypted?: boolean;
-  _readableState?: { ended?: boolean };
-};
-
 /** The upload keys of a TLS 1.3 handshake, when the addon can seal with its suite. */
 export function uploadKeys(suite: string | undefined, secret: Buffer | null): UploadKeys | null {
   if (!secret || !suite || !(SEAL_SUITES as readonly string[]).includes(suite)) return null;
@@ -69,11 +64,6 @@ export function uploadKeys(suite: string | undefined, secret: Buffer | null): Up
 /** The relay client's mark: `tls` has sent `seq` application records under `keys`, over `fd`. */
 export function markSealable(tls: net.Socket, fd: number, keys: UploadKeys, seq: number): void {
   (tls as Marked)[SEALABLE] = { ...keys, fd, seq, written: tls.bytesWritten };
-}
-
-function fdOf(s: RawSocket): number | null {
-  const fd = s._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
 function sealBinding(): typeof import('../native/seal') | null {
@@ -97,11 +87,7 @@ export function takeSealable(client: net.Socket, upstream: net.Socket): Sealable
   delete (upstream as Marked)[SEALABLE];
   if (process.env.BRAID_SEAL === '0') return null;
   if (upstream.bytesWritten !== mark.written || upstream.writableLength > 0 || upstream.writableEnded || upstream.destroyed) return null;
-  const c = client as RawSocket;
-  if (c.encrypted || c.destroyed || fdOf(c) === null || !c._handle?.readStop) return null;
-  // Node already read the client's EOF: the addon would never see it.
-  if (c._readableState?.ended || c.readableEnded) return null;
-  return sealBinding() ? mark : null;
+  return addonCanRead(client) && sealBinding() ? mark : null;
 }
 
 /**
@@ -109,13 +95,9 @@ export function takeSealable(client: net.Socket, upstream: net.Socket): Sealable
  * already read first. The client must have no 'data' listener: its buffered bytes are taken here.
  */
 export function sealUpload(client: net.Socket, s: Sealable, early: Buffer | null, hooks: SealHooks): SealedUpload | null {
-  const c = client as RawSocket;
-  c.pause();
-  c._handle!.readStop!();
-  if (c._handle) c._handle.reading = false;
-  c._read = () => {};
+  takeReading(client);
   const parts: Buffer[] = early?.length ? [early] : [];
-  for (let chunk: Buffer | null; (chunk = c.read() as Buffer | null) !== null;) parts.push(chunk);
+  for (let chunk: Buffer | null; (chunk = client.read() as Buffer | null) !== null;) parts.push(chunk);
   const head = Buffer.concat(parts);
   const mod = sealBinding();
   let counted = 0;
@@ -130,14 +112,14 @@ export function sealUpload(client: net.Socket, s: Sealable, early: Buffer | null
   };
   try {
     if (!mod) throw new Error('no seal');
-    handle = mod.sealStart(fdOf(c)!, s.fd, { suite: s.suite, secret: s.secret, seq: s.seq }, head, (end) => {
+    handle = mod.sealStart(socketFd(client)!, s.fd, { suite: s.suite, secret: s.secret, seq: s.seq }, head, (end) => {
       untrackCounts(entry);
       if (end.up !== counted) hooks.moved(end.up - counted);
       counted = end.up;
       hooks.end(end);
     }, () => hooks.clientEof());
   } catch {
-    delete (c as { _read?: unknown })._read;
+    giveReadingBack(client);
     hooks.declined(head);
     return null;
   }

@@ -22,6 +22,7 @@ import type net from 'node:net';
 import { loadNative } from './native';
 import type { SpliceEnd } from '../native/splice';
 import { trackCounts, untrackCounts } from './count-poll';
+import { addonCanRead, giveReadingBack, socketFd, takeReading } from './node-reading';
 
 export const SPLICE_AFTER_BYTES = 1024 * 1024;
 export const MAX_SPLICED = 16;
@@ -43,28 +44,14 @@ export interface SpliceHooks {
   end(result: SpliceEnd): void;
 }
 
-type RawSocket = net.Socket & {
-  _handle?: { fd?: number; readStop?: () => number; reading?: boolean } | null;
-  encrypted?: boolean;
-  _readableState?: { ended?: boolean };
-};
-
-function fdOf(s: RawSocket): number | null {
-  const fd = s._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
-}
-
 let spliced = 0;
 
 /** Whether the splice pump can take these two sockets as they are now. */
 export function spliceable(a: net.Socket, b: net.Socket): boolean {
   if (spliced >= MAX_SPLICED || process.env.BRAID_SPLICE === '0') return false;
   if (!loadNative().mod) return false;
-  for (const s of [a, b] as RawSocket[]) {
-    if (s.encrypted || s.destroyed || fdOf(s) === null || !s._handle?.readStop) return false;
-    // Node already read the EOF (or wrote its own): the pump would never see it.
-    if (s._readableState?.ended || s.readableEnded || s.writableEnded) return false;
-  }
+  // Both must be readable by the addon, and neither may have sent its FIN yet (the pump writes on).
+  for (const s of [a, b]) if (!addonCanRead(s) || s.writableEnded) return false;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require('../native/splice') as typeof import('../native/splice')).spliceAvailable();
@@ -79,15 +66,9 @@ export function spliceable(a: net.Socket, b: net.Socket): boolean {
  * it cannot, gives the sockets back to Node (hooks.declined).
  */
 export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: SpliceHooks): SplicedTunnel {
-  const sockets = [client, upstream] as RawSocket[];
+  const sockets = [client, upstream];
   spliced++;
-  for (const s of sockets) {
-    s.pause();
-    s._handle!.readStop!();
-    if (s._handle) s._handle.reading = false;
-    // Nothing in Node may read these sockets meanwhile: the bytes belong to the pump.
-    s._read = () => {};
-  }
+  for (const s of sockets) takeReading(s);
   // What Node had already read goes on through the caller's 'data' listener: read() emits 'data'
   // for what it returns, paused or not, so writing it here as well would send it twice.
   for (const src of sockets) while (src.read() !== null);
@@ -115,7 +96,7 @@ export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: Sp
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { spliceStart } = require('../native/splice') as typeof import('../native/splice');
     try {
-      handle = spliceStart(fdOf(client)!, fdOf(upstream)!, (end) => {
+      handle = spliceStart(socketFd(client)!, socketFd(upstream)!, (end) => {
         untrackCounts(entry);
         release();
         if (end.up !== counted.up || end.down !== counted.down) hooks.moved(end.up - counted.up, end.down - counted.down);
@@ -127,9 +108,7 @@ export function spliceTunnel(client: net.Socket, upstream: net.Socket, hooks: Sp
     } catch {
       // Out of descriptors (or the like): Node reads them again, the JavaScript pump carries on.
       release();
-      for (const s of sockets) {
-        delete (s as { _read?: unknown })._read;
-      }
+      for (const s of sockets) giveReadingBack(s);
       hooks.declined();
       return;
     }

@@ -14,6 +14,7 @@ import { originalDestination } from '../native/kernel-socket';
 import { sniffHostname } from '../transparent/sniff';
 import type { DialResult } from './dialer';
 import { closeWhenClientGone } from './client-gone';
+import { socketFd } from './node-reading';
 import { programs } from './program';
 import { dialFor, startTunnel, type Session } from './session';
 
@@ -31,14 +32,9 @@ export interface TransparentOptions {
 const MAX_EARLY = 64 * 1024;
 const NAME_ERRORS = new Set(['ENOTFOUND', 'EAI_NONAME', 'EAI_NODATA', 'ENODATA', 'EAI_AGAIN', 'EAI_FAIL']);
 
-function fdOf(socket: net.Socket): number | null {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
-}
-
 export function handleTransparent(session: Session, opts: TransparentOptions): void {
   const { socket, log } = session;
-  const fd = fdOf(socket);
+  const fd = socketFd(socket);
   let dst: { address: string; port: number };
   try {
     if (fd === null) throw new Error('no file descriptor');

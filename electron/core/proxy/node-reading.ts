@@ -1,0 +1,45 @@
+/**
+ * Taking a socket's reading away from Node for one of the addon's pumps (splice-tunnel.ts,
+ * seal-tunnel.ts), and giving it back when the pump cannot start. Node's internals used: the
+ * handle's fd and readStop(), and the readable state's `ended`.
+ */
+import type net from 'node:net';
+
+type RawSocket = net.Socket & {
+  _handle?: { fd?: number; readStop?: () => number; reading?: boolean } | null;
+  encrypted?: boolean;
+  _readableState?: { ended?: boolean };
+};
+
+/** The socket's file descriptor, or null (none yet, closed, or not a libuv stream). */
+export function socketFd(s: net.Socket): number | null {
+  const fd = (s as RawSocket)._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+/**
+ * Whether the addon could read this socket in Node's place: a plain (not TLS) socket with an fd,
+ * open, whose EOF Node has not read yet (else the pump would never see it).
+ */
+export function addonCanRead(s: net.Socket): boolean {
+  const r = s as RawSocket;
+  if (r.encrypted || r.destroyed || socketFd(r) === null || !r._handle?.readStop) return false;
+  return !(r._readableState?.ended || r.readableEnded);
+}
+
+/**
+ * Stops Node reading the socket, for good unless given back: nothing in Node may read it from here,
+ * the bytes are the pump's. What Node had already read stays in the stream, for read().
+ */
+export function takeReading(s: net.Socket): void {
+  const r = s as RawSocket;
+  r.pause();
+  r._handle!.readStop!();
+  if (r._handle) r._handle.reading = false;
+  r._read = () => {};
+}
+
+/** Node may read the socket again (resume() starts it). */
+export function giveReadingBack(s: net.Socket): void {
+  delete (s as { _read?: unknown })._read;
+}
