@@ -15,6 +15,7 @@ import { FallbackMemory } from '../electron/core/proxy/fallback-memory';
 import { loadNative, NativeModule } from '../electron/core/proxy/native';
 import { mptcpAvailable } from './helpers/servers';
 import { requireFor } from './helpers/prerequisites';
+import { fdOf } from './helpers/sockets';
 
 const native = loadNative().mod;
 const mp = mptcpAvailable();
@@ -161,7 +162,6 @@ describe('happy eyeballs against a destination that hangs', { skip: requireFor('
     const hang = native!.listenFd({ host: '127.0.0.2', port: mport, backlog: 1, mptcp: false });
     const hangFillers = [0, 1, 2].map(() => net.connect({ host: '127.0.0.2', port: mport }).on('error', () => {}));
     await new Promise((r) => setTimeout(r, 100));
-    const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
     try {
       const d = new Dialer({ mode: 'mptcp', connectMs: 3000, native, attemptDelayMs: 250, lookup: at('127.0.0.2', '127.0.0.1') });
       const r = await d.dial({ host: 'example', port: mport });
@@ -189,8 +189,6 @@ describe('happy eyeballs against a destination that hangs', { skip: requireFor('
 });
 
 describe('destinations that do not speak MPTCP (FallbackMemory)', { skip: requireFor('fallback memory in the dialer (dialer.test.ts)', mp.ok ? false : mp.reason) }, () => {
-  const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
-
   /** A plain TCP listener that counts the connections it accepts and what each one sent. */
   async function countingServer(mptcp: boolean): Promise<{ port: number; conns: { bytes: number; closed: boolean }[]; close(): Promise<void> }> {
     const conns: { bytes: number; closed: boolean }[] = [];

@@ -19,6 +19,7 @@ import { markSealable } from '../electron/core/proxy/seal-tunnel';
 import { loadOrCreateCredentials } from '../electron/core/relay/credentials';
 import { tlsToRelay, type RelayTls } from '../electron/core/relay/tls-client';
 import { requireFor } from './helpers/prerequisites';
+import { fdOf, readAll } from './helpers/sockets';
 
 const skip = requireFor('sealed relay upload', mptcpUnavailableReason() ?? (sealAvailable() ? undefined : 'the addon cannot seal here (not Linux, or no libcrypto symbols)'));
 const SUITES: SealSuite[] = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384'];
@@ -81,12 +82,6 @@ const credDir = fs.mkdtempSync(path.join(os.tmpdir(), 'braid-seal-'));
 const creds = loadOrCreateCredentials({ dir: credDir });
 after(() => fs.rmSync(credDir, { recursive: true, force: true }));
 
-function fdOf(s: net.Socket): number {
-  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no fd');
-  return fd;
-}
-
 async function rig(suite: SealSuite = 'TLS_AES_128_GCM_SHA256'): Promise<Rig> {
   const server = tls.createServer({ key: creds.key, cert: creds.cert, minVersion: 'TLSv1.3', ciphers: suite, allowHalfOpen: true });
   await new Promise<void>((r) => server.listen({ fd: listenFd({ host: '127.0.0.1', port: 0, mptcp: true }) }, () => r()));
@@ -124,15 +119,6 @@ async function firstRecord(r: Rig): Promise<Buffer> {
   const hello = Buffer.from('CONNECT example:443 HTTP/1.1\r\n\r\n');
   await new Promise<void>((res) => r.relay.socket.write(hello, () => res()));
   return hello;
-}
-
-function readAll(s: net.Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.once('end', () => resolve(Buffer.concat(chunks)));
-    s.once('error', reject);
-  });
 }
 
 describe('sealed relay upload', { skip }, () => {

@@ -14,14 +14,9 @@ import { setReceiveBuffer } from '../electron/core/native/datapath';
 import { connectFd, listenFd } from '../electron/core/native/mptcp';
 import { mptcpUnavailableReason } from '../electron/core/proxy/native';
 import { requireFor } from './helpers/prerequisites';
+import { fdOf, readAll } from './helpers/sockets';
 
 const skip = requireFor('native splice pump', mptcpUnavailableReason() ?? (spliceAvailable() ? undefined : 'the addon has no splice pump (not Linux)'));
-
-function fdOf(s: net.Socket): number {
-  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no fd');
-  return fd;
-}
 
 /** A connected pair [outer, inner]: `outer` is the test's end, `inner` the end given to the pump. */
 async function pair(mptcp: boolean): Promise<[net.Socket, net.Socket, () => void]> {
@@ -35,15 +30,6 @@ async function pair(mptcp: boolean): Promise<[net.Socket, net.Socket, () => void
   const inner = await accepted;
   inner.pause();
   return [outer, inner, () => server.close()];
-}
-
-function readAll(s: net.Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.once('end', () => resolve(Buffer.concat(chunks)));
-    s.once('error', reject);
-  });
 }
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');

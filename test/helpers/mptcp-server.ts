@@ -9,6 +9,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { listenFd, socketInfo, type MptcpInfo } from '../../electron/core/native/mptcp';
+import { socketFd } from '../../electron/core/proxy/node-reading';
 import { byteChunks, DEFAULT_SEED } from './byte-stream';
 
 export { expectedSha256, DEFAULT_SEED } from './byte-stream';
@@ -47,13 +48,8 @@ export interface BytesServer {
 const REPORT_POLL_MS = 20;
 const REPORT_MAX_POLLS = 250;   // 5 s: enough for a tbf queue of 100 ms to drain many times over
 
-function fdOf(socket: net.Socket): number | null {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
-}
-
 function safeInfo(socket: net.Socket): { info: MptcpInfo | null; error: string | null } {
-  const fd = fdOf(socket);
+  const fd = socketFd(socket);
   if (fd === null) return { info: null, error: 'socket has no fd any more' };
   try {
     return { info: socketInfo(fd), error: null };
