@@ -246,6 +246,11 @@ function sweeper(idleMs: number): IdleSweeper {
   return s;
 }
 
+/** An addon pump's error end as the Error the tunnel ends with: code = errno name, and the syscall. */
+function pumpError(r: { code?: string; syscall?: string }, syscall: string): Error {
+  return Object.assign(new Error(`${r.syscall ?? syscall} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
+}
+
 function onSplicedClose(this: PumpSocket): void {
   this[TUNNEL]?.finish({ reason: 'closed' });
 }
@@ -281,8 +286,7 @@ function trySplice(t: Tunnel): void {
     end: (r) => {
       if (r.reason === 'done') return t.finish({ reason: 'done' });
       if (r.reason === 'stopped') return t.finish({ reason: 'closed' });
-      const error = Object.assign(new Error(`${r.syscall ?? 'splice'} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
-      t.finish({ reason: 'error', error });
+      t.finish({ reason: 'error', error: pumpError(r, 'splice') });
     },
   });
 }
@@ -340,8 +344,7 @@ function sealUp(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSealable>
         if (++t.ends === 2) t.maybeDone();
         return;
       }
-      const error = Object.assign(new Error(`${r.syscall ?? 'send'} ${r.code ?? 'EIO'}`), { code: r.code ?? 'EIO', syscall: r.syscall });
-      t.finish({ reason: 'error', error });
+      t.finish({ reason: 'error', error: pumpError(r, 'send') });
     },
     declined: (head) => {
       listenForReading(t.client);
