@@ -7,6 +7,7 @@
  *
  *   node dist/test/bench/seal-ab.js [--reps N]      (default 5)
  */
+import fs from 'node:fs';
 import { chainTicks, clockTicks } from './cpu';
 import { median, range } from './figures';
 import { startRig, stopRig, transfer, uploadFile, type Rig } from './updown-rig';
@@ -49,7 +50,6 @@ async function main(): Promise<void> {
     }
   } finally {
     await stopRig(rig);
-    const fs = await import('node:fs');
     fs.rmSync(file.dir, { recursive: true, force: true });
   }
   console.log(`\nunshaped 1 GB uploads through the relay, ${reps} interleaved repetitions: median [range]`);
