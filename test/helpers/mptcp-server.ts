@@ -9,7 +9,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { listenFd, socketInfo, type MptcpInfo } from '../../electron/core/native/mptcp';
-import { socketFd } from '../../electron/core/proxy/node-reading';
+import { socketFd } from '../../electron/core/socket-fd';
 import { byteChunks, DEFAULT_SEED } from './byte-stream';
 
 export { expectedSha256, DEFAULT_SEED } from './byte-stream';

@@ -1,6 +1,6 @@
 /** Small socket helpers the tests share. */
 import type net from 'node:net';
-import { socketFd } from '../../electron/core/proxy/node-reading';
+import { socketFd } from '../../electron/core/socket-fd';
 
 /** The socket's fd; throws when it has none (the test needs one). */
 export function fdOf(s: net.Socket): number {

@@ -22,6 +22,7 @@ import { parseBypass, renderRuleset, TABLE_FAMILY, TABLE_NAME, type RulesetSpec 
 import type { UserspacePm } from '../paths/userspace-pm';
 import { MAX_LINE, parseRequest, type HelperAnswer, type HelperRequest, type TransparentRequest } from './protocol';
 import { checkCgroupOwnedBy, checkListenerOwnedBy, connectionUid } from './verify';
+import { socketFd } from '../socket-fd';
 
 interface Caller {
   uid: number;
@@ -80,10 +81,10 @@ export class HelperServer {
   }
 
   private onConnection(s: net.Socket): void {
-    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const fd = socketFd(s);
     let cred: { uid: number; pid: number };
     try {
-      if (typeof fd !== 'number') throw new Error('no fd');
+      if (fd === null) throw new Error('no fd');
       cred = peerCredentials(fd);
     } catch (err) {
       this.opts.log.warn(`helper: cannot tell who connected (${errorMessage(err)}); refusing`);

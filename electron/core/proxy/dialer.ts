@@ -20,6 +20,7 @@ import type { FirstCandidate, RoutePlan, RouteTarget } from '../paths/route-choi
 import { ExplainedDialError } from './dial-errors';
 import type { FallbackMemory } from './fallback-memory';
 import type { NativeModule } from './native';
+import { socketFd } from '../socket-fd';
 
 export interface DialTarget {
   host: string;     // as the client asked: a name or a numeric address (no brackets)
@@ -236,9 +237,9 @@ export class Dialer implements Upstream {
               socket.destroy();
               return;
             }
-            const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+            const fd = socketFd(socket);
             let token: number | null = null;
-            if (routing && next.plan && typeof fd === 'number' && mptcp) {
+            if (routing && next.plan && fd !== null && mptcp) {
               try {
                 token = routing.attach(fd, next.plan, next.via);
               } catch {

@@ -1,21 +1,16 @@
 /**
  * Taking a socket's reading away from Node for one of the addon's pumps (splice-tunnel.ts,
  * seal-tunnel.ts), and giving it back when the pump cannot start. Node's internals used: the
- * handle's fd and readStop(), and the readable state's `ended`.
+ * handle's readStop() and the readable state's `ended` (the fd comes from ../socket-fd.ts).
  */
 import type net from 'node:net';
+import { socketFd } from '../socket-fd';
 
 type RawSocket = net.Socket & {
-  _handle?: { fd?: number; readStop?: () => number; reading?: boolean } | null;
+  _handle?: { readStop?: () => number; reading?: boolean } | null;
   encrypted?: boolean;
   _readableState?: { ended?: boolean };
 };
-
-/** The socket's file descriptor, or null (none yet, closed, or not a libuv stream). */
-export function socketFd(s: net.Socket): number | null {
-  const fd = (s as RawSocket)._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
-}
 
 /**
  * Whether the addon could read this socket in Node's place: a plain (not TLS) socket with an fd,

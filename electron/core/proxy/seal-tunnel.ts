@@ -24,7 +24,8 @@ import type net from 'node:net';
 import { SEAL_SUITES, type SealEnd, type SealSuite } from '../native/seal';
 import { trackCounts, untrackCounts } from './count-poll';
 import { loadNative } from './native';
-import { addonCanRead, giveReadingBack, socketFd, takeReading } from './node-reading';
+import { socketFd } from '../socket-fd';
+import { addonCanRead, giveReadingBack, takeReading } from './node-reading';
 
 export interface UploadKeys {
   suite: SealSuite;

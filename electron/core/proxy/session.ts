@@ -8,6 +8,7 @@ import type { DialResult, Upstream } from './dialer';
 import type { TrackedConnection } from './tracker';
 import { describeEnd, startPump } from './pump';
 import { closeWhenClientGone } from './client-gone';
+import { socketFd } from '../socket-fd';
 
 export interface Logger {
   info(msg: string): void;
@@ -71,8 +72,8 @@ export function startTunnel(session: Session, upstream: net.Socket, early: Buffe
   const conn = session.conn;
   session.socket.removeAllListeners('data');
   session.socket.removeAllListeners('end');
-  const clientFd = (session.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (conn && typeof clientFd === 'number' && clientFd >= 0) conn.clientFd = clientFd;
+  const clientFd = socketFd(session.socket);
+  if (conn && clientFd !== null) conn.clientFd = clientFd;
   // Its 'end' listener went with the handler's.
   closeWhenClientGone(session.socket, { onGone: () => session.log.debug(`connection ${conn?.id ?? '-'}: client closed its socket; closing`) });
   startPump(session.socket, upstream, { idleMs: session.config.timeouts.idleMs, count: conn ?? undefined, splice: true, early }, (r) => {

@@ -22,7 +22,8 @@ import type net from 'node:net';
 import { loadNative } from './native';
 import type { SpliceEnd } from '../native/splice';
 import { trackCounts, untrackCounts } from './count-poll';
-import { addonCanRead, giveReadingBack, socketFd, takeReading } from './node-reading';
+import { socketFd } from '../socket-fd';
+import { addonCanRead, giveReadingBack, takeReading } from './node-reading';
 
 export const SPLICE_AFTER_BYTES = 1024 * 1024;
 export const MAX_SPLICED = 16;

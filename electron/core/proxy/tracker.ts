@@ -7,6 +7,7 @@ import type net from 'node:net';
 import type { MptcpInfo } from '../native/mptcp';
 import type { DialRoute } from './dialer';
 import { loadNative, type NativeModule } from './native';
+import { socketFd } from '../socket-fd';
 
 export type ProxyProtocol = 'socks5' | 'http-connect' | 'http' | 'transparent';
 /**
@@ -38,12 +39,6 @@ export interface ConnectionSnapshot {
   bytesDown: number;
   transport: Transport;
   route: ConnectionRoute | null;
-}
-
-function socketFd(socket: net.Socket): number | null {
-  // libuv's TCP handle exposes the fd on Unix; the native addon needs it for getsockopt.
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
 export class TrackedConnection {

@@ -14,7 +14,7 @@ import { originalDestination } from '../native/kernel-socket';
 import { sniffHostname } from '../transparent/sniff';
 import type { DialResult } from './dialer';
 import { closeWhenClientGone } from './client-gone';
-import { socketFd } from './node-reading';
+import { socketFd } from '../socket-fd';
 import { programs } from './program';
 import { dialFor, startTunnel, type Session } from './session';
 

@@ -25,6 +25,7 @@ import { fixReceiveBuffer } from './receive-buffer';
 import { tlsToRelay } from './tls-client';
 import type { RelayLink } from './share-link';
 import { requestConnect, type Head } from './wire';
+import { socketFd } from '../socket-fd';
 
 export interface RelayClientOptions {
   link: RelayLink;
@@ -201,7 +202,7 @@ export class RelayDialer {
     }
     const raw = dialed.socket;
     raw.setNoDelay(true);
-    const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd ?? null;
+    const fd = socketFd(raw);
     fixReceiveBuffer(fd);
     const { socket, pin, pinOk, upload } = await tlsToRelay(raw, link, this.opts.connectMs);
     if (!pinOk) {

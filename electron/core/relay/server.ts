@@ -24,6 +24,7 @@ import { fixReceiveBuffer } from './receive-buffer';
 import { DestinationPolicy, PolicyRefusal, type Refusal } from './policy';
 import { isSpeedTarget, SpeedEndpoint, type SpeedLimits } from './speed';
 import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
+import { socketFd } from '../socket-fd';
 
 export interface RelayServerOptions {
   host: string;
@@ -194,8 +195,8 @@ export class RelayServer {
     const n = (this.perClient.get(who) ?? 0) + 1;
     this.perClient.set(who, n);
     const peer = `${raw.remoteAddress}|${raw.remotePort}`;
-    const fd = (raw as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd === 'number' && fd >= 0) this.fdByPeer.set(peer, fd);
+    const fd = socketFd(raw);
+    if (fd !== null) this.fdByPeer.set(peer, fd);
     fixReceiveBuffer(fd);
     raw.once('close', () => {
       this.sockets.delete(raw);
