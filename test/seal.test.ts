@@ -173,7 +173,7 @@ describe('sealed relay upload', { skip }, () => {
         assert.equal(eofs.length, 1, "the client's EOF was told once");
         const end = await ended;
         assert.equal(end.reason, 'done');
-        assert.equal(end.up, 5 + up.length);
+        assert.equal(end.sealed, 5 + up.length);
         (await r.server).end(down);
         assert.equal(sha(await gotDown), sha(down), 'the download in Node intact after the upload half-closed');
       } finally {
@@ -210,7 +210,7 @@ describe('sealed relay upload', { skip }, () => {
       const chunk = Buffer.alloc(1 << 20);
       for (let i = 0; i < 200; i++) r.outer.write(chunk);
       await new Promise((res) => setTimeout(res, 1000));
-      const moved = t.stats()!.up;
+      const moved = t.stats()!.sealed;
       assert.ok(moved < 100 << 20, `sealed ${moved} bytes into a reader that does not read`);
       assert.ok(r.outer.writableLength > 50 << 20, `the writer is held back (${r.outer.writableLength} bytes still queued)`);
       t.stop();

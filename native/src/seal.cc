@@ -12,8 +12,8 @@
 //        suite: 'TLS_AES_128_GCM_SHA256' | 'TLS_AES_256_GCM_SHA384'; secret: the client's
 //        application traffic secret (Buffer); seq: records already sent under it; head: plaintext
 //        to send first (Buffer, may be empty). onEnd({ reason: 'done'|'error'|'stopped', code?,
-//        syscall?, up }) once, on the loop; onEof() once, when fdIn's EOF was read.
-//   sealStats(id) -> { up }                  plaintext bytes sealed and written (undefined once ended)
+//        syscall?, sealed }) once, on the loop; onEof() once, when fdIn's EOF was read.
+//   sealStats(id) -> { sealed }                plaintext bytes sealed and written (undefined once ended)
 //   sealStop(id)                             ends it now ('stopped'); no-op once ended
 //   sealRecords / sealDerive                 the record layer alone (tls_records.h), for tests
 //
@@ -64,7 +64,7 @@ struct Pump {
   Bytes pending;                       // records the socket did not take yet
   size_t sent = 0;                     // of pending
   double pending_plain = 0;            // plaintext bytes in pending
-  double up = 0;
+  double sealed = 0;
   bool eof = false, eof_told = false, closed = false, shut = false;
   bool want_read = false, want_write = false;
   Napi::FunctionReference on_end, on_eof;
@@ -125,7 +125,7 @@ void End(Pump* p, const char* reason, int err, const char* syscall) {
       result.Set("code", ErrnoName(err));
       result.Set("syscall", syscall);
     }
-    result.Set("up", p->up);
+    result.Set("sealed", p->sealed);
     napi_value argv[] = {result};
     napi_value ignored;
     napi_make_callback(g.env, p->async_context, Napi::Object::New(env), p->on_end.Value(), 1, argv, &ignored);
@@ -156,7 +156,7 @@ bool Offer(Pump* p, double plain, bool* blocked, const char** syscall) {
     return false;
   }
   if (off == g.sealed.size) {
-    p->up += plain;
+    p->sealed += plain;
     return true;
   }
   p->pending.Clear();
@@ -179,7 +179,7 @@ bool Step(Pump* p, const char** syscall) {
         if (p->sent == p->pending.size) {
           p->pending.Clear();
           p->sent = 0;
-          p->up += p->pending_plain;
+          p->sealed += p->pending_plain;
           p->pending_plain = 0;
         }
         continue;
@@ -389,7 +389,7 @@ Napi::Value SealStats(const Napi::CallbackInfo& info) {
   Pump* p = Find(info, "sealStats");
   if (!p) return env.Undefined();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("up", p->up);
+  o.Set("sealed", p->sealed);
   return o;
 }
 

@@ -24,13 +24,13 @@ export interface SealEnd {
   reason: 'done' | 'error' | 'stopped';
   code?: string;      // errno name, on 'error'
   syscall?: string;
-  up: number;         // plaintext bytes sealed and written
+  sealed: number;     // plaintext bytes sealed and written
 }
 
 export interface SealBinding {
   sealAvailable(): boolean;
   sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): number;
-  sealStats(id: number): { up: number } | undefined;
+  sealStats(id: number): { sealed: number } | undefined;
   sealStop(id: number): void;
   sealRecords(suite: SealSuite, secret: Buffer, seq: number, plaintext: Buffer, rekeyAfter?: number): Buffer;
   sealDerive(suite: SealSuite, secret: Buffer): { key: Buffer; iv: Buffer };
@@ -42,7 +42,7 @@ export interface SealBinding {
  * Node must neither read fdIn nor write fdOut from now on. fdIn's EOF becomes close_notify and
  * shutdown(SHUT_WR) on fdOut.
  */
-export function sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): { stats(): { up: number } | undefined; stop(): void } {
+export function sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): { stats(): { sealed: number } | undefined; stop(): void } {
   const id = binding.sealStart(fdIn, fdOut, params, head, onEnd, onEof);
   return { stats: () => binding.sealStats(id), stop: () => binding.sealStop(id) };
 }
