@@ -9,12 +9,13 @@
  * sweep per idle timeout value rather than a timer per tunnel.
  *
  * The addon can take bytes off this pump: a plain tunnel that carries bulk data goes to the kernel's
- * splice (splice-tunnel.ts), and a tunnel through the relay has its upload sealed as TLS records from
- * the start (seal-tunnel.ts) while its download stays here.
+ * splice (splice-tunnel.ts), and a tunnel over the relay connection has the direction that goes
+ * into TLS sealed as records from the start (seal-tunnel.ts: the upload at the relay client, the
+ * download at the relay) while the other direction stays here.
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
-import { sealUpload, takeSealable, type SealedUpload } from './seal-tunnel';
+import { sealStream, takeSealable, type SealedStream } from './seal-tunnel';
 import { SPLICE_AFTER_BYTES, spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
 export interface PumpOptions {
@@ -48,6 +49,8 @@ export interface PumpOptions {
    * counted as the client's.
    */
   early?: Buffer | null;
+  /** the addon took one direction over (seal-tunnel.ts): 'up' at the relay client, 'down' at the relay */
+  onSealed?: (direction: 'up' | 'down') => void;
 }
 
 export interface PumpResult {
@@ -79,8 +82,12 @@ class Tunnel {
   spliced: SplicedTunnel | null = null;
   /** bytes moved so far by this pump, until it is handed over (0: not yet asked, -1: asked) */
   movedBeforeSplice = 0;
-  /** the upload sealed by the addon (seal-tunnel.ts), and whether its close_notify and FIN went out */
-  sealed: SealedUpload | null = null;
+  /**
+   * The direction sealed by the addon (seal-tunnel.ts): `sealFrom` is read by it, its peer is the
+   * TLS stream written by it; sealDone once its close_notify and FIN went out.
+   */
+  sealed: SealedStream | null = null;
+  sealFrom: PumpSocket | null = null;
   sealDone = false;
 
   constructor(
@@ -112,9 +119,8 @@ class Tunnel {
 
   /** Both FINs seen: wait until our own writes are flushed before tearing down, so no tail is lost. */
   maybeDone(): void {
-    const flushed = (s: net.Socket): boolean => s.writableFinished || s.destroyed;
-    const upstreamFlushed = this.sealed ? this.sealDone : flushed(this.upstream);
-    if (this.ends === 2 && flushed(this.client) && upstreamFlushed) this.finish({ reason: 'done' });
+    const flushed = (s: net.Socket): boolean => (this.sealFrom && s !== this.sealFrom ? this.sealDone : s.writableFinished || s.destroyed);
+    if (this.ends === 2 && flushed(this.client) && flushed(this.upstream)) this.finish({ reason: 'done' });
   }
 
   onData(src: PumpSocket, chunk: Buffer): void {
@@ -294,23 +300,31 @@ function trySplice(t: Tunnel): void {
 /** Starts the pump; `done` is called once, when both sockets have been destroyed. */
 export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOptions, done: (result: PumpResult) => void): void {
   const t = new Tunnel(client, upstream, opts, done);
-  // Through the relay the addon can seal the upload: the client is then read by it, not by Node.
-  const sealable = takeSealable(client, upstream);
+  // Over the relay connection the addon can seal what goes into TLS: the side it comes from is then
+  // read by the addon, not by Node (the upload at the relay client, the download at the relay).
+  let sealable = takeSealable(client, upstream);
+  if (sealable) t.sealFrom = t.client;
+  else if ((sealable = takeSealable(upstream, client))) t.sealFrom = t.upstream;
   for (const s of [t.client, t.upstream]) {
     s[TUNNEL] = t;
-    if (!sealable || s !== t.client) listenForReading(s);
+    if (s !== t.sealFrom) listenForReading(s);
     s.on('drain', onDrain);
     s.on('finish', onFinish);
     s.on('error', onError);
     s.on('close', onClose);
   }
   sweeper(opts.idleMs).add(t);
-  if (sealable) sealUp(t, sealable);
-  else if (opts.early?.length) t.onData(t.client, opts.early);
+  // Sealing the client's bytes takes `early` along (the sealer's head, or a declined head).
+  const earlyToSealer = sealable !== null && t.sealFrom === t.client;
+  if (sealable) {
+    startSealing(t, sealable);
+    if (t.sealed) opts.onSealed?.(earlyToSealer ? 'up' : 'down');
+  }
+  if (opts.early?.length && !earlyToSealer) t.onData(t.client, opts.early);
   // An EOF that arrived before the pump took over (client sent its request, data and FIN at
   // once) would otherwise never be passed on.
   for (const src of [t.client, t.upstream]) {
-    if (src.readableEnded && !(src === t.client && t.sealed)) {
+    if (src.readableEnded && !(src === t.sealFrom && t.sealed)) {
       t.peer(src).end();
       t.ends++;
     }
@@ -319,8 +333,7 @@ export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOp
   // A socket already gone never emits 'close' again.
   if (t.client.destroyed || t.upstream.destroyed) t.finish({ reason: 'closed' });
   if (t.finished) return;
-  if (!t.sealed) client.resume();
-  upstream.resume();
+  for (const s of [client, upstream]) if (!(s === t.sealFrom && t.sealed)) s.resume();
 }
 
 function listenForReading(s: PumpSocket): void {
@@ -328,15 +341,19 @@ function listenForReading(s: PumpSocket): void {
   s.on('end', onEnd);
 }
 
-/** The addon seals the client's bytes onto the relay's socket from here (seal-tunnel.ts). */
-function sealUp(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSealable>>): void {
-  t.sealed = sealUpload(t.client, sealable, t.opts.early ?? null, {
-    moved: (up) => {
+/** The addon seals t.sealFrom's bytes onto its peer's socket from here (seal-tunnel.ts). */
+function startSealing(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSealable>>): void {
+  const from = t.sealFrom!;
+  const up = from === t.client;
+  t.sealed = sealStream(from, sealable, up ? t.opts.early ?? null : null, {
+    moved: (n) => {
       t.last = Date.now();
-      t.counted(up, 0);
+      t.counted(up ? n : 0, up ? 0 : n);
     },
     // What the JavaScript pump's reader would have seen: the client-gone check listens for it.
-    clientEof: () => t.client.emit('end'),
+    readerEof: () => {
+      if (up) from.emit('end');
+    },
     end: (r) => {
       if (r.reason === 'stopped') return;
       if (r.reason === 'done') {
@@ -347,8 +364,9 @@ function sealUp(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSealable>
       t.finish({ reason: 'error', error: pumpError(r, 'send') });
     },
     declined: (head) => {
-      listenForReading(t.client);
-      if (head.length) t.onData(t.client, head);
+      t.sealFrom = null;
+      listenForReading(from);
+      if (head.length) t.onData(from, head);
     },
   });
 }

@@ -17,7 +17,7 @@ import { BraidError, errorCode, errorMessage } from '../errors';
 import { ExplainedDialError } from '../proxy/dial-errors';
 import { Dialer, type DialResult, type DialRoute, type DialRouting, type DialTarget } from '../proxy/dialer';
 import { FallbackMemory } from '../proxy/fallback-memory';
-import { markSealable, type UploadKeys } from '../proxy/seal-tunnel';
+import { markSealable, type SealKeys } from '../proxy/seal-tunnel';
 import type { NativeModule } from '../proxy/native';
 import type { Logger } from '../proxy/session';
 import { explainRefusal } from './policy';
@@ -47,7 +47,7 @@ interface Warm {
   fd: number | null;  // of the MPTCP socket under TLS, for subflow statistics
   born: number;
   route: DialRoute | undefined;
-  upload: UploadKeys | null;
+  upload: SealKeys | null;
 }
 
 export type RelayDialResult = DialResult & { raw: net.Socket; fd: number | null };

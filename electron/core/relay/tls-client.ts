@@ -6,7 +6,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { BraidError, errorMessage } from '../errors';
-import { uploadKeys, type UploadKeys } from '../proxy/seal-tunnel';
+import { sealKeys, type SealKeys } from '../proxy/seal-tunnel';
 import { certificatePin, type RelayLink } from './share-link';
 
 export interface RelayTls {
@@ -14,7 +14,7 @@ export interface RelayTls {
   pin: string;
   pinOk: boolean;
   /** the keys the addon can seal this connection's upload with (proxy/seal-tunnel.ts), if any */
-  upload: UploadKeys | null;
+  upload: SealKeys | null;
 }
 
 /** NSS key log line naming the client's first application traffic secret (TLS 1.3). */
@@ -50,7 +50,7 @@ export function tlsToRelay(raw: net.Socket, link: RelayLink, timeoutMs: number):
       socket.on('error', () => {});
       const der = socket.getPeerCertificate(false)?.raw;
       const pin = der ? certificatePin(der) : '';
-      resolve({ socket, pin, pinOk: pin === link.pin, upload: uploadKeys(socket.getCipher()?.standardName, secret) });
+      resolve({ socket, pin, pinOk: pin === link.pin, upload: sealKeys(socket.getCipher()?.standardName, secret) });
     });
   });
 }
