@@ -39,6 +39,7 @@ export class RelayMetrics {
   readonly connections = new Family('braid_relay_connections_total', 'counter', 'Client connections accepted (before TLS).');
   readonly active = new Family('braid_relay_connections_active', 'gauge', 'Tunnels currently relaying.');
   readonly tunnels = new Family('braid_relay_tunnels_total', 'counter', 'CONNECT requests that reached their destination.');
+  readonly sealed = new Family('braid_relay_sealed_downloads_total', 'counter', 'Tunnels whose download the addon sealed as TLS records (the rest went through Node\'s TLS).');
   readonly bytes = new Family('braid_relay_bytes_total', 'counter', 'Payload bytes relayed, by direction (up = client to destination).');
   readonly authFailures = new Family('braid_relay_auth_failures_total', 'counter', 'Requests refused for a missing or wrong secret.');
   readonly dialErrors = new Family('braid_relay_dial_errors_total', 'counter', 'Destination dials that failed, by reason.');
@@ -51,7 +52,7 @@ export class RelayMetrics {
 
   render(): string {
     this.beforeRender?.();
-    return [this.connections, this.active, this.tunnels, this.bytes, this.authFailures, this.dialErrors, this.refused, this.subflows, this.speedBytes]
+    return [this.connections, this.active, this.tunnels, this.sealed, this.bytes, this.authFailures, this.dialErrors, this.refused, this.subflows, this.speedBytes]
       .map((f) => f.render())
       .join('\n') + '\n';
   }

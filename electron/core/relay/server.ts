@@ -17,13 +17,15 @@ import { Dialer, type ResolvedAddress } from '../proxy/dialer';
 import { FallbackMemory } from '../proxy/fallback-memory';
 import { loadNative } from '../proxy/native';
 import { describeEnd, pump } from '../proxy/pump';
+import { markSealable } from '../proxy/seal-tunnel';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
 import { fixReceiveBuffer } from './receive-buffer';
 import { DestinationPolicy, PolicyRefusal, type Refusal } from './policy';
 import { isSpeedTarget, SpeedEndpoint, type SpeedLimits } from './speed';
-import { basicAuth, HeadReader, parseAuthority, relayResponse, type Head } from './wire';
+import { acceptTls, ticketCountingWorks, type AcceptedTls } from './tls-accept';
+import { basicAuth, HeadReader, parseAuthority, relayResponse, SEAL_HEADER, type Head } from './wire';
 import { socketFd } from '../socket-fd';
 
 export interface RelayServerOptions {
@@ -95,7 +97,7 @@ function dialStatus(code: string): number {
 
 export class RelayServer {
   readonly metrics = new RelayMetrics();
-  private server: tls.Server | null = null;
+  private server: net.Server | null = null;
   private metricsServer: http.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private readonly perClient = new Map<string, number>();
@@ -104,10 +106,11 @@ export class RelayServer {
   private clients = 0;
   private readonly expectedAuth: Buffer;
   private readonly dialer: Dialer;
-  // The client connection's fd, found by its remote address: tls.Server hides the raw socket behind
-  // the TLSSocket, and the fd is what the addon needs to count subflows.
-  private readonly fdByPeer = new Map<string, number>();
   private readonly activeTunnels = new Set<number>();
+  /** per client connection: its raw socket's fd and what sealing its download needs (tls-accept.ts) */
+  private readonly accepted = new WeakMap<tls.TLSSocket, { fd: number | null; tls: AcceptedTls }>();
+  /** whether the relay may seal downloads in the addon here (ticketCountingWorks, at start) */
+  private sealDownloads = false;
   readonly speed: SpeedEndpoint | null;
 
   constructor(private readonly opts: RelayServerOptions) {
@@ -126,7 +129,7 @@ export class RelayServer {
 
   async start(): Promise<net.AddressInfo> {
     const { credentials: c } = this.opts;
-    const server = tls.createServer({
+    const context = tls.createSecureContext({
       key: c.key,
       cert: c.cert,
       minVersion: 'TLSv1.3',
@@ -135,19 +138,21 @@ export class RelayServer {
       // suite; ChaCha20 stays for clients without AES instructions.
       ciphers: RELAY_CIPHER_SUITES,
       honorCipherOrder: true,
-      // A tunnel carries arbitrary traffic for a long time: no TLS-level idle cut, the relay's own
-      // idle timeout applies once the tunnel is up.
-      handshakeTimeout: this.opts.handshakeMs,
-      allowHalfOpen: true,
+    });
+    this.sealDownloads = process.env.BRAID_SEAL !== '0' && (await ticketCountingWorks(context));
+    // A tunnel carries arbitrary traffic for a long time: no TLS-level idle cut, the relay's own
+    // idle timeout applies once the tunnel is up.
+    const server = net.createServer({ allowHalfOpen: true }, (raw) => {
+      if (!this.onRawConnection(raw)) return;
+      acceptTls(raw, context, this.opts.handshakeMs, (a) => {
+        this.accepted.set(a.socket, { fd: socketFd(raw), tls: a });
+        this.onSecure(a.socket);
+      }, (err) => {
+        this.metrics.refused.add(1, { reason: 'tls' });
+        this.opts.log.debug(`TLS handshake from ${raw.remoteAddress} failed: ${errorCode(err)}`);
+      });
     });
     this.server = server;
-    server.on('connection', (raw: net.Socket) => this.onRawConnection(raw));
-    server.on('secureConnection', (s: tls.TLSSocket) => this.onSecure(s));
-    server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
-      this.metrics.refused.add(1, { reason: 'tls' });
-      this.opts.log.debug(`TLS handshake from ${s.remoteAddress} failed: ${errorCode(err)}`);
-      s.destroy();
-    });
     const native = loadNative().mod;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -185,7 +190,8 @@ export class RelayServer {
     await closing;
   }
 
-  private onRawConnection(raw: net.Socket): void {
+  /** Counts and limits a client connection; false if it was refused (and destroyed). */
+  private onRawConnection(raw: net.Socket): boolean {
     // Without it Nagle holds the 200 and every small TLS record behind the previous one's ACK.
     raw.setNoDelay(true);
     this.metrics.connections.add(1);
@@ -194,14 +200,10 @@ export class RelayServer {
     const who = raw.remoteAddress ?? '?';
     const n = (this.perClient.get(who) ?? 0) + 1;
     this.perClient.set(who, n);
-    const peer = `${raw.remoteAddress}|${raw.remotePort}`;
-    const fd = socketFd(raw);
-    if (fd !== null) this.fdByPeer.set(peer, fd);
-    fixReceiveBuffer(fd);
+    fixReceiveBuffer(socketFd(raw));
     raw.once('close', () => {
       this.sockets.delete(raw);
       this.clients--;
-      this.fdByPeer.delete(peer);
       const left = (this.perClient.get(who) ?? 1) - 1;
       if (left <= 0) this.perClient.delete(who);
       else this.perClient.set(who, left);
@@ -212,7 +214,9 @@ export class RelayServer {
       this.metrics.refused.add(1, { reason: 'limit' });
       this.opts.log.warn(`refusing ${who}: ${n > this.opts.maxPerClient ? 'per-client' : 'total'} connection limit reached`);
       raw.destroy();
+      return false;
     }
+    return true;
   }
 
   private onSecure(s: tls.TLSSocket): void {
@@ -308,9 +312,19 @@ export class RelayServer {
     upstream.setNoDelay(true);
     this.metrics.tunnels.add(1);
     this.metrics.active.add(1);
-    const fd = this.fdByPeer.get(`${s.remoteAddress}|${s.remotePort}`);
-    if (fd !== undefined) this.activeTunnels.add(fd);
-    s.write(relayResponse(200));
+    const conn = this.accepted.get(s);
+    const fd = conn?.fd ?? null;
+    if (fd !== null) this.activeTunnels.add(fd);
+    // A client that promises never to ask for a KeyUpdate (SEAL_HEADER) gets its download sealed
+    // by the addon: Node's records under the server's secret are the tickets and the 200 (one
+    // record), so the addon goes on from there, once the 200 is written.
+    const keys = this.sealDownloads && head.headers.get(SEAL_HEADER) === '1' ? conn?.tls.download : null;
+    if (keys && fd !== null) {
+      const written = await new Promise<boolean>((resolve) => s.write(relayResponse(200), (err) => resolve(!err)));
+      if (written && !s.destroyed) markSealable(s as unknown as net.Socket, fd, keys, conn!.tls.tickets() + 1);
+    } else {
+      s.write(relayResponse(200));
+    }
     this.opts.log.debug(`CONNECT ${dest.host}:${dest.port} from ${s.remoteAddress}`);
     if (head.rest.length) {
       upstream.write(head.rest);
@@ -321,10 +335,11 @@ export class RelayServer {
       maxQueuedUp: RELAY_UPLOAD_QUEUE,
       onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
       onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),
+      onSealed: () => this.metrics.sealed.add(1),
     });
     if (result.reason !== 'done') this.opts.log.debug(`tunnel to ${dest.host}:${dest.port} ended before both sides finished (${describeEnd(result)})`);
     this.metrics.active.add(-1);
-    if (fd !== undefined) this.activeTunnels.delete(fd);
+    if (fd !== null) this.activeTunnels.delete(fd);
   }
 
   private countSubflows(): void {

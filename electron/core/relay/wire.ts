@@ -11,6 +11,12 @@
  *           `X-Braid-Reason: <reason>` says which rule refused it (loopback, private, link-local,
  *           cgnat, multicast, reserved, denied; see policy.ts).
  * Bytes the client sends right after its request (before the 200) are forwarded once connected.
+ *
+ * Braid's own client adds `X-Braid-Seal: 1`: a promise never to ask the relay for a KeyUpdate
+ * (RFC 8446 4.6.3, request_update), which Node's TLS at the relay would answer with a record of its
+ * own. With it the relay may write the download's records from the addon (proxy/seal-tunnel.ts);
+ * without it (curl, any other HTTPS proxy client) they stay in Node's TLS. BRAID_SEAL=0 at the
+ * client leaves both directions of its connections in Node's TLS.
  */
 import net from 'node:net';
 import { BraidError, errorMessage } from '../errors';
@@ -74,9 +80,13 @@ export function basicAuth(secret: string): string {
   return 'Basic ' + Buffer.from(`${RELAY_USER}:${secret}`).toString('base64');
 }
 
+/** The request header (lower case, as Head keeps them) of the promise above. */
+export const SEAL_HEADER = 'x-braid-seal';
+
 export function connectRequest(host: string, port: number, secret: string): string {
   const authority = formatAuthority(host, port);
-  return `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${basicAuth(secret)}\r\n\r\n`;
+  const seal = process.env.BRAID_SEAL === '0' ? '' : 'X-Braid-Seal: 1\r\n';
+  return `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${basicAuth(secret)}\r\n${seal}\r\n`;
 }
 
 const REASONS: Record<number, string> = {
