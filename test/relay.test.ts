@@ -17,6 +17,7 @@ import { DestinationPolicy } from '../electron/core/relay/policy';
 import { formatRelayLink, parseRelayLink, type RelayLink } from '../electron/core/relay/share-link';
 import { HeadReader, MAX_HEAD_BYTES } from '../electron/core/relay/wire';
 import { loadNative } from '../electron/core/proxy/native';
+import { sealAvailable } from '../electron/core/native/seal';
 import { startBytesServer, expectedSha256, type BytesServer } from './helpers/mptcp-server';
 import { skipUnlessRoot, type NsProcess } from './helpers/netns';
 import { curlDownload, missingPrerequisite, startByteServer, DIST } from './helpers/multipath-harness';
@@ -149,6 +150,8 @@ test('curl, as a standard HTTPS-proxy client, downloads through the relay intact
     const m = await getMetrics(r);
     assert.ok(metric(m, 'braid_relay_bytes_total{direction="down"}') >= n, m);
     assert.equal(metric(m, 'braid_relay_tunnels_total'), 1);
+    // curl never promised to leave key updates alone (wire.ts, X-Braid-Seal): Node's TLS carried it.
+    assert.equal(metric(m, 'braid_relay_sealed_downloads_total'), 0, m);
   });
 });
 
@@ -182,7 +185,7 @@ test('private destinations are refused unless allowed; deny beats allow', async 
 });
 
 test("Braid's relay dialer: pin checked, errors precise, relay down fails fast", async () => {
-  await withRelay({}, async (_r, port) => {
+  await withRelay({}, async (r, port) => {
     const d = dialer(link(port), 2);
     d.start();
     const res = await d.dial({ host: '127.0.0.1', port: origin.port });
@@ -190,6 +193,8 @@ test("Braid's relay dialer: pin checked, errors precise, relay down fails fast",
     assert.equal(info.mptcp, true);
     assert.equal(info.fallback, false, 'client to relay must be real MPTCP');
     assert.equal(await fetchThrough(res.socket, origin.port, 100_000), expectedSha256(100_000));
+    // Braid's client sent X-Braid-Seal: the relay's addon sealed that download, Node's TLS opened it.
+    if (sealAvailable()) assert.equal(metric(await getMetrics(r), 'braid_relay_sealed_downloads_total'), 1);
     const closedPort = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
         const p = (s.address() as net.AddressInfo).port;
@@ -351,6 +356,8 @@ describe('relay end to end: client ⇄ two shaped links ⇄ relay ⇄ destinatio
     const m = await scrapeMetrics(topo, relayProc.metricsUrl!);
     assert.ok(metricValue(m, 'braid_relay_tunnels_total') >= 5, m);
     assert.ok(metricValue(m, 'braid_relay_bytes_total{direction="down"}') >= 5 * n, m);
+    // Every one of them was sealed by the relay's addon (and opened by Node's TLS in braid up).
+    if (sealAvailable()) assert.equal(metricValue(m, 'braid_relay_sealed_downloads_total'), metricValue(m, 'braid_relay_tunnels_total'), m);
   });
 
   test('curl -T → braid up → relay → destination: uploads arrive intact (the client seals them in the addon where it can)', async (t) => {

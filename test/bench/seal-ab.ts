@@ -1,11 +1,12 @@
 /**
- * The sealed upload against Node's TLS, in one topology: unshaped 1 GB uploads through the relay,
- * interleaved per repetition, from `braid up` as it runs (the addon seals the upload,
- * proxy/seal-tunnel.ts), from a second `braid up` with BRAID_SEAL=0 (Node's TLS carries it, as
- * before), and through shadowsocks-libev. Gbit/s and CPU s/GB of each chain's client, server and
- * the whole host; every byte counted at the sink.
+ * Sealing in the addon against Node's TLS, in one topology: unshaped 1 GB transfers through the
+ * relay, both directions, interleaved per repetition, from `braid up` as it runs (the addon seals
+ * what each end sends: the upload at braid up, the download at the relay; proxy/seal-tunnel.ts),
+ * from a second `braid up` with BRAID_SEAL=0 (Node's TLS carries both directions, as before), and
+ * through shadowsocks-libev. Gbit/s and CPU s/GB of each chain's client, server and the whole host;
+ * every byte counted at the receiving end.
  *
- *   node dist/test/bench/seal-ab.js [--reps N]      (default 5)
+ *   node dist/test/bench/seal-ab.js [--reps N] [--up | --down]     (default 5, both directions)
  */
 import fs from 'node:fs';
 import { chainTicks, clockTicks } from './cpu';
@@ -17,14 +18,18 @@ const NODE_TLS_PORT = 1085;
 const BYTES = 1e9;
 
 interface Row { gbit: number; client: number; server: number; host: number }
+type Direction = 'up' | 'down';
 
 async function main(): Promise<void> {
   const i = process.argv.indexOf('--reps');
   const reps = i > 0 ? Number(process.argv[i + 1]) : 5;
   if (!Number.isInteger(reps) || reps < 1 || reps > 50) throw new Error('--reps takes a whole number from 1 to 50');
+  const dirs: Direction[] = process.argv.includes('--up') ? ['up'] : process.argv.includes('--down') ? ['down'] : ['down', 'up'];
   const file = uploadFile(BYTES);
   let rig: Rig | undefined;
-  const rows: Record<string, Row[]> = { sealed: [], 'Node TLS': [], shadowsocks: [] };
+  const names = ['sealed', 'Node TLS', 'shadowsocks'];
+  const rows: Record<string, Row[]> = {};
+  for (const d of dirs) for (const n of names) rows[`${d} ${n}`] = [];
   try {
     rig = await startRig(null);
     const { topo, ep } = rig;
@@ -36,30 +41,38 @@ async function main(): Promise<void> {
       ['shadowsocks', ep.socks('ss')!, rig.ssLocal.pid!, rig.ssServer.pid!, 'ss'],
     ];
     for (let rep = 1; rep <= reps; rep++) {
-      const parts: string[] = [];
-      for (const [name, socks, client, server, p] of chains) {
-        const t0 = chainTicks(client, server);
-        const mbit = await transfer(topo.client, 'up', `${ep.url('up', p, 0)}?hash=0`, { bytes: BYTES, file, maxSeconds: 60, socks, mptcpize: false });
-        const t1 = chainTicks(client, server);
-        const per = (k: 'client' | 'server' | 'host'): number => (t1[k] - t0[k]) / ticks / (BYTES / 1e9);
-        const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host') };
-        rows[name]!.push(row);
-        parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)})`);
+      for (const dir of dirs) {
+        const parts: string[] = [];
+        for (const [name, socks, client, server, p] of chains) {
+          const t0 = chainTicks(client, server);
+          const url = dir === 'up' ? `${ep.url('up', p, 0)}?hash=0` : ep.url('down', p, BYTES);
+          const mbit = await transfer(topo.client, dir, url, { bytes: BYTES, file: dir === 'up' ? file : undefined, maxSeconds: 60, socks, mptcpize: false });
+          const t1 = chainTicks(client, server);
+          const per = (k: 'client' | 'server' | 'host'): number => (t1[k] - t0[k]) / ticks / (BYTES / 1e9);
+          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host') };
+          rows[`${dir} ${name}`]!.push(row);
+          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)})`);
+        }
+        console.log(`rep ${rep} ${dir}: ${parts.join(' | ')}`);
       }
-      console.log(`rep ${rep}: ${parts.join(' | ')}`);
     }
   } finally {
     await stopRig(rig);
     fs.rmSync(file.dir, { recursive: true, force: true });
   }
-  console.log(`\nunshaped 1 GB uploads through the relay, ${reps} interleaved repetitions: median [range]`);
+  console.log(`\nunshaped 1 GB transfers through the relay, ${reps} interleaved repetitions: median [range]`);
   for (const [name, rs] of Object.entries(rows)) {
     const col = (f: (r: Row) => number, d: number): string => `${median(rs.map(f)).toFixed(d)} [${range(rs.map(f), d)}]`;
-    console.log(`${name.padEnd(12)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}`);
+    console.log(`${name.padEnd(17)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}`);
   }
-  const sealed = rows.sealed!;
-  const node = rows['Node TLS']!;
-  console.log(`sealed / Node TLS per repetition: throughput ${range(sealed.map((r, k) => r.gbit / node[k]!.gbit), 2)}, client CPU ${range(sealed.map((r, k) => r.client / node[k]!.client), 2)}`);
+  for (const dir of dirs) {
+    const sealed = rows[`${dir} sealed`]!;
+    const node = rows[`${dir} Node TLS`]!;
+    const ss = rows[`${dir} shadowsocks`]!;
+    // The sealing end: braid up for uploads, the relay for downloads.
+    const end = (r: Row): number => (dir === 'up' ? r.client : r.server);
+    console.log(`${dir}: sealed / Node TLS per repetition: throughput ${range(sealed.map((r, k) => r.gbit / node[k]!.gbit), 2)}, sealing end's CPU ${range(sealed.map((r, k) => end(r) / end(node[k]!)), 2)}; sealed / shadowsocks throughput ${range(sealed.map((r, k) => r.gbit / ss[k]!.gbit), 2)}`);
+  }
 }
 
 main().catch((err) => {
