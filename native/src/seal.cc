@@ -1,15 +1,16 @@
-// The relay client's upload direction, sealed here instead of in Node's TLS: plaintext read from the
-// local socket becomes TLS 1.3 application-data records (RFC 8446 5.2) written straight to the
-// relay's socket, on the main libuv loop (one shared epoll, level triggered, watched by a uv_poll;
-// non-blocking sockets). The records themselves are tls_records.cc's. Node's TLS keeps
-// the handshake, the certificate check and the whole download direction; it only stops writing.
+// What one end of the relay connection sends, sealed here instead of in Node's TLS (the upload at
+// the relay client, the download at the relay): plaintext read from a plain socket becomes TLS 1.3
+// application-data records (RFC 8446 5.2) written straight to the relay connection's socket, on the
+// main libuv loop (one shared epoll, level triggered, watched by a uv_poll; non-blocking sockets).
+// The records themselves are tls_records.cc's. Node's TLS keeps the handshake, the certificate check
+// and the other direction; it only stops writing.
 // What this saves per byte: Node's read buffer per chunk, the copy into OpenSSL's record buffer and
 // its memory BIO, the concatenation of queued writes, and a trip through JavaScript per chunk.
 //
 //   sealAvailable() -> boolean               the runtime's libcrypto has what this needs (found
 //                                            with dlsym: Node exports OpenSSL's symbols)
 //   sealStart(fdIn, fdOut, { suite, secret, seq, rekeyAfter? }, head, onEnd[, onEof]) -> id
-//        suite: 'TLS_AES_128_GCM_SHA256' | 'TLS_AES_256_GCM_SHA384'; secret: the client's
+//        suite: 'TLS_AES_128_GCM_SHA256' | 'TLS_AES_256_GCM_SHA384'; secret: the sending end's
 //        application traffic secret (Buffer); seq: records already sent under it; head: plaintext
 //        to send first (Buffer, may be empty). onEnd({ reason: 'done'|'error'|'stopped', code?,
 //        syscall?, sealed }) once, on the loop; onEof() once, when fdIn's EOF was read.
@@ -50,7 +51,7 @@ namespace {
 constexpr size_t kReadBytes = 256 * 1024;
 constexpr size_t kBurstBytes = 4 << 20;
 
-// One sealed upload. Its fds are the caller's own (no dup: a tunnel costs no descriptor), watched
+// One sealed stream. Its fds are the caller's own (no dup: a tunnel costs no descriptor), watched
 // through one epoll instance that all pumps share, itself watched by one uv_poll on the loop. Node
 // could close an fd under us (its socket destroyed before the pump was stopped) and the number be
 // reused: each run first checks that both fds still name the sockets the pump started with.

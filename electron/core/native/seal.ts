@@ -1,18 +1,19 @@
 /**
- * The relay client's upload direction sealed by the addon (native/src/seal.cc): plaintext read
- * from the local socket becomes TLS 1.3 records written straight to the relay's socket, the keys
- * taken from Node's own handshake. Node's TLS keeps the handshake and the download direction.
+ * What one end of the relay connection sends, sealed by the addon (native/src/seal.cc): plaintext
+ * read from a plain socket becomes TLS 1.3 records written straight to the relay connection's
+ * socket, the keys taken from Node's own handshake. Node's TLS keeps the handshake and the other
+ * direction. proxy/seal-tunnel.ts decides when.
  */
 import crypto from 'node:crypto';
 import { binding } from './binding';
 
-/** The TLS 1.3 suites the addon seals; any other leaves the upload in Node's TLS. */
+/** The TLS 1.3 suites the addon seals; any other leaves the stream in Node's TLS. */
 export const SEAL_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384'] as const;
 export type SealSuite = (typeof SEAL_SUITES)[number];
 
 export interface SealParams {
   suite: SealSuite;
-  /** the client's application traffic secret (32 bytes for SHA-256 suites, 48 for SHA-384) */
+  /** the sending end's application traffic secret (32 bytes for SHA-256 suites, 48 for SHA-384) */
   secret: Buffer;
   /** records already sent under that secret */
   seq: number;
@@ -37,7 +38,7 @@ export interface SealBinding {
 }
 
 /**
- * Starts sealing what fdIn (the local socket) sends onto fdOut (the relay's socket), `head` first.
+ * Starts sealing what fdIn (a plain socket) sends onto fdOut (the relay connection's socket), `head` first.
  * Both fds stay the caller's, used as they are (not duplicated): stop it before closing either.
  * Node must neither read fdIn nor write fdOut from now on. fdIn's EOF becomes close_notify and
  * shutdown(SHUT_WR) on fdOut.
@@ -53,7 +54,7 @@ let checked: boolean | null = null;
  * Whether the addon can seal here: a Linux build, a runtime whose libcrypto it found (Node exports
  * OpenSSL's symbols; Electron links BoringSSL), and records that the runtime's own crypto opens.
  * The last is checked once per process, so a libcrypto that differs in some way costs the speed-up,
- * never a broken upload.
+ * never a broken stream.
  */
 export function sealAvailable(): boolean {
   if (checked !== null) return checked;
