@@ -14,7 +14,8 @@
  * What tls.Server did for the relay is kept: the handshake timeout, a handshake error reported
  * (and the socket destroyed), and control released once secure (`_releaseControl`, as tls.Server
  * does: before it, TLS errors are only reported as '_tlsError', and an established connection
- * whose records go bad would neither error nor close).
+ * whose records go bad would neither error nor close). Both are Node's, not documented for callers
+ * other than tls.Server.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -80,11 +81,9 @@ export function acceptTls(
     socket.off('_tlsError', fail);
     socket.off('error', fail);
     socket.removeAllListeners('close');
-    if (typeof socket._releaseControl !== 'function' || !socket._releaseControl()) {
-      socket.destroy();
-      onFail(new BraidError('ERELAYTLS', 'this runtime\'s TLSSocket cannot be taken over after its handshake'));
-      return;
-    }
+    // Should a runtime lack it, its errors are taken from '_tlsError' directly, which is all
+    // releasing control changes.
+    if (typeof socket._releaseControl !== 'function' || !socket._releaseControl()) socket.on('_tlsError', (err: Error) => socket.destroy(err));
     onSecure({ socket, download: sealKeys(socket.getCipher()?.standardName, secret), tickets: () => tickets });
   });
 }
