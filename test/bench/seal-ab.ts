@@ -4,7 +4,9 @@
  * what each end sends: the upload at braid up, the download at the relay; proxy/seal-tunnel.ts),
  * from a second `braid up` with BRAID_SEAL=0 (Node's TLS carries both directions, as before), and
  * through shadowsocks-libev. Gbit/s and CPU s/GB of each chain's client, server and the whole host;
- * every byte counted at the receiving end.
+ * every byte counted at the receiving end. Beside each transfer, the stalls on the client⇄relay
+ * links (stalls.ts: gaps of 50 ms or more with nothing arriving at the receiving end, and the
+ * sending namespace's MPTCP-level retransmissions).
  *
  *   node dist/test/bench/seal-ab.js [--reps N] [--up | --down]     (default 5, both directions)
  */
@@ -13,11 +15,12 @@ import { chainTicks, clockTicks } from './cpu';
 import { median, range } from './figures';
 import { startRig, stopRig, transfer, uploadFile, type Rig } from './updown-rig';
 import { startRelayClient } from '../helpers/relay-topology';
+import { watchStalls } from './stalls';
 
 const NODE_TLS_PORT = 1085;
 const BYTES = 1e9;
 
-interface Row { gbit: number; client: number; server: number; host: number }
+interface Row { gbit: number; client: number; server: number; host: number; gaps: number; gapSeconds: number; retrans: number }
 type Direction = 'up' | 'down';
 
 async function main(): Promise<void> {
@@ -46,12 +49,15 @@ async function main(): Promise<void> {
         for (const [name, socks, client, server, p] of chains) {
           const t0 = chainTicks(client, server);
           const url = dir === 'up' ? `${ep.url('up', p, 0)}?hash=0` : ep.url('down', p, BYTES);
-          const mbit = await transfer(topo.client, dir, url, { bytes: BYTES, file: dir === 'up' ? file : undefined, maxSeconds: 60, socks, mptcpize: false });
+          // The receiving end of the client⇄relay leg: the relay's namespace for uploads, the client's for downloads.
+          const [receiver, receiverNs, senderNs] = dir === 'up' ? [server, topo.relay, topo.client] : [client, topo.client, topo.relay];
+          const devs = topo.links.map((l) => l.endIn(receiverNs).dev);
+          const { result: mbit, stalls } = await watchStalls(receiver, devs, senderNs, () => transfer(topo.client, dir, url, { bytes: BYTES, file: dir === 'up' ? file : undefined, maxSeconds: 60, socks, mptcpize: false }));
           const t1 = chainTicks(client, server);
           const per = (k: 'client' | 'server' | 'host'): number => (t1[k] - t0[k]) / ticks / (BYTES / 1e9);
-          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host') };
+          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host'), gaps: stalls.gaps, gapSeconds: stalls.gapSeconds, retrans: stalls.senderRetrans };
           rows[`${dir} ${name}`]!.push(row);
-          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)})`);
+          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${row.gaps} / ${row.gapSeconds.toFixed(2)} s / ${row.retrans} retrans)`);
         }
         console.log(`rep ${rep} ${dir}: ${parts.join(' | ')}`);
       }
@@ -63,7 +69,7 @@ async function main(): Promise<void> {
   console.log(`\nunshaped 1 GB transfers through the relay, ${reps} interleaved repetitions: median [range]`);
   for (const [name, rs] of Object.entries(rows)) {
     const col = (f: (r: Row) => number, d: number): string => `${median(rs.map(f)).toFixed(d)} [${range(rs.map(f), d)}]`;
-    console.log(`${name.padEnd(17)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}`);
+    console.log(`${name.padEnd(17)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.gaps), 0)} (${range(rs.map((r) => r.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.retrans), 0)}`);
   }
   for (const dir of dirs) {
     const sealed = rows[`${dir} sealed`]!;
