@@ -103,6 +103,9 @@ describe('sealed relay download', { skip }, () => {
       assert.equal(first.accepted.download.suite, 'TLS_AES_128_GCM_SHA256');
       assert.equal(first.accepted.tickets(), first.sessions.length);
       assert.ok(first.sessions.length >= 1, 'a full handshake brings tickets');
+      // acceptTls takes only its own listeners away once secure: what is left is Node's own (it
+      // frees the connection's SSL object on close).
+      assert.ok(first.accepted.socket.listenerCount('close') >= 1, 'Node\'s own close listener is gone');
       resumeWith = first.sessions[first.sessions.length - 1]!;
     } finally {
       first.close();

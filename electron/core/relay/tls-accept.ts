@@ -72,7 +72,8 @@ export function acceptTls(
   const timer = setTimeout(() => fail(new BraidError('ETIMEDOUT', `no TLS handshake within ${handshakeMs} ms`)), handshakeMs);
   socket.on('_tlsError', fail);
   socket.on('error', fail);
-  socket.once('close', () => fail(new BraidError('ERELAYCLOSED', 'closed during the TLS handshake')));
+  const onClose = (): void => fail(new BraidError('ERELAYCLOSED', 'closed during the TLS handshake'));
+  socket.once('close', onClose);
   socket.once('secure', () => {
     if (settled) return;
     settled = true;
@@ -80,7 +81,7 @@ export function acceptTls(
     socket.off('keylog', onKeylog);
     socket.off('_tlsError', fail);
     socket.off('error', fail);
-    socket.removeAllListeners('close');
+    socket.off('close', onClose);  // only ours: Node's own 'close' listener frees the SSL object
     // Should a runtime lack it, its errors are taken from '_tlsError' directly, which is all
     // releasing control changes.
     if (typeof socket._releaseControl !== 'function' || !socket._releaseControl()) socket.on('_tlsError', (err: Error) => socket.destroy(err));
