@@ -1,4 +1,5 @@
 /** CPU time of other processes, for the bench's CPU-seconds-per-GB figures. */
+import type { StallSample } from './stalls';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
@@ -50,6 +51,8 @@ export interface ChainSample {
   braidClientCpu: number; braidRelayCpu: number; ssLocalCpu: number; ssServerCpu: number;
   braidClientUserCpu: number; braidRelayUserCpu: number; ssLocalUserCpu: number; ssServerUserCpu: number;
   braidHostCpu: number; ssHostCpu: number;
+  /** gaps at the receiving end of the client⇄relay connection, and the sender's MPTCP-level retransmissions (stalls.ts) */
+  braidStalls?: StallSample; ssStalls?: StallSample;
 }
 
 export interface ChainCpuMedians {
@@ -87,9 +90,26 @@ export function chainSample(gbit: { braid: number; ss: number; direct: number },
 const cell = (total: number, user: number): string => `${total.toFixed(2)} (${user.toFixed(2)})`;
 
 /** The per-repetition log line's figures, after its "rep N:". */
+/** Ranges over the samples of the stalls on the client⇄relay connection: 'braid 0–2 (0.00–0.38 s, 0–6 retrans), ss …', or '' when not watched. */
+export function describeChainStalls(samples: ChainSample[]): string {
+  const one = (xs: Array<StallSample | undefined>): string | null => {
+    const got = xs.filter((x): x is StallSample => x !== undefined);
+    if (got.length === 0) return null;
+    const r = (f: (x: StallSample) => number, d: number): string => {
+      const v = got.map(f);
+      return `${Math.min(...v).toFixed(d)}–${Math.max(...v).toFixed(d)}`;
+    };
+    return `${r((x) => x.gaps, 0)} (${r((x) => x.gapSeconds, 2)} s, ${r((x) => x.senderRetrans, 0)} retrans)`;
+  };
+  const b = one(samples.map((x) => x.braidStalls));
+  const s = one(samples.map((x) => x.ssStalls));
+  return b === null || s === null ? '' : `braid ${b}, ss ${s}`;
+}
+
 export function describeChainSample(s: ChainSample): string {
-  return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${cell(s.braidClientCpu, s.braidClientUserCpu)}, relay ${cell(s.braidRelayCpu, s.braidRelayUserCpu)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB, user space in brackets), ` +
-    `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB), direct ${s.directGbit.toFixed(2)} Gbit/s`;
+  const st = (x: StallSample | undefined): string => (x ? `; stalls ${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans` : '');
+  return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${cell(s.braidClientCpu, s.braidClientUserCpu)}, relay ${cell(s.braidRelayCpu, s.braidRelayUserCpu)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB, user space in brackets${st(s.braidStalls)}), ` +
+    `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB${st(s.ssStalls)}), direct ${s.directGbit.toFixed(2)} Gbit/s`;
 }
 
 /** The summary table's header over chainCpuColumns, and its columns for one chain, each ending where its header does. */

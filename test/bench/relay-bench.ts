@@ -18,8 +18,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
-import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, describeChainStalls, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { expectBytes, median, range, Table } from './figures';
+import { watchStalls } from './stalls';
 import { SS_CIPHER } from './updown-rig';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
@@ -261,18 +262,20 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     const destUrl = `http://${topo.destAddress(4)}:${DEST_TCP_PORT}/bytes/${UNSHAPED_BYTES}`;
     const localUrl = `http://${topo.relayAddress(1)}:${LOCAL_PORT}/bytes/${UNSHAPED_BYTES}`;
     const gb = UNSHAPED_BYTES / 1e9;
+    // The receiving end of the client⇄relay connection: the client's namespace, on downloads.
+    const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const b0 = chainTicks(braidPid, relayPid);
-      const b = await braidDownload(c, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
+      const { result: b, stalls: braidStalls } = await watchStalls(braidPid, clientDevs, topo.relay, () => braidDownload(c!, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS })));
       const b1 = chainTicks(braidPid, relayPid);
       expectBytes(b.bytes, UNSHAPED_BYTES, 'braid relay (unshaped)');
       const s0 = chainTicks(ssLocalPid, ssServerPid);
-      const ss = await curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+      const { result: ss, stalls: ssStalls } = await watchStalls(ssLocalPid, clientDevs, topo.relay, () => curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
       const s1 = chainTicks(ssLocalPid, ssServerPid);
       expectBytes(ss.bytes, UNSHAPED_BYTES, 'shadowsocks chain (unshaped)');
       const d = await curlDownload(topo.client, localUrl, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });
       expectBytes(d.bytes, UNSHAPED_BYTES, 'direct MPTCP (unshaped)');
-      const sample = chainSample({ braid: b.mbit / 1000, ss: ss.mbit / 1000, direct: d.mbit / 1000 }, [b0, b1], [s0, s1], ticks, gb);
+      const sample = { ...chainSample({ braid: b.mbit / 1000, ss: ss.mbit / 1000, direct: d.mbit / 1000 }, [b0, b1], [s0, s1], ticks, gb), braidStalls, ssStalls };
       out.unshaped.samples.push(sample);
       log(`  relay unshaped rep ${rep}: ${describeChainSample(sample)}`);
     }
@@ -344,6 +347,8 @@ export function printRelay(rb: RelayBenchResult, log: (s: string) => void): void
   t.row('braid up + braid relay', `${u.medianGbit.braid.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'braid')}`);
   t.row(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'ss')}`);
   t.row('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
+  const stalls = describeChainStalls(u.samples);
+  if (stalls) t.row('stalls per download: gaps >= 50 ms at the client', stalls, '  (their seconds, the relay\'s MPTCP-level retransmissions)');
   const pairs = u.mptcpDestination.filter((p) => p.mptcpGbit !== null && p.tcpGbit !== null).map((p) => p.mptcpGbit! / p.tcpGbit!);
   const unfinished = u.mptcpDestination.length - pairs.length;
   t.row('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${range(pairs, 2)}x` : 'none',

@@ -22,8 +22,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DIST } from '../helpers/multipath-harness';
-import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
+import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, describeChainStalls, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { median, range } from './figures';
+import { watchStalls } from './stalls';
 import { PATH_LABEL, PATHS, reshape, SS_CIPHER, startRig, stopRig, transfer, txBytes, uploadFile, type Direction, type PathName, type Rig } from './updown-rig';
 
 /** The paths a scenario measures unless it names its own (raw and raw again always run). */
@@ -172,15 +173,17 @@ async function unshapedUpload(o: UpDownOptions, file: { file: string; sha256: st
     const t = { bytes: o.unshapedBytes, file, maxSeconds: 60 };
     // Counted, not hashed, at the sink: hashing 1 GB would compete for the CPU being measured.
     const url = (p: PathName): string => `${ep.url('up', p, 0)}?hash=0`;
+    // The receiving end of the client⇄relay connection: the relay's namespace, on uploads.
+    const relayDevs = topo.links.map((l) => l.endIn(topo.relay).dev);
     for (let rep = 1; rep <= o.unshapedReps; rep++) {
       const b0 = chainTicks(bc, br);
-      const b = await transfer(topo.client, 'up', url('relay'), { ...t, socks: ep.socks('relay'), mptcpize: false });
+      const { result: b, stalls: braidStalls } = await watchStalls(br, relayDevs, topo.client, () => transfer(topo.client, 'up', url('relay'), { ...t, socks: ep.socks('relay'), mptcpize: false }));
       const b1 = chainTicks(bc, br);
       const s0 = chainTicks(sl, ss);
-      const s = await transfer(topo.client, 'up', url('ss'), { ...t, socks: ep.socks('ss'), mptcpize: false });
+      const { result: s, stalls: ssStalls } = await watchStalls(ss, relayDevs, topo.client, () => transfer(topo.client, 'up', url('ss'), { ...t, socks: ep.socks('ss'), mptcpize: false }));
       const s1 = chainTicks(sl, ss);
       const d = await transfer(topo.client, 'up', url('raw'), { ...t, socks: null, mptcpize: true });
-      const sample = chainSample({ braid: b / 1000, ss: s / 1000, direct: d / 1000 }, [b0, b1], [s0, s1], ticks, gb);
+      const sample = { ...chainSample({ braid: b / 1000, ss: s / 1000, direct: d / 1000 }, [b0, b1], [s0, s1], ticks, gb), braidStalls, ssStalls };
       out.samples.push(sample);
       log(`  unshaped upload rep ${rep}: ${describeChainSample(sample)}`);
     }
@@ -245,6 +248,8 @@ export function printUpDown(r: UpDownResult, log: (s: string) => void): void {
     log(`${'braid up + braid relay'.padEnd(56)}  ${u.medianGbit.braid.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'braid')}`);
     log(`${`ss-local + ss-server (${r.ssCipher})`.padEnd(56)}  ${u.medianGbit.ss.toFixed(2).padStart(6)} Gbit/s  ${chainCpuColumns(c, 'ss')}`);
     log(`${'direct MPTCP to the relay host (mptcpize curl -T)'.padEnd(56)}  ${u.medianGbit.direct.toFixed(2).padStart(6)} Gbit/s`);
+    const stalls = describeChainStalls(u.samples);
+    if (stalls) log(`${'stalls per upload: gaps >= 50 ms at the relay'.padEnd(56)}  ${stalls}  (their seconds, the client's MPTCP-level retransmissions)`);
   }
 }
 
