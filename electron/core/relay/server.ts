@@ -176,6 +176,11 @@ export class RelayServer {
     return server.address() as net.AddressInfo;
   }
 
+  /** The fds of client connections whose tunnel is up (their MPTCP sockets, under TLS). */
+  tunnelFds(): number[] {
+    return [...this.activeTunnels];
+  }
+
   /** Why the metrics listener did not start (the relay serves anyway), or null. */
   metricsError: unknown = null;
 
