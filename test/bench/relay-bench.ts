@@ -348,7 +348,8 @@ export function printRelay(rb: RelayBenchResult, log: (s: string) => void): void
   t.row(`ss-local + ss-server (${rb.ssCipher})`, `${u.medianGbit.ss.toFixed(2)} Gbit/s`, `  ${chainCpuColumns(cpu, 'ss')}`);
   t.row('direct MPTCP to the relay host (mptcpize curl)', `${u.medianGbit.direct.toFixed(2)} Gbit/s`);
   const stalls = describeChainStalls(u.samples);
-  if (stalls) t.row('stalls per download: gaps >= 50 ms at the client', stalls, '  (their seconds, the relay\'s MPTCP-level retransmissions)');
+  // In the free-text column: a value this long would widen every row's value column.
+  if (stalls) t.row('stalls per download, gaps >= 50 ms at the client', '', `${stalls} (their seconds, the relay's MPTCP-level retransmissions)`);
   const pairs = u.mptcpDestination.filter((p) => p.mptcpGbit !== null && p.tcpGbit !== null).map((p) => p.mptcpGbit! / p.tcpGbit!);
   const unfinished = u.mptcpDestination.length - pairs.length;
   t.row('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${range(pairs, 2)}x` : 'none',
