@@ -1,4 +1,5 @@
 /** CPU time of other processes, for the bench's CPU-seconds-per-GB figures. */
+import { range } from './figures';
 import type { StallSample } from './stalls';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -95,11 +96,7 @@ export function describeChainStalls(samples: ChainSample[]): string {
   const one = (xs: Array<StallSample | undefined>): string | null => {
     const got = xs.filter((x): x is StallSample => x !== undefined);
     if (got.length === 0) return null;
-    const r = (f: (x: StallSample) => number, d: number): string => {
-      const v = got.map(f);
-      return `${Math.min(...v).toFixed(d)}–${Math.max(...v).toFixed(d)}`;
-    };
-    return `${r((x) => x.gaps, 0)} (${r((x) => x.gapSeconds, 2)} s, ${r((x) => x.senderRetrans, 0)} retrans)`;
+    return `${range(got.map((x) => x.gaps), 0)} (${range(got.map((x) => x.gapSeconds), 2)} s, ${range(got.map((x) => x.senderRetrans), 0)} retrans)`;
   };
   const b = one(samples.map((x) => x.braidStalls));
   const s = one(samples.map((x) => x.ssStalls));
