@@ -15,6 +15,7 @@ import type { ConnectionSnapshot } from '../electron/core/proxy/tracker';
 import { readBytes, socksConnectRequest } from './helpers/raw-client';
 import { mptcpAvailable, sha256 } from './helpers/servers';
 import { requireFor } from './helpers/prerequisites';
+import { socketPair } from './helpers/sockets';
 
 const mp = mptcpAvailable();
 
@@ -180,17 +181,6 @@ describe('pump', () => {
   });
 });
 
-/** Two connected loopback TCP sockets. */
-async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
-  const a = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
-  const b = await accepted;
-  await new Promise<void>((r) => (a.connecting ? a.once('connect', () => r()) : r()));
-  server.close();
-  return [a, b];
-}
 
 /**
  * A pump from an application to a sink that does not read: the application writes `total` random

@@ -20,7 +20,7 @@ import { markSealable } from '../electron/core/proxy/seal-tunnel';
 import { loadOrCreateCredentials } from '../electron/core/relay/credentials';
 import { acceptTls, ticketCountingWorks, type AcceptedTls } from '../electron/core/relay/tls-accept';
 import { requireFor } from './helpers/prerequisites';
-import { fdOf, readAll } from './helpers/sockets';
+import { fdOf, readAll, socketPair } from './helpers/sockets';
 
 const skip = requireFor('sealed relay download', mptcpUnavailableReason() ?? (sealAvailable() ? undefined : 'the addon cannot seal here (not Linux, or no libcrypto symbols)'));
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
@@ -79,15 +79,9 @@ async function answer(r: Rig): Promise<void> {
   assert.match(head.toString(), /^HTTP\/1\.1 200/);
 }
 
-/** A plain TCP pair standing in for the relay's destination: [the pump's end, the destination's]. */
+/** A plain TCP pair standing in for the relay's destination: [the pump's end (paused), the destination's]. */
 async function destination(): Promise<[net.Socket, net.Socket]> {
-  const srv = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const far = new Promise<net.Socket>((r) => srv.once('connection', r));
-  const near = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
-  const dest = await far;
-  srv.close();
-  await new Promise<void>((r) => (near.connecting ? near.once('connect', () => r()) : r()));
+  const [near, dest] = await socketPair();
   near.pause();
   return [near, dest];
 }
