@@ -79,6 +79,11 @@ function sealBinding(): typeof import('../native/seal') | null {
   }
 }
 
+/** Whether this process can seal at all: not turned off (BRAID_SEAL=0), and an addon that passes its self-check. */
+export function sealingAvailable(): boolean {
+  return process.env.BRAID_SEAL !== '0' && sealBinding() !== null;
+}
+
 /**
  * What sealing `reader`'s bytes onto the marked `tls` stream needs, when it can be done as things
  * are now; asked once, at the pump's start (the mark is taken either way).
@@ -87,9 +92,8 @@ export function takeSealable(reader: net.Socket, tls: net.Socket): Sealable | nu
   const mark = (tls as Marked)[SEALABLE];
   if (!mark) return null;
   delete (tls as Marked)[SEALABLE];
-  if (process.env.BRAID_SEAL === '0') return null;
   if (tls.bytesWritten !== mark.written || tls.writableLength > 0 || tls.writableEnded || tls.destroyed) return null;
-  return addonCanRead(reader) && sealBinding() ? mark : null;
+  return addonCanRead(reader) && sealingAvailable() ? mark : null;
 }
 
 /**

@@ -17,7 +17,7 @@ import { Dialer, type ResolvedAddress } from '../proxy/dialer';
 import { FallbackMemory } from '../proxy/fallback-memory';
 import { loadNative } from '../proxy/native';
 import { describeEnd, pump } from '../proxy/pump';
-import { markSealable } from '../proxy/seal-tunnel';
+import { markSealable, sealingAvailable } from '../proxy/seal-tunnel';
 import type { Logger } from '../proxy/session';
 import type { RelayCredentials } from './credentials';
 import { RelayMetrics } from './metrics';
@@ -139,7 +139,8 @@ export class RelayServer {
       ciphers: RELAY_CIPHER_SUITES,
       honorCipherOrder: true,
     });
-    this.sealDownloads = process.env.BRAID_SEAL !== '0' && (await ticketCountingWorks(context));
+    // The loopback handshake that checks the ticket count is made only where sealing can happen.
+    this.sealDownloads = sealingAvailable() && (await ticketCountingWorks(context));
     // A tunnel carries arbitrary traffic for a long time: no TLS-level idle cut, the relay's own
     // idle timeout applies once the tunnel is up.
     const server = net.createServer({ allowHalfOpen: true }, (raw) => {
