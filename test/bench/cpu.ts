@@ -1,6 +1,6 @@
 /** CPU time of other processes, for the bench's CPU-seconds-per-GB figures. */
 import { range } from './figures';
-import type { StallSample } from './stalls';
+import { describeHeldGaps, type StallSample } from './stalls';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
@@ -96,7 +96,7 @@ export function describeChainStalls(samples: ChainSample[]): string {
   const one = (xs: Array<StallSample | undefined>): string | null => {
     const got = xs.filter((x): x is StallSample => x !== undefined);
     if (got.length === 0) return null;
-    return `${range(got.map((x) => x.gaps), 0)} (${range(got.map((x) => x.gapSeconds), 2)} s, ${range(got.map((x) => x.senderRetrans), 0)} retrans)`;
+    return `${range(got.map((x) => x.gaps), 0)} (${range(got.map((x) => x.gapSeconds), 2)} s, ${range(got.map((x) => x.senderRetrans), 0)} retrans; ${describeHeldGaps(got)})`;
   };
   const b = one(samples.map((x) => x.braidStalls));
   const s = one(samples.map((x) => x.ssStalls));
@@ -104,7 +104,7 @@ export function describeChainStalls(samples: ChainSample[]): string {
 }
 
 export function describeChainSample(s: ChainSample): string {
-  const st = (x: StallSample | undefined): string => (x ? `; stalls ${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans` : '');
+  const st = (x: StallSample | undefined): string => (x ? `; stalls ${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans / ${x.receiverHadAll} held` : '');
   return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${cell(s.braidClientCpu, s.braidClientUserCpu)}, relay ${cell(s.braidRelayCpu, s.braidRelayUserCpu)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB, user space in brackets${st(s.braidStalls)}), ` +
     `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB${st(s.ssStalls)}), direct ${s.directGbit.toFixed(2)} Gbit/s`;
 }

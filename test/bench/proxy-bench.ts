@@ -18,7 +18,7 @@ import { startByteServer, startProxy, curlDownload, rawDownload, nextReport, spl
 import { waitForPort } from '../helpers/relay-topology';
 import { clockTicks, cpuTicks } from './cpu';
 import { expectBytes, median, range, Table } from './figures';
-import { watchStalls, type StallSample } from './stalls';
+import { describeHeldGaps, watchStalls, type StallSample } from './stalls';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -107,7 +107,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
     const pid = proxy.pid;
     if (pid === undefined) throw new Error('proxy has no pid');
     const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
-    const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls(pid, clientDevs, topo.server, download);
+    const watched = <T>(download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> => watchStalls({ pid, ns: topo.client }, clientDevs, topo.server, download);
     // The reference for what a forwarding hop costs on this host: any local proxy adds one.
     if (onPath('socat')) {
       forwarder = topo.client.spawn(['socat', `TCP-LISTEN:${FORWARDER_PORT},bind=127.0.0.1,reuseaddr,fork`, `TCP:${topo.serverAddress(1)}:${SERVER_TCP_PORT}`], { label: 'socat' });
@@ -157,7 +157,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
       }
       log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s; ` +
         `TCP destination: through the proxy ${tcpDestGbit.toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)}, socat ${out.forwarderTcpGbit.at(-1)?.toFixed(2) ?? '-'} Gbit/s; ` +
-        `stalls (gaps >= 50 ms, their seconds, sender's MPTCP retransmissions): proxy ${fmtStalls(ps)}, direct ${fmtStalls(out.directStalls.at(-1)!)}`);
+        `stalls (gaps >= 50 ms, their seconds, sender's MPTCP retransmissions, gaps with the receiver holding every byte sent): proxy ${fmtStalls(ps)}, direct ${fmtStalls(out.directStalls.at(-1)!)}`);
     }
   } finally {
     await forwarder?.stop();
@@ -168,7 +168,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
 }
 
 function fmtStalls(x: StallSample): string {
-  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans}`;
+  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} (${x.receiverHadAll} held)`;
 }
 
 function pct(x: number | undefined): string {
@@ -260,6 +260,7 @@ export function printProxy(r: ProxyBenchResult, log: (s: string) => void): void 
   t.row('gaps >= 50 ms', range(x.proxyStalls.map((v) => v.gaps), 0), `  ${range(x.directStalls.map((v) => v.gaps), 0)}`);
   t.row('their seconds', range(x.proxyStalls.map((v) => v.gapSeconds), 2), `  ${range(x.directStalls.map((v) => v.gapSeconds), 2)}`);
   t.row('the server\'s MPTCP-level retransmissions', range(x.proxyStalls.map((v) => v.senderRetrans), 0), `  ${range(x.directStalls.map((v) => v.senderRetrans), 0)}`);
+  t.row('gaps, all downloads', '', `proxy ${describeHeldGaps(x.proxyStalls)}; direct ${describeHeldGaps(x.directStalls)}`);
   t.heading('gaps taken out (an explanation, not the bar)', 'pairs');
   t.row('ratio proxy / direct', `${range(u.proxyOverDirectGapsTakenOutPairs, 2)}x`, `  (median ${median(u.proxyOverDirectGapsTakenOutPairs).toFixed(2)})`);
   if (u.mptcpOverTcpDestGapsTakenOutPairs.length) {

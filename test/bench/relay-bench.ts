@@ -266,11 +266,11 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const b0 = chainTicks(braidPid, relayPid);
-      const { result: b, stalls: braidStalls } = await watchStalls(braidPid, clientDevs, topo.relay, () => braidDownload(c!, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS })));
+      const { result: b, stalls: braidStalls } = await watchStalls({ pid: braidPid, ns: topo.client }, clientDevs, topo.relay, () => braidDownload(c!, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS })));
       const b1 = chainTicks(braidPid, relayPid);
       expectBytes(b.bytes, UNSHAPED_BYTES, 'braid relay (unshaped)');
       const s0 = chainTicks(ssLocalPid, ssServerPid);
-      const { result: ss, stalls: ssStalls } = await watchStalls(ssLocalPid, clientDevs, topo.relay, () => curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
+      const { result: ss, stalls: ssStalls } = await watchStalls({ pid: ssLocalPid, ns: topo.client }, clientDevs, topo.relay, () => curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
       const s1 = chainTicks(ssLocalPid, ssServerPid);
       expectBytes(ss.bytes, UNSHAPED_BYTES, 'shadowsocks chain (unshaped)');
       const d = await curlDownload(topo.client, localUrl, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });

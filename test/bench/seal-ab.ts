@@ -15,12 +15,12 @@ import { chainTicks, clockTicks } from './cpu';
 import { median, range } from './figures';
 import { startRig, stopRig, transfer, uploadFile, type Rig } from './updown-rig';
 import { startRelayClient } from '../helpers/relay-topology';
-import { watchStalls } from './stalls';
+import { describeHeldGaps, watchStalls, type StallSample } from './stalls';
 
 const NODE_TLS_PORT = 1085;
 const BYTES = 1e9;
 
-interface Row { gbit: number; client: number; server: number; host: number; gaps: number; gapSeconds: number; retrans: number }
+interface Row { gbit: number; client: number; server: number; host: number; gaps: number; gapSeconds: number; retrans: number; stalls: StallSample }
 type Direction = 'up' | 'down';
 
 async function main(): Promise<void> {
@@ -52,12 +52,12 @@ async function main(): Promise<void> {
           // The receiving end of the client⇄relay leg: the relay's namespace for uploads, the client's for downloads.
           const [receiver, receiverNs, senderNs] = dir === 'up' ? [server, topo.relay, topo.client] : [client, topo.client, topo.relay];
           const devs = topo.links.map((l) => l.endIn(receiverNs).dev);
-          const { result: mbit, stalls } = await watchStalls(receiver, devs, senderNs, () => transfer(topo.client, dir, url, { bytes: BYTES, file: dir === 'up' ? file : undefined, maxSeconds: 60, socks, mptcpize: false }));
+          const { result: mbit, stalls } = await watchStalls({ pid: receiver, ns: receiverNs }, devs, senderNs, () => transfer(topo.client, dir, url, { bytes: BYTES, file: dir === 'up' ? file : undefined, maxSeconds: 60, socks, mptcpize: false }));
           const t1 = chainTicks(client, server);
           const per = (k: 'client' | 'server' | 'host'): number => (t1[k] - t0[k]) / ticks / (BYTES / 1e9);
-          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host'), gaps: stalls.gaps, gapSeconds: stalls.gapSeconds, retrans: stalls.senderRetrans };
+          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host'), gaps: stalls.gaps, gapSeconds: stalls.gapSeconds, retrans: stalls.senderRetrans, stalls };
           rows[`${dir} ${name}`]!.push(row);
-          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${row.gaps} / ${row.gapSeconds.toFixed(2)} s / ${row.retrans} retrans)`);
+          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${row.gaps} / ${row.gapSeconds.toFixed(2)} s / ${row.retrans} retrans / ${stalls.receiverHadAll} held)`);
         }
         console.log(`rep ${rep} ${dir}: ${parts.join(' | ')}`);
       }
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   console.log(`\nunshaped 1 GB transfers through the relay, ${reps} interleaved repetitions: median [range]`);
   for (const [name, rs] of Object.entries(rows)) {
     const col = (f: (r: Row) => number, d: number): string => `${median(rs.map(f)).toFixed(d)} [${range(rs.map(f), d)}]`;
-    console.log(`${name.padEnd(17)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.gaps), 0)} (${range(rs.map((r) => r.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.retrans), 0)}`);
+    console.log(`${name.padEnd(17)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.gaps), 0)} (${range(rs.map((r) => r.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.retrans), 0)}; gaps ${describeHeldGaps(rs.map((r) => r.stalls))}`);
   }
   for (const dir of dirs) {
     const sealed = rows[`${dir} sealed`]!;

@@ -177,10 +177,10 @@ async function unshapedUpload(o: UpDownOptions, file: { file: string; sha256: st
     const relayDevs = topo.links.map((l) => l.endIn(topo.relay).dev);
     for (let rep = 1; rep <= o.unshapedReps; rep++) {
       const b0 = chainTicks(bc, br);
-      const { result: b, stalls: braidStalls } = await watchStalls(br, relayDevs, topo.client, () => transfer(topo.client, 'up', url('relay'), { ...t, socks: ep.socks('relay'), mptcpize: false }));
+      const { result: b, stalls: braidStalls } = await watchStalls({ pid: br, ns: topo.relay }, relayDevs, topo.client, () => transfer(topo.client, 'up', url('relay'), { ...t, socks: ep.socks('relay'), mptcpize: false }));
       const b1 = chainTicks(bc, br);
       const s0 = chainTicks(sl, ss);
-      const { result: s, stalls: ssStalls } = await watchStalls(ss, relayDevs, topo.client, () => transfer(topo.client, 'up', url('ss'), { ...t, socks: ep.socks('ss'), mptcpize: false }));
+      const { result: s, stalls: ssStalls } = await watchStalls({ pid: ss, ns: topo.relay }, relayDevs, topo.client, () => transfer(topo.client, 'up', url('ss'), { ...t, socks: ep.socks('ss'), mptcpize: false }));
       const s1 = chainTicks(sl, ss);
       const d = await transfer(topo.client, 'up', url('raw'), { ...t, socks: null, mptcpize: true });
       const sample = { ...chainSample({ braid: b / 1000, ss: s / 1000, direct: d / 1000 }, [b0, b1], [s0, s1], ticks, gb), braidStalls, ssStalls };
