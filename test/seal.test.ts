@@ -182,6 +182,37 @@ describe('sealed relay upload', { skip }, () => {
     });
   }
 
+  test('empty records (sealNudge) between the data, across KeyUpdates: the server reads them as nothing, every byte intact; none once records wait or after the end', async () => {
+    const r = await rig();
+    try {
+      const hello = await firstRecord(r);
+      let handle!: ReturnType<typeof sealStart>;
+      const ended = new Promise<SealEnd>((res) => {
+        handle = sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1, rekeyAfter: 3 }, Buffer.alloc(0), res);
+      });
+      const tick = (): Promise<void> => new Promise((res) => setTimeout(res, 20));
+      const parts: Buffer[] = [];
+      let queued = 0;
+      for (let i = 0; i < 6; i++) {
+        const part = crypto.randomBytes(40_000 + i);
+        parts.push(part);
+        await new Promise<void>((res) => r.outer.write(part, () => res()));
+        await tick();
+        // Two in a row: the second waits behind the first until the loop sends it.
+        if (handle.nudge()) queued++;
+        assert.equal(handle.nudge(), false, 'nothing more is queued while a record waits for the socket');
+        await tick();
+      }
+      assert.equal(queued, 6, 'an idle sealer takes one empty record each time');
+      r.outer.end();
+      assert.equal(sha(await r.received), sha(Buffer.concat([hello, ...parts])), 'every byte intact, and the close_notify arrived');
+      assert.equal((await ended).reason, 'done');
+      assert.equal(handle.nudge(), false, 'none after the end');
+    } finally {
+      r.close();
+    }
+  });
+
   test('the server half-closes first: the sealed upload keeps flowing until the client ends', async () => {
     const r = await rig();
     try {

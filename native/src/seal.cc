@@ -16,6 +16,11 @@
 //        syscall?, sealed }) once, on the loop; onEof() once, when fdIn's EOF was read.
 //   sealStats(id) -> { sealed }                plaintext bytes sealed and written (undefined once ended)
 //   sealStop(id)                             ends it now ('stopped'); no-op once ended
+//   sealNudge(id) -> boolean                 queues one empty application-data record, sent on the
+//                                            loop's next turn: false (nothing queued) once ended,
+//                                            after EOF, or while records still wait for the socket.
+//                                            Any segment the kernel sends carries its current MPTCP
+//                                            DATA_ACK; proxy/ack-nudge.ts says why that matters.
 //   sealRecords / sealDerive                 the record layer alone (tls_records.h), for tests
 //
 // EOF from fdIn becomes a close_notify alert and shutdown(fdOut, SHUT_WR), exactly what Node's
@@ -394,6 +399,20 @@ Napi::Value SealStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Queued rather than sent here, so that a failing socket ends the pump from the loop (Step), as any
+// other send does, and never inside this call.
+Napi::Value SealNudge(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Pump* p = Find(info, "sealNudge");
+  if (!p || p->ended || p->eof || p->closed || p->sent < p->pending.size) return Napi::Boolean::New(env, false);
+  p->pending.Clear();
+  p->sent = 0;
+  p->pending_plain = 0;
+  if (!p->sealer.Empty(&p->pending)) throw Napi::Error::New(env, "sealNudge: EVP_EncryptUpdate failed");
+  if (!Watch(p, p->out, &p->out_events, p->out_events | EPOLLOUT, 1)) throw ErrnoError(env, errno, "epoll_ctl");
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Value SealStop(const Napi::CallbackInfo& info) {
   Pump* p = Find(info, "sealStop");
   if (p) End(p, "stopped", 0, nullptr);
@@ -407,6 +426,7 @@ void RegisterSeal(Napi::Env env, Napi::Object exports) {
   exports.Set("sealStart", Napi::Function::New(env, SealStart, "sealStart"));
   exports.Set("sealStats", Napi::Function::New(env, SealStats, "sealStats"));
   exports.Set("sealStop", Napi::Function::New(env, SealStop, "sealStop"));
+  exports.Set("sealNudge", Napi::Function::New(env, SealNudge, "sealNudge"));
   RegisterTlsRecords(env, exports);
 }
 

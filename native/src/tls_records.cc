@@ -159,6 +159,11 @@ bool Sealer::Update(Bytes* out) {
   return Keys();
 }
 
+bool Sealer::Empty(Bytes* out) {
+  if (seq >= rekey_after && !Update(out)) return false;
+  return Record(23, nullptr, 0, out);
+}
+
 bool Sealer::CloseNotify(Bytes* out) {
   static const unsigned char alert[] = {1, 0};  // warning, close_notify
   return Record(21, alert, sizeof alert, out);

@@ -76,6 +76,9 @@ struct Sealer {
   bool Update(Bytes* out);
   // Appends the close_notify alert.
   bool CloseNotify(Bytes* out);
+  // Appends an application-data record with nothing in it (RFC 8446 5.4 allows them), a KeyUpdate
+  // first when the key is used up.
+  bool Empty(Bytes* out);
 };
 
 // Reads { suite, secret, seq, rekeyAfter } (JavaScript values) into a keyed sealer; throws a

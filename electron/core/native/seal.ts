@@ -33,6 +33,7 @@ export interface SealBinding {
   sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): number;
   sealStats(id: number): { sealed: number } | undefined;
   sealStop(id: number): void;
+  sealNudge(id: number): boolean;
   sealRecords(suite: SealSuite, secret: Buffer, seq: number, plaintext: Buffer, rekeyAfter?: number): Buffer;
   sealDerive(suite: SealSuite, secret: Buffer): { key: Buffer; iv: Buffer };
 }
@@ -43,9 +44,19 @@ export interface SealBinding {
  * Node must neither read fdIn nor write fdOut from now on. fdIn's EOF becomes close_notify and
  * shutdown(SHUT_WR) on fdOut.
  */
-export function sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): { stats(): { sealed: number } | undefined; stop(): void } {
+export interface SealHandle {
+  stats(): { sealed: number } | undefined;
+  stop(): void;
+  /**
+   * Queues one empty application-data record, sent on the loop's next turn: false once ended, after
+   * EOF, or while records still wait for the socket (proxy/ack-nudge.ts says what it is for).
+   */
+  nudge(): boolean;
+}
+
+export function sealStart(fdIn: number, fdOut: number, params: SealParams, head: Buffer, onEnd: (end: SealEnd) => void, onEof?: () => void): SealHandle {
   const id = binding.sealStart(fdIn, fdOut, params, head, onEnd, onEof);
-  return { stats: () => binding.sealStats(id), stop: () => binding.sealStop(id) };
+  return { stats: () => binding.sealStats(id), stop: () => binding.sealStop(id), nudge: () => binding.sealNudge(id) };
 }
 
 let checked: boolean | null = null;
