@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import { sealAvailable } from '../electron/core/native/seal';
 import { connectFd, listenFd } from '../electron/core/native/mptcp';
 import { mptcpUnavailableReason } from '../electron/core/proxy/native';
+import { QUIET_TICK_MS } from '../electron/core/proxy/ack-nudge';
 import { startPump, type PumpResult } from '../electron/core/proxy/pump';
 import { markSealable } from '../electron/core/proxy/seal-tunnel';
 import { loadOrCreateCredentials } from '../electron/core/relay/credentials';
@@ -152,6 +153,61 @@ describe('sealed relay download', { skip }, () => {
       }
     });
   }
+
+  test('an upload that stops after bulk data brings an empty record down (ack-nudge.ts), read by the client as nothing; interactive traffic brings none', async () => {
+    const r = await rig();
+    const [near, dest] = await destination();
+    try {
+      await answer(r);
+      markSealable(r.accepted.socket as unknown as net.Socket, r.fd, r.accepted.download!, r.accepted.tickets() + 1);
+      let nudges = 0;
+      const result = new Promise<PumpResult>((res) => startPump(r.accepted.socket as unknown as net.Socket, near, { idleMs: 30_000, onNudge: () => nudges++ }, res));
+      let atDest = 0;
+      dest.on('data', (c: Buffer) => { atDest += c.length; });
+      const gotUp = readAll(dest);
+      const gotDown = readAll(r.client);
+      const pause = (): Promise<void> => new Promise((res) => setTimeout(res, QUIET_TICK_MS * 10));
+      const arrived = async (bytes: number): Promise<void> => {
+        for (let i = 0; i < 1000 && atDest < bytes; i++) await new Promise((res) => setTimeout(res, 10));
+        assert.equal(atDest, bytes, 'the upload so far reached the destination');
+      };
+      const up: Buffer[] = [];
+      let sent = 0;
+      for (let i = 0; i < 3; i++) {
+        const burst = crypto.randomBytes(4 << 20);
+        up.push(burst);
+        sent += burst.length;
+        r.client.write(burst);
+        await arrived(sent);
+        await pause();
+      }
+      // In one process the relay's reader shares the loop with the client's writer, and the stall
+      // the record ends comes often (without it: gaps of about 200 ms, 4 MB taking half a second),
+      // so there may be several per burst; after each burst's last byte there is one.
+      const afterBursts = nudges;
+      assert.ok(afterBursts >= 3, `an empty record after each burst at least (${afterBursts})`);
+      // 1 KiB every 5 ms is far below BULK_BYTES_PER_TICK.
+      for (let i = 0; i < 20; i++) {
+        const keystroke = crypto.randomBytes(1024);
+        up.push(keystroke);
+        r.client.write(keystroke);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+      await arrived(sent + 20 * 1024);
+      await pause();
+      assert.equal(nudges, afterBursts, 'none for interactive traffic');
+      const down = crypto.randomBytes(8 << 20);
+      dest.end(down);
+      assert.equal(sha(await gotDown), sha(down), 'every byte down intact around the empty records');
+      r.client.end();
+      assert.equal(sha(await gotUp), sha(Buffer.concat(up)));
+      assert.equal((await result).reason, 'done');
+    } finally {
+      r.close();
+      near.destroy();
+      dest.destroy();
+    }
+  });
 
   test('one record off, and the client refuses the stream: the count is what makes it work', async () => {
     const r = await rig();

@@ -11,10 +11,12 @@
  * The addon can take bytes off this pump: a plain tunnel that carries bulk data goes to the kernel's
  * splice (splice-tunnel.ts), and a tunnel over the relay connection has the direction that goes
  * into TLS sealed as records from the start (seal-tunnel.ts: the upload at the relay client, the
- * download at the relay) while the other direction stays here.
+ * download at the relay) while the other direction stays here. With a sealed direction, a pause in
+ * what arrives over the relay connection brings one empty record out on it (ack-nudge.ts).
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
+import { AckNudger } from './ack-nudge';
 import { sealStream, takeSealable, type SealedStream } from './seal-tunnel';
 import { SPLICE_AFTER_BYTES, spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
@@ -51,6 +53,8 @@ export interface PumpOptions {
   early?: Buffer | null;
   /** the addon took one direction over (seal-tunnel.ts): 'up' at the relay client, 'down' at the relay */
   onSealed?: (direction: 'up' | 'down') => void;
+  /** an empty record went out on the sealed direction after a pause in the other (ack-nudge.ts) */
+  onNudge?: () => void;
 }
 
 export interface PumpResult {
@@ -89,6 +93,8 @@ class Tunnel {
   sealed: SealedStream | null = null;
   sealFrom: PumpSocket | null = null;
   sealDone = false;
+  /** with a sealed direction: watches the other one for pauses (ack-nudge.ts) */
+  nudger: AckNudger | null = null;
 
   constructor(
     readonly client: PumpSocket,
@@ -108,6 +114,7 @@ class Tunnel {
     if (this.finished) return;
     this.finished = true;
     sweeper(this.opts.idleMs).delete(this);
+    this.nudger?.stop();
     // Before the sockets: the splice pump holds duplicates of their fds, which would keep them
     // open, and the sealer works on their own fds, which must not be closed under it.
     this.spliced?.stop();
@@ -134,6 +141,7 @@ class Tunnel {
       if (count) count.bytesDown += chunk.length;
       this.opts.onDown?.(chunk.length);
     }
+    this.nudger?.arrived(chunk.length);
     // write()'s return value is false for any chunk as big as the stream's high-water mark
     // (16 KiB), even when the kernel took it at once, and a TLS socket reports its writes done
     // only on the next loop turn. Pausing on it stopped and restarted reading for every TLS
@@ -368,6 +376,15 @@ function startSealing(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSea
       listenForReading(from);
       if (head.length) t.onData(from, head);
     },
+  });
+  if (!t.sealed) return;
+  // What arrives over the relay connection is read by Node, from the other socket.
+  const tls = t.peer(from);
+  const bit = tls === t.client ? 1 : 2;
+  t.nudger = new AckNudger({
+    nudge: () => t.sealed?.nudge() ?? false,
+    holding: () => (t.held & bit) !== 0 || tls.readableEnded,
+    nudged: t.opts.onNudge,
   });
 }
 

@@ -22,7 +22,7 @@
  * It costs no descriptor (the addon watches the sockets' own fds through one shared epoll).
  */
 import type net from 'node:net';
-import { SEAL_SUITES, type SealEnd, type SealSuite } from '../native/seal';
+import { SEAL_SUITES, type SealEnd, type SealHandle, type SealSuite } from '../native/seal';
 import { trackCounts, untrackCounts } from './count-poll';
 import { loadNative } from './native';
 import { socketFd } from '../socket-fd';
@@ -43,6 +43,8 @@ interface Sealable extends SealKeys {
 export interface SealedStream {
   /** Ends it now (the caller destroys the sockets); the end hook runs with 'stopped'. */
   stop(): void;
+  /** Sends one empty record on the relay connection (ack-nudge.ts); false when it cannot now. */
+  nudge(): boolean;
 }
 
 export interface SealHooks {
@@ -107,7 +109,7 @@ export function sealStream(reader: net.Socket, s: Sealable, early: Buffer | null
   const head = Buffer.concat(parts);
   const mod = sealBinding();
   let counted = 0;
-  let handle: { stats(): { sealed: number } | undefined; stop(): void } | null = null;
+  let handle: SealHandle | null = null;
   const entry = {
     poll: (): void => {
       const st = handle?.stats();
@@ -130,5 +132,5 @@ export function sealStream(reader: net.Socket, s: Sealable, early: Buffer | null
     return null;
   }
   trackCounts(entry);
-  return { stop: () => handle?.stop() };
+  return { stop: () => handle?.stop(), nudge: () => handle?.nudge() ?? false };
 }

@@ -342,6 +342,7 @@ export class RelayServer {
       onUp: (n) => this.metrics.bytes.add(n, { direction: 'up' }),
       onDown: (n) => this.metrics.bytes.add(n, { direction: 'down' }),
       onSealed: () => this.metrics.sealed.add(1),
+      onNudge: () => this.metrics.nudges.add(1),
     });
     if (result.reason !== 'done') this.opts.log.debug(`tunnel to ${dest.host}:${dest.port} ended before both sides finished (${describeEnd(result)})`);
     this.metrics.active.add(-1);
