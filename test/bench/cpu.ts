@@ -104,7 +104,7 @@ export function describeChainStalls(samples: ChainSample[]): string {
 }
 
 export function describeChainSample(s: ChainSample): string {
-  const st = (x: StallSample | undefined): string => (x ? `; stalls ${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans / ${x.receiverHadAll} held` : '');
+  const st = (x: StallSample | undefined): string => (x ? `; stalls ${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans / ${x.receiverHadAll} held / ${x.missingQueued.length} missing` : '');
   return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${cell(s.braidClientCpu, s.braidClientUserCpu)}, relay ${cell(s.braidRelayCpu, s.braidRelayUserCpu)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB, user space in brackets${st(s.braidStalls)}), ` +
     `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB${st(s.ssStalls)}), direct ${s.directGbit.toFixed(2)} Gbit/s`;
 }

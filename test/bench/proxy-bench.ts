@@ -168,7 +168,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
 }
 
 function fmtStalls(x: StallSample): string {
-  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} (${x.receiverHadAll} held)`;
+  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} (${x.receiverHadAll} held, ${x.missingQueued.length} missing)`;
 }
 
 function pct(x: number | undefined): string {

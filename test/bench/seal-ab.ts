@@ -57,7 +57,7 @@ async function main(): Promise<void> {
           const per = (k: 'client' | 'server' | 'host'): number => (t1[k] - t0[k]) / ticks / (BYTES / 1e9);
           const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host'), gaps: stalls.gaps, gapSeconds: stalls.gapSeconds, retrans: stalls.senderRetrans, stalls };
           rows[`${dir} ${name}`]!.push(row);
-          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${row.gaps} / ${row.gapSeconds.toFixed(2)} s / ${row.retrans} retrans / ${stalls.receiverHadAll} held)`);
+          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${row.gaps} / ${row.gapSeconds.toFixed(2)} s / ${row.retrans} retrans / ${stalls.receiverHadAll} held / ${stalls.missingQueued.length} missing)`);
         }
         console.log(`rep ${rep} ${dir}: ${parts.join(' | ')}`);
       }

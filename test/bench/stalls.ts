@@ -2,23 +2,26 @@
  * Stalls in an unshaped download, measured beside its throughput: how long no byte arrived on the
  * receiving namespace's links, and how many MPTCP-level retransmissions the sender's kernel made.
  *
- * Why: on 6.18 an MPTCP sender can sit out its MPTCP retransmission timer (at least 200 ms) with
- * nothing lost. Its send buffer is full of data the receiver already holds: the subflows' ACKs
- * carried a DATA_ACK from before that data reached the MPTCP socket (it arrived while the reader
- * held the socket, and waited in the subflows or the MPTCP backlog), and once the reader has moved
- * and read it the kernel sends no ACK by itself: `mptcp_cleanup_rbuf()` only sends one for a window
- * that doubled or an ACK TCP already owed. Nothing new can arrive to carry the newer DATA_ACK, so
- * the sender waits for its timer, retransmits, and the ACK to that ends the gap. A download through
- * `braid up` to an MPTCP-speaking server has one more process sharing the CPUs than the same
- * download made by curl directly, so its reader is preempted holding the socket more often.
+ * Why: on 6.18 an MPTCP sender can sit out its MPTCP retransmission timer (at least 200 ms). The
+ * watch reads both ends during each gap and tells two kinds apart:
+ * - "held": the receiver already holds every byte the sender has written (its rcv_nxt is the
+ *   sender's write_seq) while the sender's send buffer or window is full of them. The subflows
+ *   acknowledged that data at the TCP level while it waited to reach the MPTCP socket (the reader
+ *   held the socket), so their ACKs carried an older DATA_ACK, and once the socket took the data in
+ *   the kernel sent no ACK by itself (`mptcp_cleanup_rbuf()` sends one only for a window that has
+ *   doubled, or an ACK TCP already owes). Any segment from the receiver ends it: on the relay
+ *   connection Braid sends an empty TLS record (electron/core/proxy/ack-nudge.ts).
+ * - "missing": the receiver has acknowledged exactly what the sender counts as acknowledged
+ *   (rcv_nxt = snd_una) and lacks the next byte, while what arrived after it waits out of order,
+ *   often the sender's whole send buffer. Only the sender's MPTCP-level retransmission fills it.
+ * A download through `braid up` to an MPTCP-speaking server has one more process sharing the CPUs
+ * than the same download made by curl directly, so its reader falls behind more often.
  *
  * The watch reads the links' receive counters (/proc/<pid>/net/dev of a process in the receiving
  * namespace) every 10 ms; a gap is a run of samples with no received byte lasting at least 50 ms. A
  * late timer only widens an interval, in which bytes still count, so it cannot make a gap of its own.
- * Once a gap has lasted 60 ms both ends' MPTCP sockets are read (`ss -niM`): the gap is "with the
- * receiver holding every byte" when an MPTCP socket at the receiving end has received exactly what
- * the sender's most-behind socket has written (rcv_nxt = write_seq) while that sender still counts
- * bytes as unacknowledged (snd_una behind). A gap that ends before the reading counts as not.
+ * Once a gap has lasted 60 ms both ends' MPTCP sockets are read (`ss -niM`), against the sender's
+ * most-behind socket; a gap that ends before the reading is done counts as neither.
  */
 import fs from 'node:fs';
 import type { Namespace } from '../helpers/netns';
@@ -40,6 +43,13 @@ export interface StallSample {
   receiverHadAll: number;
   /** for those gaps, the bytes the sender still counted as unacknowledged */
   unackedBytes: number[];
+  /**
+   * Gaps read while the receiver had acknowledged exactly what the sender counts as acknowledged
+   * (rcv_nxt = snd_una) with more written: it lacks the next byte, and what it holds after it
+   * waits out of order for the sender's MPTCP-level retransmission. The receiving socket's Recv-Q
+   * at each (its receive memory, out-of-order data included).
+   */
+  missingQueued: number[];
 }
 
 /** The end of a download being watched: a process in the namespace whose links receive it. */
@@ -48,24 +58,33 @@ export interface WatchedReceiver {
   ns: Namespace;
 }
 
-interface MptcpSeqs { writeSeq: bigint; sndUna: bigint; rcvNxt: bigint }
+interface MptcpSeqs { recvQ: number; writeSeq: bigint; sndUna: bigint; rcvNxt: bigint }
 
 const U64 = 1n << 64n;
-const SEQS = /write_seq:([0-9a-f]+) snd_una:([0-9a-f]+) rcv_nxt:([0-9a-f]+)/g;
+// `ss -niM state established` (one socket kind, one state: no Netid or State column): "Recv-Q
+// Send-Q local peer", then an indented line with the sequence numbers.
+const SOCKET = /^(\d+)\s+\d+\s[^\n]*\n[^\n]*write_seq:([0-9a-f]+) snd_una:([0-9a-f]+) rcv_nxt:([0-9a-f]+)/gm;
 
-/** The established MPTCP sockets in `ns` with their 64-bit sequence numbers, from `ss -niM`. */
+/** The established MPTCP sockets in `ns` with their queued bytes and 64-bit sequence numbers. */
 async function mptcpSeqs(ns: Namespace): Promise<MptcpSeqs[]> {
   const { stdout } = await ns.exec(['ss', '-niM', 'state', 'established']);
-  return [...stdout.matchAll(SEQS)].map((m) => ({ writeSeq: BigInt(`0x${m[1]}`), sndUna: BigInt(`0x${m[2]}`), rcvNxt: BigInt(`0x${m[3]}`) }));
+  return [...stdout.matchAll(SOCKET)].map((m) => ({ recvQ: Number(m[1]), writeSeq: BigInt(`0x${m[2]}`), sndUna: BigInt(`0x${m[3]}`), rcvNxt: BigInt(`0x${m[4]}`) }));
 }
 
-/** Reads both ends during a gap: the sender's most-behind socket, and whether the receiver has all it wrote. */
-async function readGap(receiver: Namespace, sender: Namespace): Promise<{ hadAll: boolean; unacked: number } | null> {
+type GapReading = { kind: 'held'; unacked: number } | { kind: 'missing'; queued: number };
+
+/**
+ * Reads both ends during a gap: the sender's most-behind socket, and whether the receiver holds all
+ * it wrote ('held') or lacks the byte at its snd_una ('missing'); null for neither.
+ */
+async function readGap(receiver: Namespace, sender: Namespace): Promise<GapReading | null> {
   const [sent, received] = await Promise.all([mptcpSeqs(sender), mptcpSeqs(receiver)]);
   const behind = (x: MptcpSeqs): bigint => (((x.writeSeq - x.sndUna) % U64) + U64) % U64;
   const stuck = sent.reduce<MptcpSeqs | null>((a, x) => (a === null || behind(x) > behind(a) ? x : a), null);
   if (stuck === null || behind(stuck) === 0n) return null;
-  return { hadAll: received.some((r) => r.rcvNxt === stuck.writeSeq), unacked: Number(behind(stuck)) };
+  if (received.some((r) => r.rcvNxt === stuck.writeSeq)) return { kind: 'held', unacked: Number(behind(stuck)) };
+  const lacking = received.find((r) => r.rcvNxt === stuck.sndUna);
+  return lacking ? { kind: 'missing', queued: lacking.recvQ } : null;
 }
 
 function rxBytes(pid: number, devs: readonly string[]): number {
@@ -100,7 +119,7 @@ export async function watchStalls<T>(receiver: WatchedReceiver, devs: readonly s
   // One reading per gap: those still open when both ends had been read, and what they found.
   let readFor: number | null = null;
   const readings: Array<Promise<void>> = [];
-  const found = new Map<number, number>();
+  const found = new Map<number, GapReading>();
   const counted = new Set<number>();
   const closeGap = (until: number): void => {
     if (idleSince !== null && until - idleSince >= MIN_GAP_MS) { gaps++; gapMs += until - idleSince; counted.add(idleSince); }
@@ -115,7 +134,7 @@ export async function watchStalls<T>(receiver: WatchedReceiver, devs: readonly s
       readFor = idleSince;
       const gapStart = idleSince;
       readings.push(readGap(receiver.ns, sender).catch(() => null).then((r) => {
-        if (r?.hadAll && idleSince === gapStart) found.set(gapStart, r.unacked);
+        if (r && idleSince === gapStart) found.set(gapStart, r);
       }));
     }
     last = bytes;
@@ -130,18 +149,22 @@ export async function watchStalls<T>(receiver: WatchedReceiver, devs: readonly s
     await Promise.all(readings);
   }
   // A gap is counted only when bytes arrive after it: idle time after the last bytes is not a stall.
-  const unackedBytes = [...found].filter(([start]) => counted.has(start)).map(([, unacked]) => unacked);
-  return { result, stalls: { gaps, gapSeconds: gapMs / 1000, senderRetrans: (await mptcpRetrans(sender)) - retransBefore, receiverHadAll: unackedBytes.length, unackedBytes } };
+  const read = [...found].filter(([start]) => counted.has(start)).map(([, r]) => r);
+  const unackedBytes = read.flatMap((r) => (r.kind === 'held' ? [r.unacked] : []));
+  const missingQueued = read.flatMap((r) => (r.kind === 'missing' ? [r.queued] : []));
+  return { result, stalls: { gaps, gapSeconds: gapMs / 1000, senderRetrans: (await mptcpRetrans(sender)) - retransBefore, receiverHadAll: unackedBytes.length, unackedBytes, missingQueued } };
 }
 
 /**
- * Over some watched transfers, how many gaps were read with the receiver holding every byte sent:
- * '3 of 4 with the receiver holding every byte sent (the sender's unacknowledged 7.1–7.3 MB)'.
+ * Over some watched transfers, what the gaps were read as: 'of 4: 3 with the receiver holding every
+ * byte sent (the sender's unacknowledged 7.1–7.3 MB), 1 with it missing the next (8.1 MB queued)'.
  */
 export function describeHeldGaps(samples: readonly StallSample[]): string {
   const gaps = samples.reduce((n, x) => n + x.gaps, 0);
-  const held = samples.flatMap((x) => x.unackedBytes);
   if (gaps === 0) return 'no gaps';
-  const mb = held.length ? ` (the sender's unacknowledged ${range(held.map((b) => b / 1e6), 1)} MB)` : '';
-  return `${held.length} of ${gaps} with the receiver holding every byte sent${mb}`;
+  const held = samples.flatMap((x) => x.unackedBytes);
+  const missing = samples.flatMap((x) => x.missingQueued);
+  const mb = (xs: number[]): string => range(xs.map((b) => b / 1e6), 1);
+  return `of ${gaps}: ${held.length} with the receiver holding every byte sent${held.length ? ` (the sender's unacknowledged ${mb(held)} MB)` : ''}, ` +
+    `${missing.length} with it missing the next${missing.length ? ` (${mb(missing)} MB queued behind it)` : ''}`;
 }
