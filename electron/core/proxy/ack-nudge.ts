@@ -31,6 +31,9 @@ export const QUIET_TICK_MS = 10;
  */
 export const BULK_BYTES_PER_TICK = 64 * 1024;
 
+/** `BRAID_NUDGE=0` turns them off (to compare, as `BRAID_SEAL=0` does for sealing). */
+const NUDGING = process.env.BRAID_NUDGE !== '0';
+
 export interface NudgeTarget {
   /** Sends the empty record; false when it cannot now (ended, closed, or records queued). */
   nudge(): boolean;
@@ -71,7 +74,7 @@ export class AckNudger {
       return true;
     }
     if (late) return true;
-    if (this.bulk && !this.target.holding() && this.target.nudge()) this.target.nudged?.();
+    if (NUDGING && this.bulk && !this.target.holding() && this.target.nudge()) this.target.nudged?.();
     this.bulk = false;
     this.watched = false;
     return false;
