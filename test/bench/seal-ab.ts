@@ -3,7 +3,9 @@
  * relay, both directions, interleaved per repetition, from `braid up` as it runs (the addon seals
  * what each end sends: the upload at braid up, the download at the relay; proxy/seal-tunnel.ts),
  * from a second `braid up` with BRAID_SEAL=0 (Node's TLS carries both directions, as before), and
- * through shadowsocks-libev. Gbit/s and CPU s/GB of each chain's client, server and the whole host;
+ * through shadowsocks-libev; downloads also from a third `braid up` with BRAID_NUDGE=0 (sealed,
+ * without the empty records that end the kernel's "held" stalls, proxy/ack-nudge.ts: on downloads
+ * braid up is the end that sends them). Gbit/s and CPU s/GB of each chain's client, server and the whole host;
  * every byte counted at the receiving end. Beside each transfer, the stalls on the client⇄relay
  * links (stalls.ts: gaps of 50 ms or more with nothing arriving at the receiving end, and the
  * sending namespace's MPTCP-level retransmissions).
@@ -18,6 +20,7 @@ import { startRelayClient } from '../helpers/relay-topology';
 import { describeHeldGaps, watchStalls, type StallSample } from './stalls';
 
 const NODE_TLS_PORT = 1085;
+const NO_NUDGE_PORT = 1086;
 const BYTES = 1e9;
 
 interface Row { gbit: number; client: number; server: number; host: number; gaps: number; gapSeconds: number; retrans: number; stalls: StallSample }
@@ -30,16 +33,18 @@ async function main(): Promise<void> {
   const dirs: Direction[] = process.argv.includes('--up') ? ['up'] : process.argv.includes('--down') ? ['down'] : ['down', 'up'];
   const file = uploadFile(BYTES);
   let rig: Rig | undefined;
-  const names = ['sealed', 'Node TLS', 'shadowsocks'];
+  const names = ['sealed', 'sealed, no nudges', 'Node TLS', 'shadowsocks'];
   const rows: Record<string, Row[]> = {};
-  for (const d of dirs) for (const n of names) rows[`${d} ${n}`] = [];
+  for (const d of dirs) for (const n of names) if (d === 'down' || n !== 'sealed, no nudges') rows[`${d} ${n}`] = [];
   try {
     rig = await startRig(null);
     const { topo, ep } = rig;
     const nodeTls = await startRelayClient(topo.client, { port: NODE_TLS_PORT, link: rig.relayLink, extra: ['--control', 'off'], env: { ...process.env, BRAID_SEAL: '0' } });
+    const noNudge = await startRelayClient(topo.client, { port: NO_NUDGE_PORT, link: rig.relayLink, extra: ['--control', 'off'], env: { ...process.env, BRAID_NUDGE: '0' } });
     const ticks = clockTicks();
     const chains: Array<[string, number, number, number, 'relay' | 'ss']> = [
       ['sealed', ep.socks('relay')!, rig.braidRelay.pid!, rig.relay.pid!, 'relay'],
+      ['sealed, no nudges', NO_NUDGE_PORT, noNudge.pid!, rig.relay.pid!, 'relay'],
       ['Node TLS', NODE_TLS_PORT, nodeTls.pid!, rig.relay.pid!, 'relay'],
       ['shadowsocks', ep.socks('ss')!, rig.ssLocal.pid!, rig.ssServer.pid!, 'ss'],
     ];
@@ -47,6 +52,7 @@ async function main(): Promise<void> {
       for (const dir of dirs) {
         const parts: string[] = [];
         for (const [name, socks, client, server, p] of chains) {
+          if (!rows[`${dir} ${name}`]) continue;
           const t0 = chainTicks(client, server);
           const url = dir === 'up' ? `${ep.url('up', p, 0)}?hash=0` : ep.url('down', p, BYTES);
           // The receiving end of the client⇄relay leg: the relay's namespace for uploads, the client's for downloads.
@@ -69,7 +75,7 @@ async function main(): Promise<void> {
   console.log(`\nunshaped 1 GB transfers through the relay, ${reps} interleaved repetitions: median [range]`);
   for (const [name, rs] of Object.entries(rows)) {
     const col = (f: (r: Row) => number, d: number): string => `${median(rs.map(f)).toFixed(d)} [${range(rs.map(f), d)}]`;
-    console.log(`${name.padEnd(17)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.gaps), 0)} (${range(rs.map((r) => r.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.retrans), 0)}; gaps ${describeHeldGaps(rs.map((r) => r.stalls))}`);
+    console.log(`${name.padEnd(22)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.gaps), 0)} (${range(rs.map((r) => r.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.retrans), 0)}; gaps ${describeHeldGaps(rs.map((r) => r.stalls))}`);
   }
   for (const dir of dirs) {
     const sealed = rows[`${dir} sealed`]!;
@@ -78,6 +84,11 @@ async function main(): Promise<void> {
     // The sealing end: braid up for uploads, the relay for downloads.
     const end = (r: Row): number => (dir === 'up' ? r.client : r.server);
     console.log(`${dir}: sealed / Node TLS per repetition: throughput ${range(sealed.map((r, k) => r.gbit / node[k]!.gbit), 2)}, sealing end's CPU ${range(sealed.map((r, k) => end(r) / end(node[k]!)), 2)}; sealed / shadowsocks throughput ${range(sealed.map((r, k) => r.gbit / ss[k]!.gbit), 2)}`);
+    const plain = rows[`${dir} sealed, no nudges`];
+    if (plain) {
+      const gapSum = (rs: Row[]): string => `${rs.reduce((n, r) => n + r.gaps, 0)} gaps, ${rs.reduce((n, r) => n + r.gapSeconds, 0).toFixed(2)} s`;
+      console.log(`${dir}: sealed / sealed without nudges per repetition: throughput ${range(sealed.map((r, k) => r.gbit / plain[k]!.gbit), 2)}; stalls in all: ${gapSum(sealed)} against ${gapSum(plain)}`);
+    }
   }
 }
 

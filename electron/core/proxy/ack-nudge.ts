@@ -15,8 +15,9 @@
  * window that has doubled, or an ACK TCP already owes). MPTCP sockets refuse TCP_QUICKACK, so the
  * only way userspace has to get an ACK out is to send something.
  *
- * Cost: nothing per chunk but a counter; one shared timer runs only while some tunnel is receiving
- * in bulk, and a tunnel sends at most one empty record (22 bytes) each time its transfer pauses.
+ * Cost: nothing per chunk but a counter; one shared timer, running only while some tunnel received
+ * something in its last tick; and at most one empty record (22 bytes) each time a bulk transfer
+ * pauses.
  */
 
 /**
