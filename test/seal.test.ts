@@ -213,6 +213,43 @@ describe('sealed relay upload', { skip }, () => {
     }
   });
 
+  test('records with no data in a row stay within what TLS stacks accept: 16 empty ones, then a KeyUpdate, at most 16 KeyUpdates; data resets it', async () => {
+    const r = await rig();
+    try {
+      const hello = await firstRecord(r);
+      let handle!: ReturnType<typeof sealStart>;
+      const ended = new Promise<SealEnd>((res) => {
+        handle = sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1 }, Buffer.alloc(0), res);
+      });
+      const turn = (): Promise<void> => new Promise((res) => setTimeout(res, 1));
+      // Each queued record waits for the loop; a false after a turn is the limit.
+      const nudgeUntilRefused = async (): Promise<number> => {
+        let sent = 0;
+        for (let i = 0; i < 1000; i++) {
+          await turn();
+          if (!handle.nudge()) {
+            await turn();
+            await turn();
+            if (!handle.nudge()) return sent;
+          }
+          sent++;
+        }
+        return sent;
+      };
+      // 17 runs of 16 empty records with a KeyUpdate after each of the first 16: 288.
+      assert.equal(await nudgeUntilRefused(), 16 * 17 + 16);
+      const part = crypto.randomBytes(100_000);
+      await new Promise<void>((res) => r.outer.write(part, () => res()));
+      for (let i = 0; i < 50 && handle.stats()!.sealed < part.length; i++) await turn();
+      assert.equal(await nudgeUntilRefused(), 16 * 17 + 16, 'data sealed since: the counts start again');
+      r.outer.end();
+      assert.equal(sha(await r.received), sha(Buffer.concat([hello, part])), 'the server accepted every one of them, and the data');
+      assert.equal((await ended).reason, 'done');
+    } finally {
+      r.close();
+    }
+  });
+
   test('the server half-closes first: the sealed upload keeps flowing until the client ends', async () => {
     const r = await rig();
     try {

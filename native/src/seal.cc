@@ -16,9 +16,11 @@
 //        syscall?, sealed }) once, on the loop; onEof() once, when fdIn's EOF was read.
 //   sealStats(id) -> { sealed }                plaintext bytes sealed and written (undefined once ended)
 //   sealStop(id)                             ends it now ('stopped'); no-op once ended
-//   sealNudge(id) -> boolean                 queues one empty application-data record, sent on the
-//                                            loop's next turn: false (nothing queued) once ended,
-//                                            after EOF, or while records still wait for the socket.
+//   sealNudge(id) -> boolean                 queues one record with no data, sent on the loop's
+//                                            next turn: an empty application-data record, or after
+//                                            kEmptyInRow of them a KeyUpdate. False (nothing
+//                                            queued) once ended, after EOF, while records still wait
+//                                            for the socket, or when the limits below are reached.
 //                                            Any segment the kernel sends carries its current MPTCP
 //                                            DATA_ACK; proxy/ack-nudge.ts says why that matters.
 //   sealRecords / sealDerive                 the record layer alone (tls_records.h), for tests
@@ -55,6 +57,12 @@ namespace {
 
 constexpr size_t kReadBytes = 256 * 1024;
 constexpr size_t kBurstBytes = 4 << 20;
+// Records with no data that a TLS stack accepts in a row: OpenSSL and BoringSSL refuse more than 32
+// consecutive empty records, and BoringSSL more than 32 KeyUpdates with no application data
+// between them; any other record resets the first count. Half of each, then sealNudge refuses until
+// data has been sealed again.
+constexpr int kEmptyInRow = 16;
+constexpr int kUpdatesInRow = 16;
 
 // One sealed stream. Its fds are the caller's own (no dup: a tunnel costs no descriptor), watched
 // through one epoll instance that all pumps share, itself watched by one uv_poll on the loop. Node
@@ -72,6 +80,7 @@ struct Pump {
   double pending_plain = 0;            // plaintext bytes in pending
   double sealed = 0;
   bool eof = false, eof_told = false, closed = false, shut = false;
+  int empties = 0, updates = 0;        // records with no data sent since the last data (sealNudge)
   bool want_read = false, want_write = false;
   Napi::FunctionReference on_end, on_eof;
   napi_async_context async_context = nullptr;
@@ -227,6 +236,7 @@ bool Step(Pump* p, const char** syscall) {
     ssize_t n = recv(p->in, g.plain.data(), g.plain.size(), MSG_DONTWAIT);
     if (n > 0) {
       g.sealed.Clear();
+      p->empties = p->updates = 0;
       if (!p->sealer.Seal(g.plain.data(), static_cast<size_t>(n), &g.sealed)) {
         *syscall = "EVP_EncryptUpdate";
         errno = EPROTO;
@@ -405,10 +415,18 @@ Napi::Value SealNudge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Pump* p = Find(info, "sealNudge");
   if (!p || p->ended || p->eof || p->closed || p->sent < p->pending.size) return Napi::Boolean::New(env, false);
+  bool update = p->empties >= kEmptyInRow;
+  if (update && p->updates >= kUpdatesInRow) return Napi::Boolean::New(env, false);
   p->pending.Clear();
   p->sent = 0;
   p->pending_plain = 0;
-  if (!p->sealer.Empty(&p->pending)) throw Napi::Error::New(env, "sealNudge: EVP_EncryptUpdate failed");
+  if (!(update ? p->sealer.Update(&p->pending) : p->sealer.Empty(&p->pending))) throw Napi::Error::New(env, "sealNudge: EVP_EncryptUpdate failed");
+  if (update) {
+    p->updates++;
+    p->empties = 0;
+  } else {
+    p->empties++;
+  }
   if (!Watch(p, p->out, &p->out_events, p->out_events | EPOLLOUT, 1)) throw ErrnoError(env, errno, "epoll_ctl");
   return Napi::Boolean::New(env, true);
 }

@@ -4,7 +4,7 @@
  * what each end sends: the upload at braid up, the download at the relay; proxy/seal-tunnel.ts),
  * from a second `braid up` with BRAID_SEAL=0 (Node's TLS carries both directions, as before), and
  * through shadowsocks-libev; downloads also from a third `braid up` with BRAID_NUDGE=0 (sealed,
- * without the empty records that end the kernel's "held" stalls, proxy/ack-nudge.ts: on downloads
+ * without the records with no data that end the kernel's "held" stalls, proxy/ack-nudge.ts: on downloads
  * braid up is the end that sends them). Gbit/s and CPU s/GB of each chain's client, server and the whole host;
  * every byte counted at the receiving end. Beside each transfer, the stalls on the client⇄relay
  * links (stalls.ts: gaps of 50 ms or more with nothing arriving at the receiving end, and the

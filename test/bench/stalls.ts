@@ -10,7 +10,7 @@
  *   held the socket), so their ACKs carried an older DATA_ACK, and once the socket took the data in
  *   the kernel sent no ACK by itself (`mptcp_cleanup_rbuf()` sends one only for a window that has
  *   doubled, or an ACK TCP already owes). Any segment from the receiver ends it: on the relay
- *   connection Braid sends an empty TLS record (electron/core/proxy/ack-nudge.ts).
+ *   connection Braid sends a TLS record with no data (electron/core/proxy/ack-nudge.ts).
  * - "missing": the receiver has acknowledged exactly what the sender counts as acknowledged
  *   (rcv_nxt = snd_una) and lacks the next byte, while what arrived after it waits out of order,
  *   often the sender's whole send buffer. Only the sender's MPTCP-level retransmission fills it.

@@ -48,8 +48,9 @@ export interface SealHandle {
   stats(): { sealed: number } | undefined;
   stop(): void;
   /**
-   * Queues one empty application-data record, sent on the loop's next turn: false once ended, after
-   * EOF, or while records still wait for the socket (proxy/ack-nudge.ts says what it is for).
+   * Queues one record with no data (empty, or a KeyUpdate after 16 empty ones in a row), sent on
+   * the loop's next turn: false once ended, after EOF, while records still wait for the socket, or
+   * once 16 KeyUpdates have gone with no data since (proxy/ack-nudge.ts says what it is for).
    */
   nudge(): boolean;
 }

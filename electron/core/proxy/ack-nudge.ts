@@ -1,10 +1,11 @@
 /**
- * The receiving end of a relay connection sends one empty TLS record when a bulk transfer it is
- * receiving goes quiet: any segment its kernel sends carries the MPTCP DATA_ACK as it is now, which
- * is what ends the kernel's stall below. Used by the pump (pump.ts) for tunnels whose other
- * direction the addon seals (seal-tunnel.ts): the empty record goes out in that direction, with the
- * next record number, and the peer's TLS reads it as nothing (RFC 8446 5.4 allows empty
- * application-data records; OpenSSL skips them).
+ * The receiving end of a relay connection sends one TLS record with no data when a bulk transfer
+ * it is receiving pauses: any segment its kernel sends carries the MPTCP DATA_ACK as it is now,
+ * which is what ends the kernel's stall below. Used by the pump (pump.ts) for tunnels whose other
+ * direction the addon seals (seal-tunnel.ts): the record goes out in that direction with the next
+ * record number, and the peer's TLS reads it as nothing: an empty application-data record (RFC 8446
+ * 5.4 allows them), or after 16 of those in a row a KeyUpdate, since TLS stacks refuse more than 32
+ * empty records in a row (native/src/seal.cc keeps within what OpenSSL and BoringSSL accept).
  *
  * The stall (kernel 6.18, read at both ends during each gap by the bench's stall watch,
  * test/bench/stalls.ts): the sender stops for its MPTCP retransmission timer, about 200 ms, with
@@ -16,27 +17,33 @@
  * only way userspace has to get an ACK out is to send something.
  *
  * Cost: nothing per chunk but a counter; one shared timer, running only while some tunnel received
- * something in its last tick; and at most one empty record (22 bytes) each time a bulk transfer
+ * something in its last ticks; and at most one record (22 or 27 bytes) each time a bulk transfer
  * pauses.
  */
 
 /**
- * How often the shared timer looks. A tick with nothing arrived, after activity that reached bulk,
- * is a pause; a tick that comes late (the event loop was busy, so nothing was read either) judges
- * nothing.
+ * How often the shared timer looks. A tick that comes late (the event loop was busy, so nothing was
+ * read either) judges nothing.
  */
 export const QUIET_TICK_MS = 10;
+/** On-time ticks with nothing arrived that make a pause: 20 ms, a tenth of the stall it ends. */
+export const QUIET_TICKS = 2;
 /**
- * Bytes in one tick that make the activity since the last pause bulk (64 KiB per 10 ms: about
- * 50 Mbit/s). The stall needs megabytes in flight, so interactive traffic never pays for a record.
+ * What makes a transfer bulk: this many bytes within the last BULK_WINDOW_TICKS ticks (1 MiB in
+ * 40 ms, about 200 Mbit/s). The stall needs megabytes in flight; slower transfers (a shaped link, a
+ * video call) and interactive traffic, whose arrivals pause all the time, never pay for a record.
  */
-export const BULK_BYTES_PER_TICK = 64 * 1024;
+export const BULK_BYTES = 1 << 20;
+export const BULK_WINDOW_TICKS = 4;
 
 /** `BRAID_NUDGE=0` turns them off (to compare, as `BRAID_SEAL=0` does for sealing). */
 const NUDGING = process.env.BRAID_NUDGE !== '0';
 
 export interface NudgeTarget {
-  /** Sends the empty record; false when it cannot now (ended, closed, or records queued). */
+  /**
+   * Sends a record with no data; false when it cannot now (ended, closed, records queued, or as
+   * many records with no data in a row as a TLS stack accepts: native/src/seal.cc).
+   */
   nudge(): boolean;
   /** True while the pump itself holds the reading back (backpressure): that quiet is ours. */
   holding(): boolean;
@@ -47,7 +54,10 @@ export interface NudgeTarget {
 export class AckNudger {
   private received = 0;
   private seen = 0;
+  /** bytes arrived in each of the last BULK_WINDOW_TICKS ticks, oldest first */
+  private readonly recent: number[] = new Array<number>(BULK_WINDOW_TICKS).fill(0);
   private bulk = false;
+  private quiet = 0;
   private watched = false;
 
   constructor(private readonly target: NudgeTarget) {}
@@ -58,6 +68,9 @@ export class AckNudger {
     if (this.watched) return;
     this.watched = true;
     this.seen = this.received - bytes;
+    this.recent.fill(0);
+    this.bulk = false;
+    this.quiet = 0;
     watching.add(this);
     if (!timer) {
       lastTick = performance.now();
@@ -70,13 +83,17 @@ export class AckNudger {
   check(late: boolean): boolean {
     const delta = this.received - this.seen;
     this.seen = this.received;
+    this.recent.shift();
+    this.recent.push(delta);
     if (delta > 0) {
-      if (delta >= BULK_BYTES_PER_TICK) this.bulk = true;
+      this.quiet = 0;
+      if (!this.bulk && this.recent.reduce((a, b) => a + b, 0) >= BULK_BYTES) this.bulk = true;
       return true;
     }
     if (late) return true;
+    if (++this.quiet < QUIET_TICKS) return true;
+    // A pause: after bulk data, one record; either way the watch ends until bytes arrive again.
     if (NUDGING && this.bulk && !this.target.holding() && this.target.nudge()) this.target.nudged?.();
-    this.bulk = false;
     this.watched = false;
     return false;
   }

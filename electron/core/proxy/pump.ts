@@ -12,7 +12,7 @@
  * splice (splice-tunnel.ts), and a tunnel over the relay connection has the direction that goes
  * into TLS sealed as records from the start (seal-tunnel.ts: the upload at the relay client, the
  * download at the relay) while the other direction stays here. With a sealed direction, a pause in
- * what arrives over the relay connection brings one empty record out on it (ack-nudge.ts).
+ * what arrives over the relay connection brings one record with no data out on it (ack-nudge.ts).
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
@@ -53,7 +53,7 @@ export interface PumpOptions {
   early?: Buffer | null;
   /** the addon took one direction over (seal-tunnel.ts): 'up' at the relay client, 'down' at the relay */
   onSealed?: (direction: 'up' | 'down') => void;
-  /** an empty record went out on the sealed direction after a pause in the other (ack-nudge.ts) */
+  /** a record with no data went out on the sealed direction after a pause in the other (ack-nudge.ts) */
   onNudge?: () => void;
 }
 

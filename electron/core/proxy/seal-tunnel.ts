@@ -43,7 +43,7 @@ interface Sealable extends SealKeys {
 export interface SealedStream {
   /** Ends it now (the caller destroys the sockets); the end hook runs with 'stopped'. */
   stop(): void;
-  /** Sends one empty record on the relay connection (ack-nudge.ts); false when it cannot now. */
+  /** Sends one record with no data on the relay connection (ack-nudge.ts); false when it cannot now. */
   nudge(): boolean;
 }
 

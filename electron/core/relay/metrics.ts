@@ -40,7 +40,7 @@ export class RelayMetrics {
   readonly active = new Family('braid_relay_connections_active', 'gauge', 'Tunnels currently relaying.');
   readonly tunnels = new Family('braid_relay_tunnels_total', 'counter', 'CONNECT requests that reached their destination.');
   readonly sealed = new Family('braid_relay_sealed_downloads_total', 'counter', 'Tunnels whose download the addon sealed as TLS records (the rest went through Node\'s TLS).');
-  readonly nudges = new Family('braid_relay_ack_nudges_total', 'counter', 'Empty TLS records sent down after an upload stopped mid-transfer, each carrying an up-to-date MPTCP DATA_ACK (proxy/ack-nudge.ts).');
+  readonly nudges = new Family('braid_relay_ack_nudges_total', 'counter', 'TLS records with no data sent down after a bulk upload paused, each carrying an up-to-date MPTCP DATA_ACK (proxy/ack-nudge.ts).');
   readonly bytes = new Family('braid_relay_bytes_total', 'counter', 'Payload bytes relayed, by direction (up = client to destination).');
   readonly authFailures = new Family('braid_relay_auth_failures_total', 'counter', 'Requests refused for a missing or wrong secret.');
   readonly dialErrors = new Family('braid_relay_dial_errors_total', 'counter', 'Destination dials that failed, by reason.');
