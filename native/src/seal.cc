@@ -415,6 +415,8 @@ Napi::Value SealNudge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Pump* p = Find(info, "sealNudge");
   if (!p || p->ended || p->eof || p->closed || p->sent < p->pending.size) return Napi::Boolean::New(env, false);
+  // Node may have closed the socket before stopping the pump (Run() ends it then): not ours to touch.
+  if (!Same(p->out, p->out_dev, p->out_ino)) return Napi::Boolean::New(env, false);
   bool update = p->empties >= kEmptyInRow;
   if (update && p->updates >= kUpdatesInRow) return Napi::Boolean::New(env, false);
   p->pending.Clear();

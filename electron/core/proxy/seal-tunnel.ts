@@ -132,5 +132,15 @@ export function sealStream(reader: net.Socket, s: Sealable, early: Buffer | null
     return null;
   }
   trackCounts(entry);
-  return { stop: () => handle?.stop(), nudge: () => handle?.nudge() ?? false };
+  return {
+    stop: () => handle?.stop(),
+    // Best effort, from a timer: a failure here must not become an uncaught exception.
+    nudge: () => {
+      try {
+        return handle?.nudge() ?? false;
+      } catch {
+        return false;
+      }
+    },
+  };
 }
