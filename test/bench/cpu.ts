@@ -1,6 +1,6 @@
 /** CPU time of other processes, for the bench's CPU-seconds-per-GB figures. */
 import { range } from './figures';
-import { describeHeldGaps, type StallSample } from './stalls';
+import { describeHeldGaps, describeStalls, type StallSample } from './stalls';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
@@ -90,7 +90,6 @@ export function chainSample(gbit: { braid: number; ss: number; direct: number },
 
 const cell = (total: number, user: number): string => `${total.toFixed(2)} (${user.toFixed(2)})`;
 
-/** The per-repetition log line's figures, after its "rep N:". */
 /** Ranges over the samples of the stalls on the client⇄relay connection: 'braid 0–2 (0.00–0.38 s, 0–6 retrans), ss …', or '' when not watched. */
 export function describeChainStalls(samples: ChainSample[]): string {
   const one = (xs: Array<StallSample | undefined>): string | null => {
@@ -103,8 +102,9 @@ export function describeChainStalls(samples: ChainSample[]): string {
   return b === null || s === null ? '' : `braid ${b}, ss ${s}`;
 }
 
+/** The per-repetition log line's figures, after its "rep N:". */
 export function describeChainSample(s: ChainSample): string {
-  const st = (x: StallSample | undefined): string => (x ? `; stalls ${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans / ${x.receiverHadAll} held / ${x.missingQueued.length} missing` : '');
+  const st = (x: StallSample | undefined): string => (x ? `; stalls ${describeStalls(x)}` : '');
   return `braid ${s.braidGbit.toFixed(2)} Gbit/s (client ${cell(s.braidClientCpu, s.braidClientUserCpu)}, relay ${cell(s.braidRelayCpu, s.braidRelayUserCpu)}, whole host ${s.braidHostCpu.toFixed(2)} CPU s/GB, user space in brackets${st(s.braidStalls)}), ` +
     `ss ${s.ssGbit.toFixed(2)} Gbit/s (local ${cell(s.ssLocalCpu, s.ssLocalUserCpu)}, server ${cell(s.ssServerCpu, s.ssServerUserCpu)}, whole host ${s.ssHostCpu.toFixed(2)} CPU s/GB${st(s.ssStalls)}), direct ${s.directGbit.toFixed(2)} Gbit/s`;
 }

@@ -18,7 +18,7 @@ import { startByteServer, startProxy, curlDownload, rawDownload, nextReport, spl
 import { waitForPort } from '../helpers/relay-topology';
 import { clockTicks, cpuTicks } from './cpu';
 import { expectBytes, median, range, Table } from './figures';
-import { describeHeldGaps, watchStalls, type StallSample } from './stalls';
+import { describeHeldGaps, describeStalls, watchStalls, type StallSample } from './stalls';
 
 const RATE_MBIT = 20;
 const SHAPED_BYTES = 16 * 1000 * 1000;
@@ -157,7 +157,7 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
       }
       log(`  unshaped rep ${rep}: proxy ${(p.mbit / 1000).toFixed(2)} Gbit/s (${out.proxyCpuSecondsPerGB.at(-1)!.toFixed(2)} CPU s/GB), direct ${(directMbit / 1000).toFixed(2)} Gbit/s; ` +
         `TCP destination: through the proxy ${tcpDestGbit.toFixed(2)}, direct ${(dt.mbit / 1000).toFixed(2)}, socat ${out.forwarderTcpGbit.at(-1)?.toFixed(2) ?? '-'} Gbit/s; ` +
-        `stalls (gaps >= 50 ms, their seconds, sender's MPTCP retransmissions, gaps with the receiver holding every byte sent): proxy ${fmtStalls(ps)}, direct ${fmtStalls(out.directStalls.at(-1)!)}`);
+        `stalls (gaps >= 50 ms, their seconds, the server's MPTCP retransmissions, gaps read as held / missing): proxy ${describeStalls(ps)}, direct ${describeStalls(out.directStalls.at(-1)!)}`);
     }
   } finally {
     await forwarder?.stop();
@@ -165,10 +165,6 @@ async function unshaped(log: (s: string) => void): Promise<UnshapedResult> {
     await topo.destroy();
   }
   return out;
-}
-
-function fmtStalls(x: StallSample): string {
-  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} (${x.receiverHadAll} held, ${x.missingQueued.length} missing)`;
 }
 
 function pct(x: number | undefined): string {

@@ -17,13 +17,13 @@ import { chainTicks, clockTicks } from './cpu';
 import { median, range } from './figures';
 import { startRig, stopRig, transfer, uploadFile, type Rig } from './updown-rig';
 import { startRelayClient } from '../helpers/relay-topology';
-import { describeHeldGaps, watchStalls, type StallSample } from './stalls';
+import { describeHeldGaps, describeStalls, watchStalls, type StallSample } from './stalls';
 
 const NODE_TLS_PORT = 1085;
 const NO_NUDGE_PORT = 1086;
 const BYTES = 1e9;
 
-interface Row { gbit: number; client: number; server: number; host: number; gaps: number; gapSeconds: number; retrans: number; stalls: StallSample }
+interface Row { gbit: number; client: number; server: number; host: number; stalls: StallSample }
 type Direction = 'up' | 'down';
 
 async function main(): Promise<void> {
@@ -61,9 +61,9 @@ async function main(): Promise<void> {
           const { result: mbit, stalls } = await watchStalls({ pid: receiver, ns: receiverNs }, devs, senderNs, () => transfer(topo.client, dir, url, { bytes: BYTES, file: dir === 'up' ? file : undefined, maxSeconds: 60, socks, mptcpize: false }));
           const t1 = chainTicks(client, server);
           const per = (k: 'client' | 'server' | 'host'): number => (t1[k] - t0[k]) / ticks / (BYTES / 1e9);
-          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host'), gaps: stalls.gaps, gapSeconds: stalls.gapSeconds, retrans: stalls.senderRetrans, stalls };
+          const row = { gbit: mbit / 1000, client: per('client'), server: per('server'), host: per('host'), stalls };
           rows[`${dir} ${name}`]!.push(row);
-          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${row.gaps} / ${row.gapSeconds.toFixed(2)} s / ${row.retrans} retrans / ${stalls.receiverHadAll} held / ${stalls.missingQueued.length} missing)`);
+          parts.push(`${name} ${row.gbit.toFixed(2)} Gbit/s (CPU s/GB client ${row.client.toFixed(2)}, server ${row.server.toFixed(2)}, host ${row.host.toFixed(2)}; stalls ${describeStalls(stalls)})`);
         }
         console.log(`rep ${rep} ${dir}: ${parts.join(' | ')}`);
       }
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   console.log(`\nunshaped 1 GB transfers through the relay, ${reps} interleaved repetitions: median [range]`);
   for (const [name, rs] of Object.entries(rows)) {
     const col = (f: (r: Row) => number, d: number): string => `${median(rs.map(f)).toFixed(d)} [${range(rs.map(f), d)}]`;
-    console.log(`${name.padEnd(22)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.gaps), 0)} (${range(rs.map((r) => r.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.retrans), 0)}; gaps ${describeHeldGaps(rs.map((r) => r.stalls))}`);
+    console.log(`${name.padEnd(22)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.stalls.gaps), 0)} (${range(rs.map((r) => r.stalls.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.stalls.senderRetrans), 0)}; gaps ${describeHeldGaps(rs.map((r) => r.stalls))}`);
   }
   for (const dir of dirs) {
     const sealed = rows[`${dir} sealed`]!;
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
     console.log(`${dir}: sealed / Node TLS per repetition: throughput ${range(sealed.map((r, k) => r.gbit / node[k]!.gbit), 2)}, sealing end's CPU ${range(sealed.map((r, k) => end(r) / end(node[k]!)), 2)}; sealed / shadowsocks throughput ${range(sealed.map((r, k) => r.gbit / ss[k]!.gbit), 2)}`);
     const plain = rows[`${dir} sealed, no nudges`];
     if (plain) {
-      const gapSum = (rs: Row[]): string => `${rs.reduce((n, r) => n + r.gaps, 0)} gaps, ${rs.reduce((n, r) => n + r.gapSeconds, 0).toFixed(2)} s`;
+      const gapSum = (rs: Row[]): string => `${rs.reduce((n, r) => n + r.stalls.gaps, 0)} gaps, ${rs.reduce((n, r) => n + r.stalls.gapSeconds, 0).toFixed(2)} s`;
       console.log(`${dir}: sealed / sealed without nudges per repetition: throughput ${range(sealed.map((r, k) => r.gbit / plain[k]!.gbit), 2)}; stalls in all: ${gapSum(sealed)} against ${gapSum(plain)}`);
     }
   }
