@@ -11,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { sealAvailable, sealDerive, sealRecords, sealStart, type SealEnd, type SealSuite } from '../electron/core/native/seal';
+import { sealAvailable, sealDerive, sealRecords, sealStart, type SealEnd, type SealHandle, type SealParams, type SealSuite } from '../electron/core/native/seal';
 import { connectFd, listenFd } from '../electron/core/native/mptcp';
 import { mptcpUnavailableReason } from '../electron/core/proxy/native';
 import { startPump, type PumpResult } from '../electron/core/proxy/pump';
@@ -121,6 +121,15 @@ async function firstRecord(r: Rig): Promise<Buffer> {
   return hello;
 }
 
+/** Starts sealing what the test writes to `outer` onto the relay connection, from seq 1: the pump's handle, and its end. */
+function sealFromOne(r: Rig, params: Partial<SealParams> = {}): { handle: SealHandle; ended: Promise<SealEnd> } {
+  let handle!: SealHandle;
+  const ended = new Promise<SealEnd>((res) => {
+    handle = sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1, ...params }, Buffer.alloc(0), res);
+  });
+  return { handle, ended };
+}
+
 describe('sealed relay upload', { skip }, () => {
   test('record keys and records are RFC 8446 7.3 / 5.2 (an independent derivation opens them), KeyUpdate included', () => {
     for (const suite of SUITES) {
@@ -186,10 +195,7 @@ describe('sealed relay upload', { skip }, () => {
     const r = await rig();
     try {
       const hello = await firstRecord(r);
-      let handle!: ReturnType<typeof sealStart>;
-      const ended = new Promise<SealEnd>((res) => {
-        handle = sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1, rekeyAfter: 3 }, Buffer.alloc(0), res);
-      });
+      const { handle, ended } = sealFromOne(r, { rekeyAfter: 3 });
       const tick = (): Promise<void> => new Promise((res) => setTimeout(res, 20));
       const parts: Buffer[] = [];
       let queued = 0;
@@ -217,10 +223,7 @@ describe('sealed relay upload', { skip }, () => {
     const r = await rig();
     try {
       const hello = await firstRecord(r);
-      let handle!: ReturnType<typeof sealStart>;
-      const ended = new Promise<SealEnd>((res) => {
-        handle = sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1 }, Buffer.alloc(0), res);
-      });
+      const { handle, ended } = sealFromOne(r);
       const turn = (): Promise<void> => new Promise((res) => setTimeout(res, 1));
       // Each queued record waits for the loop; a false after a turn is the limit.
       const nudgeUntilRefused = async (): Promise<number> => {
@@ -254,7 +257,7 @@ describe('sealed relay upload', { skip }, () => {
     const r = await rig();
     try {
       const hello = await firstRecord(r);
-      const ended = new Promise<SealEnd>((res) => sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1 }, Buffer.alloc(0), res));
+      const { ended } = sealFromOne(r);
       const gotDown = readAll(r.relay.socket);
       r.relay.socket.resume();
       (await r.server).end('bye');
@@ -295,7 +298,7 @@ describe('sealed relay upload', { skip }, () => {
     const r = await rig();
     try {
       await firstRecord(r);
-      const ended = new Promise<SealEnd>((res) => sealStart(fdOf(r.inner), r.rawFd, { ...r.relay.upload!, seq: 1 }, Buffer.alloc(0), res));
+      const { ended } = sealFromOne(r);
       r.relay.socket.on('error', () => {});
       (await r.server).destroy();
       r.received.catch(() => {});
