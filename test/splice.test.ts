@@ -5,6 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { spliceAvailable, spliceStart, type SpliceEnd } from '../electron/core/native/splice';
@@ -80,6 +81,37 @@ describe('native splice pump', { skip }, () => {
       // What the pump wrote on is what B's kernel buffers hold, bounded by the kernel.
       assert.ok(moved < 100 << 20, `pump moved ${moved} bytes into a reader that does not read`);
       assert.ok(a.writableLength > 50 << 20, `the writer is held back (${a.writableLength} bytes still queued at A)`);
+      t.stop();
+    } finally {
+      for (const s of [a, aIn, b, bIn]) s.destroy();
+      closeA();
+      closeB();
+    }
+  });
+
+  // `ss -Mm` for the MPTCP socket on local port `port`: its queued bytes (skmem w) and send buffer (tb).
+  function mptcpSendMemory(port: number): { queued: number; sndbuf: number } {
+    const out = execFileSync('ss', ['-HMm', 'state', 'established', 'sport', `= :${port}`], { encoding: 'utf8', timeout: 5000 });
+    const m = /skmem:\([^)]*\btb(\d+)[^)]*\bw(\d+)/.exec(out);
+    if (!m) throw new Error(`no MPTCP socket on port ${port} in: ${out}`);
+    return { sndbuf: Number(m[1]), queued: Number(m[2]) };
+  }
+
+  test('an MPTCP socket is fed only while it is writable, not to the brim (feed.h)', async () => {
+    const [a, aIn, closeA] = await pair(false);
+    const [b, bIn, closeB] = await pair(true);
+    try {
+      const t = spliceStart(fdOf(aIn), fdOf(bIn), () => {});
+      b.pause();  // the MPTCP socket's peer never reads: its send buffer fills as far as the pump fills it
+      const chunk = Buffer.alloc(1 << 20);
+      for (let i = 0; i < 100; i++) a.write(chunk);
+      await new Promise((r) => setTimeout(r, 1000));
+      const { queued, sndbuf } = mptcpSendMemory(bIn.localPort!);
+      // poll() calls it writable up to two thirds of its send buffer; the pump writes 64 KiB past
+      // that at most. Written until EAGAIN, it would be full (queued at sndbuf).
+      assert.ok(t.stats()!.up > 0, 'the pump wrote into it');
+      assert.ok(queued <= (sndbuf * 2) / 3 + (64 << 10) + (16 << 10), `queued ${queued} of a send buffer of ${sndbuf}: past the writable mark`);
+      assert.ok(queued >= sndbuf / 2, `queued ${queued} of ${sndbuf}: fed up to the mark`);
       t.stop();
     } finally {
       for (const s of [a, aIn, b, bIn]) s.destroy();

@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "feed.h"
 #include "pump_args.h"
 
 namespace braid {
@@ -82,6 +83,7 @@ struct Pump {
   bool eof = false, eof_told = false, closed = false, shut = false;
   int empties = 0, updates = 0;        // records with no data sent since the last data (sealNudge)
   bool want_read = false, want_write = false;
+  size_t feed = 0;                     // kFeedBytes when `out` is an MPTCP socket (feed.h), else 0
   Napi::FunctionReference on_end, on_eof;
   napi_async_context async_context = nullptr;
   bool ended = false;
@@ -233,7 +235,8 @@ bool Step(Pump* p, const char** syscall) {
       }
       return true;
     }
-    ssize_t n = recv(p->in, g.plain.data(), g.plain.size(), MSG_DONTWAIT);
+    size_t want = p->feed ? std::min(g.plain.size(), p->feed) : g.plain.size();
+    ssize_t n = recv(p->in, g.plain.data(), want, MSG_DONTWAIT);
     if (n > 0) {
       g.sealed.Clear();
       p->empties = p->updates = 0;
@@ -244,7 +247,8 @@ bool Step(Pump* p, const char** syscall) {
       }
       if (!Offer(p, static_cast<double>(n), &blocked, syscall)) return false;
       moved += static_cast<size_t>(n);
-      if (blocked) {
+      // Past an MPTCP socket's writable mark: the next read waits for it to take more (feed.h).
+      if (blocked || (p->feed && !Writable(p->out))) {
         p->want_write = true;
         return true;
       }
@@ -372,6 +376,7 @@ Napi::Value SealStart(const Napi::CallbackInfo& info) {
   p->pending_plain = static_cast<double>(head.Length());
   p->in = in;
   p->out = out;
+  p->feed = FeedFor(out);
   p->in_dev = sin.st_dev;
   p->in_ino = sin.st_ino;
   p->out_dev = sout.st_dev;
