@@ -3,7 +3,7 @@
 // buffer). Writing on until EAGAIN fills the buffer to the brim, and the kernel's scheduler commits
 // the excess to one subflow's queue, which then drains alone while the other subflow waits with
 // nothing to send: at 2 x 20 Mbit/s a third of the uploads through `braid up` ran 2-7 % below raw
-// MPTCP (curl writing the same file straight into its socket), none of 14 fed this way (README,
+// MPTCP (curl writing the same file straight into its socket), none of 18 fed this way (README,
 // "Uploads at the shaped links' limit"). Other sockets are written as fast as they take it.
 #pragma once
 
