@@ -107,10 +107,11 @@ describe('native splice pump', { skip }, () => {
       for (let i = 0; i < 100; i++) a.write(chunk);
       await new Promise((r) => setTimeout(r, 1000));
       const { queued, sndbuf } = mptcpSendMemory(bIn.localPort!);
-      // poll() calls it writable up to two thirds of its send buffer; the pump writes 64 KiB past
-      // that at most. Written until EAGAIN, it would be full (queued at sndbuf).
+      // poll() calls it writable up to two thirds of its send buffer; the pump writes 64 KiB of
+      // data past that at most, which the kernel counts with its per-fragment overhead (seen: 87 KiB
+      // in all). Written until EAGAIN, it would be full (seen: 4.12 MB queued of 4.20).
       assert.ok(t.stats()!.up > 0, 'the pump wrote into it');
-      assert.ok(queued <= (sndbuf * 2) / 3 + (64 << 10) + (16 << 10), `queued ${queued} of a send buffer of ${sndbuf}: past the writable mark`);
+      assert.ok(queued <= (sndbuf * 2) / 3 + (128 << 10), `queued ${queued} of a send buffer of ${sndbuf}: past the writable mark`);
       assert.ok(queued >= sndbuf / 2, `queued ${queued} of ${sndbuf}: fed up to the mark`);
       t.stop();
     } finally {

@@ -1,16 +1,21 @@
-// How the addon's pumps write into an MPTCP socket: the way a plain writer does, kFeedBytes at a
-// time and only while poll() calls the socket writable (its queue at most two thirds of its send
-// buffer). Writing on until EAGAIN fills the buffer to the brim, and the kernel's scheduler commits
-// the excess to one subflow's queue, which then drains alone while the other subflow waits with
-// nothing to send: at 2 x 20 Mbit/s a third of the uploads through `braid up` ran 2-7 % below raw
-// MPTCP (curl writing the same file straight into its socket), none of 18 fed this way (README,
-// "Uploads at the shaped links' limit"). Other sockets are written as fast as they take it.
+// How the addon's pumps write into an MPTCP socket: the way a plain writer does, filling it up to
+// the mark where poll() stops calling it writable (its queue at two thirds of its send buffer) and
+// at most kFeedBytes past it. Writing on until EAGAIN fills the buffer to the brim, and the
+// kernel's scheduler commits the excess to one subflow's queue, which then drains alone while the
+// other subflow waits with nothing to send: at 2 x 20 Mbit/s a third of the uploads through
+// `braid up` ran 2-7 % below raw MPTCP (curl writing the same file straight into its socket, 64 KiB
+// per write), none of 18 fed this way (README, "Uploads at the shaped links' limit"). Other sockets
+// are written as fast as they take it.
 #pragma once
 
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 #include "uapi.h"
 
@@ -18,11 +23,14 @@ namespace braid {
 
 constexpr size_t kFeedBytes = 64 << 10;
 
-// kFeedBytes for an MPTCP socket, 0 (no limit) for any other.
-inline size_t FeedFor(int fd) {
+// Whether `fd` is an MPTCP socket, which the pumps feed (FeedBudget); others take all there is.
+// BRAID_FEED=0 writes MPTCP sockets until EAGAIN too, as before (for comparisons).
+inline bool FedSocket(int fd) {
+  const char* off = getenv("BRAID_FEED");
+  if (off && strcmp(off, "0") == 0) return false;
   int proto = 0;
   socklen_t len = sizeof(proto);
-  return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_MPTCP ? kFeedBytes : 0;
+  return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_MPTCP;
 }
 
 // poll() says `fd` takes more now. An error counts as writable: the next write reports it.
@@ -30,6 +38,19 @@ inline bool Writable(int fd) {
   pollfd p = {fd, POLLOUT, 0};
   int n = poll(&p, 1, 0);
   return n != 0 && (n < 0 || (p.revents & POLLOUT) != 0);
+}
+
+// What a fed socket takes in this wakeup: its room below the writable mark (SIOCOUTQ, the bytes
+// written and not yet acknowledged, against two thirds of SO_SNDBUF) plus kFeedBytes, or 0 when it
+// is past the mark (the pump then waits for poll() to call it writable). The mark is counted in
+// the kernel's memory units and SIOCOUTQ in bytes: when they disagree, poll() decides.
+inline size_t FeedBudget(int fd) {
+  int queued = 0, sndbuf = 0;
+  socklen_t len = sizeof(sndbuf);
+  if (ioctl(fd, SIOCOUTQ, &queued) != 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0) return kFeedBytes;
+  long room = 2L * sndbuf / 3 - queued;
+  if (room > 0) return static_cast<size_t>(room) + kFeedBytes;
+  return Writable(fd) ? kFeedBytes : 0;
 }
 
 }  // namespace braid

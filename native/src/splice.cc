@@ -16,7 +16,7 @@
 // empty, while the other direction keeps flowing; the tunnel is done when both directions are.
 // Backpressure: each direction holds at most one pipe (kPipeBytes) and stops reading while it is
 // full; a wakeup moves at most kBurstBytes per direction before yielding to the loop.
-// An MPTCP socket is fed kFeedBytes at a time, only while it is writable (feed.h).
+// An MPTCP socket is fed up to its writable mark and no further than kFeedBytes past it (feed.h).
 #include "splice.h"
 
 #ifdef __linux__
@@ -47,7 +47,7 @@ struct Direction {
   int pipe_r = -1, pipe_w = -1;
   size_t in_pipe = 0;
   size_t capacity = 65536;
-  size_t feed = 0;       // kFeedBytes when `out` is an MPTCP socket, else 0 (write all there is)
+  bool fed = false;      // `out` is an MPTCP socket: written up to its FeedBudget per wakeup
   bool eof = false;      // read side returned 0
   bool eof_told = false; // onEof called for it
   bool shut = false;     // EOF passed on (shutdown(out, SHUT_WR) done)
@@ -124,18 +124,28 @@ void End(Tunnel* t, const char* reason, int err, const char* syscall) {
 // Moves what it can in one direction; returns false (with errno set) on a fatal error.
 bool Step(Direction* d, const char** syscall) {
   size_t moved = 0;
-  bool out_full = false;  // for this wakeup: EAGAIN, or an MPTCP socket past its writable mark
+  bool out_full = false;  // for this wakeup: EAGAIN, or a fed socket's budget spent
+  bool budgeted = false;
+  size_t budget = 0;
   d->want_read = d->want_write = false;
   while (moved < kBurstBytes) {
+    if (d->in_pipe > 0 && !out_full && d->fed && !budgeted) {
+      budgeted = true;
+      budget = FeedBudget(d->out);
+      out_full = budget == 0;
+    }
     if (d->in_pipe > 0 && !out_full) {
-      size_t len = d->feed ? std::min(d->in_pipe, d->feed) : d->in_pipe;
+      size_t len = d->fed ? std::min(d->in_pipe, budget) : d->in_pipe;
       ssize_t n = splice(d->pipe_r, nullptr, d->out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         d->in_pipe -= static_cast<size_t>(n);
         d->bytes += static_cast<double>(n);
         moved += static_cast<size_t>(n);
-        if (!d->feed || d->in_pipe == 0 || Writable(d->out)) continue;
-        out_full = true;
+        if (d->fed) {
+          budget -= static_cast<size_t>(n);
+          out_full = budget == 0;
+        }
+        continue;
       } else if (n < 0 && errno == EINTR) {
         continue;
       } else if (n < 0 && errno == EAGAIN) {
@@ -275,8 +285,8 @@ Napi::Value SpliceStart(const Napi::CallbackInfo& info) {
   t->up.out = t->fb;
   t->down.in = t->fb;
   t->down.out = t->fa;
-  t->up.feed = FeedFor(t->up.out);
-  t->down.feed = FeedFor(t->down.out);
+  t->up.fed = FedSocket(t->up.out);
+  t->down.fed = FedSocket(t->down.out);
 
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
