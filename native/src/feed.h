@@ -53,4 +53,34 @@ inline size_t FeedBudget(int fd) {
   return Writable(fd) ? kFeedBytes : 0;
 }
 
+// One wakeup's allowance for writing into a pump's socket: all there is for a socket that is not
+// fed, else its FeedBudget, read at the wakeup's first write.
+class FeedAllowance {
+ public:
+  FeedAllowance(int fd, bool fed) : fd_(fd), fed_(fed) {}
+
+  // How much of `want` to write now: 0 when a fed socket is past its mark (wait for poll()).
+  size_t Allow(size_t want) {
+    if (!fed_) return want;
+    if (!read_) {
+      read_ = true;
+      left_ = FeedBudget(fd_);
+    }
+    return want < left_ ? want : left_;
+  }
+
+  // `n` bytes written, never more than allowed; true once a fed socket's allowance is spent.
+  bool Spend(size_t n) {
+    if (!fed_) return false;
+    left_ -= n;
+    return left_ == 0;
+  }
+
+ private:
+  int fd_;
+  bool fed_;
+  bool read_ = false;
+  size_t left_ = 0;
+};
+
 }  // namespace braid

@@ -83,7 +83,7 @@ struct Pump {
   bool eof = false, eof_told = false, closed = false, shut = false;
   int empties = 0, updates = 0;        // records with no data sent since the last data (sealNudge)
   bool want_read = false, want_write = false;
-  bool fed = false;                    // `out` is an MPTCP socket: written up to its FeedBudget per wakeup
+  bool fed = false;                    // `out` is an MPTCP socket: written up to its FeedAllowance per wakeup
   Napi::FunctionReference on_end, on_eof;
   napi_async_context async_context = nullptr;
   bool ended = false;
@@ -186,8 +186,8 @@ bool Offer(Pump* p, double plain, bool* blocked, const char** syscall) {
 // Moves what it can; false (errno set, *syscall named) on a fatal error.
 bool Step(Pump* p, const char** syscall) {
   size_t moved = 0;
-  bool budgeted = false;
-  size_t budget = 0;
+  // Counted in plaintext: records add 22 bytes in 16 KiB.
+  FeedAllowance allowance(p->out, p->fed);
   p->want_read = p->want_write = false;
   while (moved < kBurstBytes) {
     if (p->sent < p->pending.size) {
@@ -237,18 +237,11 @@ bool Step(Pump* p, const char** syscall) {
       }
       return true;
     }
-    size_t want = g.plain.size();
-    if (p->fed) {
-      // Up to the socket's writable mark (feed.h), counted in plaintext: records add 22 bytes in 16 KiB.
-      if (!budgeted) {
-        budgeted = true;
-        budget = FeedBudget(p->out);
-      }
-      if (budget == 0) {
-        p->want_write = true;
-        return true;
-      }
-      want = std::min(want, budget);
+    size_t want = allowance.Allow(g.plain.size());
+    if (want == 0) {
+      // Past the socket's writable mark (feed.h): the next read waits for it to take more.
+      p->want_write = true;
+      return true;
     }
     ssize_t n = recv(p->in, g.plain.data(), want, MSG_DONTWAIT);
     if (n > 0) {
@@ -261,7 +254,7 @@ bool Step(Pump* p, const char** syscall) {
       }
       if (!Offer(p, static_cast<double>(n), &blocked, syscall)) return false;
       moved += static_cast<size_t>(n);
-      if (p->fed) budget -= static_cast<size_t>(n);
+      allowance.Spend(static_cast<size_t>(n));
       if (blocked) {
         p->want_write = true;
         return true;

@@ -25,7 +25,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <string>
@@ -47,7 +46,7 @@ struct Direction {
   int pipe_r = -1, pipe_w = -1;
   size_t in_pipe = 0;
   size_t capacity = 65536;
-  bool fed = false;      // `out` is an MPTCP socket: written up to its FeedBudget per wakeup
+  bool fed = false;      // `out` is an MPTCP socket: written up to its FeedAllowance per wakeup
   bool eof = false;      // read side returned 0
   bool eof_told = false; // onEof called for it
   bool shut = false;     // EOF passed on (shutdown(out, SHUT_WR) done)
@@ -124,27 +123,19 @@ void End(Tunnel* t, const char* reason, int err, const char* syscall) {
 // Moves what it can in one direction; returns false (with errno set) on a fatal error.
 bool Step(Direction* d, const char** syscall) {
   size_t moved = 0;
-  bool out_full = false;  // for this wakeup: EAGAIN, or a fed socket's budget spent
-  bool budgeted = false;
-  size_t budget = 0;
+  bool out_full = false;  // for this wakeup: EAGAIN, or a fed socket's allowance spent
+  FeedAllowance allowance(d->out, d->fed);
   d->want_read = d->want_write = false;
   while (moved < kBurstBytes) {
-    if (d->in_pipe > 0 && !out_full && d->fed && !budgeted) {
-      budgeted = true;
-      budget = FeedBudget(d->out);
-      out_full = budget == 0;
-    }
-    if (d->in_pipe > 0 && !out_full) {
-      size_t len = d->fed ? std::min(d->in_pipe, budget) : d->in_pipe;
+    size_t len = d->in_pipe > 0 && !out_full ? allowance.Allow(d->in_pipe) : 0;
+    if (d->in_pipe > 0 && len == 0) out_full = true;  // a fed socket past its mark (feed.h)
+    if (len > 0) {
       ssize_t n = splice(d->pipe_r, nullptr, d->out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         d->in_pipe -= static_cast<size_t>(n);
         d->bytes += static_cast<double>(n);
         moved += static_cast<size_t>(n);
-        if (d->fed) {
-          budget -= static_cast<size_t>(n);
-          out_full = budget == 0;
-        }
+        out_full = allowance.Spend(static_cast<size_t>(n));
         continue;
       } else if (n < 0 && errno == EINTR) {
         continue;
