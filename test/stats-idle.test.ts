@@ -1,6 +1,7 @@
 /**
  * The stats engine with many idle connections (unit, no kernel): a connection whose byte counts do
- * not move is read only now and then, one that moves is read every tick, bytes that move after a
+ * not move is read only now and then, one that moves is read every tick (and after, while its
+ * subflows' counters still move), bytes that move after a
  * quiet spell are split by the subflow counters read then, and the per-path subflow counts and
  * RTTs stay right while connections sit idle and after they close; with nothing moving the engine
  * ticks at its slower idle pace until a byte, an opening or a closing wakes it.
@@ -153,6 +154,27 @@ test('the engine ticks at its idle pace while nothing moves; a byte, an opening,
   } finally {
     engine.stop();
   }
+});
+
+test('a connection is read until a read finds neither its bytes nor its subflows\' counters moved, and no longer', () => {
+  const { tracker, reads, tick } = setup(1);
+  const c = tracker.live.get(1)!;
+  // New: read on the next tick (its first bytes), and once more, which finds nothing moved.
+  for (let i = 0; i < 5; i++) tick();
+  assert.equal(reads.get(1), 2, 'a new connection that then sat still');
+  // Its bytes move once, then stop while its send buffer drains: path b's counter moves on for two ticks.
+  reads.clear();
+  c.bytesDown += 5000;
+  c.sub![0]!.bytesReceived += 3000;
+  tick();
+  for (let i = 0; i < 2; i++) {
+    c.sub![1]!.bytesReceived += 1000;
+    tick();
+  }
+  for (let i = 0; i < 4; i++) tick();
+  assert.equal(reads.get(1), 4, 'read while its counters moved, then once finding them still');
+  const k = tick();
+  assert.equal(k.totalDown, 6000, 'the bytes the proxy counted');
 });
 
 test('bytes after a quiet spell are split by the subflow counters read then', () => {
