@@ -20,7 +20,7 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, describeChainStalls, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { expectBytes, median, range, Table } from './figures';
-import { watchStalls } from './stalls';
+import { describeHeldGaps, describeStalls, watchStalls, type StallSample } from './stalls';
 import { SS_CIPHER } from './updown-rig';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
@@ -121,8 +121,12 @@ export interface RelayBenchResult {
     samples: ChainSample[];
     medianGbit: { braid: number; ss: number; direct: number };
     medianCpuSecondsPerGB: ChainCpuMedians;
-    /** braid to an MPTCP-speaking destination beside a TCP one, per repetition: Gbit/s, null when it timed out. */
-    mptcpDestination: Array<{ mptcpGbit: number | null; tcpGbit: number | null }>;
+    /**
+     * braid to an MPTCP-speaking destination beside a TCP one, per repetition: Gbit/s, null when it
+     * timed out, and each download's stalls on the client⇄relay links (null when it timed out). The
+     * relay reaches both destinations over plain TCP, so a pair apart is the client⇄relay leg or the CPUs.
+     */
+    mptcpDestination: Array<{ mptcpGbit: number | null; tcpGbit: number | null; mptcpStalls: StallSample | null; tcpStalls: StallSample | null }>;
   };
   ttfb: TtfbResult;
   /** the same probes with a real round-trip time between client and relay (delay line) */
@@ -282,24 +286,26 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     // The MPTCP-speaking destination beside the TCP one, same size, back to back, once per repetition
     // (order alternating), so that each ratio pairs two downloads made under the same load.
     const pairUrl = (port: number): string => `http://${topo.destAddress(4)}:${port}/bytes/${MPTCP_DEST_BYTES}`;
-    const once = async (port: number, what: string): Promise<number | null> => {
+    // Watched as the chain downloads above are, so that a pair apart can be told a stall from the CPUs.
+    const once = async (port: number, what: string): Promise<{ gbit: number | null; stalls: StallSample | null }> => {
       try {
-        const r = await curlDownload(topo.client, pairUrl(port), { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS });
+        const { result: r, stalls } = await watchStalls({ pid: braidPid, ns: topo.client }, clientDevs, topo.relay, () => curlDownload(topo.client, pairUrl(port), { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
         expectBytes(r.bytes, MPTCP_DEST_BYTES, what);
-        return r.mbit / 1000;
+        return { gbit: r.mbit / 1000, stalls };
       } catch (err) {
         log(`  ${what}: did not finish ${MPTCP_DEST_BYTES / 1e6} MB within ${UNSHAPED_MAX_SECONDS} s (${(err as Error).message.split('\n').pop()})`);
-        return null;
+        return { gbit: null, stalls: null };
       }
     };
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const mptcpFirst = rep % 2 === 1;
       const a = await once(mptcpFirst ? DEST_PORT : DEST_TCP_PORT, mptcpFirst ? 'MPTCP destination' : 'TCP destination');
       const b = await once(mptcpFirst ? DEST_TCP_PORT : DEST_PORT, mptcpFirst ? 'TCP destination' : 'MPTCP destination');
-      const pair = { mptcpGbit: mptcpFirst ? a : b, tcpGbit: mptcpFirst ? b : a };
+      const [m, t] = mptcpFirst ? [a, b] : [b, a];
+      const pair = { mptcpGbit: m.gbit, tcpGbit: t.gbit, mptcpStalls: m.stalls, tcpStalls: t.stalls };
       out.unshaped.mptcpDestination.push(pair);
-      const f = (x: number | null): string => (x === null ? 'did not finish' : `${x.toFixed(2)} Gbit/s`);
-      log(`  relay unshaped pair ${rep}: MPTCP-speaking destination ${f(pair.mptcpGbit)}, TCP destination ${f(pair.tcpGbit)} (${MPTCP_DEST_BYTES / 1e6} MB each)`);
+      const f = (x: { gbit: number | null; stalls: StallSample | null }): string => (x.gbit === null ? 'did not finish' : `${x.gbit.toFixed(2)} Gbit/s (stalls ${describeStalls(x.stalls!)})`);
+      log(`  relay unshaped pair ${rep}: MPTCP-speaking destination ${f(m)}, TCP destination ${f(t)} (${MPTCP_DEST_BYTES / 1e6} MB each)`);
     }
   } finally {
     await stopChains(c);
@@ -354,6 +360,8 @@ export function printRelay(rb: RelayBenchResult, log: (s: string) => void): void
   const unfinished = u.mptcpDestination.length - pairs.length;
   t.row('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${range(pairs, 2)}x` : 'none',
     `  (${pairs.length} pairs${unfinished ? `, ${unfinished} did not finish` : ''}; target >= 0.8 in every pair)`);
+  const pairStalls = u.mptcpDestination.flatMap((p) => [p.mptcpStalls, p.tcpStalls]).filter((x): x is StallSample => x !== null);
+  if (pairStalls.length) t.row('stalls in those downloads, gaps >= 50 ms at the client', '', `${range(pairStalls.map((x) => x.gaps), 0)} per download (${describeHeldGaps(pairStalls)})`);
   t.heading('time to first byte (1-byte body), median', 'ms');
   t.row('direct to the relay host (TCP connect + GET)', tt.direct!.toFixed(2), `  (TCP connect alone ${tt.directConnect!.toFixed(2)} ms)`);
   t.row('through braid relay, warm pool', tt.braidWarm!.toFixed(2), `  (+${(tt.braidWarm! - tt.direct!).toFixed(2)} ms over direct)`);
