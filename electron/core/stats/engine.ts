@@ -338,7 +338,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    * visit and neither did its subflows' counters (nothing left in its send buffers to drain). Why the
    * second: a burst of new connections was read on five ticks each before it counted as idle, and
    * each read allocates (the addon's answer). In the bench's scale part (1,000 connections opened at
-   * once) RSS 3 s later was 21.0-21.5 kB per connection so, 18.7-19.5 read twice, and 12.1-12.4 with
+   * once) RSS 3 s later was 21.0-21.5 kB per connection so, 18.4-19.7 read twice, and 12.1-12.4 with
    * the engine not reading at all; settled, all three are alike. Bytes a subflow moves after that
    * are counted from its mark at its next read (or at the close, from the connection's own
    * counters), not lost.
