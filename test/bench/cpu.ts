@@ -1,6 +1,5 @@
 /** CPU time of other processes, for the bench's CPU-seconds-per-GB figures. */
-import { range } from './figures';
-import { describeHeldGaps, describeStalls, type StallSample } from './stalls';
+import { describeStallRanges, describeStalls, type StallSample } from './stalls';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
@@ -95,7 +94,7 @@ export function describeChainStalls(samples: ChainSample[]): string {
   const one = (xs: Array<StallSample | undefined>): string | null => {
     const got = xs.filter((x): x is StallSample => x !== undefined);
     if (got.length === 0) return null;
-    return `${range(got.map((x) => x.gaps), 0)} (${range(got.map((x) => x.gapSeconds), 2)} s, ${range(got.map((x) => x.senderRetrans), 0)} retrans; ${describeHeldGaps(got)})`;
+    return describeStallRanges(got);
   };
   const b = one(samples.map((x) => x.braidStalls));
   const s = one(samples.map((x) => x.ssStalls));

@@ -20,7 +20,7 @@ import type { Namespace, NsProcess } from '../helpers/netns';
 import { curlDownload, rawDownload, startByteServer } from '../helpers/multipath-harness';
 import { CHAIN_CPU_HEADER, chainCpuColumns, chainCpuMedians, chainSample, chainTicks, clockTicks, describeChainSample, describeChainStalls, NO_CHAIN_CPU, type ChainCpuMedians, type ChainSample } from './cpu';
 import { expectBytes, median, range, Table } from './figures';
-import { describeHeldGaps, describeStalls, watchStalls, type StallSample } from './stalls';
+import { describeStallRanges, describeStalls, watchStalls, type StallSample } from './stalls';
 import { SS_CIPHER } from './updown-rig';
 import { createDelayedRelayTopology, createRelayTopology, relayTxBytes, startRelay, startRelayClient, startShadowsocksChain, tempRelayDir, type RelayTopology } from '../helpers/relay-topology';
 
@@ -361,7 +361,7 @@ export function printRelay(rb: RelayBenchResult, log: (s: string) => void): void
   t.row('braid relay, MPTCP-speaking / TCP destination, pairs', pairs.length ? `${range(pairs, 2)}x` : 'none',
     `  (${pairs.length} pairs${unfinished ? `, ${unfinished} did not finish` : ''}; target >= 0.8 in every pair)`);
   const pairStalls = u.mptcpDestination.flatMap((p) => [p.mptcpStalls, p.tcpStalls]).filter((x): x is StallSample => x !== null);
-  if (pairStalls.length) t.row('stalls in those downloads, gaps >= 50 ms at the client', '', `${range(pairStalls.map((x) => x.gaps), 0)} per download (${describeHeldGaps(pairStalls)})`);
+  if (pairStalls.length) t.row('stalls in those downloads, gaps >= 50 ms at the client', '', `${describeStallRanges(pairStalls)} (gaps per download, their seconds, the relay's MPTCP-level retransmissions)`);
   t.heading('time to first byte (1-byte body), median', 'ms');
   t.row('direct to the relay host (TCP connect + GET)', tt.direct!.toFixed(2), `  (TCP connect alone ${tt.directConnect!.toFixed(2)} ms)`);
   t.row('through braid relay, warm pool', tt.braidWarm!.toFixed(2), `  (+${(tt.braidWarm! - tt.direct!).toFixed(2)} ms over direct)`);

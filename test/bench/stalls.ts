@@ -171,3 +171,8 @@ export function describeHeldGaps(samples: readonly StallSample[]): string {
   return `of ${gaps}: ${held.length} with the receiver holding every byte sent${held.length ? ` (the sender's unacknowledged ${mb(held)} MB)` : ''}, ` +
     `${missing.length} with it missing the next${missing.length ? ` (${mb(missing)} MB queued behind it)` : ''}`;
 }
+
+/** Over some watched transfers: '0–2 (0.00–0.38 s, 0–3 retrans; <describeHeldGaps>)'. */
+export function describeStallRanges(samples: readonly StallSample[]): string {
+  return `${range(samples.map((x) => x.gaps), 0)} (${range(samples.map((x) => x.gapSeconds), 2)} s, ${range(samples.map((x) => x.senderRetrans), 0)} retrans; ${describeHeldGaps(samples)})`;
+}
