@@ -1,10 +1,10 @@
 /**
  * The stats engine with many idle connections (unit, no kernel): a connection whose byte counts do
  * not move is read only now and then, one that moves is read every tick (and after, while its
- * subflows' counters still move), bytes that move after a
- * quiet spell are split by the subflow counters read then, and the per-path subflow counts and
- * RTTs stay right while connections sit idle and after they close; with nothing moving the engine
- * ticks at its slower idle pace until a byte, an opening or a closing wakes it.
+ * subflows' counters still move), bytes that move after a quiet spell are split by the subflow
+ * counters read then, and the per-path subflow counts and RTTs stay right while connections sit
+ * idle and after they close; with nothing moving the engine ticks at its slower idle pace until a
+ * byte, an opening or a closing wakes it.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
