@@ -14,7 +14,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionTracker, type ConnectionSnapshot } from '../electron/core/proxy/tracker';
 import { StatsEngine } from '../electron/core/stats/engine';
 
-interface FakeConn { id: number; bytesUp: number; bytesDown: number; sub: SubflowInfo[] | null }
+interface FakeConn {
+  id: number;
+  bytesUp: number;
+  bytesDown: number;
+  sub: SubflowInfo[] | null;
+  /** the MPTCP connection's own counters (the reader then answers as socketInfo() does) */
+  own?: { acked: number; received: number };
+}
 
 function subflow(iface: string, received: number, rttUs: number, port: number): SubflowInfo {
   return {
@@ -61,7 +68,10 @@ function setup(n: number) {
   const engine = new StatsEngine(() => tracker as unknown as ConnectionTracker, {
     read: (c) => {
       reads.set(c.id, (reads.get(c.id) ?? 0) + 1);
-      return (c as unknown as FakeConn).sub?.map((s) => ({ ...s })) ?? null;
+      const f = c as unknown as FakeConn;
+      const subflows = f.sub?.map((s) => ({ ...s })) ?? null;
+      if (!f.own || !subflows) return subflows;
+      return { mptcp: true, fallback: false, token: 1, subflowsTotal: subflows.length, bytesSent: f.own.acked, bytesReceived: f.own.received, bytesAcked: f.own.acked, retransmits: 0, subflows };
     },
   });
   let t = 1_000_000;
@@ -175,6 +185,31 @@ test('a connection is read until a read finds neither its bytes nor its subflows
   assert.equal(reads.get(1), 4, 'read while its counters moved, then once finding them still');
   const k = tick();
   assert.equal(k.totalDown, 6000, 'the bytes the proxy counted');
+});
+
+test('an MPTCP connection whose own counters show every counted byte acknowledged and read is idle after one read', () => {
+  const { tracker, reads, tick } = setup(3);
+  // 1: settled. 2: 40 bytes written but not yet acknowledged. 3: more on the wire than the proxy
+  // counted (a relay connection's TLS records): never taken as settled.
+  tracker.live.get(1)!.own = { acked: 0, received: 1000 };
+  tracker.live.get(2)!.own = { acked: 0, received: 1000 };
+  tracker.live.get(2)!.bytesUp = 40;
+  tracker.live.get(3)!.own = { acked: 0, received: 1029 };
+  for (let i = 0; i < 5; i++) tick();
+  assert.equal(reads.get(1), 1, 'settled at its first read');
+  assert.equal(reads.get(2), 2, 'not settled: read again, which finds nothing moved');
+  assert.equal(reads.get(3), 2, 'its counters never equal the proxy\'s');
+  // Its bytes move again: read while they do, and once it is settled no more.
+  reads.clear();
+  const c = tracker.live.get(1)!;
+  c.bytesDown += 3000;
+  c.sub![0]!.bytesReceived += 3000;
+  c.own = { acked: 0, received: 4000 };
+  for (let i = 0; i < 5; i++) tick();
+  assert.equal(reads.get(1), 1);
+  const k = tick();
+  assert.equal(k.totalDown, 3 * 1000 + 3000, 'the bytes the proxy counted');
+  assert.equal(k.paths.find((p) => p.path === 'a')!.totalDown, 3 * 600 + 3000, 'the new bytes on the path whose counter moved');
 });
 
 test('bytes after a quiet spell are split by the subflow counters read then', () => {

@@ -335,13 +335,15 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    * now. `refresh`: an idle connection's periodic read, no bytes expected.
    *
    * Idle: its bytes have not moved for QUIET_TICKS visits, or they did not move since the last
-   * visit and neither did its subflows' counters (nothing left in its send buffers to drain). Why the
-   * second: a burst of new connections was read on five ticks each before it counted as idle, and
-   * each read allocates (the addon's answer). In the bench's scale part (1,000 connections opened at
-   * once) RSS 3 s later was 21.0-21.5 kB per connection so, 18.4-19.7 read twice, and 12.1-12.4 with
-   * the engine not reading at all; settled, all three are alike. Bytes a subflow moves after that
-   * are counted from its mark at its next read (or at the close, from the connection's own
-   * counters), not lost.
+   * visit and neither did its subflows' counters (nothing left in its send buffers to drain), or it
+   * is settled: an MPTCP connection whose own counters show exactly the bytes the proxy counted,
+   * every one written acknowledged and every one received read (a relay connection's TLS bytes never
+   * equal them, nor does a counted FIN). Why the second and third: a burst of new connections was
+   * read on five ticks each before it counted as idle, and each read allocates (the addon's answer).
+   * In the bench's scale part (1,000 connections opened at once) RSS 3 s later was 21.0-21.5 kB per
+   * connection so, 18.4-19.7 read twice, and 12.1-12.4 with the engine not reading at all; settled,
+   * all three are alike. Bytes a subflow moves after that are counted from its mark at its next read
+   * (or at the close, from the connection's own counters), not lost.
    */
   private visit(c: TrackedConnection, read: Reader, up: Map<string, number>, down: Map<string, number>, refresh: boolean): boolean {
     let state = this.conns.get(c.id);
@@ -379,6 +381,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     state.lastUp = c.bytesUp;
     state.lastDown = c.bytesDown;
     if (state.quiet >= QUIET_TICKS) return true;
+    if (conn && conn.bytesAcked === c.bytesUp && conn.bytesReceived === c.bytesDown) return true;
     return state.quiet > 0 && subflows !== null && weightsUp!.size === 0 && weightsDown!.size === 0;
   }
 
