@@ -336,14 +336,13 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
    *
    * Idle: its bytes have not moved for QUIET_TICKS visits, or they did not move since the last
    * visit and neither did its subflows' counters (nothing left in its send buffers to drain), or it
-   * is settled: an MPTCP connection whose own counters show exactly the bytes the proxy counted,
-   * every one written acknowledged and every one received read (a relay connection's TLS bytes never
-   * equal them, nor does a counted FIN). Why the second and third: a burst of new connections was
-   * read on five ticks each before it counted as idle, and each read allocates (the addon's answer).
-   * In the bench's scale part (1,000 connections opened at once) RSS 3 s later was 21.0-21.5 kB per
-   * connection so, 18.4-19.7 read twice, and 12.1-12.4 with the engine not reading at all; settled,
-   * all three are alike. Bytes a subflow moves after that are counted from its mark at its next read
-   * (or at the close, from the connection's own counters), not lost.
+   * is settled: an MPTCP connection whose own counters show exactly the bytes the proxy counted (a
+   * relay connection's TLS bytes never equal them, nor does a counted FIN). Why the last two: each
+   * read allocates (the addon's answer), and with 1,000 connections opened at once RSS 3 s later
+   * was 21.0-21.5 kB per connection when each was read on five ticks, 18.4-19.7 on two, 17.2-18.5
+   * with most read once, and 12.1-12.4 with no reads at all (settled, all alike). Bytes a subflow
+   * moves later are counted from its mark at its next read (or at the close, from the connection's
+   * own counters), not lost.
    */
   private visit(c: TrackedConnection, read: Reader, up: Map<string, number>, down: Map<string, number>, refresh: boolean): boolean {
     let state = this.conns.get(c.id);
