@@ -17,7 +17,7 @@ import { chainTicks, clockTicks } from './cpu';
 import { median, range } from './figures';
 import { startRig, stopRig, transfer, uploadFile, type Rig } from './updown-rig';
 import { startRelayClient } from '../helpers/relay-topology';
-import { describeHeldGaps, describeStalls, watchStalls, type StallSample } from './stalls';
+import { describeStallRanges, describeStalls, watchStalls, type StallSample } from './stalls';
 
 const NODE_TLS_PORT = 1085;
 const NO_NUDGE_PORT = 1086;
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   console.log(`\nunshaped 1 GB transfers through the relay, ${reps} interleaved repetitions: median [range]`);
   for (const [name, rs] of Object.entries(rows)) {
     const col = (f: (r: Row) => number, d: number): string => `${median(rs.map(f)).toFixed(d)} [${range(rs.map(f), d)}]`;
-    console.log(`${name.padEnd(22)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${range(rs.map((r) => r.stalls.gaps), 0)} (${range(rs.map((r) => r.stalls.gapSeconds), 2)} s), retrans ${range(rs.map((r) => r.stalls.senderRetrans), 0)}; gaps ${describeHeldGaps(rs.map((r) => r.stalls))}`);
+    console.log(`${name.padEnd(22)} ${col((r) => r.gbit, 2)} Gbit/s; CPU s/GB client ${col((r) => r.client, 2)}, server ${col((r) => r.server, 2)}, host ${col((r) => r.host, 2)}; stalls ${describeStallRanges(rs.map((r) => r.stalls))}`);
   }
   for (const dir of dirs) {
     const sealed = rows[`${dir} sealed`]!;
