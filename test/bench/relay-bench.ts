@@ -268,13 +268,16 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     const gb = UNSHAPED_BYTES / 1e9;
     // The receiving end of the client⇄relay connection: the client's namespace, on downloads.
     const clientDevs = topo.links.map((l) => l.endIn(topo.client).dev);
+    // A download by the proxy process `pid` (the chain's client end), its client⇄relay links watched.
+    const watched = <T>(pid: number, download: () => Promise<T>) => watchStalls({ pid, ns: topo.client }, clientDevs, topo.relay, download);
+    const viaProxy = (url: string, socksPort: number) => curlDownload(topo.client, url, { socksPort, maxSeconds: UNSHAPED_MAX_SECONDS });
     for (let rep = 1; rep <= UNSHAPED_REPS; rep++) {
       const b0 = chainTicks(braidPid, relayPid);
-      const { result: b, stalls: braidStalls } = await watchStalls({ pid: braidPid, ns: topo.client }, clientDevs, topo.relay, () => braidDownload(c!, curlDownload(topo.client, destUrl, { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS })));
+      const { result: b, stalls: braidStalls } = await watched(braidPid, () => braidDownload(c!, viaProxy(destUrl, BRAID_PORT)));
       const b1 = chainTicks(braidPid, relayPid);
       expectBytes(b.bytes, UNSHAPED_BYTES, 'braid relay (unshaped)');
       const s0 = chainTicks(ssLocalPid, ssServerPid);
-      const { result: ss, stalls: ssStalls } = await watchStalls({ pid: ssLocalPid, ns: topo.client }, clientDevs, topo.relay, () => curlDownload(topo.client, destUrl, { socksPort: SS_LOCAL_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
+      const { result: ss, stalls: ssStalls } = await watched(ssLocalPid, () => viaProxy(destUrl, SS_LOCAL_PORT));
       const s1 = chainTicks(ssLocalPid, ssServerPid);
       expectBytes(ss.bytes, UNSHAPED_BYTES, 'shadowsocks chain (unshaped)');
       const d = await curlDownload(topo.client, localUrl, { mptcpize: true, maxSeconds: UNSHAPED_MAX_SECONDS });
@@ -289,7 +292,7 @@ async function unshaped(log: (s: string) => void, out: RelayBenchResult): Promis
     // Watched as the chain downloads above are, so that a pair apart can be told a stall from the CPUs.
     const once = async (port: number, what: string): Promise<{ gbit: number | null; stalls: StallSample | null }> => {
       try {
-        const { result: r, stalls } = await watchStalls({ pid: braidPid, ns: topo.client }, clientDevs, topo.relay, () => curlDownload(topo.client, pairUrl(port), { socksPort: BRAID_PORT, maxSeconds: UNSHAPED_MAX_SECONDS }));
+        const { result: r, stalls } = await watched(braidPid, () => viaProxy(pairUrl(port), BRAID_PORT));
         expectBytes(r.bytes, MPTCP_DEST_BYTES, what);
         return { gbit: r.mbit / 1000, stalls };
       } catch (err) {
