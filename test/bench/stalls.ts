@@ -14,6 +14,10 @@
  * - "missing": the receiver has acknowledged exactly what the sender counts as acknowledged
  *   (rcv_nxt = snd_una) and lacks the next byte, while what arrived after it waits out of order,
  *   often the sender's whole send buffer. Only the sender's MPTCP-level retransmission fills it.
+ *   The byte was dropped by the receiver as beyond the window it had announced, after its subflow
+ *   had acknowledged it: the sender overshot a window its reader had nearly closed (traced with
+ *   the mptcp:ack_update_msk tracepoint; README, "What does not work yet"). So each download also
+ *   reports the receiving namespace's MPTcpExt NoDSSInWindow, which counts those drops.
  * A download through `braid up` to an MPTCP-speaking server has one more process sharing the CPUs
  * than the same download made by curl directly, so its reader falls behind more often.
  *
@@ -39,6 +43,8 @@ export interface StallSample {
   gapSeconds: number;
   /** the sender's MPTcpExt MPTCPRetrans over the download (0 for a plain-TCP sender) */
   senderRetrans: number;
+  /** the receiving namespace's MPTcpExt NoDSSInWindow over the download: data its subflows acknowledged and the MPTCP socket then dropped as beyond its window */
+  receiverBeyondWindow: number;
   /** gaps read while the receiver held every byte the sender had written (see above): the bytes the sender still counted as unacknowledged at each */
   unackedBytes: number[];
   /**
@@ -96,10 +102,10 @@ function rxBytes(pid: number, devs: readonly string[]): number {
   return sum;
 }
 
-/** MPTcpExt.MPTCPRetrans in `ns` (its MIB counters, Namespace.mptcpCounters). */
-async function mptcpRetrans(ns: Namespace): Promise<number> {
-  const value = (await ns.mptcpCounters()).MPTCPRetrans;
-  if (value === undefined) throw new Error(`no MPTcpExt MPTCPRetrans in namespace ${ns.name}`);
+/** One MPTcpExt counter in `ns` (its MIB counters, Namespace.mptcpCounters). */
+async function mptcpCounter(ns: Namespace, name: 'MPTCPRetrans' | 'NoDSSInWindow'): Promise<number> {
+  const value = (await ns.mptcpCounters())[name];
+  if (value === undefined) throw new Error(`no MPTcpExt ${name} in namespace ${ns.name}`);
   return value;
 }
 
@@ -108,7 +114,8 @@ async function mptcpRetrans(ns: Namespace): Promise<number> {
  * receive the download (and that namespace), `sender` the sender's namespace.
  */
 export async function watchStalls<T>(receiver: WatchedReceiver, devs: readonly string[], sender: Namespace, download: () => Promise<T>): Promise<{ result: T; stalls: StallSample }> {
-  const retransBefore = await mptcpRetrans(sender);
+  const retransBefore = await mptcpCounter(sender, 'MPTCPRetrans');
+  const beyondBefore = await mptcpCounter(receiver.ns, 'NoDSSInWindow');
   let last = rxBytes(receiver.pid, devs);
   let lastAt = performance.now();
   let idleSince: number | null = null;
@@ -150,12 +157,14 @@ export async function watchStalls<T>(receiver: WatchedReceiver, devs: readonly s
   const read = [...found].filter(([start]) => counted.has(start)).map(([, r]) => r);
   const unackedBytes = read.flatMap((r) => (r.kind === 'held' ? [r.unacked] : []));
   const missingQueued = read.flatMap((r) => (r.kind === 'missing' ? [r.queued] : []));
-  return { result, stalls: { gaps, gapSeconds: gapMs / 1000, senderRetrans: (await mptcpRetrans(sender)) - retransBefore, unackedBytes, missingQueued } };
+  const senderRetrans = (await mptcpCounter(sender, 'MPTCPRetrans')) - retransBefore;
+  const receiverBeyondWindow = (await mptcpCounter(receiver.ns, 'NoDSSInWindow')) - beyondBefore;
+  return { result, stalls: { gaps, gapSeconds: gapMs / 1000, senderRetrans, receiverBeyondWindow, unackedBytes, missingQueued } };
 }
 
-/** One watched transfer: '2 / 0.38 s / 3 retrans / 2 held / 0 missing'. */
+/** One watched transfer: '2 / 0.38 s / 3 retrans / 2 held / 0 missing / 0 beyond window'. */
 export function describeStalls(x: StallSample): string {
-  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans / ${x.unackedBytes.length} held / ${x.missingQueued.length} missing`;
+  return `${x.gaps} / ${x.gapSeconds.toFixed(2)} s / ${x.senderRetrans} retrans / ${x.unackedBytes.length} held / ${x.missingQueued.length} missing / ${x.receiverBeyondWindow} beyond window`;
 }
 
 /**
@@ -172,7 +181,8 @@ export function describeHeldGaps(samples: readonly StallSample[]): string {
     `${missing.length} with it missing the next${missing.length ? ` (${mb(missing)} MB queued behind it)` : ''}`;
 }
 
-/** Over some watched transfers: '0–2 (0.00–0.38 s, 0–3 retrans; <describeHeldGaps>)'. */
+/** Over some watched transfers: '0–2 (0.00–0.38 s, 0–3 retrans, 0–2 beyond window; <describeHeldGaps>)'. */
 export function describeStallRanges(samples: readonly StallSample[]): string {
-  return `${range(samples.map((x) => x.gaps), 0)} (${range(samples.map((x) => x.gapSeconds), 2)} s, ${range(samples.map((x) => x.senderRetrans), 0)} retrans; ${describeHeldGaps(samples)})`;
+  const r = (f: (x: StallSample) => number): string => range(samples.map(f), 0);
+  return `${r((x) => x.gaps)} (${range(samples.map((x) => x.gapSeconds), 2)} s, ${r((x) => x.senderRetrans)} retrans, ${r((x) => x.receiverBeyondWindow)} beyond window; ${describeHeldGaps(samples)})`;
 }
