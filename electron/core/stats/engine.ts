@@ -29,11 +29,11 @@
  * idleIntervalMs: the ticks carry their time, and rates are over the time since the last tick.
  */
 import { EventEmitter } from 'node:events';
-import type { PathSample, StatsTick, SubflowView } from '../contract';
+import type { StatsTick, SubflowView } from '../contract';
 import type { MptcpInfo, SubflowInfo } from '../native/mptcp';
 import type { ConnectionSnapshot, ConnectionTracker, TrackedConnection } from '../proxy/tracker';
 import { closedResidual, newState, NO_SUBFLOWS, pathKey, subflowMovement, vanishedSubflows, type ConnState } from './connection-state';
-import { PathSums } from './path-sums';
+import { PathSums, PathTally } from './path-sums';
 import { ProgramTotals, type ProgramPathTotals } from './programs';
 import { addTo as add, splitByWeight } from './shares';
 import type { SubflowObserver } from './observer';
@@ -75,11 +75,6 @@ const SLICE_MS = 2 * IDLE_INTERVAL_MS;
 /** Connections per tick read after refreshIdle(), on top of the slice. */
 const URGENT_SLICE = 200;
 
-interface PathTotals {
-  up: number;
-  down: number;
-}
-
 export interface StatsEvents {
   tick: [StatsTick];
 }
@@ -91,8 +86,8 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
   private readonly capacity: number;
   private readonly history: StatsTick[] = [];
   private readonly conns = new Map<number, ConnState>();
-  private readonly totals = new Map<string, PathTotals>();
-  private readonly rtt = new Map<string, number>();
+  /** Each path's bytes so far and its last mean RTT. */
+  private readonly tally = new PathTally();
   /** Per path, over the live connections' last reads: an idle connection costs nothing per tick. */
   private readonly pathSums = new PathSums();
   private timer: NodeJS.Timeout | null = null;
@@ -294,31 +289,7 @@ export class StatsEngine extends EventEmitter<StatsEvents> {
     }
     for (const o of this.observers) o.tick(now, seconds);
 
-    const paths: PathSample[] = [];
-    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...this.pathSums.keys()]);
-    let totalUp = 0;
-    let totalDown = 0;
-    for (const k of keys) {
-      const t = this.totals.get(k) ?? { up: 0, down: 0 };
-      t.up += up.get(k) ?? 0;
-      t.down += down.get(k) ?? 0;
-      this.totals.set(k, t);
-      totalUp += t.up;
-      totalDown += t.down;
-      // Subflows and RTT as of each connection's last read, a few seconds old for an idle one.
-      const agg = this.pathSums.get(k);
-      if (agg && agg.rttN > 0) this.rtt.set(k, agg.rttSum / agg.rttN);
-      paths.push({
-        path: k,
-        upBps: (up.get(k) ?? 0) / seconds,
-        downBps: (down.get(k) ?? 0) / seconds,
-        rttUs: agg ? this.rtt.get(k) ?? null : null,
-        totalUp: t.up,
-        totalDown: t.down,
-        subflows: agg?.subflows ?? 0,
-      });
-    }
-    paths.sort((a, b) => a.path.localeCompare(b.path));
+    const { paths, totalUp, totalDown } = this.tally.sample(this.pathSums, up, down, seconds);
     const system = { mptcpSockets: systemMptcpSockets(), sampleUs: 0 };
     const tick: StatsTick = { t: now, paths, connections: tracker?.size ?? 0, totalUp, totalDown, system };
     this.history.push(tick);

@@ -1,8 +1,10 @@
 /**
  * Live subflows and the sum of their RTTs on each path, kept up to date as connections are read:
  * a connection's last-read subflows are in the sums while it is counted, so a tick need not visit
- * the idle ones to know each path's subflow count and mean RTT.
+ * the idle ones to know each path's subflow count and mean RTT. PathTally turns them, with the
+ * bytes each tick split over the paths, into the tick's samples.
  */
+import type { PathSample } from '../contract';
 import { pathKey, type ConnState } from './connection-state';
 
 export interface PathAgg {
@@ -46,5 +48,45 @@ export class PathSums {
       }
       if (agg.subflows <= 0) this.paths.delete(p);
     }
+  }
+}
+
+/** Each path's bytes since the engine started and its last known mean RTT. */
+export class PathTally {
+  private readonly totals = new Map<string, { up: number; down: number }>();
+  private readonly rtt = new Map<string, number>();
+
+  /**
+   * One tick's sample per path (sorted by path): the tick's bytes (`up`, `down`, over `seconds`)
+   * added to the totals, with the subflows and mean RTT in `sums`. A path with no live subflow
+   * keeps its totals, and no RTT.
+   */
+  sample(sums: PathSums, up: Map<string, number>, down: Map<string, number>, seconds: number): { paths: PathSample[]; totalUp: number; totalDown: number } {
+    const paths: PathSample[] = [];
+    const keys = new Set([...this.totals.keys(), ...up.keys(), ...down.keys(), ...sums.keys()]);
+    let totalUp = 0;
+    let totalDown = 0;
+    for (const k of keys) {
+      const t = this.totals.get(k) ?? { up: 0, down: 0 };
+      t.up += up.get(k) ?? 0;
+      t.down += down.get(k) ?? 0;
+      this.totals.set(k, t);
+      totalUp += t.up;
+      totalDown += t.down;
+      // Subflows and RTT as of each connection's last read, a few seconds old for an idle one.
+      const agg = sums.get(k);
+      if (agg && agg.rttN > 0) this.rtt.set(k, agg.rttSum / agg.rttN);
+      paths.push({
+        path: k,
+        upBps: (up.get(k) ?? 0) / seconds,
+        downBps: (down.get(k) ?? 0) / seconds,
+        rttUs: agg ? this.rtt.get(k) ?? null : null,
+        totalUp: t.up,
+        totalDown: t.down,
+        subflows: agg?.subflows ?? 0,
+      });
+    }
+    paths.sort((a, b) => a.path.localeCompare(b.path));
+    return { paths, totalUp, totalDown };
   }
 }
