@@ -18,7 +18,9 @@
         "src/netlink_exports.cc",
         "src/datapath.cc",
         "src/splice.cc",
+        "src/pump_loop.cc",
         "src/seal.cc",
+        "src/open.cc",
         "src/tls_records.cc",
         "src/pump_args.cc"
       ],

@@ -3,6 +3,7 @@
 #include "datapath.h"
 #include "netlink_api.h"
 #include "sockets.h"
+#include "open.h"
 #include "seal.h"
 #include "splice.h"
 #include "tcpstate.h"
@@ -26,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   braid::RegisterDatapath(env, exports);
   braid::RegisterSplice(env, exports);
   braid::RegisterSeal(env, exports);
+  braid::RegisterOpen(env, exports);
   return exports;
 }
 

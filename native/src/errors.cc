@@ -6,8 +6,16 @@
 namespace braid {
 
 const char* ErrnoName(int err) {
-  // libuv error codes are negated errnos on Unix, and uv_err_name knows every name Node uses.
-  return uv_err_name(-err);
+  // libuv error codes are negated errnos on Unix, and uv_err_name knows every name Node uses; the
+  // C library names the rest (EBADMSG, ...), where it can.
+  const char* name = uv_err_name(-err);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  if (strncmp(name, "Unknown", 7) == 0) {
+    const char* c = strerrorname_np(err);
+    if (c) return c;
+  }
+#endif
+  return name;
 }
 
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail) {

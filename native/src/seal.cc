@@ -52,6 +52,7 @@
 #include "errors.h"
 #include "feed.h"
 #include "pump_args.h"
+#include "pump_loop.h"
 
 namespace braid {
 namespace {
@@ -65,12 +66,13 @@ constexpr size_t kBurstBytes = 4 << 20;
 constexpr int kEmptyInRow = 16;
 constexpr int kUpdatesInRow = 16;
 
+PumpLoop g_loop("braid.seal");
+
 // One sealed stream. Its fds are the caller's own (no dup: a tunnel costs no descriptor), watched
-// through one epoll instance that all pumps share, itself watched by one uv_poll on the loop. Node
-// could close an fd under us (its socket destroyed before the pump was stopped) and the number be
-// reused: each run first checks that both fds still name the sockets the pump started with.
-struct Pump {
-  uint32_t id = 0;
+// through the pumps' shared epoll (pump_loop.h). Node could close an fd under us (its socket
+// destroyed before the pump was stopped) and the number be reused: each run first checks that both
+// fds still name the sockets the pump started with.
+struct Pump : LoopPump {
   int in = -1, out = -1;
   dev_t in_dev = 0, out_dev = 0;
   ino_t in_ino = 0, out_ino = 0;
@@ -85,55 +87,28 @@ struct Pump {
   bool want_read = false, want_write = false;
   bool fed = false;                    // `out` is an MPTCP socket: written up to its FeedAllowance per wakeup
   Napi::FunctionReference on_end, on_eof;
-  napi_async_context async_context = nullptr;
-  bool ended = false;
+
+  void Run() override;
 };
 
+// Buffers for one read at a time (the loop runs one pump at a time).
 struct Shared {
-  napi_env env = nullptr;
-  uv_loop_t* loop = nullptr;
-  int ep = -1;
-  uv_poll_t poll{};
-  std::vector<unsigned char> plain;   // one read's plaintext (the loop runs one pump at a time)
+  std::vector<unsigned char> plain;   // one read's plaintext
   Bytes sealed;                       // its records, before the socket takes them
-  int depth = 0;                      // inside OnEpoll: ended pumps are freed after it
-  std::vector<Pump*> dead;
 } g;
 
-std::map<uint32_t, Pump*> g_pumps;
-uint32_t g_next_id = 1;
-
-bool Same(int fd, dev_t dev, ino_t ino) {
-  struct stat st;
-  return fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
-}
-
-// Registers what the pump waits for on fd (0: nothing), only when that changed.
 bool Watch(Pump* p, int fd, uint32_t* cur, uint32_t want, uint64_t tag) {
-  if (*cur == want) return true;
-  epoll_event ev{};
-  ev.events = want;
-  ev.data.u64 = (static_cast<uint64_t>(p->id) << 1) | tag;
-  int op = *cur == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-  if (epoll_ctl(g.ep, op, fd, &ev) != 0) return false;
-  *cur = want;
-  return true;
-}
-
-void Free(Pump* p) {
-  if (p->async_context) napi_async_destroy(g.env, p->async_context);
-  delete p;
+  return g_loop.Watch(p, fd, cur, want, tag);
 }
 
 void End(Pump* p, const char* reason, int err, const char* syscall) {
   if (p->ended) return;
   p->ended = true;
-  g_pumps.erase(p->id);
   // Only registrations that are still ours: a reused fd number may be another pump's now.
-  if (p->in_events && Same(p->in, p->in_dev, p->in_ino)) Watch(p, p->in, &p->in_events, 0, 0);
-  if (p->out_events && Same(p->out, p->out_dev, p->out_ino)) Watch(p, p->out, &p->out_events, 0, 1);
+  if (p->in_events && SameFile(p->in, p->in_dev, p->in_ino)) Watch(p, p->in, &p->in_events, 0, 0);
+  if (p->out_events && SameFile(p->out, p->out_dev, p->out_ino)) Watch(p, p->out, &p->out_events, 0, 1);
   std::fill(p->sealer.secret.begin(), p->sealer.secret.end(), 0);
-  Napi::Env env(g.env);
+  Napi::Env env(g_loop.env());
   {
     Napi::HandleScope scope(env);
     Napi::Object result = Napi::Object::New(env);
@@ -145,12 +120,11 @@ void End(Pump* p, const char* reason, int err, const char* syscall) {
     result.Set("sealed", p->sealed);
     napi_value argv[] = {result};
     napi_value ignored;
-    napi_make_callback(g.env, p->async_context, Napi::Object::New(env), p->on_end.Value(), 1, argv, &ignored);
+    napi_make_callback(env, p->async_context, Napi::Object::New(env), p->on_end.Value(), 1, argv, &ignored);
   }
   p->on_end.Reset();
   p->on_eof.Reset();
-  if (g.depth > 0) g.dead.push_back(p);
-  else Free(p);
+  g_loop.Retire(p);
 }
 
 // Sends g.sealed (holding `plain` plaintext bytes); what the socket does not take waits in
@@ -281,8 +255,9 @@ bool Step(Pump* p, const char** syscall) {
   return true;
 }
 
-void Run(Pump* p) {
-  if (!Same(p->in, p->in_dev, p->in_ino) || !Same(p->out, p->out_dev, p->out_ino)) {
+void Pump::Run() {
+  Pump* p = this;
+  if (!SameFile(p->in, p->in_dev, p->in_ino) || !SameFile(p->out, p->out_dev, p->out_ino)) {
     // Node closed a socket before stopping the pump: not ours to touch any more.
     p->in_events = p->out_events = 0;
     End(p, "error", EBADF, "fstat");
@@ -297,9 +272,9 @@ void Run(Pump* p) {
   if (p->eof && !p->eof_told) {
     p->eof_told = true;
     if (!p->on_eof.IsEmpty()) {
-      Napi::Env env(g.env);
+      Napi::Env env(g_loop.env());
       napi_value ignored;
-      napi_make_callback(g.env, p->async_context, Napi::Object::New(env), p->on_eof.Value(), 0, nullptr, &ignored);
+      napi_make_callback(env, p->async_context, Napi::Object::New(env), p->on_eof.Value(), 0, nullptr, &ignored);
       if (p->ended) return;
     }
   }
@@ -310,44 +285,9 @@ void Run(Pump* p) {
   if (!Watch(p, p->in, &p->in_events, p->want_read ? uint32_t{EPOLLIN} : 0u, 0) || !Watch(p, p->out, &p->out_events, p->want_write ? uint32_t{EPOLLOUT} : 0u, 1)) End(p, "error", errno, "epoll_ctl");
 }
 
-void OnEpoll(uv_poll_t* /*handle*/, int status, int /*events*/) {
-  if (status < 0) return;
-  epoll_event evs[64];
-  int n = epoll_wait(g.ep, evs, 64, 0);
-  if (n <= 0) return;
-  Napi::HandleScope scope(Napi::Env(g.env));
-  g.depth++;
-  for (int i = 0; i < n; i++) {
-    // Looked up each time: a pump run earlier in this batch may have ended (or started) others.
-    auto it = g_pumps.find(static_cast<uint32_t>(evs[i].data.u64 >> 1));
-    if (it != g_pumps.end() && !it->second->ended) Run(it->second);
-  }
-  g.depth--;
-  for (Pump* p : g.dead) Free(p);
-  g.dead.clear();
-}
-
-// The shared epoll and its uv_poll, made on first use, on this loop only.
 void Setup(Napi::Env env) {
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  if (g.ep >= 0) {
-    if (loop != g.loop) throw Napi::Error::New(env, "sealStart: only on the thread that first used it");
-    return;
-  }
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0) throw ErrnoError(env, errno, "epoll_create1");
-  if (uv_poll_init(loop, &g.poll, ep) != 0) {
-    close(ep);
-    throw ErrnoError(env, EBADF, "uv_poll_init");
-  }
-  // The sockets keep the loop alive while they are open; this watcher never does.
-  uv_unref(reinterpret_cast<uv_handle_t*>(&g.poll));
-  uv_poll_start(&g.poll, UV_READABLE, OnEpoll);
-  g.ep = ep;
-  g.loop = loop;
-  g.env = env;
-  g.plain.resize(kReadBytes);
+  g_loop.Setup(env);
+  if (g.plain.empty()) g.plain.resize(kReadBytes);
 }
 
 Napi::Value SealAvailable(const Napi::CallbackInfo& info) {
@@ -390,26 +330,23 @@ Napi::Value SealStart(const Napi::CallbackInfo& info) {
   p->out_ino = sout.st_ino;
   p->on_end = Napi::Persistent(info[4].As<Napi::Function>());
   if (info.Length() > 5 && info[5].IsFunction()) p->on_eof = Napi::Persistent(info[5].As<Napi::Function>());
-  napi_async_init(env, nullptr, Napi::String::New(env, "braid.seal"), &p->async_context);
-  p->id = g_next_id++;
-  if (g_next_id == 0) g_next_id = 1;
+  g_loop.Add(p);
   // The first run (from the loop, never from here: it may call back) sends the head and whatever is
   // already readable.
   if (!Watch(p, p->in, &p->in_events, EPOLLIN, 0) || (head.Length() && !Watch(p, p->out, &p->out_events, EPOLLOUT, 1))) {
     int err = errno;
-    if (p->in_events) epoll_ctl(g.ep, EPOLL_CTL_DEL, p->in, nullptr);
-    Free(p);
+    if (p->in_events) Watch(p, p->in, &p->in_events, 0, 0);
+    p->ended = true;
+    g_loop.Retire(p);
     throw ErrnoError(env, err, "epoll_ctl");
   }
-  g_pumps[p->id] = p;
   return Napi::Number::New(env, p->id);
 }
 
 Pump* Find(const Napi::CallbackInfo& info, const char* fn) {
   uint32_t id = 0;
   if (!IdArg(info, fn, &id)) return nullptr;
-  auto it = g_pumps.find(id);
-  return it == g_pumps.end() ? nullptr : it->second;
+  return static_cast<Pump*>(g_loop.Find(id));
 }
 
 Napi::Value SealStats(const Napi::CallbackInfo& info) {
@@ -428,7 +365,7 @@ Napi::Value SealNudge(const Napi::CallbackInfo& info) {
   Pump* p = Find(info, "sealNudge");
   if (!p || p->ended || p->eof || p->closed || p->sent < p->pending.size) return Napi::Boolean::New(env, false);
   // Node may have closed the socket before stopping the pump (Run() ends it then): not ours to touch.
-  if (!Same(p->out, p->out_dev, p->out_ino)) return Napi::Boolean::New(env, false);
+  if (!SameFile(p->out, p->out_dev, p->out_ino)) return Napi::Boolean::New(env, false);
   bool update = p->empties >= kEmptyInRow;
   if (update && p->updates >= kUpdatesInRow) return Napi::Boolean::New(env, false);
   p->pending.Clear();

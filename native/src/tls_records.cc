@@ -11,6 +11,7 @@ namespace {
 
 constexpr size_t kRecordPlain = 16384;  // TLS 1.3's largest record plaintext
 constexpr int kCtrlGetTag = 0x10;       // EVP_CTRL_AEAD_GET_TAG (OpenSSL and BoringSSL)
+constexpr int kCtrlSetTag = 0x11;       // EVP_CTRL_AEAD_SET_TAG
 
 // The libcrypto functions used, found at run time in the process (Node exports them; a runtime that
 // does not leaves sealAvailable() false and the upload in Node's TLS).
@@ -21,6 +22,9 @@ struct Crypto {
   int (*update)(void*, unsigned char*, int*, const unsigned char*, int);
   int (*final)(void*, unsigned char*, int*);
   int (*ctrl)(void*, int, int, void*);
+  int (*dinit)(void*, const void*, void*, const unsigned char*, const unsigned char*);
+  int (*dupdate)(void*, unsigned char*, int*, const unsigned char*, int);
+  int (*dfinal)(void*, unsigned char*, int*);
   const void* (*aes128gcm)();
   const void* (*aes256gcm)();
   const void* (*sha256)();
@@ -39,12 +43,15 @@ const Crypto& Lib() {
     k.update = reinterpret_cast<int (*)(void*, unsigned char*, int*, const unsigned char*, int)>(get("EVP_EncryptUpdate"));
     k.final = reinterpret_cast<int (*)(void*, unsigned char*, int*)>(get("EVP_EncryptFinal_ex"));
     k.ctrl = reinterpret_cast<int (*)(void*, int, int, void*)>(get("EVP_CIPHER_CTX_ctrl"));
+    k.dinit = reinterpret_cast<int (*)(void*, const void*, void*, const unsigned char*, const unsigned char*)>(get("EVP_DecryptInit_ex"));
+    k.dupdate = reinterpret_cast<int (*)(void*, unsigned char*, int*, const unsigned char*, int)>(get("EVP_DecryptUpdate"));
+    k.dfinal = reinterpret_cast<int (*)(void*, unsigned char*, int*)>(get("EVP_DecryptFinal_ex"));
     k.aes128gcm = reinterpret_cast<const void* (*)()>(get("EVP_aes_128_gcm"));
     k.aes256gcm = reinterpret_cast<const void* (*)()>(get("EVP_aes_256_gcm"));
     k.sha256 = reinterpret_cast<const void* (*)()>(get("EVP_sha256"));
     k.sha384 = reinterpret_cast<const void* (*)()>(get("EVP_sha384"));
     k.hmac = reinterpret_cast<unsigned char* (*)(const void*, const void*, int, const unsigned char*, size_t, unsigned char*, unsigned int*)>(get("HMAC"));
-    k.ok = k.ctx_new && k.ctx_free && k.init && k.update && k.final && k.ctrl && k.aes128gcm && k.aes256gcm && k.sha256 && k.sha384 && k.hmac;
+    k.ok = k.ctx_new && k.ctx_free && k.init && k.update && k.final && k.ctrl && k.dinit && k.dupdate && k.dfinal && k.aes128gcm && k.aes256gcm && k.sha256 && k.sha384 && k.hmac;
     return k;
   }();
   return c;
@@ -71,6 +78,36 @@ bool ExpandLabel(const Suite& s, const std::vector<unsigned char>& secret, const
   if (md_len != s.hash_len || length > md_len) return false;
   memcpy(out, md, length);
   return true;
+}
+
+// RFC 8446 5.3: the static IV XORed with the 64-bit sequence number, left-padded.
+void Nonce(const unsigned char* iv, double seq, unsigned char* nonce) {
+  memcpy(nonce, iv, 12);
+  auto sq = static_cast<uint64_t>(seq);
+  for (int i = 0; i < 8; i++) nonce[4 + i] ^= static_cast<unsigned char>(sq >> (56 - 8 * i));
+}
+
+// The next application traffic secret (RFC 8446 7.2), in place.
+bool NextSecret(const Suite& s, std::vector<unsigned char>* secret) {
+  std::vector<unsigned char> next(s.hash_len);
+  if (!ExpandLabel(s, *secret, "traffic upd", s.hash_len, next.data())) return false;
+  std::fill(secret->begin(), secret->end(), 0);
+  secret->swap(next);
+  return true;
+}
+
+// { suite, secret, seq } as JavaScript gives them, checked.
+void ReadKeys(Napi::Env env, const std::string& where, const Napi::Value& suite_v, const Napi::Value& secret_v, const Napi::Value& seq_v, Suite* suite, std::vector<unsigned char>* secret, double* seq) {
+  if (!Lib().ok) throw Napi::Error::New(env, where + "the runtime's libcrypto lacks the functions it needs (sealAvailable() is false)");
+  if (!suite_v.IsString() || !SuiteByName(suite_v.As<Napi::String>().Utf8Value(), suite)) throw Napi::TypeError::New(env, where + "suite must be 'TLS_AES_128_GCM_SHA256' or 'TLS_AES_256_GCM_SHA384'");
+  if (!secret_v.IsBuffer()) throw Napi::TypeError::New(env, where + "secret must be a Buffer");
+  auto buf = secret_v.As<Napi::Buffer<unsigned char>>();
+  if (buf.Length() != suite->hash_len) throw Napi::RangeError::New(env, where + "secret must be " + std::to_string(suite->hash_len) + " bytes for this suite");
+  secret->assign(buf.Data(), buf.Data() + buf.Length());
+  if (!seq_v.IsNumber()) throw Napi::TypeError::New(env, where + "seq must be a number");
+  double d = seq_v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d < 9007199254740992.0) || d != static_cast<double>(static_cast<int64_t>(d))) throw Napi::RangeError::New(env, where + "seq must be a non-negative integer");
+  *seq = d;
 }
 
 Napi::Value SealRecords(const Napi::CallbackInfo& info) {
@@ -119,9 +156,7 @@ bool Sealer::Keys() {
 bool Sealer::Record(unsigned char type, const unsigned char* data, size_t n, Bytes* out) {
   const Crypto& c = Lib();
   unsigned char nonce[12];
-  memcpy(nonce, iv, 12);
-  auto sq = static_cast<uint64_t>(seq);
-  for (int i = 0; i < 8; i++) nonce[4 + i] ^= static_cast<unsigned char>(sq >> (56 - 8 * i));
+  Nonce(iv, seq, nonce);
   size_t len = n + 1 + 16;
   unsigned char* p = out->Grow(5 + len);
   p[0] = 23;  // application_data
@@ -151,10 +186,7 @@ bool Sealer::Seal(const unsigned char* data, size_t n, Bytes* out) {
 bool Sealer::Update(Bytes* out) {
   static const unsigned char msg[] = {24, 0, 0, 1, 0};
   if (!Record(22, msg, sizeof msg, out)) return false;
-  std::vector<unsigned char> next(suite.hash_len);
-  if (!ExpandLabel(suite, secret, "traffic upd", suite.hash_len, next.data())) return false;
-  std::fill(secret.begin(), secret.end(), 0);
-  secret.swap(next);
+  if (!NextSecret(suite, &secret)) return false;
   seq = 0;
   return Keys();
 }
@@ -172,16 +204,7 @@ bool Sealer::CloseNotify(Bytes* out) {
 // Reads { suite, secret, seq, rekeyAfter } (or the positional form of sealRecords) into a ready Sealer.
 void MakeSealer(Napi::Env env, const char* fn, const Napi::Value& suite_v, const Napi::Value& secret_v, const Napi::Value& seq_v, const Napi::Value& rekey_v, Sealer* s) {
   std::string where = std::string(fn) + ": ";
-  if (!Lib().ok) throw Napi::Error::New(env, where + "the runtime's libcrypto lacks the functions it needs (sealAvailable() is false)");
-  if (!suite_v.IsString() || !SuiteByName(suite_v.As<Napi::String>().Utf8Value(), &s->suite)) throw Napi::TypeError::New(env, where + "suite must be 'TLS_AES_128_GCM_SHA256' or 'TLS_AES_256_GCM_SHA384'");
-  if (!secret_v.IsBuffer()) throw Napi::TypeError::New(env, where + "secret must be a Buffer");
-  auto secret = secret_v.As<Napi::Buffer<unsigned char>>();
-  if (secret.Length() != s->suite.hash_len) throw Napi::RangeError::New(env, where + "secret must be " + std::to_string(s->suite.hash_len) + " bytes for this suite");
-  s->secret.assign(secret.Data(), secret.Data() + secret.Length());
-  if (!seq_v.IsNumber()) throw Napi::TypeError::New(env, where + "seq must be a number");
-  double seq = seq_v.As<Napi::Number>().DoubleValue();
-  if (!(seq >= 0 && seq < 9007199254740992.0) || seq != static_cast<double>(static_cast<int64_t>(seq))) throw Napi::RangeError::New(env, where + "seq must be a non-negative integer");
-  s->seq = seq;
+  ReadKeys(env, where, suite_v, secret_v, seq_v, &s->suite, &s->secret, &s->seq);
   if (!rekey_v.IsUndefined()) {
     if (!rekey_v.IsNumber()) throw Napi::TypeError::New(env, where + "rekeyAfter must be a number");
     double r = rekey_v.As<Napi::Number>().DoubleValue();
@@ -191,7 +214,81 @@ void MakeSealer(Napi::Env env, const char* fn, const Napi::Value& suite_v, const
   if (!s->Keys()) throw Napi::Error::New(env, where + "deriving the record keys failed (HMAC / EVP_EncryptInit_ex)");
 }
 
+Opener::~Opener() {
+  if (ctx) Lib().ctx_free(ctx);
+}
+
+bool Opener::Keys() {
+  const Crypto& c = Lib();
+  unsigned char key[32];
+  if (!ExpandLabel(suite, secret, "key", suite.key_len, key) || !ExpandLabel(suite, secret, "iv", 12, iv)) return false;
+  if (!ctx) ctx = c.ctx_new();
+  bool ok = ctx && c.dinit(ctx, suite.key_len == 16 ? c.aes128gcm() : c.aes256gcm(), nullptr, key, nullptr) == 1;
+  memset(key, 0, sizeof key);
+  return ok;
+}
+
+bool Opener::Open(const unsigned char* rec, size_t len, double at, unsigned char* out, size_t* n, unsigned char* type) {
+  const Crypto& c = Lib();
+  if (len < 17) return false;
+  unsigned char nonce[12];
+  Nonce(iv, at, nonce);
+  size_t body = len - 16;
+  int outl = 0;
+  if (c.dinit(ctx, nullptr, nullptr, nullptr, nonce) != 1) return false;
+  if (c.dupdate(ctx, nullptr, &outl, rec, 5) != 1) return false;  // additional data: the header
+  if (c.dupdate(ctx, out, &outl, rec + 5, static_cast<int>(body)) != 1) return false;
+  if (c.ctrl(ctx, kCtrlSetTag, 16, const_cast<unsigned char*>(rec + 5 + body)) != 1) return false;
+  if (c.dfinal(ctx, out + outl, &outl) != 1) return false;
+  size_t end = body;
+  while (end > 0 && out[end - 1] == 0) end--;  // RFC 8446 5.4: zero padding after the type
+  *type = end ? out[end - 1] : 0;
+  *n = end ? end - 1 : 0;
+  return true;
+}
+
+bool Opener::Update() {
+  if (!NextSecret(suite, &secret)) return false;
+  seq = 0;
+  return Keys();
+}
+
+void MakeOpener(Napi::Env env, const char* fn, const Napi::Value& suite_v, const Napi::Value& secret_v, const Napi::Value& seq_v, Opener* o) {
+  std::string where = std::string(fn) + ": ";
+  ReadKeys(env, where, suite_v, secret_v, seq_v, &o->suite, &o->secret, &o->seq);
+  if (!o->Keys()) throw Napi::Error::New(env, where + "deriving the record keys failed (HMAC / EVP_DecryptInit_ex)");
+}
+
+namespace {
+
+// openRecords(suite, secret, seq, records) -> Buffer: the application data of whole records (the
+// record layer of open.cc alone, for the self-check and tests); throws on one that does not open.
+Napi::Value OpenRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Opener o;
+  MakeOpener(env, "openRecords", info[0], info[1], info[2], &o);
+  if (info.Length() < 4 || !info[3].IsBuffer()) throw Napi::TypeError::New(env, "openRecords: records must be a Buffer");
+  auto in = info[3].As<Napi::Buffer<unsigned char>>();
+  std::vector<unsigned char> out(in.Length());
+  size_t off = 0, at = 0;
+  while (off < in.Length()) {
+    if (in.Length() - off < 5) throw Napi::RangeError::New(env, "openRecords: a record is cut short");
+    size_t len = (size_t{in.Data()[off + 3]} << 8) | in.Data()[off + 4];
+    if (in.Length() - off - 5 < len) throw Napi::RangeError::New(env, "openRecords: a record is cut short");
+    size_t n = 0;
+    unsigned char type = 0;
+    if (!o.Open(in.Data() + off, len, o.seq, out.data() + at, &n, &type)) throw Napi::Error::New(env, "openRecords: a record does not authenticate");
+    o.seq += 1;
+    off += 5 + len;
+    if (type == 23) at += n;
+  }
+  return Napi::Buffer<unsigned char>::Copy(env, out.data(), at);
+}
+
+}  // namespace
+
 void RegisterTlsRecords(Napi::Env env, Napi::Object exports) {
+  exports.Set("openRecords", Napi::Function::New(env, OpenRecords, "openRecords"));
   exports.Set("sealRecords", Napi::Function::New(env, SealRecords, "sealRecords"));
   exports.Set("sealDerive", Napi::Function::New(env, SealDerive, "sealDerive"));
 }

@@ -81,6 +81,32 @@ struct Sealer {
   bool Empty(Bytes* out);
 };
 
+// The other direction: records received, opened (RFC 8446 5.2), KeyUpdates followed (4.6.3).
+struct Opener {
+  Suite suite{};
+  std::vector<unsigned char> secret;
+  unsigned char iv[12] = {};
+  double seq = 0;
+  void* ctx = nullptr;  // libcrypto's EVP_CIPHER_CTX, keyed for decryption
+
+  Opener() = default;
+  Opener(const Opener&) = delete;
+  Opener& operator=(const Opener&) = delete;
+  ~Opener();
+
+  bool Keys();
+  // Opens the record rec[0, 5 + len) (its header first) into out (room for len bytes) at the
+  // sequence number `at`: false when it does not authenticate. On success *n is the content's
+  // length and *type its inner content type (padding removed); an all-zero inner plaintext has
+  // type 0, which no record may have.
+  bool Open(const unsigned char* rec, size_t len, double at, unsigned char* out, size_t* n, unsigned char* type);
+  // After a KeyUpdate: the next secret, its keys, sequence 0.
+  bool Update();
+};
+
+// Reads { suite, secret, seq } into a keyed opener; throws naming `fn` when one is invalid.
+void MakeOpener(Napi::Env env, const char* fn, const Napi::Value& suite, const Napi::Value& secret, const Napi::Value& seq, Opener* o);
+
 // Reads { suite, secret, seq, rekeyAfter } (JavaScript values) into a keyed sealer; throws a
 // JavaScript error naming `fn` when one is invalid.
 void MakeSealer(Napi::Env env, const char* fn, const Napi::Value& suite, const Napi::Value& secret, const Napi::Value& seq, const Napi::Value& rekey_after, Sealer* s);

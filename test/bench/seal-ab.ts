@@ -1,11 +1,12 @@
 /**
- * Sealing in the addon against Node's TLS, in one topology: unshaped 1 GB transfers through the
+ * Records in the addon against Node's TLS, in one topology: unshaped 1 GB transfers through the
  * relay, both directions, interleaved per repetition, from `braid up` as it runs (the addon seals
- * what each end sends: the upload at braid up, the download at the relay; proxy/seal-tunnel.ts),
- * from a second `braid up` with BRAID_SEAL=0 (Node's TLS carries both directions, as before), and
- * through shadowsocks-libev; downloads also from a third `braid up` with BRAID_NUDGE=0 (sealed,
- * without the records with no data that end the kernel's "held" stalls, proxy/ack-nudge.ts: on downloads
- * braid up is the end that sends them). Gbit/s and CPU s/GB of each chain's client, server and the whole host;
+ * what each end sends: the upload at braid up, the download at the relay, proxy/seal-tunnel.ts; and
+ * braid up opens what the relay sends, relay/open-tls.ts), from a second `braid up` with
+ * BRAID_SEAL=0 BRAID_OPEN=0 (Node's TLS carries both directions, as before), and through
+ * shadowsocks-libev; downloads also from a third `braid up` with BRAID_OPEN=0 (sealed at the relay,
+ * opened by Node's TLS at braid up: the receiving end that lagged behind in the "missing" stalls,
+ * README). Gbit/s and CPU s/GB of each chain's client, server and the whole host;
  * every byte counted at the receiving end. Beside each transfer, the stalls on the client⇄relay
  * links (stalls.ts: gaps of 50 ms or more with nothing arriving at the receiving end, and the
  * sending namespace's MPTCP-level retransmissions).
@@ -20,7 +21,7 @@ import { startRelayClient } from '../helpers/relay-topology';
 import { describeStallRanges, describeStalls, watchStalls, type StallSample } from './stalls';
 
 const NODE_TLS_PORT = 1085;
-const NO_NUDGE_PORT = 1086;
+const NODE_OPENS_PORT = 1086;
 const BYTES = 1e9;
 
 interface Row { gbit: number; client: number; server: number; host: number; stalls: StallSample }
@@ -33,18 +34,18 @@ async function main(): Promise<void> {
   const dirs: Direction[] = process.argv.includes('--up') ? ['up'] : process.argv.includes('--down') ? ['down'] : ['down', 'up'];
   const file = uploadFile(BYTES);
   let rig: Rig | undefined;
-  const names = ['sealed', 'sealed, no nudges', 'Node TLS', 'shadowsocks'];
+  const names = ['sealed', 'sealed, Node opens', 'Node TLS', 'shadowsocks'];
   const rows: Record<string, Row[]> = {};
-  for (const d of dirs) for (const n of names) if (d === 'down' || n !== 'sealed, no nudges') rows[`${d} ${n}`] = [];
+  for (const d of dirs) for (const n of names) if (d === 'down' || n !== 'sealed, Node opens') rows[`${d} ${n}`] = [];
   try {
     rig = await startRig(null);
     const { topo, ep } = rig;
-    const nodeTls = await startRelayClient(topo.client, { port: NODE_TLS_PORT, link: rig.relayLink, extra: ['--control', 'off'], env: { ...process.env, BRAID_SEAL: '0' } });
-    const noNudge = await startRelayClient(topo.client, { port: NO_NUDGE_PORT, link: rig.relayLink, extra: ['--control', 'off'], env: { ...process.env, BRAID_NUDGE: '0' } });
+    const nodeTls = await startRelayClient(topo.client, { port: NODE_TLS_PORT, link: rig.relayLink, extra: ['--control', 'off'], env: { ...process.env, BRAID_SEAL: '0', BRAID_OPEN: '0' } });
+    const nodeOpens = await startRelayClient(topo.client, { port: NODE_OPENS_PORT, link: rig.relayLink, extra: ['--control', 'off'], env: { ...process.env, BRAID_OPEN: '0' } });
     const ticks = clockTicks();
     const chains: Array<[string, number, number, number, 'relay' | 'ss']> = [
       ['sealed', ep.socks('relay')!, rig.braidRelay.pid!, rig.relay.pid!, 'relay'],
-      ['sealed, no nudges', NO_NUDGE_PORT, noNudge.pid!, rig.relay.pid!, 'relay'],
+      ['sealed, Node opens', NODE_OPENS_PORT, nodeOpens.pid!, rig.relay.pid!, 'relay'],
       ['Node TLS', NODE_TLS_PORT, nodeTls.pid!, rig.relay.pid!, 'relay'],
       ['shadowsocks', ep.socks('ss')!, rig.ssLocal.pid!, rig.ssServer.pid!, 'ss'],
     ];
@@ -84,10 +85,10 @@ async function main(): Promise<void> {
     // The sealing end: braid up for uploads, the relay for downloads.
     const end = (r: Row): number => (dir === 'up' ? r.client : r.server);
     console.log(`${dir}: sealed / Node TLS per repetition: throughput ${range(sealed.map((r, k) => r.gbit / node[k]!.gbit), 2)}, sealing end's CPU ${range(sealed.map((r, k) => end(r) / end(node[k]!)), 2)}; sealed / shadowsocks throughput ${range(sealed.map((r, k) => r.gbit / ss[k]!.gbit), 2)}`);
-    const plain = rows[`${dir} sealed, no nudges`];
-    if (plain) {
-      const gapSum = (rs: Row[]): string => `${rs.reduce((n, r) => n + r.stalls.gaps, 0)} gaps, ${rs.reduce((n, r) => n + r.stalls.gapSeconds, 0).toFixed(2)} s`;
-      console.log(`${dir}: sealed / sealed without nudges per repetition: throughput ${range(sealed.map((r, k) => r.gbit / plain[k]!.gbit), 2)}; stalls in all: ${gapSum(sealed)} against ${gapSum(plain)}`);
+    const nodeOpened = rows[`${dir} sealed, Node opens`];
+    if (nodeOpened) {
+      const gapSum = (rs: Row[]): string => `${rs.reduce((n, r) => n + r.stalls.gaps, 0)} gaps (${rs.reduce((n, r) => n + r.stalls.missingQueued.length, 0)} missing, ${rs.reduce((n, r) => n + r.stalls.receiverBeyondWindow, 0)} dropped beyond window), ${rs.reduce((n, r) => n + r.stalls.gapSeconds, 0).toFixed(2)} s`;
+      console.log(`${dir}: opened in the addon / by Node's TLS per repetition: throughput ${range(sealed.map((r, k) => r.gbit / nodeOpened[k]!.gbit), 2)}, braid up's CPU ${range(sealed.map((r, k) => r.client / nodeOpened[k]!.client), 2)}; stalls in all: ${gapSum(sealed)} against ${gapSum(nodeOpened)}`);
     }
   }
 }

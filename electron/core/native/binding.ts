@@ -10,6 +10,7 @@ import type { NetlinkBinding } from './netlink';
 import type { DatapathBinding } from './datapath';
 import type { SpliceBinding } from './splice';
 import type { SealBinding } from './seal';
+import type { OpenBinding } from './open';
 import type { RlimitBinding } from './rlimit';
 
 export interface SocketBinding {
@@ -55,7 +56,7 @@ export function nativeBinding(): NativeBinding {
   return loaded;
 }
 
-export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding & DatapathBinding & SpliceBinding & SealBinding;
+export type NativeBinding = SocketBinding & NetlinkBinding & RlimitBinding & DatapathBinding & SpliceBinding & SealBinding & Partial<OpenBinding>;
 
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, prop) => (nativeBinding() as unknown as Record<string | symbol, unknown>)[prop],

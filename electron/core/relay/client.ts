@@ -204,7 +204,7 @@ export class RelayDialer {
     raw.setNoDelay(true);
     const fd = socketFd(raw);
     fixReceiveBuffer(fd);
-    const { socket, pin, pinOk, upload } = await tlsToRelay(raw, link, this.opts.connectMs);
+    const { socket, pin, pinOk, upload } = await tlsToRelay(raw, link, this.opts.connectMs, { open: true });
     if (!pinOk) {
       this.fail(`relay certificate pin mismatch: expected ${link.pin}, got ${pin || 'none'}`);
       socket.destroy();

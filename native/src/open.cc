@@ -1,0 +1,319 @@
+// What the relay client receives over the relay connection, opened here instead of in Node's TLS:
+// TLS 1.3 records (RFC 8446 5.2) read straight from the connection's socket and decrypted, their
+// plaintext handed to JavaScript one read at a time (up to kReadBytes of records per callback,
+// where Node's TLS makes one per 16 KiB record and copies each through its memory BIO). Node keeps
+// the handshake, the certificate check and the other direction; it stops reading once the
+// handshake is done, before the relay has sent anything under the application keys.
+//
+//   openStart(fd, { suite, secret, seq }, onRead, onEnd) -> id
+//        secret: the peer's application traffic secret (Node's 'keylog', SERVER_TRAFFIC_SECRET_0);
+//        seq: records the peer has sent under it that Node read (0 when Node stopped at once).
+//        onRead(chunk) for each read's plaintext, returning false to pause until openResume;
+//        onRead(null) once at the end of the stream (close_notify, or a FIN between records).
+//        onEnd({ reason: 'done'|'error'|'stopped', code?, syscall?, detail?, opened }) once, after.
+//   openResume(id)                 reads again after onRead returned false
+//   openStats(id) -> { opened }    plaintext bytes opened (undefined once ended)
+//   openStop(id)                   ends it now ('stopped'); no-op once ended
+//
+// Records after the handshake the peer may send besides data: NewSessionTicket (skipped: the relay
+// client does not resume sessions), KeyUpdate (followed; one that requests an update in return is
+// refused, since the stream's writer would have to answer it: Braid's relay never asks), and
+// alerts (close_notify ends the stream, any other is an error). A record that does not
+// authenticate is an error (EBADMSG), as it is for Node. The first record is tried at `seq` and the
+// next three sequence numbers, in case Node had read a session ticket the caller did not count.
+// The fd stays the caller's: neither duplicated nor closed here; stop it before closing the socket.
+#include "open.h"
+#include "tls_records.h"
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "pump_args.h"
+#include "pump_loop.h"
+
+namespace braid {
+namespace {
+
+PumpLoop g_loop("braid.open");
+constexpr size_t kReadBytes = 256 * 1024;
+constexpr size_t kBurstBytes = 4 << 20;
+constexpr size_t kMaxRecordBody = 16384 + 256;  // RFC 8446 5.2: TLSCiphertext.length
+constexpr int kSeqSearch = 4;
+
+struct Pump : LoopPump {
+  int fd = -1;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint32_t events = 0;
+  Opener opener;
+  Bytes partial;              // an incomplete record's bytes, read before the rest arrived
+  double opened = 0;
+  bool first = true;          // no record opened yet (the sequence number is searched)
+  bool paused = false, eof = false;
+  bool resumed = false;       // openResume was called during the last onRead
+  Napi::FunctionReference on_read, on_end;
+
+  void Run() override;
+};
+
+struct Shared {
+  std::vector<unsigned char> in;      // a partial record, then one read
+  std::vector<unsigned char> plain;   // their plaintext
+} g;
+
+void End(Pump* p, const char* reason, int err, const char* syscall, const char* detail = nullptr) {
+  if (p->ended) return;
+  p->ended = true;
+  if (p->events && SameFile(p->fd, p->dev, p->ino)) g_loop.Watch(p, p->fd, &p->events, 0, 0);
+  std::fill(p->opener.secret.begin(), p->opener.secret.end(), 0);
+  Napi::Env env(g_loop.env());
+  {
+    Napi::HandleScope scope(env);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("reason", reason);
+    if (err) {
+      result.Set("code", ErrnoName(err));
+      result.Set("syscall", syscall);
+    }
+    if (detail) result.Set("detail", detail);
+    result.Set("opened", p->opened);
+    napi_value argv[] = {result};
+    napi_value ignored;
+    napi_make_callback(env, p->async_context, Napi::Object::New(env), p->on_end.Value(), 1, argv, &ignored);
+  }
+  p->on_read.Reset();
+  p->on_end.Reset();
+  g_loop.Retire(p);
+}
+
+// Hands `n` plaintext bytes (n == 0 with `eof`: the end) to JavaScript; false if that paused or
+// ended the pump.
+bool Deliver(Pump* p, size_t n, bool eof) {
+  Napi::Env env(g_loop.env());
+  Napi::HandleScope scope(env);
+  napi_value argv[1];
+  if (eof) argv[0] = env.Null();
+  else argv[0] = Napi::Buffer<unsigned char>::Copy(env, g.plain.data(), n);
+  napi_value ret = nullptr;
+  p->resumed = false;
+  napi_status st = napi_make_callback(env, p->async_context, Napi::Object::New(env), p->on_read.Value(), 1, argv, &ret);
+  if (p->ended) return false;
+  bool more = true;
+  if (st == napi_ok && ret) napi_get_value_bool(env, ret, &more);
+  // The callback's own nextTicks run before it returns: a read() there may already have resumed.
+  if (!more && !p->resumed) p->paused = true;
+  return more || p->resumed;
+}
+
+struct Fault {
+  int err;
+  const char* detail;
+};
+
+// Handshake messages after the handshake (RFC 8446 4.6): tickets are skipped, a KeyUpdate is
+// followed once its record is done (*update).
+bool Handshake(const unsigned char* m, size_t n, bool* update, Fault* f) {
+  size_t off = 0;
+  while (off < n) {
+    if (n - off < 4) return *f = {EPROTO, "a handshake message split across records"}, false;
+    size_t len = (size_t{m[off + 1]} << 16) | (size_t{m[off + 2]} << 8) | m[off + 3];
+    if (n - off - 4 < len) return *f = {EPROTO, "a handshake message split across records"}, false;
+    unsigned char type = m[off];
+    if (type == 24) {
+      if (len != 1 || m[off + 4] > 1) return *f = {EPROTO, "a malformed KeyUpdate"}, false;
+      if (m[off + 4] == 1) return *f = {EPROTO, "the peer asked for a KeyUpdate in return"}, false;
+      *update = true;
+    } else if (type != 4) {
+      return *f = {EPROTO, "an unexpected handshake message after the handshake"}, false;
+    }
+    off += 4 + len;
+  }
+  return true;
+}
+
+// Opens the complete records in buf[0, size): plaintext appended to g.plain at *out; *used is where
+// the first incomplete record starts. False with *f on a record that cannot be accepted.
+bool OpenRecords(Pump* p, const unsigned char* buf, size_t size, size_t* used, size_t* out, Fault* f) {
+  size_t off = 0;
+  while (!p->eof && size - off >= 5) {
+    const unsigned char* rec = buf + off;
+    size_t len = (size_t{rec[3]} << 8) | rec[4];
+    if (rec[0] != 23 || rec[1] != 3 || rec[2] != 3) return *f = {EPROTO, "not an application-data record"}, false;
+    if (len > kMaxRecordBody || len < 17) return *f = {EMSGSIZE, "a record of impossible length"}, false;
+    if (size - off - 5 < len) break;
+    unsigned char* dst = g.plain.data() + *out;
+    size_t n = 0;
+    unsigned char type = 0;
+    bool ok = p->opener.Open(rec, len, p->opener.seq, dst, &n, &type);
+    for (int k = 1; !ok && p->first && k < kSeqSearch; k++) {
+      if ((ok = p->opener.Open(rec, len, p->opener.seq + k, dst, &n, &type))) p->opener.seq += k;
+    }
+    if (!ok) return *f = {EBADMSG, "a record that does not authenticate"}, false;
+    p->first = false;
+    p->opener.seq += 1;
+    off += 5 + len;
+    if (type == 23) {
+      *out += n;
+    } else if (type == 22) {
+      bool update = false;
+      if (!Handshake(dst, n, &update, f)) return false;
+      if (update && !p->opener.Update()) return *f = {EPROTO, "deriving the next keys failed"}, false;
+    } else if (type == 21) {
+      if (n != 2) return *f = {EPROTO, "a malformed alert"}, false;
+      if (dst[1] != 0) return *f = {ECONNRESET, "the peer sent a TLS alert"}, false;
+      p->eof = true;  // close_notify: whatever follows is ignored (RFC 8446 6.1)
+    } else {
+      return *f = {EPROTO, "a record of unknown content type"}, false;
+    }
+  }
+  *used = off;
+  return true;
+}
+
+void Pump::Run() {
+  Pump* p = this;
+  if (!SameFile(p->fd, p->dev, p->ino)) {
+    p->events = 0;
+    End(p, "error", EBADF, "fstat");
+    return;
+  }
+  size_t moved = 0;
+  while (!p->paused && !p->eof && moved < kBurstBytes) {
+    size_t have = p->partial.size;
+    if (have) memcpy(g.in.data(), p->partial.data(), have);
+    ssize_t r = recv(p->fd, g.in.data() + have, kReadBytes, MSG_DONTWAIT);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN) {
+      // Idle: a buffer from a burst is not kept for a quiet connection.
+      if (!have && p->partial.cap) p->partial.Release();
+      break;
+    }
+    if (r < 0) return End(p, "error", errno, "recv");
+    if (r == 0) {
+      if (have) return End(p, "error", ECONNRESET, "recv", "the connection ended inside a record");
+      p->eof = true;
+      break;
+    }
+    moved += static_cast<size_t>(r);
+    size_t used = 0, out = 0;
+    Fault f{0, nullptr};
+    bool ok = OpenRecords(p, g.in.data(), have + static_cast<size_t>(r), &used, &out, &f);
+    if (!ok) {
+      // What came before the fault is the peer's data: it goes first, as Node's TLS delivers it.
+      if (out) {
+        p->opened += static_cast<double>(out);
+        if (!Deliver(p, out, false) && p->ended) return;
+      }
+      return End(p, "error", f.err, "recv", f.detail);
+    }
+    p->partial.Clear();
+    if (!p->eof && used < have + static_cast<size_t>(r)) memcpy(p->partial.Grow(have + r - used), g.in.data() + used, have + r - used);
+    if (out) {
+      p->opened += static_cast<double>(out);
+      if (!Deliver(p, out, false) && p->ended) return;
+    }
+  }
+  if (p->eof) {
+    p->partial.Release();
+    if (!Deliver(p, 0, true) && p->ended) return;
+    return End(p, "done", 0, nullptr);
+  }
+  if (!g_loop.Watch(p, p->fd, &p->events, p->paused ? 0u : uint32_t{EPOLLIN}, 0)) End(p, "error", errno, "epoll_ctl");
+}
+
+Pump* Find(const Napi::CallbackInfo& info, const char* fn) {
+  uint32_t id = 0;
+  if (!IdArg(info, fn, &id)) return nullptr;
+  return static_cast<Pump*>(g_loop.Find(id));
+}
+
+Napi::Value OpenStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "openStart", "fd");
+  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "openStart: params must be an object");
+  if (info.Length() < 3 || !info[2].IsFunction()) throw Napi::TypeError::New(env, "openStart: onRead must be a function");
+  if (info.Length() < 4 || !info[3].IsFunction()) throw Napi::TypeError::New(env, "openStart: onEnd must be a function");
+  RequireStreamSocket(env, fd, "openStart");
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat");
+  Napi::Object params = info[1].As<Napi::Object>();
+  auto* p = new Pump();
+  try {
+    MakeOpener(env, "openStart", params.Get("suite"), params.Get("secret"), params.Get("seq"), &p->opener);
+    g_loop.Setup(env);
+  } catch (...) {
+    delete p;
+    throw;
+  }
+  if (g.in.empty()) {
+    g.in.resize(kReadBytes + 5 + kMaxRecordBody);
+    g.plain.resize(kReadBytes + 5 + kMaxRecordBody);
+  }
+  p->fd = fd;
+  p->dev = st.st_dev;
+  p->ino = st.st_ino;
+  p->on_read = Napi::Persistent(info[2].As<Napi::Function>());
+  p->on_end = Napi::Persistent(info[3].As<Napi::Function>());
+  g_loop.Add(p);
+  // The first run comes from the loop, never from here: it may call back.
+  if (!g_loop.Watch(p, fd, &p->events, EPOLLIN, 0)) {
+    int err = errno;
+    p->ended = true;
+    g_loop.Retire(p);
+    throw ErrnoError(env, err, "epoll_ctl");
+  }
+  return Napi::Number::New(env, p->id);
+}
+
+Napi::Value OpenResume(const Napi::CallbackInfo& info) {
+  Pump* p = Find(info, "openResume");
+  if (p && !p->ended) p->resumed = true;
+  if (p && !p->ended && p->paused) {
+    p->paused = false;
+    // Not read here (this may be inside onRead): the loop's next turn reads, level triggered.
+    if (!g_loop.Watch(p, p->fd, &p->events, EPOLLIN, 0)) throw ErrnoError(info.Env(), errno, "epoll_ctl");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value OpenStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Pump* p = Find(info, "openStats");
+  if (!p) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("opened", p->opened);
+  return o;
+}
+
+Napi::Value OpenStop(const Napi::CallbackInfo& info) {
+  Pump* p = Find(info, "openStop");
+  if (p) End(p, "stopped", 0, nullptr);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void RegisterOpen(Napi::Env env, Napi::Object exports) {
+  exports.Set("openStart", Napi::Function::New(env, OpenStart, "openStart"));
+  exports.Set("openResume", Napi::Function::New(env, OpenResume, "openResume"));
+  exports.Set("openStats", Napi::Function::New(env, OpenStats, "openStats"));
+  exports.Set("openStop", Napi::Function::New(env, OpenStop, "openStop"));
+}
+
+}  // namespace braid
+
+#else  // not Linux: what arrives stays in Node's TLS.
+
+namespace braid {
+void RegisterOpen(Napi::Env, Napi::Object) {}
+}  // namespace braid
+
+#endif
