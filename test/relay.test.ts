@@ -193,7 +193,7 @@ test("Braid's relay dialer: pin checked, errors precise, relay down fails fast",
     assert.equal(info.mptcp, true);
     assert.equal(info.fallback, false, 'client to relay must be real MPTCP');
     assert.equal(await fetchThrough(res.socket, origin.port, 100_000), expectedSha256(100_000));
-    // Braid's client sent X-Braid-Seal: the relay's addon sealed that download, Node's TLS opened it.
+    // Braid's client sent X-Braid-Seal: the relay's addon sealed that download, the client's addon opened it.
     if (sealAvailable()) assert.equal(metric(await getMetrics(r), 'braid_relay_sealed_downloads_total'), 1);
     const closedPort = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
