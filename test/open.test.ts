@@ -17,6 +17,7 @@ import { sealRecords, sealStart } from '../electron/core/native/seal';
 import { mptcpUnavailableReason } from '../electron/core/proxy/native';
 import { loadOrCreateCredentials } from '../electron/core/relay/credentials';
 import { takeReading } from '../electron/core/proxy/node-reading';
+import { startPump, type PumpResult } from '../electron/core/proxy/pump';
 import { openingAvailable } from '../electron/core/relay/open-tls';
 import { acceptTls, type AcceptedTls } from '../electron/core/relay/tls-accept';
 import { tlsToRelay, type RelayTls } from '../electron/core/relay/tls-client';
@@ -161,6 +162,44 @@ describe('records opened by the addon', { skip }, () => {
       while (length < data.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
       assert.equal(sha(Buffer.concat(chunks)), sha(data));
     } finally {
+      r.close();
+    }
+  });
+
+  test('the pump hands the download to the addon: 16 MB written straight to the application\'s socket, counted, then its FIN; the upload still flows', async () => {
+    const r = await rig('TLS_AES_128_GCM_SHA256');
+    const [near, src] = await socketPair();       // the relay's destination side: src writes the download
+    const [app, appFar] = await socketPair();     // the application: appFar is its end
+    try {
+      takeReading(near);
+      const data = crypto.randomBytes(16 << 20);
+      const sealed = new Promise<string>((resolve) => {
+        sealStart(fdOf(near), r.relayFd, { suite: 'TLS_AES_128_GCM_SHA256', secret: r.relay.download!.secret, seq: r.seq }, Buffer.alloc(0), (end) => resolve(end.reason));
+      });
+      app.pause();
+      let down = 0;
+      const upload = new Promise<string>((resolve) => {
+        const chunks: Buffer[] = [];
+        r.relay.socket.on('data', (c: Buffer) => chunks.push(c));
+        r.relay.socket.on('end', () => resolve(Buffer.concat(chunks).toString()));
+        r.relay.socket.resume();
+      });
+      const result = new Promise<PumpResult>((resolve) => startPump(app, r.client.socket, { idleMs: 30_000, onDown: (n) => (down += n) }, resolve));
+      assert.equal(r.client.socket.listenerCount('data'), 0, 'the download is the addon\'s, not the JavaScript pump\'s');
+      const received = readAll(appFar);
+      src.end(data);
+      const got = await received;
+      assert.equal(sha(got), sha(data), 'every byte, in order');
+      assert.equal(await sealed, 'done');
+      // The application half-closes; its upload, in Node's TLS here, reaches the relay with its FIN.
+      appFar.end('bye');
+      assert.equal(await upload, 'bye');
+      r.relay.socket.end();
+      const end = await result;
+      assert.equal(end.reason, 'done', String(end.error));
+      assert.equal(down, data.length, 'counted from the addon');
+    } finally {
+      for (const s of [near, src, app, appFar]) s.destroy();
       r.close();
     }
   });

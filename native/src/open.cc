@@ -12,7 +12,12 @@
 //        onRead(null) once at the end of the stream (close_notify, or a FIN between records).
 //        onEnd({ reason: 'done'|'error'|'stopped', code?, syscall?, detail?, opened }) once, after.
 //   openResume(id)                 reads again after onRead returned false
-//   openStats(id) -> { opened }    plaintext bytes opened (undefined once ended)
+//   openOutput(id, fdOut, head) -> boolean
+//        from here the plaintext is written to fdOut (`head` first), not handed to JavaScript, as
+//        the sealer reads it (seal.cc): at most one read's plaintext waits for fdOut, reading
+//        stops meanwhile; at the end, shutdown(fdOut, SHUT_WR), then onRead(null). False once ended.
+//   openStats(id) -> { opened, written, held }   plaintext bytes opened, written to fdOut, and
+//                                  whether some wait for it (undefined once ended)
 //   openStop(id)                   ends it now ('stopped'); no-op once ended
 //
 // Records after the handshake the peer may send besides data: NewSessionTicket (skipped: the relay
@@ -59,6 +64,15 @@ struct Pump : LoopPump {
   bool first = true;          // no record opened yet (the sequence number is searched)
   bool paused = false, eof = false;
   bool resumed = false;       // openResume was called during the last onRead
+  // Piped (openOutput): the plaintext goes to `out` from here, not to JavaScript.
+  bool piped = false, shut = false, want_write = false;
+  int out = -1;
+  dev_t out_dev = 0;
+  ino_t out_ino = 0;
+  uint32_t out_events = 0;
+  Bytes pending;              // plaintext `out` did not take yet
+  size_t sent = 0;            // of pending
+  double written = 0;         // plaintext bytes written to `out`
   Napi::FunctionReference on_read, on_end;
 
   void Run() override;
@@ -73,6 +87,7 @@ void End(Pump* p, const char* reason, int err, const char* syscall, const char* 
   if (p->ended) return;
   p->ended = true;
   if (p->events && SameFile(p->fd, p->dev, p->ino)) g_loop.Watch(p, p->fd, &p->events, 0, 0);
+  if (p->out_events && SameFile(p->out, p->out_dev, p->out_ino)) g_loop.Watch(p, p->out, &p->out_events, 0, 1);
   std::fill(p->opener.secret.begin(), p->opener.secret.end(), 0);
   Napi::Env env(g_loop.env());
   {
@@ -85,6 +100,7 @@ void End(Pump* p, const char* reason, int err, const char* syscall, const char* 
     }
     if (detail) result.Set("detail", detail);
     result.Set("opened", p->opened);
+    result.Set("written", p->written);
     napi_value argv[] = {result};
     napi_value ignored;
     napi_make_callback(env, p->async_context, Napi::Object::New(env), p->on_end.Value(), 1, argv, &ignored);
@@ -178,15 +194,53 @@ bool OpenRecords(Pump* p, const unsigned char* buf, size_t size, size_t* used, s
   return true;
 }
 
-void Pump::Run() {
-  Pump* p = this;
-  if (!SameFile(p->fd, p->dev, p->ino)) {
-    p->events = 0;
-    End(p, "error", EBADF, "fstat");
-    return;
+// Writes what waits in p->pending, then data[0, n) (whatever `out` does not take joins pending):
+// false on a fatal error (the pump ended); sets want_write when `out` is full.
+bool Flush(Pump* p, const unsigned char* data, size_t n) {
+  p->want_write = false;
+  while (p->sent < p->pending.size) {
+    ssize_t w = send(p->out, p->pending.data() + p->sent, p->pending.size - p->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      p->sent += static_cast<size_t>(w);
+      p->written += static_cast<double>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      p->want_write = true;
+      break;
+    }
+    return End(p, "error", errno, "send"), false;
   }
-  size_t moved = 0;
-  while (!p->paused && !p->eof && moved < kBurstBytes) {
+  if (p->sent == p->pending.size) {
+    p->pending.Clear();
+    p->sent = 0;
+  }
+  size_t off = 0;
+  while (!p->want_write && off < n) {
+    ssize_t w = send(p->out, data + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      off += static_cast<size_t>(w);
+      p->written += static_cast<double>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      p->want_write = true;
+      break;
+    }
+    return End(p, "error", errno, "send"), false;
+  }
+  if (off < n) memcpy(p->pending.Grow(n - off), data + off, n - off);
+  return true;
+}
+
+enum class Step { kData, kAgain, kEof, kEnded };
+
+// One read of records: their plaintext in g.plain[0, *out). kEnded: the pump ended (an error, told).
+Step ReadRecords(Pump* p, size_t* out, size_t* moved) {
+  *out = 0;
+  for (;;) {
     size_t have = p->partial.size;
     if (have) memcpy(g.in.data(), p->partial.data(), have);
     ssize_t r = recv(p->fd, g.in.data() + have, kReadBytes, MSG_DONTWAIT);
@@ -194,32 +248,84 @@ void Pump::Run() {
     if (r < 0 && errno == EAGAIN) {
       // Idle: a buffer from a burst is not kept for a quiet connection.
       if (!have && p->partial.cap) p->partial.Release();
-      break;
+      return Step::kAgain;
     }
-    if (r < 0) return End(p, "error", errno, "recv");
+    if (r < 0) return End(p, "error", errno, "recv"), Step::kEnded;
     if (r == 0) {
-      if (have) return End(p, "error", ECONNRESET, "recv", "the connection ended inside a record");
+      if (have) return End(p, "error", ECONNRESET, "recv", "the connection ended inside a record"), Step::kEnded;
       p->eof = true;
-      break;
+      return Step::kEof;
     }
-    moved += static_cast<size_t>(r);
-    size_t used = 0, out = 0;
+    *moved += static_cast<size_t>(r);
+    size_t size = have + static_cast<size_t>(r), used = 0;
     Fault f{0, nullptr};
-    bool ok = OpenRecords(p, g.in.data(), have + static_cast<size_t>(r), &used, &out, &f);
-    if (!ok) {
+    if (!OpenRecords(p, g.in.data(), size, &used, out, &f)) {
       // What came before the fault is the peer's data: it goes first, as Node's TLS delivers it.
-      if (out) {
-        p->opened += static_cast<double>(out);
-        if (!Deliver(p, out, false) && p->ended) return;
-      }
-      return End(p, "error", f.err, "recv", f.detail);
+      p->opened += static_cast<double>(*out);
+      if (*out && !p->piped && !Deliver(p, *out, false) && p->ended) return Step::kEnded;
+      if (*out && p->piped && !Flush(p, g.plain.data(), *out)) return Step::kEnded;
+      return End(p, "error", f.err, "recv", f.detail), Step::kEnded;
     }
     p->partial.Clear();
-    if (!p->eof && used < have + static_cast<size_t>(r)) memcpy(p->partial.Grow(have + r - used), g.in.data() + used, have + r - used);
-    if (out) {
-      p->opened += static_cast<double>(out);
-      if (!Deliver(p, out, false) && p->ended) return;
+    if (!p->eof && used < size) memcpy(p->partial.Grow(size - used), g.in.data() + used, size - used);
+    p->opened += static_cast<double>(*out);
+    return p->eof && *out == 0 ? Step::kEof : Step::kData;
+  }
+}
+
+// Piped: records from `fd` to plaintext on `out`; at most one read's plaintext waits for `out`
+// (reading stops meanwhile). EOF: shutdown(out, SHUT_WR) once all is written, then onRead(null).
+void RunPiped(Pump* p) {
+  if (!SameFile(p->out, p->out_dev, p->out_ino)) {
+    p->out_events = 0;
+    return End(p, "error", EBADF, "fstat");
+  }
+  size_t moved = 0;
+  bool idle = false;
+  if (!Flush(p, nullptr, 0)) return;
+  while (!p->want_write && !p->eof && moved < kBurstBytes) {
+    size_t n = 0;
+    Step st = ReadRecords(p, &n, &moved);
+    if (st == Step::kEnded) return;
+    if (n && !Flush(p, g.plain.data(), n)) return;
+    if (st == Step::kAgain) {
+      idle = true;
+      break;
     }
+  }
+  if (p->eof && !p->want_write) {
+    if (!p->shut) {
+      p->shut = true;
+      // ENOTCONN: the application is gone both ways already; its socket's own close will say so.
+      if (shutdown(p->out, SHUT_WR) != 0 && errno != ENOTCONN) return End(p, "error", errno, "shutdown");
+    }
+    p->partial.Release();
+    if (!Deliver(p, 0, true) && p->ended) return;
+    return End(p, "done", 0, nullptr);
+  }
+  if (idle && !p->want_write && p->pending.cap) p->pending.Release();
+  // Level triggered: a spent burst comes back on the loop's next turn.
+  uint32_t in = p->want_write || p->eof ? 0u : uint32_t{EPOLLIN};
+  if (!g_loop.Watch(p, p->fd, &p->events, in, 0) || !g_loop.Watch(p, p->out, &p->out_events, p->want_write ? uint32_t{EPOLLOUT} : 0u, 1)) End(p, "error", errno, "epoll_ctl");
+}
+
+void Pump::Run() {
+  Pump* p = this;
+  if (!SameFile(p->fd, p->dev, p->ino)) {
+    p->events = 0;
+    End(p, "error", EBADF, "fstat");
+    return;
+  }
+  if (p->piped) return RunPiped(p);
+  size_t moved = 0;
+  while (!p->paused && !p->eof && moved < kBurstBytes) {
+    size_t n = 0;
+    Step st = ReadRecords(p, &n, &moved);
+    if (st == Step::kEnded) return;
+    if (n && !Deliver(p, n, false) && p->ended) return;
+    // JavaScript may have piped it meanwhile (openOutput from within onRead).
+    if (p->piped) return RunPiped(p);
+    if (st == Step::kAgain) break;
   }
   if (p->eof) {
     p->partial.Release();
@@ -284,12 +390,46 @@ Napi::Value OpenResume(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// From here the plaintext goes to fdOut (`head` first: what was pushed to JavaScript and not read),
+// never again to onRead, but for its null at the end. False once ended.
+Napi::Value OpenOutput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Pump* p = Find(info, "openOutput");
+  int out = FdArg(info, 1, "openOutput", "fdOut");
+  if (info.Length() < 3 || !info[2].IsBuffer()) throw Napi::TypeError::New(env, "openOutput: head must be a Buffer");
+  if (!p || p->ended) return Napi::Boolean::New(env, false);
+  if (p->piped) throw Napi::Error::New(env, "openOutput: already piped");
+  if (out == p->fd) throw Napi::RangeError::New(env, "openOutput: fdOut must differ from the relay connection's fd");
+  RequireStreamSocket(env, out, "openOutput");
+  struct stat st;
+  if (fstat(out, &st) != 0) throw ErrnoError(env, errno, "fstat");
+  auto head = info[2].As<Napi::Buffer<unsigned char>>();
+  p->pending.Clear();
+  p->sent = 0;
+  if (head.Length()) memcpy(p->pending.Grow(head.Length()), head.Data(), head.Length());
+  p->out = out;
+  p->out_dev = st.st_dev;
+  p->out_ino = st.st_ino;
+  p->piped = true;
+  p->paused = false;
+  // The loop's next turn writes the head and reads on (never from here: it may call back).
+  if (!g_loop.Watch(p, p->fd, &p->events, p->eof ? 0u : uint32_t{EPOLLIN}, 0) || !g_loop.Watch(p, out, &p->out_events, EPOLLOUT, 1)) {
+    int err = errno;
+    End(p, "error", err, "epoll_ctl");
+    throw ErrnoError(env, err, "epoll_ctl");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Value OpenStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Pump* p = Find(info, "openStats");
   if (!p) return env.Undefined();
   Napi::Object o = Napi::Object::New(env);
   o.Set("opened", p->opened);
+  o.Set("written", p->written);
+  // Piped, with plaintext waiting for fdOut: the application is not reading (backpressure).
+  o.Set("held", p->piped && p->sent < p->pending.size);
   return o;
 }
 
@@ -305,6 +445,7 @@ void RegisterOpen(Napi::Env env, Napi::Object exports) {
   exports.Set("openStart", Napi::Function::New(env, OpenStart, "openStart"));
   exports.Set("openResume", Napi::Function::New(env, OpenResume, "openResume"));
   exports.Set("openStats", Napi::Function::New(env, OpenStats, "openStats"));
+  exports.Set("openOutput", Napi::Function::New(env, OpenOutput, "openOutput"));
   exports.Set("openStop", Napi::Function::New(env, OpenStop, "openStop"));
 }
 

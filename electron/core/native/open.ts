@@ -22,12 +22,21 @@ export interface OpenEnd {
   syscall?: string;
   detail?: string;    // what was wrong with the stream, for protocol errors
   opened: number;     // plaintext bytes opened
+  written: number;    // of them, written to fdOut (openOutput)
+}
+
+export interface OpenStats {
+  opened: number;
+  written: number;
+  /** piped, with plaintext waiting for fdOut: its reader is not keeping up */
+  held: boolean;
 }
 
 export interface OpenBinding {
   openStart(fd: number, params: OpenParams, onRead: (chunk: Buffer | null) => boolean, onEnd: (end: OpenEnd) => void): number;
   openResume(id: number): void;
-  openStats(id: number): { opened: number } | undefined;
+  openStats(id: number): OpenStats | undefined;
+  openOutput(id: number, fdOut: number, head: Buffer): boolean;
   openStop(id: number): void;
   openRecords(suite: SealSuite, secret: Buffer, seq: number, records: Buffer): Buffer;
 }
@@ -35,7 +44,13 @@ export interface OpenBinding {
 export interface OpenHandle {
   /** reads again after onRead returned false */
   resume(): void;
-  stats(): { opened: number } | undefined;
+  /**
+   * From here the plaintext is written to fdOut by the addon (`head` first), never handed to
+   * onRead again but for its null at the end, which comes after shutdown(fdOut, SHUT_WR). False
+   * once ended. fdOut stays the caller's: Node must not write it from now on.
+   */
+  output(fdOut: number, head: Buffer): boolean;
+  stats(): OpenStats | undefined;
   stop(): void;
 }
 
@@ -47,7 +62,12 @@ export interface OpenHandle {
 export function openStart(fd: number, params: OpenParams, onRead: (chunk: Buffer | null) => boolean, onEnd: (end: OpenEnd) => void): OpenHandle {
   const b = binding as OpenBinding;
   const id = b.openStart(fd, params, onRead, onEnd);
-  return { resume: () => b.openResume(id), stats: () => b.openStats(id), stop: () => b.openStop(id) };
+  return {
+    resume: () => b.openResume(id),
+    output: (fdOut, head) => b.openOutput(id, fdOut, head),
+    stats: () => b.openStats(id),
+    stop: () => b.openStop(id),
+  };
 }
 
 export function openRecords(suite: SealSuite, secret: Buffer, seq: number, records: Buffer): Buffer {

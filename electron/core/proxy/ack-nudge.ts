@@ -60,7 +60,23 @@ export class AckNudger {
   private quiet = 0;
   private watched = false;
 
+  /** For a direction the addon writes on (open-tunnel.ts): the bytes arrived so far, read per tick. */
+  private total: (() => number) | null = null;
+
   constructor(private readonly target: NudgeTarget) {}
+
+  /**
+   * From here the bytes arrived are read from `total()` on each tick, not told per chunk (the addon
+   * moves them); wake() starts the watch when some have moved.
+   */
+  follow(total: () => number): void {
+    this.total = total;
+    this.received = total();
+  }
+
+  wake(): void {
+    if (!this.watched) this.arrived(0);
+  }
 
   /** Bytes arrived over the relay connection. */
   arrived(bytes: number): void {
@@ -81,6 +97,7 @@ export class AckNudger {
 
   /** One tick (`late`: it came late, and judges nothing): true to keep watching. */
   check(late: boolean): boolean {
+    if (this.total) this.received = this.total();
     const delta = this.received - this.seen;
     this.seen = this.received;
     this.recent.shift();

@@ -17,6 +17,7 @@
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';
 import { AckNudger } from './ack-nudge';
+import { openable, pipeOpened, type OpenedPipe } from './open-tunnel';
 import { sealStream, takeSealable, type SealedStream } from './seal-tunnel';
 import { SPLICE_AFTER_BYTES, spliceable, spliceTunnel, type SplicedTunnel } from './splice-tunnel';
 
@@ -95,6 +96,9 @@ class Tunnel {
   sealDone = false;
   /** with a sealed direction: watches the other one for pauses (ack-nudge.ts) */
   nudger: AckNudger | null = null;
+  /** the download written to the client by the addon (open-tunnel.ts); openDone once its FIN went out */
+  opened: OpenedPipe | null = null;
+  openDone = false;
 
   constructor(
     readonly client: PumpSocket,
@@ -119,6 +123,7 @@ class Tunnel {
     // open, and the sealer works on their own fds, which must not be closed under it.
     this.spliced?.stop();
     this.sealed?.stop();
+    this.opened?.stop();
     this.client.destroy();
     this.upstream.destroy();
     this.done(result);
@@ -126,7 +131,10 @@ class Tunnel {
 
   /** Both FINs seen: wait until our own writes are flushed before tearing down, so no tail is lost. */
   maybeDone(): void {
-    const flushed = (s: net.Socket): boolean => (this.sealFrom && s !== this.sealFrom ? this.sealDone : s.writableFinished || s.destroyed);
+    const flushed = (s: net.Socket): boolean => {
+      if (s === this.client && this.opened) return this.openDone;
+      return this.sealFrom && s !== this.sealFrom ? this.sealDone : s.writableFinished || s.destroyed;
+    };
     if (this.ends === 2 && flushed(this.client) && flushed(this.upstream)) this.finish({ reason: 'done' });
   }
 
@@ -313,9 +321,11 @@ export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOp
   let sealable = takeSealable(client, upstream);
   if (sealable) t.sealFrom = t.client;
   else if ((sealable = takeSealable(upstream, client))) t.sealFrom = t.upstream;
+  // And at the relay client, what arrives over it can go from the addon straight to the client.
+  const opening = t.sealFrom !== t.upstream && openable(upstream, client);
   for (const s of [t.client, t.upstream]) {
     s[TUNNEL] = t;
-    if (s !== t.sealFrom) listenForReading(s);
+    if (s !== t.sealFrom && !(opening && s === t.upstream)) listenForReading(s);
     s.on('drain', onDrain);
     s.on('finish', onFinish);
     s.on('error', onError);
@@ -328,6 +338,7 @@ export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOp
     startSealing(t, sealable);
     if (t.sealed) opts.onSealed?.(earlyToSealer ? 'up' : 'down');
   }
+  if (opening) startOpening(t);
   if (opts.early?.length && !earlyToSealer) t.onData(t.client, opts.early);
   // An EOF that arrived before the pump took over (client sent its request, data and FIN at
   // once) would otherwise never be passed on.
@@ -341,7 +352,30 @@ export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOp
   // A socket already gone never emits 'close' again.
   if (t.client.destroyed || t.upstream.destroyed) t.finish({ reason: 'closed' });
   if (t.finished) return;
-  for (const s of [client, upstream]) if (!(s === t.sealFrom && t.sealed)) s.resume();
+  for (const s of [client, upstream]) if (!(s === t.sealFrom && t.sealed) && !(s === upstream && t.opened)) s.resume();
+}
+
+/** The addon writes the upstream's download to the client from here (open-tunnel.ts). */
+function startOpening(t: Tunnel): void {
+  t.opened = pipeOpened(t.upstream, t.client, {
+    moved: (n) => {
+      t.last = Date.now();
+      t.counted(0, n);
+      t.nudger?.wake();
+    },
+    end: (r) => {
+      if (r.reason === 'stopped') return;
+      if (r.reason === 'done') {
+        t.openDone = true;
+        if (++t.ends === 2) t.maybeDone();
+        return;
+      }
+      t.finish({ reason: 'error', error: pumpError(r, 'recv') });
+    },
+  });
+  if (!t.opened) return listenForReading(t.upstream);
+  const pipe = t.opened;
+  t.nudger?.follow(() => pipe.arrived());
 }
 
 function listenForReading(s: PumpSocket): void {
@@ -383,7 +417,7 @@ function startSealing(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSea
   const bit = tls === t.client ? 1 : 2;
   t.nudger = new AckNudger({
     nudge: () => t.sealed?.nudge() ?? false,
-    holding: () => (t.held & bit) !== 0 || tls.readableEnded,
+    holding: () => (t.held & bit) !== 0 || tls.readableEnded || (t.opened !== null && (t.openDone || t.opened.held())),
     nudged: t.opts.onNudge,
   });
 }

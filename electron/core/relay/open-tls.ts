@@ -20,10 +20,11 @@
  * receiving side in Node's TLS (for comparisons).
  */
 import type tls from 'node:tls';
-import { openAvailable, openStart, type OpenEnd, type OpenHandle } from '../native/open';
+import { openAvailable, openStart, type OpenEnd } from '../native/open';
 import { SEAL_SUITES, type SealSuite } from '../native/seal';
 import { loadNative } from '../proxy/native';
 import { giveReadingBack, takeReading } from '../proxy/node-reading';
+import { markOpened, type OpenedState } from '../proxy/open-tunnel';
 
 type Internals = tls.TLSSocket & {
   _handle?: { readStop?: () => number } | null;
@@ -50,29 +51,33 @@ export function openRelayReading(socket: tls.TLSSocket, fd: number, suite: strin
   if (!serverSecret || !suite || !(SEAL_SUITES as readonly string[]).includes(suite)) return false;
   if (!openingAvailable() || !s._handle?.readStop || s.destroyed) return false;
   takeReading(socket);
-  let handle: OpenHandle | null = null;
+  const st: OpenedState = { handle: null, pipe: null };
   try {
-    handle = openStart(fd, { suite: suite as SealSuite, secret: serverSecret, seq: 0 }, (chunk) => {
+    st.handle = openStart(fd, { suite: suite as SealSuite, secret: serverSecret, seq: 0 }, (chunk) => {
+      // Piped (proxy/open-tunnel.ts): the addon writes the client's socket; its end comes to onEnd.
+      if (st.pipe) return true;
       if (chunk !== null) return socket.push(chunk);
       // As Node's own reading does at EOF: 'end' comes even with nobody reading.
       socket.push(null);
       socket.read(0);
       return false;
     }, (end) => {
-      handle = null;
-      if (end.reason === 'error') socket.destroy(openError(end));
+      st.handle = null;
+      if (st.pipe) st.pipe.end(end);
+      else if (end.reason === 'error') socket.destroy(openError(end));
     });
   } catch {
     // Nothing has been read since the handshake: Node can simply read on.
     giveReadingBack(socket);
     return false;
   }
-  s._read = () => handle?.resume();
+  s._read = () => st.handle?.resume();
   // Stopped before Node closes the fd, never after.
   const destroy = s._destroy;
   s._destroy = function (this: Internals, err, cb) {
-    handle?.stop();
+    st.handle?.stop();
     destroy.call(this, err, cb);
   };
+  markOpened(socket, st);
   return true;
 }
