@@ -36,6 +36,9 @@ export const QUIET_TICKS = 2;
 export const BULK_BYTES = 1 << 20;
 export const BULK_WINDOW_TICKS = 4;
 
+/** How long a watch on followed counts (follow()) outlasts a pause: 500 ms of quiet ticks. */
+export const FOLLOW_QUIET_TICKS = 50;
+
 /** `BRAID_NUDGE=0` turns them off (to compare, as `BRAID_SEAL=0` does for sealing). */
 const NUDGING = process.env.BRAID_NUDGE !== '0';
 
@@ -110,7 +113,13 @@ export class AckNudger {
     if (late) return true;
     if (++this.quiet < QUIET_TICKS) return true;
     // A pause: after bulk data, one record; either way the watch ends until bytes arrive again.
-    if (NUDGING && this.bulk && !this.target.holding() && this.target.nudge()) this.target.nudged?.();
+    if (this.quiet === QUIET_TICKS && NUDGING && this.bulk && !this.target.holding() && this.target.nudge()) this.target.nudged?.();
+    // Followed counts wake the watch only every COUNT_MS: it stays a while, so that the next pause
+    // of a transfer that goes on is seen too.
+    if (this.total && this.quiet < FOLLOW_QUIET_TICKS) {
+      this.bulk = false;
+      return true;
+    }
     this.watched = false;
     return false;
   }

@@ -11,8 +11,10 @@
  * The addon can take bytes off this pump: a plain tunnel that carries bulk data goes to the kernel's
  * splice (splice-tunnel.ts), and a tunnel over the relay connection has the direction that goes
  * into TLS sealed as records from the start (seal-tunnel.ts: the upload at the relay client, the
- * download at the relay) while the other direction stays here. With a sealed direction, a pause in
- * what arrives over the relay connection brings one record with no data out on it (ack-nudge.ts).
+ * download at the relay); at the relay client the download too, opened from its records and written
+ * to the client's socket by the addon (open-tunnel.ts), so neither direction passes here. With a
+ * sealed direction, a pause in what arrives over the relay connection brings one record with no data
+ * out on it (ack-nudge.ts).
  */
 import type net from 'node:net';
 import { errorCode, errorMessage } from '../errors';

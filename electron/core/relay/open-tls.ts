@@ -7,11 +7,15 @@
  * destroying it. Node's TLS keeps the handshake, the certificate check and the writes (the CONNECT
  * request, the upload when the addon does not seal it, close_notify).
  *
+ * Once a tunnel's pump starts, the plaintext goes from the addon straight to the application's
+ * socket instead (proxy/open-tunnel.ts), and nothing of the download passes through JavaScript.
+ *
  * Why: unshaped downloads through the relay have `braid up` decrypting in Node's TLS as the chain's
  * slowest step, and an MPTCP receiver that lags lets the kernel's sender overshoot the window it
  * announced, so data is dropped and waits for the 200 ms retransmission timer (the README's
  * "missing" stall). Node's TLS makes one JavaScript callback per 16 KiB record and copies each
- * through its memory BIO; the addon reads up to 256 KiB of records per call and makes one.
+ * through its memory BIO, and the pump writes each chunk on; the addon reads up to 256 KiB of
+ * records per call and writes their plaintext itself.
  *
  * Taken at 'secureConnect', in the same turn as the handshake's last read: the relay sends nothing
  * under the application keys before it has our Finished (its session tickets come after it), so no
