@@ -21,6 +21,7 @@
         "src/pump_loop.cc",
         "src/seal.cc",
         "src/open.cc",
+        "src/record_stream.cc",
         "src/tls_records.cc",
         "src/pump_args.cc"
       ],

@@ -20,14 +20,11 @@
 //                                  whether some wait for it (undefined once ended)
 //   openStop(id)                   ends it now ('stopped'); no-op once ended
 //
-// Records after the handshake the peer may send besides data: NewSessionTicket (skipped: the relay
-// client does not resume sessions), KeyUpdate (followed; one that requests an update in return is
-// refused, since the stream's writer would have to answer it: Braid's relay never asks), and
-// alerts (close_notify ends the stream, any other is an error). A record that does not
-// authenticate is an error (EBADMSG), as it is for Node. The first record is tried at `seq` and the
-// next three sequence numbers, in case Node had read a session ticket the caller did not count.
+// What the records may hold besides data, and what is refused, is record_stream.h's; a record that
+// does not authenticate is an error (EBADMSG), as it is for Node.
 // The fd stays the caller's: neither duplicated nor closed here; stop it before closing the socket.
 #include "open.h"
+#include "record_stream.h"
 #include "tls_records.h"
 
 #ifdef __linux__
@@ -50,18 +47,15 @@ namespace {
 PumpLoop g_loop("braid.open");
 constexpr size_t kReadBytes = 256 * 1024;
 constexpr size_t kBurstBytes = 4 << 20;
-constexpr size_t kMaxRecordBody = 16384 + 256;  // RFC 8446 5.2: TLSCiphertext.length
-constexpr int kSeqSearch = 4;
 
 struct Pump : LoopPump {
   int fd = -1;
   dev_t dev = 0;
   ino_t ino = 0;
   uint32_t events = 0;
-  Opener opener;
+  RecordStream records;
   Bytes partial;              // an incomplete record's bytes, read before the rest arrived
   double opened = 0;
-  bool first = true;          // no record opened yet (the sequence number is searched)
   bool paused = false, eof = false;
   bool resumed = false;       // openResume was called during the last onRead
   // Piped (openOutput): the plaintext goes to `out` from here, not to JavaScript.
@@ -88,7 +82,7 @@ void End(Pump* p, const char* reason, int err, const char* syscall, const char* 
   p->ended = true;
   if (p->events && SameFile(p->fd, p->dev, p->ino)) g_loop.Watch(p, p->fd, &p->events, 0, 0);
   if (p->out_events && SameFile(p->out, p->out_dev, p->out_ino)) g_loop.Watch(p, p->out, &p->out_events, 0, 1);
-  std::fill(p->opener.secret.begin(), p->opener.secret.end(), 0);
+  std::fill(p->records.opener.secret.begin(), p->records.opener.secret.end(), 0);
   Napi::Env env(g_loop.env());
   {
     Napi::HandleScope scope(env);
@@ -127,71 +121,6 @@ bool Deliver(Pump* p, size_t n, bool eof) {
   // The callback's own nextTicks run before it returns: a read() there may already have resumed.
   if (!more && !p->resumed) p->paused = true;
   return more || p->resumed;
-}
-
-struct Fault {
-  int err;
-  const char* detail;
-};
-
-// Handshake messages after the handshake (RFC 8446 4.6): tickets are skipped, a KeyUpdate is
-// followed once its record is done (*update).
-bool Handshake(const unsigned char* m, size_t n, bool* update, Fault* f) {
-  size_t off = 0;
-  while (off < n) {
-    if (n - off < 4) return *f = {EPROTO, "a handshake message split across records"}, false;
-    size_t len = (size_t{m[off + 1]} << 16) | (size_t{m[off + 2]} << 8) | m[off + 3];
-    if (n - off - 4 < len) return *f = {EPROTO, "a handshake message split across records"}, false;
-    unsigned char type = m[off];
-    if (type == 24) {
-      if (len != 1 || m[off + 4] > 1) return *f = {EPROTO, "a malformed KeyUpdate"}, false;
-      if (m[off + 4] == 1) return *f = {EPROTO, "the peer asked for a KeyUpdate in return"}, false;
-      *update = true;
-    } else if (type != 4) {
-      return *f = {EPROTO, "an unexpected handshake message after the handshake"}, false;
-    }
-    off += 4 + len;
-  }
-  return true;
-}
-
-// Opens the complete records in buf[0, size): plaintext appended to g.plain at *out; *used is where
-// the first incomplete record starts. False with *f on a record that cannot be accepted.
-bool OpenRecords(Pump* p, const unsigned char* buf, size_t size, size_t* used, size_t* out, Fault* f) {
-  size_t off = 0;
-  while (!p->eof && size - off >= 5) {
-    const unsigned char* rec = buf + off;
-    size_t len = (size_t{rec[3]} << 8) | rec[4];
-    if (rec[0] != 23 || rec[1] != 3 || rec[2] != 3) return *f = {EPROTO, "not an application-data record"}, false;
-    if (len > kMaxRecordBody || len < 17) return *f = {EMSGSIZE, "a record of impossible length"}, false;
-    if (size - off - 5 < len) break;
-    unsigned char* dst = g.plain.data() + *out;
-    size_t n = 0;
-    unsigned char type = 0;
-    bool ok = p->opener.Open(rec, len, p->opener.seq, dst, &n, &type);
-    for (int k = 1; !ok && p->first && k < kSeqSearch; k++) {
-      if ((ok = p->opener.Open(rec, len, p->opener.seq + k, dst, &n, &type))) p->opener.seq += k;
-    }
-    if (!ok) return *f = {EBADMSG, "a record that does not authenticate"}, false;
-    p->first = false;
-    p->opener.seq += 1;
-    off += 5 + len;
-    if (type == 23) {
-      *out += n;
-    } else if (type == 22) {
-      bool update = false;
-      if (!Handshake(dst, n, &update, f)) return false;
-      if (update && !p->opener.Update()) return *f = {EPROTO, "deriving the next keys failed"}, false;
-    } else if (type == 21) {
-      if (n != 2) return *f = {EPROTO, "a malformed alert"}, false;
-      if (dst[1] != 0) return *f = {ECONNRESET, "the peer sent a TLS alert"}, false;
-      p->eof = true;  // close_notify: whatever follows is ignored (RFC 8446 6.1)
-    } else {
-      return *f = {EPROTO, "a record of unknown content type"}, false;
-    }
-  }
-  *used = off;
-  return true;
 }
 
 // Writes what waits in p->pending, then data[0, n) (whatever `out` does not take joins pending):
@@ -258,8 +187,10 @@ Step ReadRecords(Pump* p, size_t* out, size_t* moved) {
     }
     *moved += static_cast<size_t>(r);
     size_t size = have + static_cast<size_t>(r), used = 0;
-    Fault f{0, nullptr};
-    if (!OpenRecords(p, g.in.data(), size, &used, out, &f)) {
+    RecordFault f{0, nullptr};
+    bool ok = p->records.OpenAll(g.in.data(), size, &used, g.plain.data(), out, &f);
+    if (p->records.closed) p->eof = true;
+    if (!ok) {
       // What came before the fault is the peer's data: it goes first, as Node's TLS delivers it.
       p->opened += static_cast<double>(*out);
       if (*out && !p->piped && !Deliver(p, *out, false) && p->ended) return Step::kEnded;
@@ -353,7 +284,7 @@ Napi::Value OpenStart(const Napi::CallbackInfo& info) {
   Napi::Object params = info[1].As<Napi::Object>();
   auto* p = new Pump();
   try {
-    MakeOpener(env, "openStart", params.Get("suite"), params.Get("secret"), params.Get("seq"), &p->opener);
+    MakeOpener(env, "openStart", params.Get("suite"), params.Get("secret"), params.Get("seq"), &p->records.opener);
     g_loop.Setup(env);
   } catch (...) {
     delete p;
