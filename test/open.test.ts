@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { connectFd, listenFd } from '../electron/core/native/mptcp';
-import { sealRecords, sealStart } from '../electron/core/native/seal';
+import { expandLabel256, sealRecords, sealStart } from '../electron/core/native/seal';
 import { mptcpUnavailableReason } from '../electron/core/proxy/native';
 import { loadOrCreateCredentials } from '../electron/core/relay/credentials';
 import { takeReading } from '../electron/core/proxy/node-reading';
@@ -68,20 +68,13 @@ async function rig(suite: 'TLS_AES_128_GCM_SHA256' | 'TLS_AES_256_GCM_SHA384'): 
   };
 }
 
-/** RFC 8446 7.1's HKDF-Expand-Label with an empty context, for one hash block. */
-function expandLabel(hash: string, secret: Buffer, label: string, length: number): Buffer {
-  const full = Buffer.from(`tls13 ${label}`);
-  const info = Buffer.concat([Buffer.from([length >> 8, length & 255, full.length]), full, Buffer.from([0, 1])]);
-  return crypto.createHmac(hash, secret).update(info).digest().subarray(0, length);
-}
-
 /** One TLS 1.3 record of inner type `type`, sealed with node:crypto (AES-128-GCM, SHA-256). */
 function record(secret: Buffer, seq: number, type: number, content: Buffer): Buffer {
   const inner = Buffer.concat([content, Buffer.from([type])]);
   const header = Buffer.from([23, 3, 3, (inner.length + 16) >> 8, (inner.length + 16) & 255]);
-  const nonce = expandLabel('sha256', secret, 'iv', 12);
+  const nonce = expandLabel256(secret, 'iv', 12);
   for (let i = 0; i < 8; i++) nonce[4 + i]! ^= Number((BigInt(seq) >> BigInt(56 - 8 * i)) & 255n);
-  const c = crypto.createCipheriv('aes-128-gcm', expandLabel('sha256', secret, 'key', 16), nonce);
+  const c = crypto.createCipheriv('aes-128-gcm', expandLabel256(secret, 'key', 16), nonce);
   c.setAAD(header);
   return Buffer.concat([header, c.update(inner), c.final(), c.getAuthTag()]);
 }

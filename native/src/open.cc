@@ -126,40 +126,19 @@ bool Deliver(Pump* p, size_t n, bool eof) {
 // Writes what waits in p->pending, then data[0, n) (whatever `out` does not take joins pending):
 // false on a fatal error (the pump ended); sets want_write when `out` is full.
 bool Flush(Pump* p, const unsigned char* data, size_t n) {
-  p->want_write = false;
-  while (p->sent < p->pending.size) {
-    ssize_t w = send(p->out, p->pending.data() + p->sent, p->pending.size - p->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w > 0) {
-      p->sent += static_cast<size_t>(w);
-      p->written += static_cast<double>(w);
-      continue;
-    }
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno == EAGAIN) {
-      p->want_write = true;
-      break;
-    }
-    return End(p, "error", errno, "send"), false;
-  }
+  size_t before = p->sent;
+  Sent st = SendSome(p->out, p->pending.data(), p->pending.size, &p->sent);
+  p->written += static_cast<double>(p->sent - before);
+  if (st == Sent::kError) return End(p, "error", errno, "send"), false;
   if (p->sent == p->pending.size) {
     p->pending.Clear();
     p->sent = 0;
   }
   size_t off = 0;
-  while (!p->want_write && off < n) {
-    ssize_t w = send(p->out, data + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w > 0) {
-      off += static_cast<size_t>(w);
-      p->written += static_cast<double>(w);
-      continue;
-    }
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno == EAGAIN) {
-      p->want_write = true;
-      break;
-    }
-    return End(p, "error", errno, "send"), false;
-  }
+  if (st == Sent::kAll) st = SendSome(p->out, data, n, &off);
+  p->written += static_cast<double>(off);
+  if (st == Sent::kError) return End(p, "error", errno, "send"), false;
+  p->want_write = st == Sent::kFull;
   if (off < n) memcpy(p->pending.Grow(n - off), data + off, n - off);
   return true;
 }
@@ -378,6 +357,7 @@ void RegisterOpen(Napi::Env env, Napi::Object exports) {
   exports.Set("openStats", Napi::Function::New(env, OpenStats, "openStats"));
   exports.Set("openOutput", Napi::Function::New(env, OpenOutput, "openOutput"));
   exports.Set("openStop", Napi::Function::New(env, OpenStop, "openStop"));
+  RegisterRecordStream(env, exports);
 }
 
 }  // namespace braid

@@ -3,6 +3,7 @@
 
 #ifdef __linux__
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +12,19 @@
 #include "errors.h"
 
 namespace braid {
+
+Sent SendSome(int fd, const unsigned char* data, size_t n, size_t* off) {
+  while (*off < n) {
+    ssize_t w = send(fd, data + *off, n - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      *off += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    return w < 0 && errno == EAGAIN ? Sent::kFull : Sent::kError;
+  }
+  return Sent::kAll;
+}
 
 void PumpLoop::Free(LoopPump* p) {
   if (p->async_context) napi_async_destroy(env_, p->async_context);

@@ -66,6 +66,12 @@ class PumpLoop {
   uint32_t next_id_ = 1;
 };
 
+enum class Sent { kAll, kFull, kError };
+
+// Sends data[*off, n) on a non-blocking socket until it is all sent (kAll), the socket is full
+// (kFull), or send fails (kError, errno set); *off moves past what was sent.
+Sent SendSome(int fd, const unsigned char* data, size_t n, size_t* off);
+
 // Whether fd still names the file it named when dev/ino were taken.
 inline bool SameFile(int fd, dev_t dev, ino_t ino) {
   struct stat st;

@@ -1,8 +1,11 @@
 // A peer's records after the handshake, opened in order: see record_stream.h.
 #include "record_stream.h"
 
+#include <string>
+
 #ifdef __linux__
 #include <cerrno>
+#include <vector>
 
 namespace braid {
 namespace {
@@ -69,6 +72,36 @@ bool RecordStream::OpenAll(const unsigned char* buf, size_t size, size_t* used, 
   return true;
 }
 
+namespace {
+
+// openRecords(suite, secret, seq, records) -> Buffer: the data of whole records, opened as open.cc
+// opens them (for the addon's self-check and tests); throws on a record it refuses.
+Napi::Value OpenRecordsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RecordStream rs;
+  MakeOpener(env, "openRecords", info[0], info[1], info[2], &rs.opener);
+  if (info.Length() < 4 || !info[3].IsBuffer()) throw Napi::TypeError::New(env, "openRecords: records must be a Buffer");
+  auto in = info[3].As<Napi::Buffer<unsigned char>>();
+  std::vector<unsigned char> out(in.Length());
+  size_t used = 0, n = 0;
+  RecordFault f{0, nullptr};
+  if (!rs.OpenAll(in.Data(), in.Length(), &used, out.data(), &n, &f)) throw Napi::Error::New(env, std::string("openRecords: ") + f.detail);
+  if (used != in.Length() && !rs.closed) throw Napi::RangeError::New(env, "openRecords: a record is cut short");
+  return Napi::Buffer<unsigned char>::Copy(env, out.data(), n);
+}
+
+}  // namespace
+
+void RegisterRecordStream(Napi::Env env, Napi::Object exports) {
+  exports.Set("openRecords", Napi::Function::New(env, OpenRecordsJs, "openRecords"));
+}
+
+}  // namespace braid
+
+#else
+
+namespace braid {
+void RegisterRecordStream(Napi::Env, Napi::Object) {}
 }  // namespace braid
 
 #endif

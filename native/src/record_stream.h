@@ -6,6 +6,8 @@
 // anything else is a fault with an errno and a reason. The first record is tried at the given
 // sequence number and the next three, in case Node had read a session ticket the caller did not
 // count.
+#include <napi.h>
+
 #include <cstddef>
 
 #include "tls_records.h"
@@ -29,5 +31,8 @@ struct RecordStream {
   // cannot be accepted (what came before it is in out[0, *n)).
   bool OpenAll(const unsigned char* buf, size_t size, size_t* used, unsigned char* out, size_t* n, RecordFault* f);
 };
+
+// openRecords (the record stream alone, for the self-check and tests).
+void RegisterRecordStream(Napi::Env env, Napi::Object exports);
 
 }  // namespace braid

@@ -131,18 +131,9 @@ void End(Pump* p, const char* reason, int err, const char* syscall) {
 // p->pending. Sets *blocked when the socket is full.
 bool Offer(Pump* p, double plain, bool* blocked, const char** syscall) {
   size_t off = 0;
-  *blocked = false;
-  while (off < g.sealed.size) {
-    ssize_t n = send(p->out, g.sealed.data() + off, g.sealed.size - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      *blocked = true;
-      break;
-    }
+  Sent st = SendSome(p->out, g.sealed.data(), g.sealed.size, &off);
+  *blocked = st == Sent::kFull;
+  if (st == Sent::kError) {
     *syscall = "send";
     return false;
   }

@@ -80,6 +80,19 @@ bool ExpandLabel(const Suite& s, const std::vector<unsigned char>& secret, const
   return true;
 }
 
+// Derives one direction's key and IV from `secret` (RFC 8446 7.3) and keys *ctx for sealing or,
+// with `decrypt`, for opening.
+bool KeyAead(const Suite& s, const std::vector<unsigned char>& secret, unsigned char* iv, void** ctx, bool decrypt) {
+  const Crypto& c = Lib();
+  unsigned char key[32];
+  if (!ExpandLabel(s, secret, "key", s.key_len, key) || !ExpandLabel(s, secret, "iv", 12, iv)) return false;
+  if (!*ctx) *ctx = c.ctx_new();
+  const void* aead = s.key_len == 16 ? c.aes128gcm() : c.aes256gcm();
+  bool ok = *ctx && (decrypt ? c.dinit : c.init)(*ctx, aead, nullptr, key, nullptr) == 1;
+  memset(key, 0, sizeof key);
+  return ok;
+}
+
 // RFC 8446 5.3: the static IV XORed with the 64-bit sequence number, left-padded.
 void Nonce(const unsigned char* iv, double seq, unsigned char* nonce) {
   memcpy(nonce, iv, 12);
@@ -144,13 +157,7 @@ Sealer::~Sealer() {
 }
 
 bool Sealer::Keys() {
-  const Crypto& c = Lib();
-  unsigned char key[32];
-  if (!ExpandLabel(suite, secret, "key", suite.key_len, key) || !ExpandLabel(suite, secret, "iv", 12, iv)) return false;
-  if (!ctx) ctx = c.ctx_new();
-  bool ok = ctx && c.init(ctx, suite.key_len == 16 ? c.aes128gcm() : c.aes256gcm(), nullptr, key, nullptr) == 1;
-  memset(key, 0, sizeof key);
-  return ok;
+  return KeyAead(suite, secret, iv, &ctx, false);
 }
 
 bool Sealer::Record(unsigned char type, const unsigned char* data, size_t n, Bytes* out) {
@@ -219,13 +226,7 @@ Opener::~Opener() {
 }
 
 bool Opener::Keys() {
-  const Crypto& c = Lib();
-  unsigned char key[32];
-  if (!ExpandLabel(suite, secret, "key", suite.key_len, key) || !ExpandLabel(suite, secret, "iv", 12, iv)) return false;
-  if (!ctx) ctx = c.ctx_new();
-  bool ok = ctx && c.dinit(ctx, suite.key_len == 16 ? c.aes128gcm() : c.aes256gcm(), nullptr, key, nullptr) == 1;
-  memset(key, 0, sizeof key);
-  return ok;
+  return KeyAead(suite, secret, iv, &ctx, true);
 }
 
 bool Opener::Open(const unsigned char* rec, size_t len, double at, unsigned char* out, size_t* n, unsigned char* type) {
@@ -259,36 +260,7 @@ void MakeOpener(Napi::Env env, const char* fn, const Napi::Value& suite_v, const
   if (!o->Keys()) throw Napi::Error::New(env, where + "deriving the record keys failed (HMAC / EVP_DecryptInit_ex)");
 }
 
-namespace {
-
-// openRecords(suite, secret, seq, records) -> Buffer: the application data of whole records (the
-// record layer of open.cc alone, for the self-check and tests); throws on one that does not open.
-Napi::Value OpenRecords(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Opener o;
-  MakeOpener(env, "openRecords", info[0], info[1], info[2], &o);
-  if (info.Length() < 4 || !info[3].IsBuffer()) throw Napi::TypeError::New(env, "openRecords: records must be a Buffer");
-  auto in = info[3].As<Napi::Buffer<unsigned char>>();
-  std::vector<unsigned char> out(in.Length());
-  size_t off = 0, at = 0;
-  while (off < in.Length()) {
-    if (in.Length() - off < 5) throw Napi::RangeError::New(env, "openRecords: a record is cut short");
-    size_t len = (size_t{in.Data()[off + 3]} << 8) | in.Data()[off + 4];
-    if (in.Length() - off - 5 < len) throw Napi::RangeError::New(env, "openRecords: a record is cut short");
-    size_t n = 0;
-    unsigned char type = 0;
-    if (!o.Open(in.Data() + off, len, o.seq, out.data() + at, &n, &type)) throw Napi::Error::New(env, "openRecords: a record does not authenticate");
-    o.seq += 1;
-    off += 5 + len;
-    if (type == 23) at += n;
-  }
-  return Napi::Buffer<unsigned char>::Copy(env, out.data(), at);
-}
-
-}  // namespace
-
 void RegisterTlsRecords(Napi::Env env, Napi::Object exports) {
-  exports.Set("openRecords", Napi::Function::New(env, OpenRecords, "openRecords"));
   exports.Set("sealRecords", Napi::Function::New(env, SealRecords, "sealRecords"));
   exports.Set("sealDerive", Napi::Function::New(env, SealDerive, "sealDerive"));
 }

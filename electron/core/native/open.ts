@@ -6,7 +6,7 @@
  */
 import crypto from 'node:crypto';
 import { binding } from './binding';
-import type { SealSuite } from './seal';
+import { expandLabel256, type SealSuite } from './seal';
 
 export interface OpenParams {
   suite: SealSuite;
@@ -93,11 +93,7 @@ export function openAvailable(): boolean {
 function selfCheck(): boolean {
   const secret = crypto.randomBytes(32);
   const plain = crypto.randomBytes(100);
-  const label = (name: string, length: number): Buffer => {
-    const full = Buffer.from(`tls13 ${name}`);
-    const info = Buffer.concat([Buffer.from([0, length, full.length]), full, Buffer.from([0, 1])]);
-    return crypto.createHmac('sha256', secret).update(info).digest().subarray(0, length);
-  };
+  const label = (name: string, length: number): Buffer => expandLabel256(secret, name, length);
   const inner = Buffer.concat([plain, Buffer.from([23, 0, 0, 0])]);
   const header = Buffer.from([23, 3, 3, 0, inner.length + 16]);
   const nonce = label('iv', 12);

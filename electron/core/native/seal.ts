@@ -78,15 +78,21 @@ export function sealAvailable(): boolean {
   return checked;
 }
 
+/**
+ * RFC 8446 7.1's HKDF-Expand-Label with SHA-256 and an empty context, for one hash block, in
+ * node:crypto: the self-checks' independent derivation of the addon's keys.
+ */
+export function expandLabel256(secret: Buffer, name: string, length: number): Buffer {
+  const full = Buffer.from(`tls13 ${name}`);
+  const info = Buffer.concat([Buffer.from([0, length, full.length]), full, Buffer.from([0, 1])]);
+  return crypto.createHmac('sha256', secret).update(info).digest().subarray(0, length);
+}
+
 /** Seals a record at seq 1 and opens it with node:crypto, keys derived here (RFC 8446 7.1, 7.3). */
 function selfCheck(): boolean {
   const secret = crypto.randomBytes(32);
   const plain = crypto.randomBytes(100);
-  const label = (name: string, length: number): Buffer => {
-    const full = Buffer.from(`tls13 ${name}`);
-    const info = Buffer.concat([Buffer.from([0, length, full.length]), full, Buffer.from([0, 1])]);
-    return crypto.createHmac('sha256', secret).update(info).digest().subarray(0, length);
-  };
+  const label = (name: string, length: number): Buffer => expandLabel256(secret, name, length);
   const record = binding.sealRecords('TLS_AES_128_GCM_SHA256', secret, 1, plain);
   const nonce = label('iv', 12);
   nonce[11]! ^= 1;

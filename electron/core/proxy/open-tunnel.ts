@@ -39,8 +39,8 @@ export interface OpenedPipe {
 /** What relay/open-tls.ts keeps on a TLS socket whose records the addon opens. */
 export interface OpenedState {
   handle: OpenHandle | null;
-  /** set once piped: where onRead's end and onEnd go from then on */
-  pipe: OpenPipeHooks | null;
+  /** set once piped: where onEnd goes from then on (onRead's data and end go nowhere) */
+  pipe: ((result: OpenEnd) => void) | null;
 }
 
 const OPENED = Symbol('braid.opened');
@@ -78,14 +78,11 @@ export function pipeOpened(tls: net.Socket, to: net.Socket, hooks: OpenPipeHooks
       counted = s.written;
     },
   };
-  st.pipe = {
-    moved: hooks.moved,
-    end: (r) => {
-      untrackCounts(entry);
-      if (r.written !== counted) hooks.moved(r.written - counted);
-      counted = r.written;
-      hooks.end(r);
-    },
+  st.pipe = (r) => {
+    untrackCounts(entry);
+    if (r.written !== counted) hooks.moved(r.written - counted);
+    counted = r.written;
+    hooks.end(r);
   };
   let ok = false;
   try {

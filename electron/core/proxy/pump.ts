@@ -357,6 +357,17 @@ export function startPump(client: net.Socket, upstream: net.Socket, opts: PumpOp
   for (const s of [client, upstream]) if (!(s === t.sealFrom && t.sealed) && !(s === upstream && t.opened)) s.resume();
 }
 
+/**
+ * An addon pump's end (the sealer's or the opener's): 'done' once its direction's FIN went out
+ * (`done` marks it), an error ends the tunnel, 'stopped' was the tunnel's own doing.
+ */
+function addonEnded(t: Tunnel, r: { reason: string; code?: string; syscall?: string }, syscall: string, done: () => void): void {
+  if (r.reason === 'stopped') return;
+  if (r.reason !== 'done') return t.finish({ reason: 'error', error: pumpError(r, syscall) });
+  done();
+  if (++t.ends === 2) t.maybeDone();
+}
+
 /** The addon writes the upstream's download to the client from here (open-tunnel.ts). */
 function startOpening(t: Tunnel): void {
   t.opened = pipeOpened(t.upstream, t.client, {
@@ -365,15 +376,7 @@ function startOpening(t: Tunnel): void {
       t.counted(0, n);
       t.nudger?.wake();
     },
-    end: (r) => {
-      if (r.reason === 'stopped') return;
-      if (r.reason === 'done') {
-        t.openDone = true;
-        if (++t.ends === 2) t.maybeDone();
-        return;
-      }
-      t.finish({ reason: 'error', error: pumpError(r, 'recv') });
-    },
+    end: (r) => addonEnded(t, r, 'recv', () => (t.openDone = true)),
   });
   if (!t.opened) return listenForReading(t.upstream);
   const pipe = t.opened;
@@ -398,15 +401,7 @@ function startSealing(t: Tunnel, sealable: NonNullable<ReturnType<typeof takeSea
     readerEof: () => {
       if (up) from.emit('end');
     },
-    end: (r) => {
-      if (r.reason === 'stopped') return;
-      if (r.reason === 'done') {
-        t.sealDone = true;
-        if (++t.ends === 2) t.maybeDone();
-        return;
-      }
-      t.finish({ reason: 'error', error: pumpError(r, 'send') });
-    },
+    end: (r) => addonEnded(t, r, 'send', () => (t.sealDone = true)),
     declined: (head) => {
       t.sealFrom = null;
       listenForReading(from);

@@ -67,7 +67,7 @@ export function openRelayReading(socket: tls.TLSSocket, fd: number, suite: strin
       return false;
     }, (end) => {
       st.handle = null;
-      if (st.pipe) st.pipe.end(end);
+      if (st.pipe) st.pipe(end);
       else if (end.reason === 'error') socket.destroy(openError(end));
     });
   } catch {
